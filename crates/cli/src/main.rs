@@ -1,0 +1,82 @@
+//! `contextiq`: the one binary. `serve` runs the server, `migrate` applies the store's
+//! migrations, `bench` measures the HTTP API.
+
+mod bench;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use contextiq_server::{Application, Overrides, Settings, open_store, shutdown_signal, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(name = "contextiq", version, about = "ContextIQ: sessions and memory for AI agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server. With no configuration: SQLite in ./data, listening on 127.0.0.1:8000.
+    #[command(after_help = Settings::environment_help())]
+    Serve(ServeArgs),
+    /// Apply the store's pending migrations and exit (serve applies them too, at start).
+    #[command(after_help = Settings::environment_help())]
+    Migrate(ConfigArgs),
+    /// Measure the HTTP API: throughput and latency percentiles.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// A TOML configuration file [default: ./contextiq.toml when present].
+    #[arg(long, env = "CONTEXTIQ_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory of the embedded database (CONTEXTIQ_DATA_DIR).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Listen address, e.g. 127.0.0.1:8000 or 0.0.0.0:0 (CONTEXTIQ_BIND).
+    #[arg(long)]
+    bind: Option<String>,
+}
+
+impl ConfigArgs {
+    fn overrides(&self, bind: Option<String>) -> Overrides {
+        Overrides { config_file: self.config.clone(), bind, data_dir: self.data_dir.clone() }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Migrate(args) => migrate(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(&args.config.overrides(args.bind.clone()))?;
+    telemetry::init_logging(&settings.log, &settings.service_name);
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn migrate(args: ConfigArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(&args.overrides(None))?;
+    telemetry::init_logging(&settings.log, &settings.service_name);
+    let store = open_store(&settings).await?;
+    store.close().await;
+    println!("migrations applied");
+    Ok(())
+}

@@ -1,0 +1,51 @@
+use std::fmt;
+
+/// What can go wrong in the domain. The server maps each variant to one HTTP status in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The resource does not exist, has expired, or belongs to another tenant: callers cannot
+    /// tell these apart, by design.
+    #[error("{resource} not found")]
+    NotFound { resource: Resource },
+    /// A request field breaks a rule; `field` is its JSON path as the client sent it.
+    #[error("{field}: {message}")]
+    Validation { field: String, message: String },
+    /// A configured size or count limit was exceeded.
+    #[error("{field}: {what} exceeds the limit of {limit}")]
+    LimitExceeded { field: String, what: String, limit: u64 },
+    /// The backend failed; the message is for logs, never for clients.
+    #[error("store error: {0}")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store is shutting down and accepts no more work.
+    #[error("store is shutting down")]
+    Unavailable,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Session,
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resource::Session => "session",
+        })
+    }
+}
+
+impl Error {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Validation { field: field.into(), message: message.into() }
+    }
+
+    pub fn session_not_found() -> Error {
+        Error::NotFound { resource: Resource::Session }
+    }
+
+    pub fn store(err: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Store(Box::new(err))
+    }
+}

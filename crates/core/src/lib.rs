@@ -1,0 +1,18 @@
+//! The domain of ContextIQ: sessions and their events, the store traits every backend
+//! implements, and the services that hold the rules (validation, TTLs, limits, merge patch).
+//!
+//! This crate does no IO and knows nothing of HTTP or SQL: backends implement its traits,
+//! the server maps its errors to status codes.
+
+mod error;
+pub mod merge_patch;
+pub mod session;
+pub use session::to_micros;
+mod store;
+
+pub use error::{Error, Result};
+pub use session::{
+    Event, EventPage, NewEvent, NewSession, OrgId, Role, Scope, Session, SessionFilter, SessionLimits, SessionPage,
+    SessionService, SessionsCursor,
+};
+pub use store::SessionStore;

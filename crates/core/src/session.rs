@@ -1,0 +1,417 @@
+//! Sessions: the event log and state of one conversation, and the rules that guard them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::{Error, Result, SessionStore};
+
+/// The tenant every row belongs to. Until authentication exists every request acts for
+/// [`OrgId::default_org`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OrgId(String);
+
+impl OrgId {
+    pub fn new(id: impl Into<String>) -> OrgId {
+        OrgId(id.into())
+    }
+
+    pub fn default_org() -> OrgId {
+        OrgId::new("default")
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A flat string-to-string dict naming whose context this is (e.g. `{"user_id": "u1"}`).
+/// A `BTreeMap`, so its JSON form is canonical: keys sorted.
+pub type Scope = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+    Tool,
+    System,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+            Role::System => "system",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Some(match text {
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            "system" => Role::System,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub org_id: OrgId,
+    pub id: Uuid,
+    pub user_id: String,
+    pub agent_id: Option<String>,
+    pub scope: Scope,
+    pub state: Map<String, Value>,
+    pub metadata: Map<String, Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// How many events the session holds; the last event's `seq`.
+    pub event_count: i64,
+    /// The events in append order, when they were asked for.
+    pub events: Option<Vec<Event>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    /// Position in the session, from 1: the one total order of its events.
+    pub seq: i64,
+    pub author: String,
+    pub role: Role,
+    /// Text (a JSON string) or structured content (any other JSON value but null).
+    pub content: Value,
+    pub metadata: Map<String, Value>,
+    pub timestamp: DateTime<Utc>,
+    pub invocation_id: Option<String>,
+}
+
+/// A session as a client asks for it, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct NewSession {
+    pub user_id: String,
+    pub agent_id: Option<String>,
+    pub scope: Option<Scope>,
+    pub state: Option<Map<String, Value>>,
+    pub metadata: Option<Map<String, Value>>,
+    pub ttl_seconds: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An event as a client sends it; the store assigns `id` and `seq`.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub author: String,
+    pub role: Role,
+    pub content: Value,
+    pub metadata: Map<String, Value>,
+    pub timestamp: Option<DateTime<Utc>>,
+    pub invocation_id: Option<String>,
+}
+
+/// Position after the last session of a page, in the newest-first order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionsCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub user_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub limit: u32,
+    pub cursor: Option<SessionsCursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionPage {
+    pub sessions: Vec<Session>,
+    pub next_cursor: Option<SessionsCursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// The `seq` to continue after, when more events may follow.
+    pub next_after_seq: Option<i64>,
+}
+
+/// Configurable limits of the sessions service.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    pub max_events_per_request: usize,
+    pub max_state_bytes: u64,
+    pub default_ttl_seconds: Option<u64>,
+    pub max_sessions_page: u32,
+    pub max_events_page: u32,
+}
+
+impl Default for SessionLimits {
+    fn default() -> SessionLimits {
+        SessionLimits {
+            max_events_per_request: 100,
+            max_state_bytes: 64 * 1024,
+            default_ttl_seconds: None,
+            max_sessions_page: 100,
+            max_events_page: 1000,
+        }
+    }
+}
+
+const MAX_ID_CHARS: usize = 256;
+const MAX_SCOPE_KEYS: usize = 32;
+const MAX_SCOPE_KEY_CHARS: usize = 64;
+/// Ten years: long enough for any real TTL, short enough that timestamps never overflow.
+const MAX_TTL_SECONDS: i64 = 10 * 366 * 24 * 3600;
+
+/// The rules of the sessions API over any [`SessionStore`].
+#[derive(Clone)]
+pub struct SessionService {
+    store: Arc<dyn SessionStore>,
+    limits: SessionLimits,
+}
+
+impl SessionService {
+    pub fn new(store: Arc<dyn SessionStore>, limits: SessionLimits) -> SessionService {
+        SessionService { store, limits }
+    }
+
+    pub fn limits(&self) -> &SessionLimits {
+        &self.limits
+    }
+
+    pub async fn create(&self, org: &OrgId, new: NewSession, now: DateTime<Utc>) -> Result<Session> {
+        let now = to_micros(now);
+        check_text("user_id", &new.user_id, true)?;
+        if let Some(agent_id) = &new.agent_id {
+            check_text("agent_id", agent_id, true)?;
+        }
+        let scope = match new.scope {
+            Some(scope) => {
+                check_scope(&scope)?;
+                scope
+            }
+            None => Scope::from([("user_id".to_owned(), new.user_id.clone())]),
+        };
+        let state = new.state.unwrap_or_default();
+        check_state_size(&state, self.limits.max_state_bytes)?;
+        let expires_at = self.expiry(new.ttl_seconds, new.expires_at, now)?;
+        let session = Session {
+            org_id: org.clone(),
+            id: Uuid::now_v7(),
+            user_id: new.user_id,
+            agent_id: new.agent_id,
+            scope,
+            state,
+            metadata: new.metadata.unwrap_or_default(),
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            event_count: 0,
+            events: None,
+        };
+        self.store.create_session(session).await
+    }
+
+    fn expiry(
+        &self,
+        ttl_seconds: Option<i64>,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let latest = now + Duration::seconds(MAX_TTL_SECONDS);
+        match (ttl_seconds, expires_at) {
+            (Some(_), Some(_)) => {
+                Err(Error::validation("expires_at", "give either ttl_seconds or expires_at, not both"))
+            }
+            (Some(ttl), None) => {
+                if !(1..=MAX_TTL_SECONDS).contains(&ttl) {
+                    return Err(Error::validation("ttl_seconds", format!("must be between 1 and {MAX_TTL_SECONDS}")));
+                }
+                Ok(Some(now + Duration::seconds(ttl)))
+            }
+            (None, Some(at)) => {
+                if at <= now || at > latest {
+                    return Err(Error::validation("expires_at", "must be in the future and at most ten years ahead"));
+                }
+                Ok(Some(to_micros(at)))
+            }
+            (None, None) => Ok(self
+                .limits
+                .default_ttl_seconds
+                .map(|ttl| now + Duration::seconds(ttl.min(MAX_TTL_SECONDS as u64) as i64))),
+        }
+    }
+
+    /// The session, with all its events in append order when `include_events`.
+    pub async fn get(&self, org: &OrgId, id: Uuid, include_events: bool, now: DateTime<Utc>) -> Result<Session> {
+        let mut session = self.store.get_session(org, id, now).await?;
+        if include_events {
+            let mut events = Vec::with_capacity(session.event_count.max(0) as usize);
+            let mut after_seq = 0;
+            // Pages keep each read short; events appended meanwhile are included, which is
+            // what a reader that started now would see.
+            loop {
+                let page = self.store.list_events(org, id, after_seq, self.limits.max_events_page, now).await?;
+                let n_page = page.len();
+                after_seq = page.last().map_or(after_seq, |event| event.seq);
+                events.extend(page);
+                if n_page < self.limits.max_events_page as usize {
+                    break;
+                }
+            }
+            session.event_count = session.event_count.max(after_seq);
+            session.events = Some(events);
+        }
+        Ok(session)
+    }
+
+    pub async fn list(&self, org: &OrgId, filter: SessionFilter, now: DateTime<Utc>) -> Result<SessionPage> {
+        check_page_limit(filter.limit, self.limits.max_sessions_page)?;
+        self.store.list_sessions(org, &filter, now).await
+    }
+
+    pub async fn append(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        events: Vec<NewEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>> {
+        if events.is_empty() {
+            return Err(Error::validation("events", "must hold at least one event"));
+        }
+        if events.len() > self.limits.max_events_per_request {
+            return Err(Error::LimitExceeded {
+                field: "events".to_owned(),
+                what: "events per request".to_owned(),
+                limit: self.limits.max_events_per_request as u64,
+            });
+        }
+        let single = events.len() == 1;
+        let mut checked = Vec::with_capacity(events.len());
+        for (idx, mut event) in events.into_iter().enumerate() {
+            let prefix = if single { String::new() } else { format!("events[{idx}].") };
+            check_text(&format!("{prefix}author"), &event.author, true)?;
+            if let Some(invocation_id) = &event.invocation_id {
+                check_text(&format!("{prefix}invocation_id"), invocation_id, true)?;
+            }
+            if event.content.is_null() {
+                return Err(Error::validation(format!("{prefix}content"), "must be text or a JSON value, not null"));
+            }
+            event.timestamp = event.timestamp.map(to_micros);
+            checked.push(event);
+        }
+        self.store.append_events(org, session_id, checked, to_micros(now)).await
+    }
+
+    pub async fn events(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        after_seq: i64,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<EventPage> {
+        check_page_limit(limit, self.limits.max_events_page)?;
+        let events = self.store.list_events(org, session_id, after_seq, limit, now).await?;
+        if events.is_empty() {
+            // An empty page of a session that does not exist must still be a 404.
+            self.store.get_session(org, session_id, now).await?;
+        }
+        let next_after_seq = match events.last() {
+            Some(last) if events.len() == limit as usize => Some(last.seq),
+            _ => None,
+        };
+        Ok(EventPage { events, next_after_seq })
+    }
+
+    pub async fn patch_state(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        patch: Value,
+        now: DateTime<Utc>,
+    ) -> Result<Session> {
+        if !patch.is_object() {
+            return Err(Error::validation("state", "a merge patch of the state must be a JSON object"));
+        }
+        self.store.patch_state(org, session_id, patch, self.limits.max_state_bytes, to_micros(now)).await
+    }
+
+    pub async fn delete(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+        self.store.delete_session(org, id, now).await
+    }
+}
+
+/// Timestamps are stored with microsecond precision; truncating up front keeps what a client
+/// reads back equal to what it was given.
+pub fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}
+
+fn check_text(field: &str, value: &str, required: bool) -> Result<()> {
+    if required && value.trim().is_empty() {
+        return Err(Error::validation(field, "must not be empty"));
+    }
+    if value.chars().count() > MAX_ID_CHARS {
+        return Err(Error::validation(field, format!("must be at most {MAX_ID_CHARS} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::validation(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn check_scope(scope: &Scope) -> Result<()> {
+    if scope.is_empty() {
+        return Err(Error::validation("scope", "must hold at least one key"));
+    }
+    if scope.len() > MAX_SCOPE_KEYS {
+        return Err(Error::validation("scope", format!("must hold at most {MAX_SCOPE_KEYS} keys")));
+    }
+    for (key, value) in scope {
+        if key.is_empty() || key.chars().count() > MAX_SCOPE_KEY_CHARS {
+            return Err(Error::validation("scope", format!("keys must be 1 to {MAX_SCOPE_KEY_CHARS} characters")));
+        }
+        check_text(&format!("scope.{key}"), value, true)?;
+    }
+    Ok(())
+}
+
+pub fn check_state_size(state: &Map<String, Value>, max_state_bytes: u64) -> Result<()> {
+    let n_bytes = serde_json::to_vec(state).map_or(u64::MAX, |bytes| bytes.len() as u64);
+    if n_bytes > max_state_bytes {
+        return Err(Error::LimitExceeded {
+            field: "state".to_owned(),
+            what: "state size in bytes".to_owned(),
+            limit: max_state_bytes,
+        });
+    }
+    Ok(())
+}
+
+fn check_page_limit(limit: u32, max: u32) -> Result<()> {
+    if !(1..=max).contains(&limit) {
+        return Err(Error::validation("limit", format!("must be between 1 and {max}")));
+    }
+    Ok(())
+}

@@ -1,0 +1,314 @@
+//! The one typed configuration. Layers, each overriding the one before: built-in defaults,
+//! an optional TOML file (`contextiq.toml`), environment variables (the names in
+//! [`ENVIRONMENT`]), then command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The file read when present in the working directory and no other file is named.
+pub const DEFAULT_CONFIG_FILE: &str = "contextiq.toml";
+
+/// Environment variables: name, settings key, meaning. The names are the seed's where it
+/// has one.
+pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
+    ("CONTEXTIQ_BIND", "server.bind", "Listen address [default: 127.0.0.1:8000]; port 0 picks a free port"),
+    ("CONTEXTIQ_DATA_DIR", "data_dir", "Directory of the embedded database [default: ./data]"),
+    ("DATABASE_URL", "database.url", "Primary store; unset: SQLite at DATA_DIR/contextiq.db; or sqlite://PATH"),
+    ("DATABASE_POOL_SIZE", "database.pool_size", "Read connections to the database [default: 8]"),
+    ("DATABASE_SQLITE_DURABILITY", "database.sqlite_durability", "full (fsync per commit, default) or normal"),
+    ("REQUEST_TIMEOUT_SECONDS", "server.request_timeout_seconds", "Longest a request may run [default: 30]"),
+    (
+        "SHUTDOWN_TIMEOUT_SECONDS",
+        "server.shutdown_timeout_seconds",
+        "Grace period for in-flight requests [default: 30]",
+    ),
+    ("MAX_REQUEST_BODY_BYTES", "limits.max_body_bytes", "Largest request body; 413 beyond [default: 1048576]"),
+    ("MAX_EVENTS_PER_REQUEST", "sessions.max_events_per_request", "Events in one append [default: 100]"),
+    ("MAX_STATE_BYTES", "sessions.max_state_bytes", "Largest session state as JSON [default: 65536]"),
+    (
+        "SESSION_DEFAULT_TTL_SECONDS",
+        "sessions.default_ttl_seconds",
+        "TTL of sessions created without one [default: none]",
+    ),
+    (
+        "SESSION_PURGE_INTERVAL_SECONDS",
+        "sessions.purge_interval_seconds",
+        "How often expired sessions are purged [default: 60]",
+    ),
+    ("SERVICE_NAME", "service_name", "The service label of logs and metrics [default: contextiq]"),
+    ("LOG_FORMAT", "log.format", "json (default) or pretty"),
+    ("LOG_LEVEL", "log.level", "A tracing filter, e.g. info or contextiq_server=debug [default: info]"),
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub service_name: String,
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub sessions: SessionSettings,
+    pub limits: LimitSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub request_timeout_seconds: u64,
+    pub shutdown_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// May carry a password: never logged, redacted in `Debug`.
+    #[serde(serialize_with = "serialize_secret")]
+    pub url: Option<SecretString>,
+    pub pool_size: u32,
+    pub sqlite_durability: String,
+    pub max_write_batch: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    pub default_ttl_seconds: Option<u64>,
+    pub purge_interval_seconds: u64,
+    pub max_events_per_request: usize,
+    pub max_state_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            service_name: "contextiq".to_owned(),
+            data_dir: PathBuf::from("./data"),
+            server: ServerSettings::default(),
+            database: DatabaseSettings::default(),
+            sessions: SessionSettings::default(),
+            limits: LimitSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> ServerSettings {
+        ServerSettings { bind: "127.0.0.1:8000".to_owned(), request_timeout_seconds: 30, shutdown_timeout_seconds: 30 }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> DatabaseSettings {
+        DatabaseSettings { url: None, pool_size: 8, sqlite_durability: "full".to_owned(), max_write_batch: 256 }
+    }
+}
+
+impl Default for SessionSettings {
+    fn default() -> SessionSettings {
+        let limits = contextiq_core::SessionLimits::default();
+        SessionSettings {
+            default_ttl_seconds: limits.default_ttl_seconds,
+            purge_interval_seconds: 60,
+            max_events_per_request: limits.max_events_per_request,
+            max_state_bytes: limits.max_state_bytes,
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> LimitSettings {
+        LimitSettings { max_body_bytes: 1024 * 1024 }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> LogSettings {
+        LogSettings { format: LogFormat::Json, level: "info".to_owned() }
+    }
+}
+
+/// Values given on the command line; they win over every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Reads every layer from the process environment.
+    pub fn load(overrides: &Overrides) -> anyhow::Result<Settings> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match &overrides.config_file {
+            Some(path) => {
+                if !path.exists() {
+                    bail!("the configuration file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        figment = figment.merge(Env::raw().filter_map(|name| {
+            ENVIRONMENT
+                .iter()
+                .find(|(env_name, _, _)| name.as_str().eq_ignore_ascii_case(env_name))
+                .map(|(_, key, _)| (*key).into())
+        }));
+        if let Some(bind) = &overrides.bind {
+            figment = figment.merge(Serialized::default("server.bind", bind));
+        }
+        if let Some(data_dir) = &overrides.data_dir {
+            figment = figment.merge(Serialized::default("data_dir", data_dir));
+        }
+        let settings: Settings = figment.extract().context("invalid configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.database.pool_size == 0 {
+            bail!("DATABASE_POOL_SIZE must be at least 1");
+        }
+        if self.limits.max_body_bytes < 1024 {
+            bail!("MAX_REQUEST_BODY_BYTES must be at least 1024");
+        }
+        if self.sessions.max_events_per_request == 0 {
+            bail!("MAX_EVENTS_PER_REQUEST must be at least 1");
+        }
+        if self.sessions.purge_interval_seconds == 0 {
+            bail!("SESSION_PURGE_INTERVAL_SECONDS must be at least 1");
+        }
+        self.sqlite_durability()?;
+        Ok(())
+    }
+
+    pub fn sqlite_durability(&self) -> anyhow::Result<contextiq_store_sqlite::Durability> {
+        self.database.sqlite_durability.parse().map_err(anyhow::Error::msg)
+    }
+
+    /// Where the primary store lives.
+    pub fn store_location(&self) -> anyhow::Result<StoreLocation> {
+        let Some(url) = &self.database.url else {
+            return Ok(StoreLocation::Sqlite(self.data_dir.join("contextiq.db")));
+        };
+        let url = url.expose_secret();
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let path = path.split('?').next().unwrap_or(path);
+            if path.is_empty() {
+                bail!("DATABASE_URL names no SQLite file: use sqlite://PATH");
+            }
+            return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
+        }
+        let scheme = url.split(':').next().unwrap_or_default();
+        bail!("DATABASE_URL scheme {scheme:?} is not supported by this build: use sqlite://PATH or leave it unset")
+    }
+
+    /// Advice for values that work but are probably not what the operator meant.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.database.sqlite_durability.eq_ignore_ascii_case("normal") {
+            warnings.push(
+                "DATABASE_SQLITE_DURABILITY=normal: writes survive a crash of the process, not a power loss".to_owned(),
+            );
+        }
+        if self.server.request_timeout_seconds == 0 {
+            warnings.push("REQUEST_TIMEOUT_SECONDS=0 disables the request timeout".to_owned());
+        }
+        warnings
+    }
+
+    /// The environment table, for `--help`.
+    pub fn environment_help() -> String {
+        let mut help = String::from("Configuration (environment variables; also [section] keys in contextiq.toml):\n");
+        for (name, key, meaning) in ENVIRONMENT {
+            help.push_str(&format!("  {name:<32} {meaning}\n  {:<32} (key: {key})\n", ""));
+        }
+        help
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+}
+
+fn serialize_secret<S: serde::Serializer>(secret: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+    // Serialisation only feeds the defaults layer of figment, so the value must survive it.
+    match secret {
+        Some(secret) => serializer.serialize_some(secret.expose_secret()),
+        None => serializer.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_redacts_the_database_url() {
+        let mut settings = Settings::default();
+        settings.database.url = Some(SecretString::from("postgres://user:hunter2@db/contextiq"));
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                DEFAULT_CONFIG_FILE,
+                "data_dir = \"/from/toml\"\n[server]\nbind = \"127.0.0.1:1\"\n[database]\npool_size = 3\n",
+            )?;
+            jail.set_env("CONTEXTIQ_BIND", "127.0.0.1:2");
+            jail.set_env("DATABASE_POOL_SIZE", "5");
+            let settings = Settings::load(&Overrides::default()).expect("loads");
+            assert_eq!(settings.server.bind, "127.0.0.1:2");
+            assert_eq!(settings.database.pool_size, 5);
+            assert_eq!(settings.data_dir, PathBuf::from("/from/toml"));
+            let overrides = Overrides { bind: Some("127.0.0.1:3".to_owned()), ..Overrides::default() };
+            let settings = Settings::load(&overrides).expect("loads");
+            assert_eq!(settings.server.bind, "127.0.0.1:3");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rejects_unknown_database_schemes() {
+        let mut settings = Settings::default();
+        settings.database.url = Some(SecretString::from("mysql://x"));
+        assert!(settings.store_location().is_err());
+        settings.database.url = Some(SecretString::from("sqlite:///tmp/x.db"));
+        assert_eq!(settings.store_location().unwrap(), StoreLocation::Sqlite(PathBuf::from("/tmp/x.db")));
+    }
+}

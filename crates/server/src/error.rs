@@ -1,0 +1,160 @@
+//! Every error a client can see, mapped to HTTP in one place, as RFC 9457
+//! `application/problem+json`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use contextiq_core::Error as CoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem, plus a stable `code` clients can match on and, for validation
+/// failures, the `field` at fault.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// `urn:contextiq:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable, snake_case: one per kind of problem.
+    pub code: String,
+    /// The JSON path (body) or name (query) of the offending field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Domain(#[from] CoreError),
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("{field}: {detail}")]
+    InvalidBody { field: String, detail: String },
+    #[error("{detail}")]
+    InvalidQuery { field: Option<String>, detail: String },
+    #[error("expected a JSON body (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("the request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    #[error("the request took too long")]
+    Timeout,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The full chain of a server-side failure, for the logging middleware: clients only see an
+/// opaque message.
+#[derive(Debug, Clone)]
+pub struct ErrorChain(pub String);
+
+impl ApiError {
+    /// Status, code and title: the one table of client-visible errors.
+    fn describe(&self) -> (StatusCode, &'static str, &'static str) {
+        use contextiq_core::Error as E;
+        match self {
+            ApiError::Domain(E::NotFound { .. }) => (StatusCode::NOT_FOUND, "session_not_found", "Session not found"),
+            ApiError::Domain(E::Validation { .. }) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed")
+            }
+            ApiError::Domain(E::LimitExceeded { .. }) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", "Limit exceeded")
+            }
+            ApiError::Domain(E::Unavailable) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "Service unavailable")
+            }
+            ApiError::Domain(E::Store(_)) | ApiError::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
+            }
+            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json", "Malformed JSON"),
+            ApiError::InvalidBody { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed")
+            }
+            ApiError::InvalidQuery { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", "Invalid query parameter")
+            }
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported media type")
+            }
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large")
+            }
+            ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found", "Route not found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed"),
+            ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout", "Request timeout"),
+        }
+    }
+
+    fn field(&self) -> Option<String> {
+        match self {
+            ApiError::Domain(CoreError::Validation { field, .. })
+            | ApiError::Domain(CoreError::LimitExceeded { field, .. })
+            | ApiError::InvalidBody { field, .. } => Some(field.clone()),
+            ApiError::InvalidQuery { field, .. } => field.clone(),
+            _ => None,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::Domain(CoreError::Validation { message, .. }) => message.clone(),
+            ApiError::Domain(CoreError::LimitExceeded { what, limit, .. }) => {
+                format!("{what} exceeds the limit of {limit}")
+            }
+            ApiError::InvalidBody { detail, .. } => detail.clone(),
+            ApiError::Domain(CoreError::Store(_)) | ApiError::Internal(_) => {
+                "the server failed to handle the request; it has been logged".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (status, code, title) = self.describe();
+        Problem {
+            problem_type: format!("urn:contextiq:problem:{code}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: self.detail(),
+            code: code.to_owned(),
+            field: self.field(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        let mut response = problem_response(problem);
+        if response.status().is_server_error() {
+            response.extensions_mut().insert(ErrorChain(error_chain(&self)));
+        }
+        response
+    }
+}
+
+pub fn problem_response(problem: Problem) -> Response {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, Json(problem)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}

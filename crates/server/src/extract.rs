@@ -1,0 +1,172 @@
+//! Extractors that turn every kind of bad input into an [`ApiError`], so rejections share the
+//! problem+json format.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use contextiq_core::{Error as CoreError, OrgId};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// A JSON body. Content type must be JSON (`application/json` or `application/*+json`);
+/// syntax errors are 400, type and validation errors 422 naming the field.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        if !is_json(request.headers().get(CONTENT_TYPE).and_then(|value| value.to_str().ok())) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit: state.max_body_bytes }
+            } else {
+                ApiError::MalformedJson(rejection.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+fn is_json(content_type: Option<&str>) -> bool {
+    let Some(content_type) = content_type else { return false };
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Parses a JSON document into `T`, naming the offending field on failure.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| body_error(&err))?;
+    deserializer.end().map_err(|err| ApiError::MalformedJson(err.to_string()))?;
+    Ok(value)
+}
+
+/// Converts an already parsed JSON value into `T`, naming the offending field on failure.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|err| body_error(&err))
+}
+
+fn body_error(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let inner = err.inner();
+    if !inner.is_data() {
+        return ApiError::MalformedJson(inner.to_string());
+    }
+    let path = err.path().to_string();
+    let message = strip_position(&inner.to_string());
+    // serde reports a missing field at its parent; name the field itself.
+    let field = match message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
+        Some(missing) if path == "." => missing.to_owned(),
+        Some(missing) => format!("{path}.{missing}"),
+        None if path == "." => "body".to_owned(),
+        None => path,
+    };
+    ApiError::InvalidBody { field, detail: message }
+}
+
+/// serde_json appends " at line L column C"; useful for syntax errors, noise for data errors.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(idx) => message[..idx].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Query parameters; a value of the wrong type is a 422 naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => {
+                let detail = rejection.body_text();
+                let detail = detail.strip_prefix("Failed to deserialize query string: ").unwrap_or(&detail).to_owned();
+                let field = detail.split(':').next().filter(|name| !name.contains(' ')).map(str::to_owned);
+                Err(ApiError::InvalidQuery { field, detail })
+            }
+        }
+    }
+}
+
+/// The `{id}` of a session route. Anything that is not a UUID cannot name a session: 404.
+pub struct SessionId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::Domain(CoreError::session_not_found()))?;
+        Uuid::parse_str(&raw).map(SessionId).map_err(|_| ApiError::Domain(CoreError::session_not_found()))
+    }
+}
+
+/// Who is asking, and for which tenant. Every handler takes one, so authentication can slot
+/// in here without touching handlers; until it exists every request acts for the default org.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub org_id: OrgId,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Ok(Principal { org_id: OrgId::default_org() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_json_content_types() {
+        for (content_type, expect) in [
+            (Some("application/json"), true),
+            (Some("application/json; charset=utf-8"), true),
+            (Some("Application/JSON"), true),
+            (Some("application/merge-patch+json"), true),
+            (Some("text/plain"), false),
+            (Some("application/jsonx"), false),
+            (None, false),
+        ] {
+            assert_eq!(is_json(content_type), expect, "{content_type:?}");
+        }
+    }
+
+    #[test]
+    fn names_the_field_at_fault() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Inner {
+            author: String,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Outer {
+            events: Vec<Inner>,
+        }
+        let check = |body: &str, expect_field: &str| match parse_json::<Outer>(body.as_bytes()) {
+            Err(ApiError::InvalidBody { field, .. }) => assert_eq!(field, expect_field, "{body}"),
+            other => panic!("{body}: expected a field error, got {other:?}"),
+        };
+        check(r#"{}"#, "events");
+        check(r#"{"events": [{}]}"#, "events[0].author");
+        check(r#"{"events": [{"author": 1}]}"#, "events[0].author");
+        check(r#"{"events": [{"author": "a", "x": 1}]}"#, "events[0].x");
+        assert!(matches!(parse_json::<Outer>(b"{"), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(parse_json::<Outer>(br#"{"events": []} x"#), Err(ApiError::MalformedJson(_))));
+    }
+}

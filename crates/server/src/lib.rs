@@ -1,0 +1,13 @@
+//! The HTTP face of ContextIQ: configuration, startup, routers, the mapping of domain errors
+//! to problem+json, request middleware (correlation ids, logs, metrics).
+
+pub mod config;
+pub mod error;
+pub mod extract;
+mod middleware;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::{Overrides, Settings};
+pub use startup::{AppState, Application, open_store, shutdown_signal};

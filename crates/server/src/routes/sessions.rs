@@ -1,0 +1,411 @@
+//! `/api/v1/sessions`: sessions, their events and their state.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use contextiq_core::{Event, NewEvent, NewSession, Role, Scope, Session, SessionFilter, SessionsCursor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiQuery, Principal, SessionId, from_value};
+use crate::startup::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/sessions", post(create_session).get(list_sessions))
+        .route("/sessions/{id}", get(get_session).delete(delete_session))
+        .route("/sessions/{id}/events", post(append_events).get(list_events))
+        .route("/sessions/{id}/state", patch(patch_state))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSessionRequest {
+    pub user_id: String,
+    pub agent_id: Option<String>,
+    /// Flat string-to-string dict; defaults to `{"user_id": <user_id>}`.
+    pub scope: Option<Scope>,
+    #[schema(value_type = Option<Object>)]
+    pub state: Option<Map<String, Value>>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+    /// Seconds until the session expires; or give `expires_at`.
+    pub ttl_seconds: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppendEventRequest {
+    pub author: String,
+    /// Defaults to `user`.
+    pub role: Option<RoleBody>,
+    /// Text (a JSON string) or any structured JSON value.
+    #[schema(value_type = Object)]
+    pub content: Value,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+    /// When the event happened; defaults to the time it is stored.
+    pub timestamp: Option<DateTime<Utc>>,
+    pub invocation_id: Option<String>,
+}
+
+/// Several events appended atomically, in order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppendEventsRequest {
+    pub events: Vec<AppendEventRequest>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleBody {
+    User,
+    Assistant,
+    Tool,
+    System,
+}
+
+impl From<RoleBody> for Role {
+    fn from(role: RoleBody) -> Role {
+        match role {
+            RoleBody::User => Role::User,
+            RoleBody::Assistant => Role::Assistant,
+            RoleBody::Tool => Role::Tool,
+            RoleBody::System => Role::System,
+        }
+    }
+}
+
+impl From<Role> for RoleBody {
+    fn from(role: Role) -> RoleBody {
+        match role {
+            Role::User => RoleBody::User,
+            Role::Assistant => RoleBody::Assistant,
+            Role::Tool => RoleBody::Tool,
+            Role::System => RoleBody::System,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionBody {
+    pub id: Uuid,
+    pub user_id: String,
+    pub agent_id: Option<String>,
+    pub scope: Scope,
+    #[schema(value_type = Object)]
+    pub state: Map<String, Value>,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// How many events the session holds.
+    pub event_count: i64,
+    /// All events in append order; absent in lists and with `include_events=false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<EventBody>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventBody {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    /// Position in the session, from 1: the total order of its events.
+    pub seq: i64,
+    pub author: String,
+    pub role: RoleBody,
+    #[schema(value_type = Object)]
+    pub content: Value,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    pub timestamp: DateTime<Utc>,
+    pub invocation_id: Option<String>,
+}
+
+/// The events of a batch append, in their order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventBatch {
+    pub events: Vec<EventBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionBody>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<EventBody>,
+    /// Pass as `cursor` for the next page; null when no more events followed at read time.
+    pub next_cursor: Option<String>,
+}
+
+impl From<Session> for SessionBody {
+    fn from(session: Session) -> SessionBody {
+        SessionBody {
+            id: session.id,
+            user_id: session.user_id,
+            agent_id: session.agent_id,
+            scope: session.scope,
+            state: session.state,
+            metadata: session.metadata,
+            created_at: session.created_at,
+            updated_at: session.updated_at,
+            expires_at: session.expires_at,
+            event_count: session.event_count,
+            events: session.events.map(|events| events.into_iter().map(EventBody::from).collect()),
+        }
+    }
+}
+
+impl From<Event> for EventBody {
+    fn from(event: Event) -> EventBody {
+        EventBody {
+            id: event.id,
+            session_id: event.session_id,
+            seq: event.seq,
+            author: event.author,
+            role: event.role.into(),
+            content: event.content,
+            metadata: event.metadata,
+            timestamp: event.timestamp,
+            invocation_id: event.invocation_id,
+        }
+    }
+}
+
+impl From<AppendEventRequest> for NewEvent {
+    fn from(request: AppendEventRequest) -> NewEvent {
+        NewEvent {
+            author: request.author,
+            role: request.role.map_or(Role::User, Role::from),
+            content: request.content,
+            metadata: request.metadata.unwrap_or_default(),
+            timestamp: request.timestamp,
+            invocation_id: request.invocation_id,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct GetSessionQuery {
+    /// Include the events (default true).
+    pub include_events: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListSessionsQuery {
+    pub user_id: Option<String>,
+    pub agent_id: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListEventsQuery {
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+const DEFAULT_SESSIONS_PAGE: u32 = 20;
+const DEFAULT_EVENTS_PAGE: u32 = 100;
+
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = CreateSessionRequest,
+    responses((status = 201, body = SessionBody), (status = 400, body = Problem), (status = 415, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn create_session(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(request): ApiJson<CreateSessionRequest>,
+) -> Result<(StatusCode, Json<SessionBody>), ApiError> {
+    let new = NewSession {
+        user_id: request.user_id,
+        agent_id: request.agent_id,
+        scope: request.scope,
+        state: request.state,
+        metadata: request.metadata,
+        ttl_seconds: request.ttl_seconds,
+        expires_at: request.expires_at,
+    };
+    let session = state.sessions.create(&principal.org_id, new, Utc::now()).await?;
+    Ok((StatusCode::CREATED, Json(session.into())))
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path), GetSessionQuery),
+    responses((status = 200, body = SessionBody), (status = 404, body = Problem)))]
+pub async fn get_session(
+    State(state): State<AppState>,
+    principal: Principal,
+    SessionId(id): SessionId,
+    ApiQuery(query): ApiQuery<GetSessionQuery>,
+) -> Result<Json<SessionBody>, ApiError> {
+    let include_events = query.include_events.unwrap_or(true);
+    let session = state.sessions.get(&principal.org_id, id, include_events, Utc::now()).await?;
+    Ok(Json(session.into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", params(ListSessionsQuery),
+    responses((status = 200, body = SessionList), (status = 422, body = Problem)))]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<ListSessionsQuery>,
+) -> Result<Json<SessionList>, ApiError> {
+    let filter = SessionFilter {
+        user_id: query.user_id,
+        agent_id: query.agent_id,
+        limit: query.limit.unwrap_or(DEFAULT_SESSIONS_PAGE),
+        cursor: query.cursor.as_deref().map(decode_sessions_cursor).transpose()?,
+    };
+    let page = state.sessions.list(&principal.org_id, filter, Utc::now()).await?;
+    Ok(Json(SessionList {
+        sessions: page.sessions.into_iter().map(SessionBody::from).collect(),
+        next_cursor: page.next_cursor.map(encode_sessions_cursor),
+    }))
+}
+
+/// Appends one event (`{author, content, ...}`) or several atomically (`{events: [...]}`).
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/events", tag = "sessions", params(("id" = Uuid, Path)),
+    request_body(content = AppendEventRequest, description = "One event, or `{\"events\": [...]}` (AppendEventsRequest) for several"),
+    responses((status = 201, description = "The stored event, or `{\"events\": [...]}` for a batch", body = EventBody),
+        (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn append_events(
+    State(state): State<AppState>,
+    principal: Principal,
+    SessionId(id): SessionId,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let is_batch = body.as_object().is_some_and(|object| object.contains_key("events"));
+    let requests = if is_batch {
+        from_value::<AppendEventsRequest>(body)?.events
+    } else {
+        vec![from_value::<AppendEventRequest>(body)?]
+    };
+    let events = requests.into_iter().map(NewEvent::from).collect();
+    let mut stored = state.sessions.append(&principal.org_id, id, events, Utc::now()).await?;
+    let response = if is_batch {
+        let events = stored.into_iter().map(EventBody::from).collect();
+        (StatusCode::CREATED, Json(EventBatch { events })).into_response()
+    } else {
+        let event = stored.pop().ok_or_else(|| ApiError::Internal("the store returned no event".to_owned()))?;
+        (StatusCode::CREATED, Json(EventBody::from(event))).into_response()
+    };
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/events", tag = "sessions", params(("id" = Uuid, Path), ListEventsQuery),
+    responses((status = 200, body = EventList), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn list_events(
+    State(state): State<AppState>,
+    principal: Principal,
+    SessionId(id): SessionId,
+    ApiQuery(query): ApiQuery<ListEventsQuery>,
+) -> Result<Json<EventList>, ApiError> {
+    let after_seq = query.cursor.as_deref().map(decode_events_cursor).transpose()?.unwrap_or(0);
+    let limit = query.limit.unwrap_or(DEFAULT_EVENTS_PAGE);
+    let page = state.sessions.events(&principal.org_id, id, after_seq, limit, Utc::now()).await?;
+    Ok(Json(EventList {
+        events: page.events.into_iter().map(EventBody::from).collect(),
+        next_cursor: page.next_after_seq.map(encode_events_cursor),
+    }))
+}
+
+/// Applies a JSON Merge Patch (RFC 7396) to the state: `null` deletes a key, objects merge.
+#[utoipa::path(patch, path = "/api/v1/sessions/{id}/state", tag = "sessions", params(("id" = Uuid, Path)),
+    request_body(content = Object, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = SessionBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn patch_state(
+    State(state): State<AppState>,
+    principal: Principal,
+    SessionId(id): SessionId,
+    ApiJson(patch): ApiJson<Value>,
+) -> Result<Json<SessionBody>, ApiError> {
+    let session = state.sessions.patch_state(&principal.org_id, id, patch, Utc::now()).await?;
+    Ok(Json(session.into()))
+}
+
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path)),
+    responses((status = 204, description = "Deleted, with its events"), (status = 404, body = Problem)))]
+pub async fn delete_session(
+    State(state): State<AppState>,
+    principal: Principal,
+    SessionId(id): SessionId,
+) -> Result<StatusCode, ApiError> {
+    state.sessions.delete(&principal.org_id, id, Utc::now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// Cursors are opaque to clients: a version tag and the position, base64url-encoded.
+
+fn encode_sessions_cursor(cursor: SessionsCursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("s1:{}:{}", cursor.created_at.timestamp_micros(), cursor.id))
+}
+
+fn decode_sessions_cursor(text: &str) -> Result<SessionsCursor, ApiError> {
+    let decoded = decode_cursor(text)?;
+    let mut parts = decoded.strip_prefix("s1:").ok_or_else(invalid_cursor)?.splitn(2, ':');
+    let micros: i64 = parts.next().and_then(|part| part.parse().ok()).ok_or_else(invalid_cursor)?;
+    let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid_cursor)?;
+    let id = parts.next().and_then(|part| Uuid::parse_str(part).ok()).ok_or_else(invalid_cursor)?;
+    Ok(SessionsCursor { created_at, id })
+}
+
+fn encode_events_cursor(after_seq: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("e1:{after_seq}"))
+}
+
+fn decode_events_cursor(text: &str) -> Result<i64, ApiError> {
+    let decoded = decode_cursor(text)?;
+    decoded
+        .strip_prefix("e1:")
+        .and_then(|seq| seq.parse::<i64>().ok())
+        .filter(|seq| *seq >= 0)
+        .ok_or_else(invalid_cursor)
+}
+
+fn decode_cursor(text: &str) -> Result<String, ApiError> {
+    let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid_cursor())?;
+    String::from_utf8(bytes).map_err(|_| invalid_cursor())
+}
+
+fn invalid_cursor() -> ApiError {
+    ApiError::InvalidQuery {
+        field: Some("cursor".to_owned()),
+        detail: "cursor: not a cursor this API returned".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let cursor = SessionsCursor {
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(decode_sessions_cursor(&encode_sessions_cursor(cursor)).unwrap(), cursor);
+        assert_eq!(decode_events_cursor(&encode_events_cursor(42)).unwrap(), 42);
+        for garbage in ["", "!!", "czE6", "ZTE6LTE", &encode_events_cursor(1)] {
+            assert!(decode_sessions_cursor(garbage).is_err(), "{garbage}");
+        }
+        assert!(decode_events_cursor(&encode_sessions_cursor(cursor)).is_err());
+    }
+}

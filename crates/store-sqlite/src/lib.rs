@@ -1,0 +1,245 @@
+//! The embedded default store: one SQLite file in WAL mode.
+//!
+//! Reads go through a pool of connections, which WAL lets run beside the writer. Every write
+//! goes to one writer task that owns the only write connection and commits whatever writes are
+//! waiting as one transaction (group commit): SQLite allows one writer anyway, so queueing
+//! them here instead of on `SQLITE_BUSY` keeps the order fair, and one commit (one fsync with
+//! `synchronous=FULL`) covers the whole group. A write is acknowledged only after its group
+//! has committed, so an acknowledged write survives a crash of the process.
+
+mod rows;
+mod writer;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use contextiq_core::{
+    Error, Event, NewEvent, OrgId, Result, Session, SessionFilter, SessionPage, SessionStore, SessionsCursor,
+};
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::rows::{event_from_row, micros, record, session_from_row};
+use crate::writer::{WriteOp, Writer};
+
+/// The migrations, embedded in the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How writes reach the disk; see SQLite's `PRAGMA synchronous`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync on every commit: an acknowledged write survives power loss, not just a crash of
+    /// the process.
+    Full,
+    /// fsync only at checkpoints: acknowledged writes survive a crash of the process, the last
+    /// few may be lost on power loss.
+    Normal,
+}
+
+impl FromStr for Durability {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Durability, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "full" => Ok(Durability::Full),
+            "normal" => Ok(Durability::Normal),
+            _ => Err(format!("unknown durability {text:?}: expected full or normal")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub read_pool_size: u32,
+    pub durability: Durability,
+    /// The most writes committed as one transaction.
+    pub max_write_batch: usize,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> SqliteOptions {
+        SqliteOptions { path: path.into(), read_pool_size: 8, durability: Durability::Full, max_write_batch: 256 }
+    }
+}
+
+pub struct SqliteStore {
+    readers: SqlitePool,
+    /// `None` once closed.
+    writer: Mutex<Option<mpsc::Sender<WriteOp>>>,
+    writer_task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database and applies pending migrations.
+    pub async fn open(options: &SqliteOptions) -> Result<SqliteStore> {
+        if let Some(dir) = options.path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(Error::store)?;
+        }
+        let connect = SqliteConnectOptions::new()
+            .filename(&options.path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match options.durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let mut write_conn = connect.connect().await.map_err(Error::store)?;
+        MIGRATOR.run_direct(None, &mut write_conn, false).await.map_err(Error::store)?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(options.read_pool_size.max(1))
+            .connect_with(connect)
+            .await
+            .map_err(Error::store)?;
+        let (sender, receiver) = mpsc::channel(4096);
+        let writer = Writer::new(write_conn, options.max_write_batch.max(1));
+        let writer_task = tokio::spawn(writer.run(receiver));
+        Ok(SqliteStore {
+            readers,
+            writer: Mutex::new(Some(sender)),
+            writer_task: tokio::sync::Mutex::new(Some(writer_task)),
+        })
+    }
+
+    async fn write<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
+        let sender = self.writer.lock().expect("writer lock poisoned").clone().ok_or(Error::Unavailable)?;
+        let (reply, answer) = oneshot::channel();
+        sender.send(op(reply)).await.map_err(|_| Error::Unavailable)?;
+        // A dropped reply means the group failed and rolled back: nothing was written.
+        answer.await.unwrap_or_else(|_| Err(Error::store(writer::NotCommitted)))
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, session: Session) -> Result<Session> {
+        self.write(|reply| WriteOp::CreateSession { session, reply }).await
+    }
+
+    async fn get_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<Session> {
+        let row = sqlx::query(
+            "SELECT * FROM sessions WHERE org_id = ? AND id = ? AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(org.as_str())
+        .bind(id.to_string())
+        .bind(micros(now))
+        .fetch_optional(&self.readers)
+        .await;
+        let row = record("select", "sessions", row)?.ok_or_else(Error::session_not_found)?;
+        session_from_row(&row)
+    }
+
+    async fn list_sessions(&self, org: &OrgId, filter: &SessionFilter, now: DateTime<Utc>) -> Result<SessionPage> {
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM sessions WHERE org_id = ");
+        query.push_bind(org.as_str());
+        query.push(" AND (expires_at IS NULL OR expires_at > ").push_bind(micros(now)).push(")");
+        if let Some(user_id) = &filter.user_id {
+            query.push(" AND user_id = ").push_bind(user_id.as_str());
+        }
+        if let Some(agent_id) = &filter.agent_id {
+            query.push(" AND agent_id = ").push_bind(agent_id.as_str());
+        }
+        if let Some(cursor) = &filter.cursor {
+            let created = micros(cursor.created_at);
+            query.push(" AND (created_at < ").push_bind(created);
+            query.push(" OR (created_at = ").push_bind(created);
+            query.push(" AND id < ").push_bind(cursor.id.to_string()).push("))");
+        }
+        // One row more than asked tells whether another page follows.
+        query.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(filter.limit) + 1);
+        let rows = record("select", "sessions", query.build().fetch_all(&self.readers).await)?;
+        let mut sessions = rows.iter().map(session_from_row).collect::<Result<Vec<_>>>()?;
+        let next_cursor = if sessions.len() > filter.limit as usize {
+            sessions.truncate(filter.limit as usize);
+            sessions.last().map(|last| SessionsCursor { created_at: last.created_at, id: last.id })
+        } else {
+            None
+        };
+        Ok(SessionPage { sessions, next_cursor })
+    }
+
+    async fn append_events(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        events: Vec<NewEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>> {
+        let org = org.clone();
+        self.write(|reply| WriteOp::AppendEvents { org, session_id, events, now, reply }).await
+    }
+
+    async fn list_events(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        after_seq: i64,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>> {
+        // The join makes events of an expired or foreign session invisible like the session.
+        let rows = sqlx::query(concat!(
+            "SELECT e.* FROM events e JOIN sessions s ON s.id = e.session_id ",
+            "WHERE s.org_id = ? AND s.id = ? AND (s.expires_at IS NULL OR s.expires_at > ?) ",
+            "AND e.seq > ? ORDER BY e.seq LIMIT ?"
+        ))
+        .bind(org.as_str())
+        .bind(session_id.to_string())
+        .bind(micros(now))
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await;
+        record("select", "events", rows)?.iter().map(event_from_row).collect()
+    }
+
+    async fn patch_state(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        patch: Value,
+        max_state_bytes: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Session> {
+        let org = org.clone();
+        self.write(|reply| WriteOp::PatchState { org, session_id, patch, max_state_bytes, now, reply }).await
+    }
+
+    async fn delete_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+        let org = org.clone();
+        self.write(|reply| WriteOp::DeleteSession { org, id, now, reply }).await
+    }
+
+    async fn purge_expired_sessions(&self, now: DateTime<Utc>, batch: u32) -> Result<u64> {
+        self.write(|reply| WriteOp::PurgeExpiredSessions { now, batch, reply }).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        if self.writer.lock().expect("writer lock poisoned").is_none() {
+            return Err(Error::Unavailable);
+        }
+        let mut conn = self.readers.acquire().await.map_err(Error::store)?;
+        conn.ping().await.map_err(Error::store)
+    }
+
+    async fn close(&self) {
+        // Dropping the only sender lets the writer drain what is queued, then stop.
+        self.writer.lock().expect("writer lock poisoned").take();
+        if let Some(task) = self.writer_task.lock().await.take() {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "the SQLite writer task failed");
+            }
+        }
+        self.readers.close().await;
+    }
+}

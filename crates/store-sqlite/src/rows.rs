@@ -1,0 +1,88 @@
+//! Conversions between SQLite rows and domain types, and the `db_operations_total` metric.
+
+use chrono::{DateTime, Utc};
+use contextiq_core::{Error, Event, OrgId, Result, Role, Session};
+use serde_json::{Map, Value};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use uuid::Uuid;
+
+/// A row that breaks the schema's invariants: the file was changed behind our back.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt row in {table}: {detail}")]
+pub(crate) struct CorruptRow {
+    table: &'static str,
+    detail: String,
+}
+
+fn corrupt(table: &'static str, detail: impl ToString) -> Error {
+    Error::store(CorruptRow { table, detail: detail.to_string() })
+}
+
+pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn timestamp(table: &'static str, value: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(value).ok_or_else(|| corrupt(table, format!("timestamp {value} out of range")))
+}
+
+/// Counts the operation in `db_operations_total`.
+pub(crate) fn count<T>(operation: &'static str, table: &'static str, result: sqlx::Result<T>) -> sqlx::Result<T> {
+    let status = if result.is_ok() { "success" } else { "error" };
+    metrics::counter!("db_operations_total", "operation" => operation, "table" => table, "status" => status)
+        .increment(1);
+    result
+}
+
+/// Counts the operation and maps a failure to a store error.
+pub(crate) fn record<T>(operation: &'static str, table: &'static str, result: sqlx::Result<T>) -> Result<T> {
+    count(operation, table, result).map_err(Error::store)
+}
+
+fn json_object(table: &'static str, text: &str) -> Result<Map<String, Value>> {
+    serde_json::from_str(text).map_err(|err| corrupt(table, err))
+}
+
+fn uuid(table: &'static str, text: &str) -> Result<Uuid> {
+    Uuid::parse_str(text).map_err(|err| corrupt(table, err))
+}
+
+pub(crate) fn session_from_row(row: &SqliteRow) -> Result<Session> {
+    const TABLE: &str = "sessions";
+    let get_text = |column: &str| row.try_get::<String, _>(column).map_err(|err| corrupt(TABLE, err));
+    let get_int = |column: &str| row.try_get::<i64, _>(column).map_err(|err| corrupt(TABLE, err));
+    let expires_at: Option<i64> = row.try_get("expires_at").map_err(|err| corrupt(TABLE, err))?;
+    Ok(Session {
+        org_id: OrgId::new(get_text("org_id")?),
+        id: uuid(TABLE, &get_text("id")?)?,
+        user_id: get_text("user_id")?,
+        agent_id: row.try_get("agent_id").map_err(|err| corrupt(TABLE, err))?,
+        scope: serde_json::from_str(&get_text("scope")?).map_err(|err| corrupt(TABLE, err))?,
+        state: json_object(TABLE, &get_text("state")?)?,
+        metadata: json_object(TABLE, &get_text("metadata")?)?,
+        created_at: timestamp(TABLE, get_int("created_at")?)?,
+        updated_at: timestamp(TABLE, get_int("updated_at")?)?,
+        expires_at: expires_at.map(|at| timestamp(TABLE, at)).transpose()?,
+        event_count: get_int("event_count")?,
+        events: None,
+    })
+}
+
+pub(crate) fn event_from_row(row: &SqliteRow) -> Result<Event> {
+    const TABLE: &str = "events";
+    let get_text = |column: &str| row.try_get::<String, _>(column).map_err(|err| corrupt(TABLE, err));
+    let get_int = |column: &str| row.try_get::<i64, _>(column).map_err(|err| corrupt(TABLE, err));
+    let role = get_text("role")?;
+    Ok(Event {
+        id: uuid(TABLE, &get_text("id")?)?,
+        session_id: uuid(TABLE, &get_text("session_id")?)?,
+        seq: get_int("seq")?,
+        author: get_text("author")?,
+        role: Role::parse(&role).ok_or_else(|| corrupt(TABLE, format!("unknown role {role:?}")))?,
+        content: serde_json::from_str(&get_text("content")?).map_err(|err| corrupt(TABLE, err))?,
+        metadata: json_object(TABLE, &get_text("metadata")?)?,
+        timestamp: timestamp(TABLE, get_int("timestamp")?)?,
+        invocation_id: row.try_get("invocation_id").map_err(|err| corrupt(TABLE, err))?,
+    })
+}
