@@ -79,7 +79,7 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed")
             }
             ApiError::InvalidQuery { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", "Invalid query parameter")
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Invalid query parameter")
             }
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported media type")

@@ -12,8 +12,9 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-/// A JSON body. Content type must be JSON (`application/json` or `application/*+json`);
-/// syntax errors are 400, type and validation errors 422 naming the field.
+/// A JSON object body. Content type must be JSON (`application/json` or
+/// `application/*+json`); syntax errors are 400, anything but an object and type errors are
+/// 422 naming the field.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
@@ -40,8 +41,15 @@ fn is_json(content_type: Option<&str>) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Parses a JSON document into `T`, naming the offending field on failure.
+/// Parses a JSON object into `T`, naming the offending field on failure.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde lets structs deserialise from arrays too; every body of this API is an object.
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => ApiError::InvalidBody { field: "body".to_owned(), detail: "must be a JSON object".to_owned() },
+            Err(err) => ApiError::MalformedJson(err.to_string()),
+        });
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| body_error(&err))?;
     deserializer.end().map_err(|err| ApiError::MalformedJson(err.to_string()))?;

@@ -157,6 +157,7 @@ async fn purge_expired_sessions(store: Arc<dyn SessionStore>, interval: Duration
             match store.purge_expired_sessions(chrono::Utc::now(), BATCH).await {
                 Ok(n_purged) => {
                     if n_purged > 0 {
+                        metrics::counter!("sessions_purged_total").increment(n_purged);
                         tracing::info!(n_purged, "purged expired sessions");
                     }
                     if n_purged < u64::from(BATCH) || cancel.is_cancelled() {

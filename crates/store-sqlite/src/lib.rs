@@ -243,3 +243,85 @@ impl SessionStore for SqliteStore {
         self.readers.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use contextiq_core::Role;
+
+    use super::*;
+
+    fn session(org: &OrgId, now: DateTime<Utc>, expires_at: Option<DateTime<Utc>>) -> Session {
+        Session {
+            org_id: org.clone(),
+            id: Uuid::now_v7(),
+            user_id: "u1".to_owned(),
+            agent_id: None,
+            scope: [("user_id".to_owned(), "u1".to_owned())].into(),
+            state: Default::default(),
+            metadata: Default::default(),
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            event_count: 0,
+            events: None,
+        }
+    }
+
+    fn event(content: &str) -> NewEvent {
+        NewEvent {
+            author: "u".to_owned(),
+            role: Role::User,
+            content: Value::from(content),
+            metadata: Default::default(),
+            timestamp: None,
+            invocation_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn purge_removes_expired_sessions_with_their_events_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("test.db"))).await.unwrap();
+        let org = OrgId::default_org();
+        let now = contextiq_core::to_micros(Utc::now());
+        let expiring = store.create_session(session(&org, now, Some(now + Duration::seconds(10)))).await.unwrap();
+        let lasting = store.create_session(session(&org, now, None)).await.unwrap();
+        for id in [expiring.id, lasting.id] {
+            store.append_events(&org, id, vec![event("a"), event("b")], now).await.unwrap();
+        }
+
+        assert_eq!(store.purge_expired_sessions(now, 100).await.unwrap(), 0, "nothing has expired yet");
+        let later = now + Duration::seconds(11);
+        assert_eq!(store.purge_expired_sessions(later, 100).await.unwrap(), 1);
+        assert!(matches!(store.get_session(&org, expiring.id, now).await, Err(Error::NotFound { .. })));
+        let (n_orphans,): (i64,) = sqlx::query_as("SELECT count(*) FROM events WHERE session_id = ?")
+            .bind(expiring.id.to_string())
+            .fetch_one(&store.readers)
+            .await
+            .unwrap();
+        assert_eq!(n_orphans, 0, "events go with their session");
+        assert_eq!(store.list_events(&org, lasting.id, 0, 10, later).await.unwrap().len(), 2);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn another_org_cannot_see_or_touch_a_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("test.db"))).await.unwrap();
+        let (owner, stranger) = (OrgId::new("owner"), OrgId::new("stranger"));
+        let now = contextiq_core::to_micros(Utc::now());
+        let created = store.create_session(session(&owner, now, None)).await.unwrap();
+        let not_found = |result: Result<()>| assert!(matches!(result, Err(Error::NotFound { .. })));
+        not_found(store.get_session(&stranger, created.id, now).await.map(|_| ()));
+        not_found(store.append_events(&stranger, created.id, vec![event("x")], now).await.map(|_| ()));
+        not_found(store.patch_state(&stranger, created.id, serde_json::json!({"a": 1}), 1000, now).await.map(|_| ()));
+        not_found(store.delete_session(&stranger, created.id, now).await);
+        let filter = SessionFilter { limit: 10, ..SessionFilter::default() };
+        assert!(store.list_sessions(&stranger, &filter, now).await.unwrap().sessions.is_empty());
+        assert!(store.list_events(&stranger, created.id, 0, 10, now).await.unwrap().is_empty());
+        assert_eq!(store.get_session(&owner, created.id, now).await.unwrap(), created);
+        store.close().await;
+        assert!(matches!(store.create_session(session(&owner, now, None)).await, Err(Error::Unavailable)));
+    }
+}

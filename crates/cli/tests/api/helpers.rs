@@ -1,0 +1,130 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use contextiq_server::{Application, Settings, telemetry};
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running application with its own data directory.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub data_dir: Arc<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_in(Arc::new(tempfile::tempdir().expect("temp dir")), configure).await
+}
+
+/// Starts the application on an existing data directory (to test restarts).
+pub async fn spawn_app_in(data_dir: Arc<TempDir>, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings::default();
+    settings.server.bind = "127.0.0.1:0".to_owned();
+    settings.data_dir = data_dir.path().to_owned();
+    configure(&mut settings);
+    if std::env::var_os("TEST_LOG").is_some() {
+        telemetry::init_logging(&settings.log, &settings.service_name);
+    }
+    let app = Application::build(settings).await.expect("the application builds");
+    let address = format!("http://{}", app.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    TestApp { address, client: reqwest::Client::new(), data_dir, stop: Some(stop), task: Some(task) }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Stops the application gracefully and waits until its store is closed.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("the server task").expect("the server stops cleanly");
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    pub async fn patch_state(&self, session_id: &str, patch: &Value) -> Response {
+        self.client
+            .patch(self.url(&format!("/api/v1/sessions/{session_id}/state")))
+            .header("content-type", "application/merge-patch+json")
+            .body(patch.to_string())
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.client.delete(self.url(path)).send().await.expect("request sent")
+    }
+
+    /// Creates a session and returns its body.
+    pub async fn create_session(&self, body: &Value) -> Value {
+        json_of(self.post("/api/v1/sessions", body).await, StatusCode::CREATED).await
+    }
+
+    pub async fn append(&self, session_id: &str, body: &Value) -> Value {
+        json_of(self.post(&format!("/api/v1/sessions/{session_id}/events"), body).await, StatusCode::CREATED).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The JSON body of a response that must have `status`.
+pub async fn json_of(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let text = response.text().await.expect("a body");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
+}
+
+/// Checks a response is a problem+json error with `status` and `code`; returns the problem.
+pub async fn problem_of(response: Response, status: StatusCode, code: &str) -> Value {
+    let content_type =
+        response.headers().get("content-type").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
+    let problem = json_of(response, status).await;
+    assert_eq!(content_type, "application/problem+json", "{problem}");
+    assert_eq!(problem["code"], code, "{problem}");
+    assert_eq!(problem["status"], status.as_u16(), "{problem}");
+    assert_eq!(problem["type"], format!("urn:contextiq:problem:{code}"), "{problem}");
+    assert!(problem["title"].as_str().is_some_and(|title| !title.is_empty()), "{problem}");
+    assert!(problem["detail"].as_str().is_some_and(|detail| !detail.is_empty()), "{problem}");
+    problem
+}
+
+pub fn id_of(body: &Value) -> String {
+    body["id"].as_str().unwrap_or_else(|| panic!("no id in {body}")).to_owned()
+}
+
+/// The path of the built `contextiq` binary.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_contextiq"))
+}

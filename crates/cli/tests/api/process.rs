@@ -1,0 +1,173 @@
+//! The real binary as a process: crash safety under SIGKILL, graceful SIGTERM, JSON logs.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{binary, id_of, json_of};
+
+/// A `contextiq serve` process and the log lines it wrote to stderr.
+struct ServerProcess {
+    child: Child,
+    address: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    fn start(data_dir: &Path) -> ServerProcess {
+        let mut child = Command::new(binary())
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("RUST_LOG")
+            .env("LOG_FORMAT", "json")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (address_sender, address_receiver) = std::sync::mpsc::channel();
+        let lines = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(entry) = serde_json::from_str::<Value>(&line) {
+                    if entry["message"] == "listening" {
+                        let _ = address_sender.send(entry["address"].as_str().unwrap_or_default().to_owned());
+                    }
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let address = address_receiver.recv_timeout(Duration::from_secs(30)).expect("the server logs its address");
+        ServerProcess { child, address: format!("http://{address}"), logs }
+    }
+
+    fn log_lines(&self) -> Vec<Value> {
+        self.logs.lock().unwrap().iter().filter_map(|line| serde_json::from_str(line).ok()).collect()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Appends from many clients, SIGKILL mid-burst, restart on the same data: every event that
+/// was acknowledged with a 201 is there, in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_appends_survive_sigkill() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(data_dir.path());
+    let client = reqwest::Client::new();
+    let session = client
+        .post(format!("{}/api/v1/sessions", server.address))
+        .json(&json!({"user_id": "crash"}))
+        .send()
+        .await
+        .unwrap();
+    let session_id = id_of(&json_of(session, StatusCode::CREATED).await);
+    let url = format!("{}/api/v1/sessions/{session_id}/events", server.address);
+
+    let acked = Arc::new(Mutex::new(Vec::<(i64, String)>::new()));
+    let killed = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..16)
+        .map(|client_idx| {
+            let (client, url, acked, killed) = (client.clone(), url.clone(), acked.clone(), killed.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !killed.load(Ordering::SeqCst) {
+                    let body = json!({"author": "u", "content": format!("{client_idx}:{n}")});
+                    let Ok(response) = client.post(&url).json(&body).send().await else { break };
+                    if response.status() != StatusCode::CREATED {
+                        break;
+                    }
+                    let Ok(event) = response.json::<Value>().await else { break };
+                    acked
+                        .lock()
+                        .unwrap()
+                        .push((event["seq"].as_i64().unwrap(), event["content"].as_str().unwrap().to_owned()));
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    while acked.lock().unwrap().len() < 300 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.child.kill().expect("SIGKILL");
+    killed.store(true, Ordering::SeqCst);
+    server.child.wait().unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    drop(server);
+
+    let server = ServerProcess::start(data_dir.path());
+    let session = client.get(format!("{}/api/v1/sessions/{session_id}", server.address)).send().await.unwrap();
+    let session = json_of(session, StatusCode::OK).await;
+    let stored: Vec<(i64, String)> = session["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| (event["seq"].as_i64().unwrap(), event["content"].as_str().unwrap().to_owned()))
+        .collect();
+    for event in &acked {
+        assert!(
+            stored.contains(event),
+            "acknowledged event {event:?} was lost ({} acked, {} stored)",
+            acked.len(),
+            stored.len()
+        );
+    }
+    let seqs: Vec<i64> = stored.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=stored.len() as i64).collect::<Vec<_>>(), "no gaps or duplicates");
+}
+
+/// SIGTERM: the in-flight request completes, the process exits 0, and every log line is
+/// JSON with the request's correlation id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_gracefully_with_json_logs() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(data_dir.path());
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/api/v1/sessions", server.address))
+        .header("x-correlation-id", "corr-42")
+        .json(&json!({"user_id": "u1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        let exit = server.child.wait().unwrap();
+        (exit, server)
+    })
+    .await
+    .unwrap();
+    let (exit, server) = exit;
+    assert!(exit.success(), "exit status {exit:?}");
+    std::thread::sleep(Duration::from_millis(100));
+
+    let lines = server.log_lines();
+    assert_eq!(lines.len(), server.logs.lock().unwrap().len(), "every log line is JSON");
+    let request_line = lines
+        .iter()
+        .find(|line| line["correlation_id"] == "corr-42" && line["message"] == "request completed")
+        .unwrap_or_else(|| panic!("no request log line in {lines:?}"));
+    for field in ["timestamp", "level", "service", "duration_ms", "status", "route", "method"] {
+        assert!(!request_line[field].is_null(), "{field} missing from {request_line}");
+    }
+    assert!(lines.iter().any(|line| line["message"] == "stopped"), "{lines:?}");
+}
