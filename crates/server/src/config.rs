@@ -284,6 +284,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type.
     fn layers_apply_in_order() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -235,10 +235,10 @@ impl SessionStore for SqliteStore {
     async fn close(&self) {
         // Dropping the only sender lets the writer drain what is queued, then stop.
         self.writer.lock().expect("writer lock poisoned").take();
-        if let Some(task) = self.writer_task.lock().await.take() {
-            if let Err(err) = task.await {
-                tracing::error!(error = %err, "the SQLite writer task failed");
-            }
+        if let Some(task) = self.writer_task.lock().await.take()
+            && let Err(err) = task.await
+        {
+            tracing::error!(error = %err, "the SQLite writer task failed");
         }
         self.readers.close().await;
     }

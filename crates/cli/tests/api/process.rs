@@ -36,10 +36,10 @@ impl ServerProcess {
         let lines = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                    if entry["message"] == "listening" {
-                        let _ = address_sender.send(entry["address"].as_str().unwrap_or_default().to_owned());
-                    }
+                if let Ok(entry) = serde_json::from_str::<Value>(&line)
+                    && entry["message"] == "listening"
+                {
+                    let _ = address_sender.send(entry["address"].as_str().unwrap_or_default().to_owned());
                 }
                 lines.lock().unwrap().push(line);
             }
