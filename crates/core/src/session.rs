@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -179,6 +179,9 @@ impl Default for SessionLimits {
 const MAX_ID_CHARS: usize = 256;
 const MAX_SCOPE_KEYS: usize = 32;
 const MAX_SCOPE_KEY_CHARS: usize = 64;
+/// Timestamps outside these years are refused: they cannot all round-trip through storage.
+const MIN_YEAR: i32 = 1;
+const MAX_YEAR: i32 = 9999;
 /// Ten years: long enough for any real TTL, short enough that timestamps never overflow.
 const MAX_TTL_SECONDS: i64 = 10 * 366 * 24 * 3600;
 
@@ -213,6 +216,8 @@ impl SessionService {
         };
         let state = new.state.unwrap_or_default();
         check_state_size(&state, self.limits.max_state_bytes)?;
+        let metadata = new.metadata.unwrap_or_default();
+        check_json_size("metadata", &metadata, self.limits.max_state_bytes)?;
         let expires_at = self.expiry(new.ttl_seconds, new.expires_at, now)?;
         let session = Session {
             org_id: org.clone(),
@@ -221,7 +226,7 @@ impl SessionService {
             agent_id: new.agent_id,
             scope,
             state,
-            metadata: new.metadata.unwrap_or_default(),
+            metadata,
             created_at: now,
             updated_at: now,
             expires_at,
@@ -261,27 +266,12 @@ impl SessionService {
         }
     }
 
-    /// The session, with all its events in append order when `include_events`.
+    /// The session; with `include_events`, also its first events in append order, at most
+    /// `max_events_page` of them (`event_count` tells whether more follow; page them with
+    /// [`SessionService::events`]).
     pub async fn get(&self, org: &OrgId, id: Uuid, include_events: bool, now: DateTime<Utc>) -> Result<Session> {
-        let mut session = self.store.get_session(org, id, now).await?;
-        if include_events {
-            let mut events = Vec::with_capacity(session.event_count.max(0) as usize);
-            let mut after_seq = 0;
-            // Pages keep each read short; events appended meanwhile are included, which is
-            // what a reader that started now would see.
-            loop {
-                let page = self.store.list_events(org, id, after_seq, self.limits.max_events_page, now).await?;
-                let n_page = page.len();
-                after_seq = page.last().map_or(after_seq, |event| event.seq);
-                events.extend(page);
-                if n_page < self.limits.max_events_page as usize {
-                    break;
-                }
-            }
-            session.event_count = session.event_count.max(after_seq);
-            session.events = Some(events);
-        }
-        Ok(session)
+        let events_limit = include_events.then_some(self.limits.max_events_page);
+        self.store.get_session(org, id, events_limit, now).await
     }
 
     pub async fn list(&self, org: &OrgId, filter: SessionFilter, now: DateTime<Utc>) -> Result<SessionPage> {
@@ -306,10 +296,9 @@ impl SessionService {
                 limit: self.limits.max_events_per_request as u64,
             });
         }
-        let single = events.len() == 1;
         let mut checked = Vec::with_capacity(events.len());
         for (idx, mut event) in events.into_iter().enumerate() {
-            let prefix = if single { String::new() } else { format!("events[{idx}].") };
+            let prefix = format!("events[{idx}].");
             check_text(&format!("{prefix}author"), &event.author, true)?;
             if let Some(invocation_id) = &event.invocation_id {
                 check_text(&format!("{prefix}invocation_id"), invocation_id, true)?;
@@ -317,7 +306,15 @@ impl SessionService {
             if event.content.is_null() {
                 return Err(Error::validation(format!("{prefix}content"), "must be text or a JSON value, not null"));
             }
-            event.timestamp = event.timestamp.map(to_micros);
+            if let Some(at) = event.timestamp {
+                if !(MIN_YEAR..=MAX_YEAR).contains(&at.year()) {
+                    return Err(Error::validation(
+                        format!("{prefix}timestamp"),
+                        format!("must be between the years {MIN_YEAR} and {MAX_YEAR}"),
+                    ));
+                }
+                event.timestamp = Some(to_micros(at));
+            }
             checked.push(event);
         }
         self.store.append_events(org, session_id, checked, to_micros(now)).await
@@ -335,7 +332,7 @@ impl SessionService {
         let events = self.store.list_events(org, session_id, after_seq, limit, now).await?;
         if events.is_empty() {
             // An empty page of a session that does not exist must still be a 404.
-            self.store.get_session(org, session_id, now).await?;
+            self.store.get_session(org, session_id, None, now).await?;
         }
         let next_after_seq = match events.last() {
             Some(last) if events.len() == limit as usize => Some(last.seq),
@@ -363,7 +360,8 @@ impl SessionService {
 }
 
 /// Timestamps are stored with microsecond precision; truncating up front keeps what a client
-/// reads back equal to what it was given.
+/// reads back equal to what it was given. Callers keep timestamps within years 1 to 9999,
+/// where the conversion always succeeds.
 pub fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
 }
@@ -398,12 +396,16 @@ fn check_scope(scope: &Scope) -> Result<()> {
 }
 
 pub fn check_state_size(state: &Map<String, Value>, max_state_bytes: u64) -> Result<()> {
-    let n_bytes = serde_json::to_vec(state).map_or(u64::MAX, |bytes| bytes.len() as u64);
-    if n_bytes > max_state_bytes {
+    check_json_size("state", state, max_state_bytes)
+}
+
+fn check_json_size(field: &str, value: &Map<String, Value>, max_bytes: u64) -> Result<()> {
+    let n_bytes = serde_json::to_vec(value).map_or(u64::MAX, |bytes| bytes.len() as u64);
+    if n_bytes > max_bytes {
         return Err(Error::LimitExceeded {
-            field: "state".to_owned(),
-            what: "state size in bytes".to_owned(),
-            limit: max_state_bytes,
+            field: field.to_owned(),
+            what: format!("{field} size in bytes"),
+            limit: max_bytes,
         });
     }
     Ok(())

@@ -15,8 +15,15 @@ use crate::{Event, NewEvent, OrgId, Result, Session, SessionFilter, SessionPage}
 pub trait SessionStore: Send + Sync + 'static {
     async fn create_session(&self, session: Session) -> Result<Session>;
 
-    /// The session without its events.
-    async fn get_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<Session>;
+    /// The session; with `events_limit`, also its first events (at most that many, in append
+    /// order) read in the same snapshot as the session.
+    async fn get_session(
+        &self,
+        org: &OrgId,
+        id: Uuid,
+        events_limit: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<Session>;
 
     /// Newest first, `(created_at, id)` descending, starting after `filter.cursor`.
     async fn list_sessions(&self, org: &OrgId, filter: &SessionFilter, now: DateTime<Utc>) -> Result<SessionPage>;
@@ -41,6 +48,10 @@ pub trait SessionStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>>;
 
+    /// Implementations check expiry and stamp `updated_at` and default event timestamps with
+    /// the later of `now` and their own clock at the moment the write applies, so a write that
+    /// waited in a queue cannot revive an expired session or go back in time.
+    ///
     /// Applies an RFC 7396 merge patch to the state atomically; fails with
     /// `LimitExceeded` (and changes nothing) if the merged state serialises to more than
     /// `max_state_bytes`.

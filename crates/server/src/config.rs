@@ -21,7 +21,7 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ("DATABASE_URL", "database.url", "Primary store; unset: SQLite at DATA_DIR/contextiq.db; or sqlite://PATH"),
     ("DATABASE_POOL_SIZE", "database.pool_size", "Read connections to the database [default: 8]"),
     ("DATABASE_SQLITE_DURABILITY", "database.sqlite_durability", "full (fsync per commit, default) or normal"),
-    ("REQUEST_TIMEOUT_SECONDS", "server.request_timeout_seconds", "Longest a request may run [default: 30]"),
+    ("REQUEST_TIMEOUT_SECONDS", "server.request_timeout_seconds", "Longest a request may run; 503 after [default: 30]"),
     (
         "SHUTDOWN_TIMEOUT_SECONDS",
         "server.shutdown_timeout_seconds",
@@ -29,7 +29,7 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ),
     ("MAX_REQUEST_BODY_BYTES", "limits.max_body_bytes", "Largest request body; 413 beyond [default: 1048576]"),
     ("MAX_EVENTS_PER_REQUEST", "sessions.max_events_per_request", "Events in one append [default: 100]"),
-    ("MAX_STATE_BYTES", "sessions.max_state_bytes", "Largest session state as JSON [default: 65536]"),
+    ("MAX_STATE_BYTES", "sessions.max_state_bytes", "Largest session state, or metadata, as JSON [default: 65536]"),
     (
         "SESSION_DEFAULT_TTL_SECONDS",
         "sessions.default_ttl_seconds",
@@ -203,8 +203,12 @@ impl Settings {
         if self.limits.max_body_bytes < 1024 {
             bail!("MAX_REQUEST_BODY_BYTES must be at least 1024");
         }
-        if self.sessions.max_events_per_request == 0 {
-            bail!("MAX_EVENTS_PER_REQUEST must be at least 1");
+        // Each event binds 10 SQL parameters; SQLite allows 32,766 per statement.
+        if !(1..=1000).contains(&self.sessions.max_events_per_request) {
+            bail!("MAX_EVENTS_PER_REQUEST must be between 1 and 1000");
+        }
+        if self.sessions.default_ttl_seconds == Some(0) {
+            bail!("SESSION_DEFAULT_TTL_SECONDS must be at least 1 (leave it unset for no TTL)");
         }
         if self.sessions.purge_interval_seconds == 0 {
             bail!("SESSION_PURGE_INTERVAL_SECONDS must be at least 1");

@@ -45,7 +45,7 @@ pub enum ApiError {
     RouteNotFound(String),
     #[error("method not allowed on this route")]
     MethodNotAllowed,
-    #[error("the request took too long")]
+    #[error("the request took longer than the server allows; a write it carried may still have been applied")]
     Timeout,
     #[error("internal error: {0}")]
     Internal(String),
@@ -89,7 +89,8 @@ impl ApiError {
             }
             ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found", "Route not found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed"),
-            ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout", "Request timeout"),
+            // 503, not 408: the client was not slow, the server was.
+            ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
         }
     }
 

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -25,7 +25,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .and_then(|value| value.to_str().ok())
         .filter(|id| is_safe_correlation_id(id))
         .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
-    let span = tracing::info_span!("request", correlation_id = %correlation_id, method = %method, route = %route);
+    let span = tracing::info_span!("request", correlation_id = %correlation_id, method = method_label(&method), route = %route);
 
     let response = next.run(request).instrument(span.clone()).await;
     let mut response = problem_for_bare_error(response);
@@ -50,6 +50,20 @@ pub async fn observe(request: Request, next: Next) -> Response {
     response
 }
 
+/// Made-up methods would each add a series; they share one label.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Ids from clients end up in logs: accept only short, plain ones; otherwise make a new one.
 fn is_safe_correlation_id(id: &str) -> bool {
     !id.is_empty()
@@ -58,7 +72,7 @@ fn is_safe_correlation_id(id: &str) -> bool {
 }
 
 /// Responses that carry an error status but no problem body (axum's 405, the timeout
-/// layer's 408, the panic catcher's 500) get one.
+/// layer's 503, the panic catcher's 500) get one.
 fn problem_for_bare_error(response: Response) -> Response {
     let status = response.status();
     let is_problem = response
@@ -70,7 +84,7 @@ fn problem_for_bare_error(response: Response) -> Response {
     }
     let problem = match status {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed.problem(),
-        StatusCode::REQUEST_TIMEOUT => ApiError::Timeout.problem(),
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Timeout.problem(),
         StatusCode::NOT_FOUND => ApiError::RouteNotFound(String::new()).problem(),
         _ if status.is_server_error() => ApiError::Internal(String::new()).problem(),
         _ => {

@@ -138,7 +138,7 @@ pub fn app_router(state: AppState, settings: &Settings) -> Router {
         routes::router().layer(DefaultBodyLimit::max(settings.limits.max_body_bytes)).layer(CatchPanicLayer::new());
     if settings.server.request_timeout_seconds > 0 {
         router = router.layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(settings.server.request_timeout_seconds),
         ));
     }

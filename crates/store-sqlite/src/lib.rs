@@ -126,17 +126,34 @@ impl SessionStore for SqliteStore {
         self.write(|reply| WriteOp::CreateSession { session, reply }).await
     }
 
-    async fn get_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<Session> {
+    async fn get_session(
+        &self,
+        org: &OrgId,
+        id: Uuid,
+        events_limit: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<Session> {
+        // One read transaction: the session and its events come from the same snapshot.
+        let mut snapshot = record("begin", "sessions", self.readers.begin().await)?;
         let row = sqlx::query(
             "SELECT * FROM sessions WHERE org_id = ? AND id = ? AND (expires_at IS NULL OR expires_at > ?)",
         )
         .bind(org.as_str())
         .bind(id.to_string())
         .bind(micros(now))
-        .fetch_optional(&self.readers)
+        .fetch_optional(&mut *snapshot)
         .await;
         let row = record("select", "sessions", row)?.ok_or_else(Error::session_not_found)?;
-        session_from_row(&row)
+        let mut session = session_from_row(&row)?;
+        if let Some(limit) = events_limit {
+            let rows = sqlx::query("SELECT * FROM events WHERE session_id = ? ORDER BY seq LIMIT ?")
+                .bind(id.to_string())
+                .bind(i64::from(limit))
+                .fetch_all(&mut *snapshot)
+                .await;
+            session.events = Some(record("select", "events", rows)?.iter().map(event_from_row).collect::<Result<_>>()?);
+        }
+        Ok(session)
     }
 
     async fn list_sessions(&self, org: &OrgId, filter: &SessionFilter, now: DateTime<Utc>) -> Result<SessionPage> {
@@ -294,7 +311,7 @@ mod tests {
         assert_eq!(store.purge_expired_sessions(now, 100).await.unwrap(), 0, "nothing has expired yet");
         let later = now + Duration::seconds(11);
         assert_eq!(store.purge_expired_sessions(later, 100).await.unwrap(), 1);
-        assert!(matches!(store.get_session(&org, expiring.id, now).await, Err(Error::NotFound { .. })));
+        assert!(matches!(store.get_session(&org, expiring.id, None, now).await, Err(Error::NotFound { .. })));
         let (n_orphans,): (i64,) = sqlx::query_as("SELECT count(*) FROM events WHERE session_id = ?")
             .bind(expiring.id.to_string())
             .fetch_one(&store.readers)
@@ -313,14 +330,14 @@ mod tests {
         let now = contextiq_core::to_micros(Utc::now());
         let created = store.create_session(session(&owner, now, None)).await.unwrap();
         let not_found = |result: Result<()>| assert!(matches!(result, Err(Error::NotFound { .. })));
-        not_found(store.get_session(&stranger, created.id, now).await.map(|_| ()));
+        not_found(store.get_session(&stranger, created.id, Some(10), now).await.map(|_| ()));
         not_found(store.append_events(&stranger, created.id, vec![event("x")], now).await.map(|_| ()));
         not_found(store.patch_state(&stranger, created.id, serde_json::json!({"a": 1}), 1000, now).await.map(|_| ()));
         not_found(store.delete_session(&stranger, created.id, now).await);
         let filter = SessionFilter { limit: 10, ..SessionFilter::default() };
         assert!(store.list_sessions(&stranger, &filter, now).await.unwrap().sessions.is_empty());
         assert!(store.list_events(&stranger, created.id, 0, 10, now).await.unwrap().is_empty());
-        assert_eq!(store.get_session(&owner, created.id, now).await.unwrap(), created);
+        assert_eq!(store.get_session(&owner, created.id, None, now).await.unwrap(), created);
         store.close().await;
         assert!(matches!(store.create_session(session(&owner, now, None)).await, Err(Error::Unavailable)));
     }

@@ -35,9 +35,13 @@ pub(crate) fn count<T>(operation: &'static str, table: &'static str, result: sql
     result
 }
 
-/// Counts the operation and maps a failure to a store error.
+/// Counts the operation and maps a failure to a store error; a closed or exhausted pool means
+/// the store cannot serve now (503), not that it failed.
 pub(crate) fn record<T>(operation: &'static str, table: &'static str, result: sqlx::Result<T>) -> Result<T> {
-    count(operation, table, result).map_err(Error::store)
+    count(operation, table, result).map_err(|err| match err {
+        sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut => Error::Unavailable,
+        err => Error::store(err),
+    })
 }
 
 fn json_object(table: &'static str, text: &str) -> Result<Map<String, Value>> {

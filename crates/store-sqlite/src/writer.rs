@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use contextiq_core::session::check_state_size;
-use contextiq_core::{Error, Event, NewEvent, OrgId, Result, Session, merge_patch};
+use contextiq_core::{Error, Event, NewEvent, OrgId, Result, Session, merge_patch, to_micros};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
@@ -109,6 +109,8 @@ impl Writer {
     /// Applies one write inside the open transaction. A domain failure (not found, too large)
     /// writes nothing and becomes that write's outcome; a database failure fails the group.
     async fn apply(&mut self, write: WriteOp) -> sqlx::Result<Completion> {
+        // The time the write applies, not the time it was queued: see `SessionStore`.
+        let applied_at = |queued_at: DateTime<Utc>| to_micros(queued_at.max(Utc::now()));
         Ok(match write {
             WriteOp::CreateSession { session, reply } => {
                 let result = sqlx::query(concat!(
@@ -131,14 +133,15 @@ impl Writer {
                 complete(reply, Ok(session))
             }
             WriteOp::AppendEvents { org, session_id, events, now, reply } => {
-                let outcome = self.append_events(&org, session_id, events, now).await?;
+                let outcome = self.append_events(&org, session_id, events, applied_at(now)).await?;
                 complete(reply, outcome)
             }
             WriteOp::PatchState { org, session_id, patch, max_state_bytes, now, reply } => {
-                let outcome = self.patch_state(&org, session_id, &patch, max_state_bytes, now).await?;
+                let outcome = self.patch_state(&org, session_id, &patch, max_state_bytes, applied_at(now)).await?;
                 complete(reply, outcome)
             }
             WriteOp::DeleteSession { org, id, now, reply } => {
+                let now = applied_at(now);
                 let result = sqlx::query(
                     "DELETE FROM sessions WHERE org_id = ? AND id = ? AND (expires_at IS NULL OR expires_at > ?)",
                 )

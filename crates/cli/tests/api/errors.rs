@@ -108,6 +108,12 @@ async fn validation_failures_are_422_naming_the_field() {
         (json!({"author": "u", "content": null}), "content"),
         (json!({"author": "u", "content": "x", "role": "robot"}), "role"),
         (json!({"author": "u", "content": "x", "timestamp": "yesterday"}), "timestamp"),
+        (json!({"author": "u", "content": "x", "timestamp": "+262142-12-31T23:59:60Z"}), "timestamp"),
+        (json!({"author": "u", "content": "x", "timestamp": "0000-01-01T00:00:00Z"}), "timestamp"),
+        (
+            json!({"events": [{"author": "u", "content": "x", "timestamp": "0000-06-01T00:00:00Z"}]}),
+            "events[0].timestamp",
+        ),
         (json!({"author": "u", "content": "x", "extra": true}), "extra"),
         (json!({"author": "", "content": "x"}), "author"),
         (json!({"events": [{"author": "u", "content": "x"}, {"author": "u"}]}), "events[1].content"),

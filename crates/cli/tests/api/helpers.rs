@@ -98,6 +98,21 @@ impl Drop for TestApp {
     }
 }
 
+/// Every event of a session, paged through `GET /sessions/{id}/events`.
+pub async fn all_events(client: &reqwest::Client, address: &str, session_id: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let url = format!("{address}/api/v1/sessions/{session_id}/events?limit=1000{cursor}");
+        let page = json_of(client.get(url).send().await.expect("request sent"), StatusCode::OK).await;
+        events.extend(page["events"].as_array().expect("events").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return events,
+        }
+    }
+}
+
 /// The JSON body of a response that must have `status`.
 pub async fn json_of(response: Response, status: StatusCode) -> Value {
     let actual = response.status();

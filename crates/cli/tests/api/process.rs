@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{binary, id_of, json_of};
+use crate::helpers::{all_events, binary, id_of, json_of};
 
 /// A `contextiq serve` process and the log lines it wrote to stderr.
 struct ServerProcess {
@@ -112,11 +112,8 @@ async fn acknowledged_appends_survive_sigkill() {
     drop(server);
 
     let server = ServerProcess::start(data_dir.path());
-    let session = client.get(format!("{}/api/v1/sessions/{session_id}", server.address)).send().await.unwrap();
-    let session = json_of(session, StatusCode::OK).await;
-    let stored: Vec<(i64, String)> = session["events"]
-        .as_array()
-        .unwrap()
+    let stored: Vec<(i64, String)> = all_events(&client, &server.address, &session_id)
+        .await
         .iter()
         .map(|event| (event["seq"].as_i64().unwrap(), event["content"].as_str().unwrap().to_owned()))
         .collect();

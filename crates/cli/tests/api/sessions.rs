@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{id_of, json_of, problem_of, spawn_app, spawn_app_with};
+use crate::helpers::{all_events, id_of, json_of, problem_of, spawn_app, spawn_app_with};
 
 fn timestamp(value: &Value) -> DateTime<Utc> {
     value.as_str().and_then(|text| text.parse().ok()).unwrap_or_else(|| panic!("not a timestamp: {value}"))
@@ -136,6 +136,32 @@ async fn events_page_in_append_order() {
     let default_page = json_of(app.get(&format!("/api/v1/sessions/{session_id}/events")).await, StatusCode::OK).await;
     assert_eq!(default_page["events"].as_array().unwrap().len(), 25);
     assert_eq!(default_page["next_cursor"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_session_read_holds_its_first_thousand_events_and_a_cursor_for_the_rest() {
+    let app = spawn_app().await;
+    let session_id = id_of(&app.create_session(&json!({"user_id": "u1"})).await);
+    for batch in 0..11 {
+        let events: Vec<Value> =
+            (0..100).map(|n| json!({"author": "u", "content": format!("m{}", batch * 100 + n)})).collect();
+        app.append(&session_id, &json!({"events": events})).await;
+    }
+    let session = json_of(app.get(&format!("/api/v1/sessions/{session_id}")).await, StatusCode::OK).await;
+    assert_eq!(session["event_count"], 1100);
+    assert_eq!(session["events"].as_array().unwrap().len(), 1000);
+    let cursor = session["events_next_cursor"].as_str().expect("a cursor for the rest");
+    let rest =
+        json_of(app.get(&format!("/api/v1/sessions/{session_id}/events?cursor={cursor}")).await, StatusCode::OK).await;
+    let rest = rest["events"].as_array().unwrap();
+    assert_eq!(rest.len(), 100);
+    assert_eq!(rest[0]["seq"], 1001);
+    assert_eq!(rest[99]["content"], "m1099");
+
+    let small = id_of(&app.create_session(&json!({"user_id": "u1"})).await);
+    app.append(&small, &json!({"author": "u", "content": "only"})).await;
+    let session = json_of(app.get(&format!("/api/v1/sessions/{small}")).await, StatusCode::OK).await;
+    assert!(session.get("events_next_cursor").is_none(), "{session}");
 }
 
 #[tokio::test]
@@ -391,8 +417,7 @@ async fn concurrent_appends_lose_nothing_and_keep_one_order() {
     all_seqs.sort_unstable();
     assert_eq!(all_seqs, (1..=(CLIENTS * APPENDS) as i64).collect::<Vec<_>>());
 
-    let session = json_of(app.get(&format!("/api/v1/sessions/{session_id}")).await, StatusCode::OK).await;
-    let events = session["events"].as_array().unwrap();
+    let events = all_events(&app.client, &app.address, &session_id).await;
     assert_eq!(events.len(), CLIENTS * APPENDS);
     let mut next_n = vec![0usize; CLIENTS];
     for (idx, event) in events.iter().enumerate() {

@@ -8,7 +8,9 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use contextiq_core::{Event, NewEvent, NewSession, Role, Scope, Session, SessionFilter, SessionsCursor};
+use contextiq_core::{
+    Error as CoreError, Event, NewEvent, NewSession, Role, Scope, Session, SessionFilter, SessionsCursor,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -111,9 +113,14 @@ pub struct SessionBody {
     pub expires_at: Option<DateTime<Utc>>,
     /// How many events the session holds.
     pub event_count: i64,
-    /// All events in append order; absent in lists and with `include_events=false`.
+    /// The first events in append order (at most 1,000); absent in lists and with
+    /// `include_events=false`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<EventBody>>,
+    /// When `events` holds only the first of the session's events: the `cursor` to page the
+    /// rest from `GET /sessions/{id}/events`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -165,6 +172,12 @@ impl From<Session> for SessionBody {
             updated_at: session.updated_at,
             expires_at: session.expires_at,
             event_count: session.event_count,
+            events_next_cursor: session
+                .events
+                .as_ref()
+                .and_then(|events| events.last())
+                .filter(|last| last.seq < session.event_count)
+                .map(|last| encode_events_cursor(last.seq)),
             events: session.events.map(|events| events.into_iter().map(EventBody::from).collect()),
         }
     }
@@ -298,7 +311,15 @@ pub async fn append_events(
         vec![from_value::<AppendEventRequest>(body)?]
     };
     let events = requests.into_iter().map(NewEvent::from).collect();
-    let mut stored = state.sessions.append(&principal.org_id, id, events, Utc::now()).await?;
+    let mut stored =
+        state.sessions.append(&principal.org_id, id, events, Utc::now()).await.map_err(|err| match err {
+            // The service names fields by their place in a batch; a single event has no batch.
+            CoreError::Validation { field, message } if !is_batch => CoreError::Validation {
+                field: field.strip_prefix("events[0].").map_or(field.clone(), str::to_owned),
+                message,
+            },
+            err => err,
+        })?;
     let response = if is_batch {
         let events = stored.into_iter().map(EventBody::from).collect();
         (StatusCode::CREATED, Json(EventBatch { events })).into_response()
