@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use contextiq_server::{Application, Settings};
+use contextiq_server::{Application, Overrides, Settings};
 use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
@@ -43,7 +43,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (base_url, server) = match &args.url {
         Some(url) => (url.trim_end_matches('/').to_owned(), None),
         None => {
-            let mut settings = Settings::default();
+            // The environment applies (e.g. DATABASE_SQLITE_DURABILITY); bind and data dir are ours.
+            let mut settings = Settings::load(&Overrides::default())?;
             settings.server.bind = "127.0.0.1:0".to_owned();
             settings.data_dir = args.data_dir.clone().unwrap_or_else(|| temp_dir.path().to_owned());
             let app = Application::build(settings).await?;
