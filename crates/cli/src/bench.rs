@@ -27,6 +27,9 @@ pub struct BenchArgs {
     /// Data directory of the embedded server [default: a temporary directory].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The API key to send; for the embedded server, its first admin key is used.
+    #[arg(long, env = "CONTEXTIQ_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -40,14 +43,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--clients must be at least 1");
     }
     let temp_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let mut api_key = args.api_key.clone();
     let (base_url, server) = match &args.url {
         Some(url) => (url.trim_end_matches('/').to_owned(), None),
         None => {
             // The environment applies (e.g. DATABASE_SQLITE_DURABILITY); bind and data dir are ours.
             let mut settings = Settings::load(&Overrides::default())?;
             settings.server.bind = "127.0.0.1:0".to_owned();
+            // The benchmark measures the server, not its rate limiter: one key sends everything.
+            settings.auth.rate_limit_per_second = u32::MAX;
+            settings.auth.rate_limit_burst = u32::MAX;
             settings.data_dir = args.data_dir.clone().unwrap_or_else(|| temp_dir.path().to_owned());
+            let key_file = settings.data_dir.join(contextiq_server::startup::ADMIN_KEY_FILE);
             let app = Application::build(settings).await?;
+            if api_key.is_none() {
+                api_key = std::fs::read_to_string(&key_file).ok().map(|key| key.trim().to_owned());
+            }
             let url = format!("http://{}", app.local_addr());
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let task = tokio::spawn(app.run_until_stopped(async move {
@@ -65,7 +76,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.clients,
         args.seconds
     );
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = &api_key {
+        headers.insert("x-api-key", key.parse().context("the API key is not a valid header value")?);
+    }
+    println!("authentication: {}", if api_key.is_some() { "API key" } else { "none" });
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).default_headers(headers).build()?;
     let duration = Duration::from_secs(args.seconds);
     println!("{:<22} {:>10} {:>12} {:>9} {:>9} {:>9}", "operation", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms");
 

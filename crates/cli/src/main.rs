@@ -2,12 +2,13 @@
 //! migrations, `bench` measures the HTTP API.
 
 mod bench;
+mod keys;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use contextiq_server::{Application, Overrides, Settings, open_store, shutdown_signal, telemetry};
+use contextiq_server::{Application, Overrides, Settings, open_stores, shutdown_signal, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(name = "contextiq", version, about = "ContextIQ: sessions and memory for AI agents")]
@@ -24,12 +25,15 @@ enum Command {
     /// Apply the store's pending migrations and exit (serve applies them too, at start).
     #[command(after_help = Settings::environment_help())]
     Migrate(ConfigArgs),
+    /// Manage API keys directly in the configured store (no server needed).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Measure the HTTP API: throughput and latency percentiles.
     Bench(bench::BenchArgs),
 }
 
-#[derive(Debug, Args)]
-struct ConfigArgs {
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
     /// A TOML configuration file [default: ./contextiq.toml when present].
     #[arg(long, env = "CONTEXTIQ_CONFIG")]
     config: Option<PathBuf>,
@@ -48,7 +52,7 @@ struct ServeArgs {
 }
 
 impl ConfigArgs {
-    fn overrides(&self, bind: Option<String>) -> Overrides {
+    pub fn overrides(&self, bind: Option<String>) -> Overrides {
         Overrides { config_file: self.config.clone(), bind, data_dir: self.data_dir.clone() }
     }
 }
@@ -60,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Migrate(args) => migrate(args).await,
+            Command::Keys(command) => keys::run(command).await,
             Command::Bench(args) => bench::run(args).await,
         }
     })
@@ -75,8 +80,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn migrate(args: ConfigArgs) -> anyhow::Result<()> {
     let settings = Settings::load(&args.overrides(None))?;
     telemetry::init_logging(&settings.log, &settings.service_name);
-    let store = open_store(&settings).await?;
-    store.close().await;
+    let stores = open_stores(&settings).await?;
+    stores.sessions.close().await;
     println!("migrations applied");
     Ok(())
 }

@@ -10,6 +10,10 @@ pub enum Error {
     /// A request field breaks a rule; `field` is its JSON path as the client sent it.
     #[error("{field}: {message}")]
     Validation { field: String, message: String },
+    /// The credential may not do this (outside its scope constraint, say). Only for acts that
+    /// reveal nothing: a resource out of reach reads as `NotFound` instead.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// A configured size or count limit was exceeded.
     #[error("{field}: {what} exceeds the limit of {limit}")]
     LimitExceeded { field: String, what: String, limit: u64 },
@@ -26,12 +30,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resource {
     Session,
+    ApiKey,
 }
 
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Resource::Session => "session",
+            Resource::ApiKey => "API key",
         })
     }
 }
@@ -43,6 +49,10 @@ impl Error {
 
     pub fn session_not_found() -> Error {
         Error::NotFound { resource: Resource::Session }
+    }
+
+    pub fn key_not_found() -> Error {
+        Error::NotFound { resource: Resource::ApiKey }
     }
 
     pub fn store(err: impl std::error::Error + Send + Sync + 'static) -> Error {

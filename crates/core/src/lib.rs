@@ -4,13 +4,15 @@
 //! This crate does no IO and knows nothing of HTTP or SQL: backends implement its traits,
 //! the server maps its errors to status codes.
 
+pub mod auth;
 mod error;
 pub mod merge_patch;
 pub mod session;
 pub use session::to_micros;
 mod store;
 
-pub use error::{Error, Result};
+pub use auth::{Access, ApiKey, KeyService, KeyStore, NewApiKey, Permission};
+pub use error::{Error, Resource, Result};
 pub use session::{
     Event, EventPage, NewEvent, NewSession, OrgId, Role, Scope, Session, SessionFilter, SessionLimits, SessionPage,
     SessionService, SessionsCursor,

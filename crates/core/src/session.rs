@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::{Error, Result, SessionStore};
+use crate::{Access, Error, Result, SessionStore};
 
 /// The tenant every row belongs to. Until authentication exists every request acts for
 /// [`OrgId::default_org`].
@@ -135,6 +135,8 @@ pub struct SessionsCursor {
 
 #[derive(Debug, Clone, Default)]
 pub struct SessionFilter {
+    /// Only sessions whose scope holds all these pairs.
+    pub scope: Option<Scope>,
     pub user_id: Option<String>,
     pub agent_id: Option<String>,
     pub limit: u32,
@@ -201,7 +203,7 @@ impl SessionService {
         &self.limits
     }
 
-    pub async fn create(&self, org: &OrgId, new: NewSession, now: DateTime<Utc>) -> Result<Session> {
+    pub async fn create(&self, access: &Access, new: NewSession, now: DateTime<Utc>) -> Result<Session> {
         let now = to_micros(now);
         check_text("user_id", &new.user_id, true)?;
         if let Some(agent_id) = &new.agent_id {
@@ -214,13 +216,16 @@ impl SessionService {
             }
             None => Scope::from([("user_id".to_owned(), new.user_id.clone())]),
         };
+        if !access.reaches(&scope) {
+            return Err(Error::Forbidden("the session's scope is outside the credential's scope".to_owned()));
+        }
         let state = new.state.unwrap_or_default();
         check_state_size(&state, self.limits.max_state_bytes)?;
         let metadata = new.metadata.unwrap_or_default();
         check_json_size("metadata", &metadata, self.limits.max_state_bytes)?;
         let expires_at = self.expiry(new.ttl_seconds, new.expires_at, now)?;
         let session = Session {
-            org_id: org.clone(),
+            org_id: access.org_id.clone(),
             id: Uuid::now_v7(),
             user_id: new.user_id,
             agent_id: new.agent_id,
@@ -269,19 +274,34 @@ impl SessionService {
     /// The session; with `include_events`, also its first events in append order, at most
     /// `max_events_page` of them (`event_count` tells whether more follow; page them with
     /// [`SessionService::events`]).
-    pub async fn get(&self, org: &OrgId, id: Uuid, include_events: bool, now: DateTime<Utc>) -> Result<Session> {
+    pub async fn get(&self, access: &Access, id: Uuid, include_events: bool, now: DateTime<Utc>) -> Result<Session> {
         let events_limit = include_events.then_some(self.limits.max_events_page);
-        self.store.get_session(org, id, events_limit, now).await
+        let session = self.store.get_session(&access.org_id, id, events_limit, now).await?;
+        if !access.reaches(&session.scope) {
+            return Err(Error::session_not_found());
+        }
+        Ok(session)
     }
 
-    pub async fn list(&self, org: &OrgId, filter: SessionFilter, now: DateTime<Utc>) -> Result<SessionPage> {
+    /// Fails with `NotFound` unless the session exists and is within reach. Needed before
+    /// acting on a session by id only for scope-constrained access (org confinement is in
+    /// every store call); a session's scope never changes, so the check cannot go stale.
+    async fn check_reach(&self, access: &Access, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+        if access.scope.is_some() {
+            self.get(access, id, false, now).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn list(&self, access: &Access, mut filter: SessionFilter, now: DateTime<Utc>) -> Result<SessionPage> {
         check_page_limit(filter.limit, self.limits.max_sessions_page)?;
-        self.store.list_sessions(org, &filter, now).await
+        filter.scope = access.scope.clone();
+        self.store.list_sessions(&access.org_id, &filter, now).await
     }
 
     pub async fn append(
         &self,
-        org: &OrgId,
+        access: &Access,
         session_id: Uuid,
         events: Vec<NewEvent>,
         now: DateTime<Utc>,
@@ -317,22 +337,24 @@ impl SessionService {
             }
             checked.push(event);
         }
-        self.store.append_events(org, session_id, checked, to_micros(now)).await
+        self.check_reach(access, session_id, now).await?;
+        self.store.append_events(&access.org_id, session_id, checked, to_micros(now)).await
     }
 
     pub async fn events(
         &self,
-        org: &OrgId,
+        access: &Access,
         session_id: Uuid,
         after_seq: i64,
         limit: u32,
         now: DateTime<Utc>,
     ) -> Result<EventPage> {
         check_page_limit(limit, self.limits.max_events_page)?;
-        let events = self.store.list_events(org, session_id, after_seq, limit, now).await?;
-        if events.is_empty() {
+        self.check_reach(access, session_id, now).await?;
+        let events = self.store.list_events(&access.org_id, session_id, after_seq, limit, now).await?;
+        if events.is_empty() && access.scope.is_none() {
             // An empty page of a session that does not exist must still be a 404.
-            self.store.get_session(org, session_id, None, now).await?;
+            self.store.get_session(&access.org_id, session_id, None, now).await?;
         }
         let next_after_seq = match events.last() {
             Some(last) if events.len() == limit as usize => Some(last.seq),
@@ -343,7 +365,7 @@ impl SessionService {
 
     pub async fn patch_state(
         &self,
-        org: &OrgId,
+        access: &Access,
         session_id: Uuid,
         patch: Value,
         now: DateTime<Utc>,
@@ -351,11 +373,13 @@ impl SessionService {
         if !patch.is_object() {
             return Err(Error::validation("state", "a merge patch of the state must be a JSON object"));
         }
-        self.store.patch_state(org, session_id, patch, self.limits.max_state_bytes, to_micros(now)).await
+        self.check_reach(access, session_id, now).await?;
+        self.store.patch_state(&access.org_id, session_id, patch, self.limits.max_state_bytes, to_micros(now)).await
     }
 
-    pub async fn delete(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<()> {
-        self.store.delete_session(org, id, now).await
+    pub async fn delete(&self, access: &Access, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+        self.check_reach(access, id, now).await?;
+        self.store.delete_session(&access.org_id, id, now).await
     }
 }
 
@@ -379,7 +403,7 @@ fn check_text(field: &str, value: &str, required: bool) -> Result<()> {
     Ok(())
 }
 
-fn check_scope(scope: &Scope) -> Result<()> {
+pub(crate) fn check_scope(scope: &Scope) -> Result<()> {
     if scope.is_empty() {
         return Err(Error::validation("scope", "must hold at least one key"));
     }

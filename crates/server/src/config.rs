@@ -40,6 +40,20 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "sessions.purge_interval_seconds",
         "How often expired sessions are purged [default: 60]",
     ),
+    (
+        "AUTH_REQUIRE_AUTH",
+        "auth.require_auth",
+        "false turns authentication off, for local development only [default: true]",
+    ),
+    ("AUTH_JWT_SECRET_KEY", "auth.jwt_secret_key", "HS256 secret of JWT bearer tokens; unset: JWTs are refused"),
+    ("AUTH_JWT_ISSUER", "auth.jwt_issuer", "The iss every JWT must carry [default: contextiq]"),
+    (
+        "AUTH_REQUIRE_AUTH_EXCEPTIONS",
+        "auth.require_auth_exceptions",
+        "Comma-separated paths served without credentials; /x/* matches below /x",
+    ),
+    ("RATE_LIMIT_PER_SECOND", "auth.rate_limit_per_second", "Requests per second per credential [default: 100]"),
+    ("RATE_LIMIT_BURST", "auth.rate_limit_burst", "Requests a credential may burst above the rate [default: 200]"),
     ("SERVICE_NAME", "service_name", "The service label of logs and metrics [default: contextiq]"),
     ("LOG_FORMAT", "log.format", "json (default) or pretty"),
     ("LOG_LEVEL", "log.level", "A tracing filter, e.g. info or contextiq_server=debug [default: info]"),
@@ -55,6 +69,32 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub limits: LimitSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub require_auth: bool,
+    #[serde(serialize_with = "serialize_secret")]
+    pub jwt_secret_key: Option<SecretString>,
+    pub jwt_issuer: String,
+    pub require_auth_exceptions: String,
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> AuthSettings {
+        AuthSettings {
+            require_auth: true,
+            jwt_secret_key: None,
+            jwt_issuer: "contextiq".to_owned(),
+            require_auth_exceptions: "/health,/health/*,/docs,/docs/*,/openapi.json,/metrics".to_owned(),
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +155,7 @@ impl Default for Settings {
             sessions: SessionSettings::default(),
             limits: LimitSettings::default(),
             log: LogSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -213,6 +254,12 @@ impl Settings {
         if self.sessions.purge_interval_seconds == 0 {
             bail!("SESSION_PURGE_INTERVAL_SECONDS must be at least 1");
         }
+        if self.auth.rate_limit_per_second == 0 || self.auth.rate_limit_burst == 0 {
+            bail!("RATE_LIMIT_PER_SECOND and RATE_LIMIT_BURST must be at least 1");
+        }
+        if self.auth.jwt_secret_key.as_ref().is_some_and(|secret| secret.expose_secret().len() < 32) {
+            bail!("AUTH_JWT_SECRET_KEY must be at least 32 bytes long");
+        }
         self.sqlite_durability()?;
         Ok(())
     }
@@ -244,6 +291,13 @@ impl Settings {
         if self.database.sqlite_durability.eq_ignore_ascii_case("normal") {
             warnings.push(
                 "DATABASE_SQLITE_DURABILITY=normal: writes survive a crash of the process, not a power loss".to_owned(),
+            );
+        }
+        if !self.auth.require_auth {
+            warnings.push(
+                "AUTH_REQUIRE_AUTH=false: authentication is OFF, every request acts as an admin of the default org; \
+                 for local development only"
+                    .to_owned(),
             );
         }
         if self.server.request_timeout_seconds == 0 {
@@ -280,11 +334,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn debug_output_redacts_the_database_url() {
+    fn debug_output_redacts_secrets() {
         let mut settings = Settings::default();
         settings.database.url = Some(SecretString::from("postgres://user:hunter2@db/contextiq"));
+        settings.auth.jwt_secret_key = Some(SecretString::from("correct-horse-battery-staple-0123456789"));
         let debug = format!("{settings:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("correct-horse"), "{debug}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use contextiq_core::Error as CoreError;
+use contextiq_core::{Error as CoreError, Resource};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -31,6 +31,14 @@ pub struct Problem {
 pub enum ApiError {
     #[error(transparent)]
     Domain(#[from] CoreError),
+    #[error("no credentials: send an API key as X-API-Key or a JWT as Authorization: Bearer")]
+    MissingCredentials,
+    #[error("the credentials are invalid, expired or revoked")]
+    InvalidCredentials,
+    #[error("the credential lacks the {0} permission")]
+    MissingPermission(contextiq_core::Permission),
+    #[error("too many requests: retry in {retry_after_seconds} s")]
+    RateLimited { retry_after_seconds: u64 },
     #[error("{0}")]
     MalformedJson(String),
     #[error("{field}: {detail}")]
@@ -61,7 +69,18 @@ impl ApiError {
     fn describe(&self) -> (StatusCode, &'static str, &'static str) {
         use contextiq_core::Error as E;
         match self {
-            ApiError::Domain(E::NotFound { .. }) => (StatusCode::NOT_FOUND, "session_not_found", "Session not found"),
+            ApiError::Domain(E::NotFound { resource: Resource::Session }) => {
+                (StatusCode::NOT_FOUND, "session_not_found", "Session not found")
+            }
+            ApiError::Domain(E::NotFound { resource: Resource::ApiKey }) => {
+                (StatusCode::NOT_FOUND, "api_key_not_found", "API key not found")
+            }
+            ApiError::Domain(E::Forbidden(_)) | ApiError::MissingPermission(_) => {
+                (StatusCode::FORBIDDEN, "forbidden", "Forbidden")
+            }
+            ApiError::MissingCredentials => (StatusCode::UNAUTHORIZED, "missing_credentials", "Unauthorized"),
+            ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", "Unauthorized"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests"),
             ApiError::Domain(E::Validation { .. }) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed")
             }
@@ -135,6 +154,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.problem();
         let mut response = problem_response(problem);
+        if response.status() == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"contextiq\""));
+        }
         if response.status().is_server_error() {
             response.extensions_mut().insert(ErrorChain(error_chain(&self)));
         }

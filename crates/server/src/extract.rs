@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use contextiq_core::{Error as CoreError, OrgId};
+use contextiq_core::Error as CoreError;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -112,26 +112,25 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::Domain(CoreError::session_not_found()))?;
-        Uuid::parse_str(&raw).map(SessionId).map_err(|_| ApiError::Domain(CoreError::session_not_found()))
+        path_id(parts, state, CoreError::session_not_found).await.map(SessionId)
     }
 }
 
-/// Who is asking, and for which tenant. Every handler takes one, so authentication can slot
-/// in here without touching handlers; until it exists every request acts for the default org.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub org_id: OrgId,
-}
+/// The `{id}` of an API key route.
+pub struct KeyId(pub Uuid);
 
-impl<S: Send + Sync> FromRequestParts<S> for Principal {
+impl<S: Send + Sync> FromRequestParts<S> for KeyId {
     type Rejection = ApiError;
 
-    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        Ok(Principal { org_id: OrgId::default_org() })
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        path_id(parts, state, CoreError::key_not_found).await.map(KeyId)
     }
+}
+
+async fn path_id<S: Send + Sync>(parts: &mut Parts, state: &S, not_found: fn() -> CoreError) -> Result<Uuid, ApiError> {
+    let Path(raw) =
+        Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::Domain(not_found()))?;
+    Uuid::parse_str(&raw).map_err(|_| ApiError::Domain(not_found()))
 }
 
 #[cfg(test)]

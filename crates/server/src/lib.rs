@@ -1,6 +1,7 @@
 //! The HTTP face of ContextIQ: configuration, startup, routers, the mapping of domain errors
 //! to problem+json, request middleware (correlation ids, logs, metrics).
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -10,4 +11,4 @@ pub mod startup;
 pub mod telemetry;
 
 pub use config::{Overrides, Settings};
-pub use startup::{AppState, Application, open_store, shutdown_signal};
+pub use startup::{AppState, Application, Stores, open_stores, shutdown_signal};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use contextiq_core::{SessionLimits, SessionService, SessionStore};
+use contextiq_core::{KeyService, KeyStore, NewApiKey, OrgId, Permission, SessionLimits, SessionService, SessionStore};
 use contextiq_store_sqlite::{SqliteOptions, SqliteStore};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -16,13 +16,16 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::auth::{Authenticator, InProcessRateLimiter};
 use crate::config::{Settings, StoreLocation};
-use crate::{middleware, routes, telemetry};
+use crate::{auth, middleware, routes, telemetry};
 
 /// What every handler can reach. Cheap to clone: services and stores are behind `Arc`s.
 #[derive(Clone)]
 pub struct AppState {
     pub sessions: SessionService,
+    pub keys: KeyService,
+    pub authenticator: Arc<Authenticator>,
     pub store: Arc<dyn SessionStore>,
     pub metrics: PrometheusHandle,
     pub service_name: Arc<str>,
@@ -37,8 +40,18 @@ pub struct Application {
     settings: Settings,
 }
 
+/// The primary store, seen through each of its traits.
+#[derive(Clone)]
+pub struct Stores {
+    pub sessions: Arc<dyn SessionStore>,
+    pub keys: Arc<dyn KeyStore>,
+}
+
+/// The file in the data directory that receives the first admin key.
+pub const ADMIN_KEY_FILE: &str = "admin-key.txt";
+
 /// Opens the configured primary store (applying migrations).
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn SessionStore>> {
+pub async fn open_stores(settings: &Settings) -> anyhow::Result<Stores> {
     match settings.store_location()? {
         StoreLocation::Sqlite(path) => {
             let options = SqliteOptions {
@@ -50,9 +63,51 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn SessionSt
             let store = SqliteStore::open(&options)
                 .await
                 .with_context(|| format!("failed to open the SQLite database {}", path.display()))?;
-            Ok(Arc::new(store))
+            let store = Arc::new(store);
+            Ok(Stores { sessions: store.clone(), keys: store })
         }
     }
+}
+
+/// On first start with authentication on and no keys at all, creates an admin key of the
+/// default org, prints it once to the terminal and saves it in a 0600 file. Never logged.
+async fn bootstrap_admin_key(settings: &Settings, keys: &KeyService) -> anyhow::Result<()> {
+    if !settings.auth.require_auth || keys.count().await? > 0 {
+        return Ok(());
+    }
+    let new = NewApiKey {
+        org_id: OrgId::default_org(),
+        name: "bootstrap-admin".to_owned(),
+        permissions: Permission::ALL.into(),
+        scope: None,
+        rate_limit_per_second: None,
+        expires_at: None,
+    };
+    let (key, record) = keys.create(new, chrono::Utc::now()).await?;
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let path = settings.data_dir.join(ADMIN_KEY_FILE);
+    write_private_file(&path, &format!("{key}\n"))
+        .with_context(|| format!("failed to save the first admin key to {}", path.display()))?;
+    // On stdout, not in the logs (stderr): logs are shipped and kept, this must not be.
+    println!(
+        "\n  First start: created an admin API key (org \"default\", all permissions).\n  \
+         It is shown this once and saved in {path}:\n\n      {key}\n\n  \
+         Send it as the X-API-Key header. Create narrower keys with `contextiq keys create`.\n",
+        path = path.display()
+    );
+    tracing::info!(key_id = %record.id, path = %path.display(), "created the first admin key");
+    Ok(())
+}
+
+fn write_private_file(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
 }
 
 impl Application {
@@ -62,7 +117,12 @@ impl Application {
             tracing::warn!("{warning}");
         }
         let metrics = telemetry::metrics_handle(&settings.service_name);
-        let store = open_store(&settings).await?;
+        let stores = open_stores(&settings).await?;
+        let store = stores.sessions.clone();
+        let keys = KeyService::new(stores.keys.clone());
+        bootstrap_admin_key(&settings, &keys).await?;
+        let authenticator =
+            Arc::new(Authenticator::new(&settings.auth, keys.clone(), Arc::new(InProcessRateLimiter::default())));
         let limits = SessionLimits {
             max_events_per_request: settings.sessions.max_events_per_request,
             max_state_bytes: settings.sessions.max_state_bytes,
@@ -71,6 +131,8 @@ impl Application {
         };
         let state = AppState {
             sessions: SessionService::new(store.clone(), limits),
+            keys,
+            authenticator,
             store: store.clone(),
             metrics,
             service_name: settings.service_name.as_str().into(),
@@ -134,8 +196,11 @@ impl Application {
 
 /// The router with every layer, for `Application` and for in-process handler tests.
 pub fn app_router(state: AppState, settings: &Settings) -> Router {
-    let mut router =
-        routes::router().layer(DefaultBodyLimit::max(settings.limits.max_body_bytes)).layer(CatchPanicLayer::new());
+    // Layers wrap outwards: the last added runs first.
+    let mut router = routes::router()
+        .layer(DefaultBodyLimit::max(settings.limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(CatchPanicLayer::new());
     if settings.server.request_timeout_seconds > 0 {
         router = router.layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

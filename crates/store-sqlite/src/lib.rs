@@ -7,6 +7,7 @@
 //! `synchronous=FULL`) covers the whole group. A write is acknowledged only after its group
 //! has committed, so an acknowledged write survives a crash of the process.
 
+mod keys;
 mod rows;
 mod writer;
 
@@ -72,7 +73,7 @@ impl SqliteOptions {
 }
 
 pub struct SqliteStore {
-    readers: SqlitePool,
+    pub(crate) readers: SqlitePool,
     /// `None` once closed.
     writer: Mutex<Option<mpsc::Sender<WriteOp>>>,
     writer_task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
@@ -111,7 +112,7 @@ impl SqliteStore {
         })
     }
 
-    async fn write<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
+    pub(crate) async fn write<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
         let sender = self.writer.lock().expect("writer lock poisoned").clone().ok_or(Error::Unavailable)?;
         let (reply, answer) = oneshot::channel();
         sender.send(op(reply)).await.map_err(|_| Error::Unavailable)?;
@@ -165,6 +166,12 @@ impl SessionStore for SqliteStore {
         }
         if let Some(agent_id) = &filter.agent_id {
             query.push(" AND agent_id = ").push_bind(agent_id.as_str());
+        }
+        for (key, value) in filter.scope.iter().flatten() {
+            query
+                .push(" AND EXISTS (SELECT 1 FROM json_each(sessions.scope) WHERE json_each.key = ")
+                .push_bind(key.as_str());
+            query.push(" AND json_each.value = ").push_bind(value.as_str()).push(")");
         }
         if let Some(cursor) = &filter.cursor {
             let created = micros(cursor.created_at);

@@ -90,3 +90,26 @@ pub(crate) fn event_from_row(row: &SqliteRow) -> Result<Event> {
         invocation_id: row.try_get("invocation_id").map_err(|err| corrupt(TABLE, err))?,
     })
 }
+
+pub(crate) fn key_from_row(row: &SqliteRow) -> Result<contextiq_core::ApiKey> {
+    const TABLE: &str = "api_keys";
+    let get_text = |column: &str| row.try_get::<String, _>(column).map_err(|err| corrupt(TABLE, err));
+    let get_opt_int = |column: &str| row.try_get::<Option<i64>, _>(column).map_err(|err| corrupt(TABLE, err));
+    let get_opt_time = |column: &str| get_opt_int(column)?.map(|at| timestamp(TABLE, at)).transpose();
+    let scope: Option<String> = row.try_get("scope").map_err(|err| corrupt(TABLE, err))?;
+    Ok(contextiq_core::ApiKey {
+        id: uuid(TABLE, &get_text("id")?)?,
+        org_id: OrgId::new(get_text("org_id")?),
+        name: get_text("name")?,
+        key_hash: get_text("key_hash")?,
+        prefix: get_text("prefix")?,
+        permissions: serde_json::from_str(&get_text("permissions")?).map_err(|err| corrupt(TABLE, err))?,
+        scope: scope.map(|text| serde_json::from_str(&text)).transpose().map_err(|err| corrupt(TABLE, err))?,
+        rate_limit_per_second: get_opt_int("rate_limit_per_second")?
+            .map(|rate| rate.clamp(1, i64::from(u32::MAX)) as u32),
+        created_at: timestamp(TABLE, row.try_get("created_at").map_err(|err| corrupt(TABLE, err))?)?,
+        expires_at: get_opt_time("expires_at")?,
+        revoked_at: get_opt_time("revoked_at")?,
+        last_used_at: get_opt_time("last_used_at")?,
+    })
+}

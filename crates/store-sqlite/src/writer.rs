@@ -2,14 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use contextiq_core::session::check_state_size;
-use contextiq_core::{Error, Event, NewEvent, OrgId, Result, Session, merge_patch, to_micros};
+use contextiq_core::{ApiKey, Error, Event, NewEvent, OrgId, Result, Session, merge_patch, to_micros};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::rows::{count, micros, session_from_row};
+use crate::rows::{count, key_from_row, micros, session_from_row};
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -44,6 +44,21 @@ pub(crate) enum WriteOp {
         now: DateTime<Utc>,
         batch: u32,
         reply: Reply<u64>,
+    },
+    CreateKey {
+        key: ApiKey,
+        reply: Reply<ApiKey>,
+    },
+    RevokeKey {
+        org: Option<OrgId>,
+        id: Uuid,
+        now: DateTime<Utc>,
+        reply: Reply<ApiKey>,
+    },
+    TouchKey {
+        id: Uuid,
+        now: DateTime<Utc>,
+        reply: Reply<()>,
     },
 }
 
@@ -163,6 +178,48 @@ impl Writer {
                 .execute(&mut self.conn)
                 .await;
                 complete(reply, Ok(count("purge", "sessions", result)?.rows_affected()))
+            }
+            WriteOp::CreateKey { key, reply } => {
+                let result = sqlx::query(concat!(
+                    "INSERT INTO api_keys (id, org_id, name, key_hash, prefix, permissions, scope, ",
+                    "rate_limit_per_second, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ))
+                .bind(key.id.to_string())
+                .bind(key.org_id.as_str())
+                .bind(key.name.as_str())
+                .bind(key.key_hash.as_str())
+                .bind(key.prefix.as_str())
+                .bind(json_text(&key.permissions)?)
+                .bind(key.scope.as_ref().map(json_text).transpose()?)
+                .bind(key.rate_limit_per_second.map(i64::from))
+                .bind(micros(key.created_at))
+                .bind(key.expires_at.map(micros))
+                .execute(&mut self.conn)
+                .await;
+                count("insert", "api_keys", result)?;
+                complete(reply, Ok(key))
+            }
+            WriteOp::RevokeKey { org, id, now, reply } => {
+                let result = sqlx::query(concat!(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) ",
+                    "WHERE id = ?2 AND (?3 IS NULL OR org_id = ?3) RETURNING *"
+                ))
+                .bind(micros(applied_at(now)))
+                .bind(id.to_string())
+                .bind(org.as_ref().map(OrgId::as_str))
+                .fetch_optional(&mut self.conn)
+                .await;
+                let revoked = count("update", "api_keys", result)?;
+                complete(reply, revoked.as_ref().map_or_else(|| Err(Error::key_not_found()), key_from_row))
+            }
+            WriteOp::TouchKey { id, now, reply } => {
+                let result = sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+                    .bind(micros(now))
+                    .bind(id.to_string())
+                    .execute(&mut self.conn)
+                    .await;
+                count("update", "api_keys", result)?;
+                complete(reply, Ok(()))
             }
         })
     }

@@ -11,7 +11,10 @@ use tokio::task::JoinHandle;
 /// A running application with its own data directory.
 pub struct TestApp {
     pub address: String,
+    /// Sends the first admin key with every request.
     pub client: reqwest::Client,
+    /// The first admin key (org "default", every permission).
+    pub admin_key: String,
     pub data_dir: Arc<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -30,6 +33,9 @@ pub async fn spawn_app_in(data_dir: Arc<TempDir>, configure: impl FnOnce(&mut Se
     let mut settings = Settings::default();
     settings.server.bind = "127.0.0.1:0".to_owned();
     settings.data_dir = data_dir.path().to_owned();
+    // Tests drive thousands of requests with one key; the rate-limit test sets its own.
+    settings.auth.rate_limit_per_second = 1_000_000;
+    settings.auth.rate_limit_burst = 1_000_000;
     configure(&mut settings);
     if std::env::var_os("TEST_LOG").is_some() {
         telemetry::init_logging(&settings.log, &settings.service_name);
@@ -40,7 +46,16 @@ pub async fn spawn_app_in(data_dir: Arc<TempDir>, configure: impl FnOnce(&mut Se
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    TestApp { address, client: reqwest::Client::new(), data_dir, stop: Some(stop), task: Some(task) }
+    // With authentication off there is no admin key, and the client sends none.
+    let key_file = data_dir.path().join(contextiq_server::startup::ADMIN_KEY_FILE);
+    let (client, admin_key) = match key_file.exists() {
+        true => {
+            let key = admin_key(data_dir.path());
+            (client_with_key(&key), key)
+        }
+        false => (reqwest::Client::new(), String::new()),
+    };
+    TestApp { address, client, admin_key, data_dir, stop: Some(stop), task: Some(task) }
 }
 
 impl TestApp {
@@ -96,6 +111,29 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// The first admin key, which the server saved in its data directory at first start.
+pub fn admin_key(data_dir: &std::path::Path) -> String {
+    let path = data_dir.join(contextiq_server::startup::ADMIN_KEY_FILE);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("no admin key at {}: {err}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+/// A client that sends `key` as `X-API-Key` with every request.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-api-key", key.parse().expect("a key is a valid header value"));
+    reqwest::Client::builder().default_headers(headers).build().expect("a client")
+}
+
+/// A client that sends `Authorization: Bearer <token>`.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().expect("a valid header value"));
+    reqwest::Client::builder().default_headers(headers).build().expect("a client")
 }
 
 /// Every event of a session, paged through `GET /sessions/{id}/events`.

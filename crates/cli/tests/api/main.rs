@@ -1,7 +1,10 @@
 //! The API test suite: every test starts the real application on port 0 (in this process,
 //! or as the real binary where a process must die) and talks HTTP to it.
 
+mod auth;
+mod cli;
 mod errors;
+mod fuzz;
 mod helpers;
 mod process;
 mod service;

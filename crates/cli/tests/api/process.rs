@@ -10,12 +10,14 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{all_events, binary, id_of, json_of};
+use crate::helpers::{admin_key, all_events, binary, client_with_key, id_of, json_of};
 
 /// A `contextiq serve` process and the log lines it wrote to stderr.
 struct ServerProcess {
     child: Child,
     address: String,
+    /// Sends the first admin key.
+    client: reqwest::Client,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
@@ -26,6 +28,8 @@ impl ServerProcess {
             .arg(data_dir)
             .env_remove("RUST_LOG")
             .env("LOG_FORMAT", "json")
+            .env("RATE_LIMIT_PER_SECOND", "1000000")
+            .env("RATE_LIMIT_BURST", "1000000")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -45,7 +49,8 @@ impl ServerProcess {
             }
         });
         let address = address_receiver.recv_timeout(Duration::from_secs(30)).expect("the server logs its address");
-        ServerProcess { child, address: format!("http://{address}"), logs }
+        let client = client_with_key(&admin_key(data_dir));
+        ServerProcess { child, address: format!("http://{address}"), client, logs }
     }
 
     fn log_lines(&self) -> Vec<Value> {
@@ -66,7 +71,7 @@ impl Drop for ServerProcess {
 async fn acknowledged_appends_survive_sigkill() {
     let data_dir = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(data_dir.path());
-    let client = reqwest::Client::new();
+    let client = server.client.clone();
     let session = client
         .post(format!("{}/api/v1/sessions", server.address))
         .json(&json!({"user_id": "crash"}))
@@ -135,7 +140,7 @@ async fn acknowledged_appends_survive_sigkill() {
 async fn sigterm_shuts_down_gracefully_with_json_logs() {
     let data_dir = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(data_dir.path());
-    let client = reqwest::Client::new();
+    let client = server.client.clone();
     let response = client
         .post(format!("{}/api/v1/sessions", server.address))
         .header("x-correlation-id", "corr-42")
@@ -167,4 +172,6 @@ async fn sigterm_shuts_down_gracefully_with_json_logs() {
         assert!(!request_line[field].is_null(), "{field} missing from {request_line}");
     }
     assert!(lines.iter().any(|line| line["message"] == "stopped"), "{lines:?}");
+    let key = admin_key(data_dir.path());
+    assert!(server.logs.lock().unwrap().iter().all(|line| !line.contains(&key)), "the admin key was logged");
 }

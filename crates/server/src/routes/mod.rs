@@ -1,6 +1,7 @@
 //! Routers, one module per URL prefix.
 
 pub mod health;
+pub mod keys;
 pub mod sessions;
 
 use axum::Router;
@@ -29,12 +30,19 @@ use crate::startup::AppState;
         sessions::append_events,
         sessions::list_events,
         sessions::patch_state,
+        keys::create_key,
+        keys::list_keys,
+        keys::get_key,
+        keys::revoke_key,
         health::health,
         health::ready,
         metrics,
     ),
     components(schemas(Problem, sessions::AppendEventsRequest, sessions::EventBatch)),
-    tags((name = "sessions", description = "Conversations: events in one total order, and a state dict"),
+    modifiers(&SecuritySchemes),
+    security(("api_key" = []), ("bearer" = [])),
+    tags((name = "keys", description = "API keys of the caller's org (ADMIN)"),
+        (name = "sessions", description = "Conversations: events in one total order, and a state dict"),
         (name = "service", description = "Health, readiness and metrics"))
 )]
 pub struct ApiDoc;
@@ -42,7 +50,7 @@ pub struct ApiDoc;
 /// Every route of the `all` role.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .nest("/api/v1", sessions::router())
+        .nest("/api/v1", sessions::router().merge(keys::router()))
         .route("/health", get(health::health))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics))
@@ -59,4 +67,20 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn route_not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::RouteNotFound(uri.path().to_owned())
+}
+
+/// Declares the two credentials: `X-API-Key` and a bearer JWT.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
 }

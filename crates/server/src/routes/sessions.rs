@@ -16,8 +16,9 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::auth::{Authorized, SessionRead, SessionWrite};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiQuery, Principal, SessionId, from_value};
+use crate::extract::{ApiJson, ApiQuery, SessionId, from_value};
 use crate::startup::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -244,7 +245,7 @@ const DEFAULT_EVENTS_PAGE: u32 = 100;
         (status = 422, body = Problem)))]
 pub async fn create_session(
     State(state): State<AppState>,
-    principal: Principal,
+    Authorized(principal, _): Authorized<SessionWrite>,
     ApiJson(request): ApiJson<CreateSessionRequest>,
 ) -> Result<(StatusCode, Json<SessionBody>), ApiError> {
     let new = NewSession {
@@ -256,7 +257,7 @@ pub async fn create_session(
         ttl_seconds: request.ttl_seconds,
         expires_at: request.expires_at,
     };
-    let session = state.sessions.create(&principal.org_id, new, Utc::now()).await?;
+    let session = state.sessions.create(&principal.access, new, Utc::now()).await?;
     Ok((StatusCode::CREATED, Json(session.into())))
 }
 
@@ -264,12 +265,12 @@ pub async fn create_session(
     responses((status = 200, body = SessionBody), (status = 404, body = Problem)))]
 pub async fn get_session(
     State(state): State<AppState>,
-    principal: Principal,
+    Authorized(principal, _): Authorized<SessionRead>,
     SessionId(id): SessionId,
     ApiQuery(query): ApiQuery<GetSessionQuery>,
 ) -> Result<Json<SessionBody>, ApiError> {
     let include_events = query.include_events.unwrap_or(true);
-    let session = state.sessions.get(&principal.org_id, id, include_events, Utc::now()).await?;
+    let session = state.sessions.get(&principal.access, id, include_events, Utc::now()).await?;
     Ok(Json(session.into()))
 }
 
@@ -277,16 +278,17 @@ pub async fn get_session(
     responses((status = 200, body = SessionList), (status = 422, body = Problem)))]
 pub async fn list_sessions(
     State(state): State<AppState>,
-    principal: Principal,
+    Authorized(principal, _): Authorized<SessionRead>,
     ApiQuery(query): ApiQuery<ListSessionsQuery>,
 ) -> Result<Json<SessionList>, ApiError> {
     let filter = SessionFilter {
+        scope: None,
         user_id: query.user_id,
         agent_id: query.agent_id,
         limit: query.limit.unwrap_or(DEFAULT_SESSIONS_PAGE),
         cursor: query.cursor.as_deref().map(decode_sessions_cursor).transpose()?,
     };
-    let page = state.sessions.list(&principal.org_id, filter, Utc::now()).await?;
+    let page = state.sessions.list(&principal.access, filter, Utc::now()).await?;
     Ok(Json(SessionList {
         sessions: page.sessions.into_iter().map(SessionBody::from).collect(),
         next_cursor: page.next_cursor.map(encode_sessions_cursor),
@@ -300,7 +302,7 @@ pub async fn list_sessions(
         (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn append_events(
     State(state): State<AppState>,
-    principal: Principal,
+    Authorized(principal, _): Authorized<SessionWrite>,
     SessionId(id): SessionId,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
@@ -312,7 +314,7 @@ pub async fn append_events(
     };
     let events = requests.into_iter().map(NewEvent::from).collect();
     let mut stored =
-        state.sessions.append(&principal.org_id, id, events, Utc::now()).await.map_err(|err| match err {
+        state.sessions.append(&principal.access, id, events, Utc::now()).await.map_err(|err| match err {
             // The service names fields by their place in a batch; a single event has no batch.
             CoreError::Validation { field, message } if !is_batch => CoreError::Validation {
                 field: field.strip_prefix("events[0].").map_or(field.clone(), str::to_owned),
@@ -334,13 +336,13 @@ pub async fn append_events(
     responses((status = 200, body = EventList), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_events(
     State(state): State<AppState>,
-    principal: Principal,
+    Authorized(principal, _): Authorized<SessionRead>,
     SessionId(id): SessionId,
     ApiQuery(query): ApiQuery<ListEventsQuery>,
 ) -> Result<Json<EventList>, ApiError> {
     let after_seq = query.cursor.as_deref().map(decode_events_cursor).transpose()?.unwrap_or(0);
     let limit = query.limit.unwrap_or(DEFAULT_EVENTS_PAGE);
-    let page = state.sessions.events(&principal.org_id, id, after_seq, limit, Utc::now()).await?;
+    let page = state.sessions.events(&principal.access, id, after_seq, limit, Utc::now()).await?;
     Ok(Json(EventList {
         events: page.events.into_iter().map(EventBody::from).collect(),
         next_cursor: page.next_after_seq.map(encode_events_cursor),
@@ -353,11 +355,11 @@ pub async fn list_events(
     responses((status = 200, body = SessionBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn patch_state(
     State(state): State<AppState>,
-    principal: Principal,
+    Authorized(principal, _): Authorized<SessionWrite>,
     SessionId(id): SessionId,
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Json<SessionBody>, ApiError> {
-    let session = state.sessions.patch_state(&principal.org_id, id, patch, Utc::now()).await?;
+    let session = state.sessions.patch_state(&principal.access, id, patch, Utc::now()).await?;
     Ok(Json(session.into()))
 }
 
@@ -365,10 +367,10 @@ pub async fn patch_state(
     responses((status = 204, description = "Deleted, with its events"), (status = 404, body = Problem)))]
 pub async fn delete_session(
     State(state): State<AppState>,
-    principal: Principal,
+    Authorized(principal, _): Authorized<SessionWrite>,
     SessionId(id): SessionId,
 ) -> Result<StatusCode, ApiError> {
-    state.sessions.delete(&principal.org_id, id, Utc::now()).await?;
+    state.sessions.delete(&principal.access, id, Utc::now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,0 +1,386 @@
+//! Authentication, rate limiting and authorization: the `authenticate` middleware turns
+//! credentials into a [`Principal`] (or a 401/429), and the [`Authorized`] extractor checks
+//! the permission each handler declares in its signature (or a 403). Nothing else in the
+//! server reads credential headers.
+
+use std::collections::{BTreeSet, HashMap};
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use contextiq_core::{Access, KeyService, OrgId, Permission, Scope};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::config::AuthSettings;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Who is asking: the access they carry and what they may do.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub access: Access,
+    pub permissions: BTreeSet<Permission>,
+    pub credential: Credential,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    ApiKey {
+        id: Uuid,
+    },
+    Jwt {
+        subject: String,
+    },
+    /// Authentication is turned off (`AUTH_REQUIRE_AUTH=false`).
+    Anonymous,
+}
+
+impl Principal {
+    /// ADMIN holds every permission.
+    pub fn may(&self, permission: Permission) -> bool {
+        self.permissions.contains(&permission) || self.permissions.contains(&Permission::Admin)
+    }
+
+    /// The rate-limit bucket of this credential.
+    fn bucket_key(&self) -> String {
+        match &self.credential {
+            Credential::ApiKey { id } => format!("key:{id}"),
+            Credential::Jwt { subject } => format!("jwt:{}:{subject}", self.access.org_id),
+            Credential::Anonymous => "anonymous".to_owned(),
+        }
+    }
+}
+
+/// A permission a handler requires, named by a marker type.
+pub trait Requirement {
+    const PERMISSION: Permission;
+}
+
+macro_rules! requirements {
+    ($($name:ident => $permission:ident),* $(,)?) => {$(
+        pub struct $name;
+        impl Requirement for $name {
+            const PERMISSION: Permission = Permission::$permission;
+        }
+    )*};
+}
+
+requirements! {
+    SessionRead => SessionRead,
+    SessionWrite => SessionWrite,
+    Admin => Admin,
+}
+
+/// The principal of a request that holds permission `R::PERMISSION`; 401 without
+/// credentials, 403 without the permission.
+pub struct Authorized<R>(pub Principal, pub PhantomData<R>);
+
+impl<R: Requirement, S: Send + Sync> FromRequestParts<S> for Authorized<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let principal = parts.extensions.get::<Principal>().cloned().ok_or(ApiError::MissingCredentials)?;
+        if !principal.may(R::PERMISSION) {
+            return Err(ApiError::MissingPermission(R::PERMISSION));
+        }
+        Ok(Authorized(principal, PhantomData))
+    }
+}
+
+/// Turns credentials into a principal, once per request.
+pub struct Authenticator {
+    keys: KeyService,
+    require_auth: bool,
+    jwt: Option<JwtVerifier>,
+    exceptions: Vec<PathPattern>,
+    limiter: Arc<dyn RateLimiter>,
+    default_rate: Rate,
+    /// When each key's `last_used_at` was last written, so it is written at most once a minute.
+    touched: Mutex<HashMap<Uuid, Instant>>,
+}
+
+const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+impl Authenticator {
+    pub fn new(settings: &AuthSettings, keys: KeyService, limiter: Arc<dyn RateLimiter>) -> Authenticator {
+        Authenticator {
+            keys,
+            require_auth: settings.require_auth,
+            jwt: settings.jwt_secret_key.as_ref().map(|secret| JwtVerifier::new(secret, &settings.jwt_issuer)),
+            exceptions: settings.require_auth_exceptions.split(',').filter_map(PathPattern::parse).collect(),
+            limiter,
+            default_rate: Rate { per_second: settings.rate_limit_per_second, burst: settings.rate_limit_burst },
+            touched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn is_exempt(&self, path: &str) -> bool {
+        self.exceptions.iter().any(|pattern| pattern.matches(path))
+    }
+
+    async fn principal(&self, headers: &HeaderMap) -> Result<(Principal, Rate), ApiError> {
+        if !self.require_auth {
+            let principal = Principal {
+                access: Access::org(OrgId::default_org()),
+                permissions: Permission::ALL.into(),
+                credential: Credential::Anonymous,
+            };
+            return Ok((principal, self.default_rate));
+        }
+        if let Some(presented) = headers.get("x-api-key") {
+            let presented = presented.to_str().map_err(|_| ApiError::InvalidCredentials)?;
+            let now = Utc::now();
+            let key = self.keys.authenticate(presented.trim(), now).await?.ok_or(ApiError::InvalidCredentials)?;
+            self.touch(key.id);
+            let rate = key
+                .rate_limit_per_second
+                .map_or(self.default_rate, |per_second| Rate { per_second, burst: per_second.saturating_mul(2) });
+            let principal = Principal {
+                access: Access { org_id: key.org_id, scope: key.scope },
+                permissions: key.permissions,
+                credential: Credential::ApiKey { id: key.id },
+            };
+            return Ok((principal, rate));
+        }
+        if let Some(authorization) = headers.get(axum::http::header::AUTHORIZATION) {
+            let token = authorization
+                .to_str()
+                .ok()
+                .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+                .ok_or(ApiError::InvalidCredentials)?;
+            let verifier = self.jwt.as_ref().ok_or(ApiError::InvalidCredentials)?;
+            return Ok((verifier.verify(token.trim())?, self.default_rate));
+        }
+        Err(ApiError::MissingCredentials)
+    }
+
+    /// Records a key's use without a write per request.
+    fn touch(&self, id: Uuid) {
+        let now = Instant::now();
+        let mut touched = self.touched.lock().expect("touch lock poisoned");
+        if touched.get(&id).is_some_and(|last| now.duration_since(*last) < TOUCH_INTERVAL) {
+            return;
+        }
+        touched.insert(id, now);
+        drop(touched);
+        let keys = self.keys.clone();
+        tokio::spawn(async move {
+            if let Err(err) = keys.touch(id, Utc::now()).await {
+                tracing::warn!(error = %err, key_id = %id, "recording a key's last use failed");
+            }
+        });
+    }
+}
+
+/// The middleware: exempt paths pass; everything else needs a valid credential within its rate.
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let authenticator = &state.authenticator;
+    if authenticator.is_exempt(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let (principal, rate) = match authenticator.principal(request.headers()).await {
+        Ok(found) => found,
+        Err(err) => return err.into_response(),
+    };
+    let decision = authenticator.limiter.check(&principal.bucket_key(), rate, Instant::now());
+    let mut response = if decision.allowed {
+        request.extensions_mut().insert(principal);
+        next.run(request).await
+    } else {
+        ApiError::RateLimited { retry_after_seconds: decision.retry_after_seconds }.into_response()
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("ratelimit-limit", decision.limit as u64),
+        ("ratelimit-remaining", decision.remaining as u64),
+        ("ratelimit-reset", decision.reset_seconds),
+    ] {
+        headers.insert(name, HeaderValue::from(value));
+    }
+    if !decision.allowed {
+        headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(decision.retry_after_seconds));
+    }
+    response
+}
+
+/// `/x` matches exactly; `/x/*` matches anything below `/x/`.
+#[derive(Debug, Clone)]
+enum PathPattern {
+    Exact(String),
+    Below(String),
+}
+
+impl PathPattern {
+    fn parse(text: &str) -> Option<PathPattern> {
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        Some(match text.strip_suffix('*') {
+            Some(prefix) => PathPattern::Below(prefix.to_owned()),
+            None => PathPattern::Exact(text.to_owned()),
+        })
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathPattern::Exact(exact) => path == exact,
+            PathPattern::Below(prefix) => path.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+/// JWT claims as the seed defines them.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    org_id: String,
+    #[serde(default)]
+    permissions: Vec<String>,
+    scope: Option<Scope>,
+}
+
+struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtVerifier {
+    fn new(secret: &SecretString, issuer: &str) -> JwtVerifier {
+        // Only HS256: tokens naming another algorithm, `none` included, fail validation.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 30;
+        JwtVerifier { key: DecodingKey::from_secret(secret.expose_secret().as_bytes()), validation }
+    }
+
+    fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|err| {
+                tracing::debug!(error = %err, "JWT rejected");
+                ApiError::InvalidCredentials
+            })?
+            .claims;
+        let permissions = claims
+            .permissions
+            .iter()
+            .map(|name| name.parse::<Permission>())
+            .collect::<Result<BTreeSet<_>, _>>()
+            .map_err(|_| ApiError::InvalidCredentials)?;
+        if claims.org_id.trim().is_empty() || claims.sub.trim().is_empty() {
+            return Err(ApiError::InvalidCredentials);
+        }
+        Ok(Principal {
+            access: Access { org_id: OrgId::new(claims.org_id), scope: claims.scope.filter(|scope| !scope.is_empty()) },
+            permissions,
+            credential: Credential::Jwt { subject: claims.sub },
+        })
+    }
+}
+
+/// Requests per second and burst of one credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RateDecision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the bucket is full again.
+    pub reset_seconds: u64,
+    /// Seconds until the next request would be allowed (0 when allowed).
+    pub retry_after_seconds: u64,
+}
+
+/// A token bucket per key. In-process here; a Redis implementation shares buckets across
+/// processes.
+pub trait RateLimiter: Send + Sync + 'static {
+    fn check(&self, key: &str, rate: Rate, now: Instant) -> RateDecision;
+}
+
+#[derive(Default)]
+pub struct InProcessRateLimiter {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Past this many buckets, full ones (idle credentials) are dropped.
+const MAX_IDLE_BUCKETS: usize = 10_000;
+
+impl RateLimiter for InProcessRateLimiter {
+    fn check(&self, key: &str, rate: Rate, now: Instant) -> RateDecision {
+        let per_second = f64::from(rate.per_second.max(1));
+        let burst = f64::from(rate.burst.max(1));
+        let mut buckets = self.buckets.lock().expect("rate limiter lock poisoned");
+        if buckets.len() > MAX_IDLE_BUCKETS {
+            buckets.retain(|_, bucket| {
+                bucket.tokens + now.saturating_duration_since(bucket.updated).as_secs_f64() * per_second < burst
+            });
+        }
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: burst, updated: now });
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * per_second).min(burst);
+        bucket.updated = now;
+        let allowed = bucket.tokens >= 1.0;
+        if allowed {
+            bucket.tokens -= 1.0;
+        }
+        RateDecision {
+            allowed,
+            limit: rate.burst,
+            remaining: bucket.tokens.floor() as u32,
+            reset_seconds: ((burst - bucket.tokens) / per_second).ceil() as u64,
+            retry_after_seconds: if allowed { 0 } else { ((1.0 - bucket.tokens) / per_second).ceil().max(1.0) as u64 },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_allow_the_burst_then_the_rate() {
+        let limiter = InProcessRateLimiter::default();
+        let rate = Rate { per_second: 10, burst: 5 };
+        let start = Instant::now();
+        let allowed = (0..8).filter(|_| limiter.check("k", rate, start).allowed).count();
+        assert_eq!(allowed, 5);
+        let denied = limiter.check("k", rate, start);
+        assert!(!denied.allowed);
+        assert_eq!(denied.retry_after_seconds, 1);
+        assert!(limiter.check("other", rate, start).allowed, "buckets are per key");
+        // 0.25 s refills 2.5 tokens: two requests pass, the third does not.
+        let later = start + Duration::from_millis(250);
+        assert_eq!((0..3).filter(|_| limiter.check("k", rate, later).allowed).count(), 2);
+    }
+
+    #[test]
+    fn exceptions_match_exact_paths_and_subtrees() {
+        let patterns: Vec<PathPattern> = "/health, /docs/*,,".split(',').filter_map(PathPattern::parse).collect();
+        let exempt = |path: &str| patterns.iter().any(|pattern| pattern.matches(path));
+        assert!(exempt("/health"));
+        assert!(!exempt("/health/ready"));
+        assert!(exempt("/docs/index.html"));
+        assert!(!exempt("/docs"));
+        assert!(!exempt("/api/v1/sessions"));
+    }
+}

@@ -1,0 +1,177 @@
+//! `/api/v1/keys`: API keys of the caller's org, for holders of ADMIN.
+
+use std::collections::BTreeSet;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Duration, Utc};
+use contextiq_core::{ApiKey, Error as CoreError, NewApiKey, Permission, Scope};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::{Admin, Authorized};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, KeyId};
+use crate::startup::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/keys", get(list_keys).post(create_key)).route("/keys/{id}", get(get_key).delete(revoke_key))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    pub name: String,
+    /// Any of SESSION_READ, SESSION_WRITE, MEMORY_READ, MEMORY_WRITE, ADMIN.
+    #[schema(value_type = Vec<String>)]
+    pub permissions: BTreeSet<Permission>,
+    /// Confines the key to resources whose scope holds these pairs.
+    pub scope: Option<Scope>,
+    pub expires_in_seconds: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Requests per second for this key (burst twice that), instead of the default.
+    pub rate_limit_per_second: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyBody {
+    pub id: Uuid,
+    pub org_id: String,
+    pub name: String,
+    /// The first characters of the key, to recognise it.
+    pub prefix: String,
+    #[schema(value_type = Vec<String>)]
+    pub permissions: BTreeSet<Permission>,
+    pub scope: Option<Scope>,
+    pub rate_limit_per_second: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A new key: the only time its text is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedKeyBody {
+    /// The key itself (`ck_...`); store it now, it cannot be shown again.
+    pub key: String,
+    #[serde(flatten)]
+    pub record: KeyBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyBody>,
+}
+
+impl From<ApiKey> for KeyBody {
+    fn from(key: ApiKey) -> KeyBody {
+        KeyBody {
+            id: key.id,
+            org_id: key.org_id.to_string(),
+            name: key.name,
+            prefix: key.prefix,
+            permissions: key.permissions,
+            scope: key.scope,
+            rate_limit_per_second: key.rate_limit_per_second,
+            created_at: key.created_at,
+            expires_at: key.expires_at,
+            revoked_at: key.revoked_at,
+            last_used_at: key.last_used_at,
+        }
+    }
+}
+
+/// Creates a key in the caller's org. A key never gets more than its creator holds: its
+/// permissions are a subset of the caller's and its scope within the caller's.
+#[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = CreateKeyRequest,
+    responses((status = 201, body = CreatedKeyBody), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<Admin>,
+    ApiJson(request): ApiJson<CreateKeyRequest>,
+) -> Result<(StatusCode, Json<CreatedKeyBody>), ApiError> {
+    let now = Utc::now();
+    let expires_at = match (request.expires_in_seconds, request.expires_at) {
+        (Some(_), Some(_)) => {
+            return Err(CoreError::validation("expires_at", "give either expires_in_seconds or expires_at").into());
+        }
+        (Some(seconds), None) if !(1..=10 * 366 * 86_400).contains(&seconds) => {
+            return Err(CoreError::validation("expires_in_seconds", "must be between 1 and ten years").into());
+        }
+        (Some(seconds), None) => Some(now + Duration::seconds(seconds)),
+        (None, at) => at,
+    };
+    if let Some(denied) = request.permissions.iter().find(|permission| !principal.may(**permission)) {
+        return Err(CoreError::Forbidden(format!("a key cannot get {denied}, which its creator lacks")).into());
+    }
+    let scope = match (&principal.access.scope, request.scope) {
+        (Some(constraint), None) => Some(constraint.clone()),
+        (_, Some(scope)) if !principal.access.reaches(&scope) => {
+            return Err(CoreError::Forbidden("a key's scope must lie within its creator's".to_owned()).into());
+        }
+        (_, scope) => scope,
+    };
+    let new = NewApiKey {
+        org_id: principal.access.org_id.clone(),
+        name: request.name,
+        permissions: request.permissions,
+        scope,
+        rate_limit_per_second: request.rate_limit_per_second,
+        expires_at,
+    };
+    let (key, record) = state.keys.create(new, now).await?;
+    Ok((StatusCode::CREATED, Json(CreatedKeyBody { key, record: record.into() })))
+}
+
+#[utoipa::path(get, path = "/api/v1/keys", tag = "keys", responses((status = 200, body = KeyList)))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<Admin>,
+) -> Result<Json<KeyList>, ApiError> {
+    let keys = state.keys.list(Some(&principal.access.org_id)).await?;
+    let keys = keys.into_iter().filter(|key| within_reach(&principal, key)).map(KeyBody::from).collect();
+    Ok(Json(KeyList { keys }))
+}
+
+#[utoipa::path(get, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path)),
+    responses((status = 200, body = KeyBody), (status = 404, body = Problem)))]
+pub async fn get_key(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<Admin>,
+    KeyId(id): KeyId,
+) -> Result<Json<KeyBody>, ApiError> {
+    let key = state.keys.get(Some(&principal.access.org_id), id).await?;
+    if !within_reach(&principal, &key) {
+        return Err(CoreError::key_not_found().into());
+    }
+    Ok(Json(key.into()))
+}
+
+/// Revokes a key: it stops working at once; its record stays, with `revoked_at`.
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path)),
+    responses((status = 200, body = KeyBody), (status = 404, body = Problem)))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<Admin>,
+    KeyId(id): KeyId,
+) -> Result<Json<KeyBody>, ApiError> {
+    let org = Some(&principal.access.org_id);
+    let key = state.keys.get(org, id).await?;
+    if !within_reach(&principal, &key) {
+        return Err(CoreError::key_not_found().into());
+    }
+    Ok(Json(state.keys.revoke(org, id, Utc::now()).await?.into()))
+}
+
+/// A scope-limited admin sees only keys confined within its own scope.
+fn within_reach(principal: &crate::auth::Principal, key: &ApiKey) -> bool {
+    match (&principal.access.scope, &key.scope) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(_), Some(scope)) => principal.access.reaches(scope),
+    }
+}
