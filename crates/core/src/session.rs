@@ -221,8 +221,10 @@ impl SessionService {
         }
         let state = new.state.unwrap_or_default();
         check_state_size(&state, self.limits.max_state_bytes)?;
+        check_json_depth("state", &state)?;
         let metadata = new.metadata.unwrap_or_default();
         check_json_size("metadata", &metadata, self.limits.max_state_bytes)?;
+        check_json_depth("metadata", &metadata)?;
         let expires_at = self.expiry(new.ttl_seconds, new.expires_at, now)?;
         let session = Session {
             org_id: access.org_id.clone(),
@@ -323,6 +325,8 @@ impl SessionService {
             if let Some(invocation_id) = &event.invocation_id {
                 check_text(&format!("{prefix}invocation_id"), invocation_id, true)?;
             }
+            check_value_depth(&format!("{prefix}content"), &event.content)?;
+            check_json_depth(&format!("{prefix}metadata"), &event.metadata)?;
             if event.content.is_null() {
                 return Err(Error::validation(format!("{prefix}content"), "must be text or a JSON value, not null"));
             }
@@ -373,6 +377,8 @@ impl SessionService {
         if !patch.is_object() {
             return Err(Error::validation("state", "a merge patch of the state must be a JSON object"));
         }
+        // The merged state is no deeper than the stored state or the patch, both checked.
+        check_value_depth("state", &patch)?;
         self.check_reach(access, session_id, now).await?;
         self.store.patch_state(&access.org_id, session_id, patch, self.limits.max_state_bytes, to_micros(now)).await
     }
@@ -421,6 +427,33 @@ pub(crate) fn check_scope(scope: &Scope) -> Result<()> {
 
 pub fn check_state_size(state: &Map<String, Value>, max_state_bytes: u64) -> Result<()> {
     check_json_size("state", state, max_state_bytes)
+}
+
+/// The deepest nesting of arrays and objects accepted in stored JSON.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+fn check_json_depth(field: &str, object: &Map<String, Value>) -> Result<()> {
+    let depth = 1 + object.values().map(json_depth).max().unwrap_or(0);
+    if depth > MAX_JSON_DEPTH {
+        return Err(Error::validation(field, format!("nests deeper than {MAX_JSON_DEPTH} levels")));
+    }
+    Ok(())
+}
+
+fn check_value_depth(field: &str, value: &Value) -> Result<()> {
+    if json_depth(value) > MAX_JSON_DEPTH {
+        return Err(Error::validation(field, format!("nests deeper than {MAX_JSON_DEPTH} levels")));
+    }
+    Ok(())
+}
+
+/// Nesting depth; parsing already bounds it (serde_json stops at 128), so recursion is safe.
+fn json_depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(json_depth).max().unwrap_or(0),
+        Value::Object(members) => 1 + members.values().map(json_depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 fn check_json_size(field: &str, value: &Map<String, Value>, max_bytes: u64) -> Result<()> {

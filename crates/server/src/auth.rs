@@ -191,7 +191,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         Ok(found) => found,
         Err(err) => return err.into_response(),
     };
-    let decision = authenticator.limiter.check(&principal.bucket_key(), rate, Instant::now());
+    let decision = authenticator.limiter.check(&principal.bucket_key(), rate).await;
     let mut response = if decision.allowed {
         request.extensions_mut().insert(principal);
         next.run(request).await
@@ -307,9 +307,10 @@ pub struct RateDecision {
 }
 
 /// A token bucket per key. In-process here; a Redis implementation shares buckets across
-/// processes.
+/// processes (and decides for itself whether to fail open when Redis is down).
+#[async_trait::async_trait]
 pub trait RateLimiter: Send + Sync + 'static {
-    fn check(&self, key: &str, rate: Rate, now: Instant) -> RateDecision;
+    async fn check(&self, key: &str, rate: Rate) -> RateDecision;
 }
 
 #[derive(Default)]
@@ -325,8 +326,15 @@ struct Bucket {
 /// Past this many buckets, full ones (idle credentials) are dropped.
 const MAX_IDLE_BUCKETS: usize = 10_000;
 
+#[async_trait::async_trait]
 impl RateLimiter for InProcessRateLimiter {
-    fn check(&self, key: &str, rate: Rate, now: Instant) -> RateDecision {
+    async fn check(&self, key: &str, rate: Rate) -> RateDecision {
+        self.check_at(key, rate, Instant::now())
+    }
+}
+
+impl InProcessRateLimiter {
+    fn check_at(&self, key: &str, rate: Rate, now: Instant) -> RateDecision {
         let per_second = f64::from(rate.per_second.max(1));
         let burst = f64::from(rate.burst.max(1));
         let mut buckets = self.buckets.lock().expect("rate limiter lock poisoned");
@@ -362,15 +370,15 @@ mod tests {
         let limiter = InProcessRateLimiter::default();
         let rate = Rate { per_second: 10, burst: 5 };
         let start = Instant::now();
-        let allowed = (0..8).filter(|_| limiter.check("k", rate, start).allowed).count();
+        let allowed = (0..8).filter(|_| limiter.check_at("k", rate, start).allowed).count();
         assert_eq!(allowed, 5);
-        let denied = limiter.check("k", rate, start);
+        let denied = limiter.check_at("k", rate, start);
         assert!(!denied.allowed);
         assert_eq!(denied.retry_after_seconds, 1);
-        assert!(limiter.check("other", rate, start).allowed, "buckets are per key");
+        assert!(limiter.check_at("other", rate, start).allowed, "buckets are per key");
         // 0.25 s refills 2.5 tokens: two requests pass, the third does not.
         let later = start + Duration::from_millis(250);
-        assert_eq!((0..3).filter(|_| limiter.check("k", rate, later).allowed).count(), 2);
+        assert_eq!((0..3).filter(|_| limiter.check_at("k", rate, later).allowed).count(), 2);
     }
 
     #[test]

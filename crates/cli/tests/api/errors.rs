@@ -88,6 +88,8 @@ async fn validation_failures_are_422_naming_the_field() {
         (json!({"user_id": "u", "expires_at": "tomorrow"}), "expires_at"),
         (json!({"user_id": "u", "ttl_seconds": 5, "expires_at": "2100-01-01T00:00:00Z"}), "expires_at"),
         (json!([1, 2]), "body"),
+        (json!({"user_id": "u", "state": {"deep": nested(40)}}), "state"),
+        (json!({"user_id": "u", "metadata": {"deep": nested(40)}}), "metadata"),
     ];
     for (body, field) in cases {
         let problem = problem_of(
@@ -119,6 +121,8 @@ async fn validation_failures_are_422_naming_the_field() {
         (json!({"events": [{"author": "u", "content": "x"}, {"author": "u"}]}), "events[1].content"),
         (json!({"events": [{"author": "u", "content": "x"}, {"author": "", "content": "x"}]}), "events[1].author"),
         (json!({"events": "x"}), "events"),
+        (json!({"author": "u", "content": nested(40)}), "content"),
+        (json!({"author": "u", "content": "x", "metadata": {"deep": nested(40)}}), "metadata"),
     ];
     for (body, field) in cases {
         let problem =
@@ -187,6 +191,11 @@ async fn bad_ids_routes_methods_and_queries() {
         "validation_failed",
     )
     .await;
+}
+
+/// An array nested `depth` levels deep.
+fn nested(depth: usize) -> Value {
+    (0..depth).fold(json!(1), |inner, _| json!([inner]))
 }
 
 async fn assert_no_sessions(app: &TestApp) {

@@ -237,6 +237,14 @@ async fn state_takes_json_merge_patches() {
         json!({"b": [1, 2], "nested": {"y": 2, "z": {"deep": 1}}})
     );
 
+    let deep = (0..40).fold(json!(1), |inner, _| json!({"k": inner}));
+    let problem = problem_of(
+        app.patch_state(&session_id, &json!({"deep": deep})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(problem["field"], "state");
     for not_an_object in [json!([1]), json!("x"), json!(null), json!(3)] {
         let problem = problem_of(
             app.patch_state(&session_id, &not_an_object).await,
