@@ -14,7 +14,8 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use contextiq_core::{Access, KeyService, OrgId, Permission, Scope};
+use contextiq_core::auth::hash_key;
+use contextiq_core::{Access, ApiKey, KeyService, OrgId, Permission, Scope};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -106,7 +107,14 @@ pub struct Authenticator {
     default_rate: Rate,
     /// When each key's `last_used_at` was last written, so it is written at most once a minute.
     touched: Mutex<HashMap<Uuid, Instant>>,
+    /// Keys recently found, by hash, so most requests skip the store. A revocation through this
+    /// process's API evicts at once; one made elsewhere (the CLI) holds within `key_cache_ttl`.
+    key_cache: Mutex<HashMap<String, (ApiKey, Instant)>>,
+    key_cache_ttl: Duration,
 }
+
+/// Past this many cached keys the cache is emptied; it refills from use.
+const MAX_CACHED_KEYS: usize = 10_000;
 
 const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -120,7 +128,37 @@ impl Authenticator {
             limiter,
             default_rate: Rate { per_second: settings.rate_limit_per_second, burst: settings.rate_limit_burst },
             touched: Mutex::new(HashMap::new()),
+            key_cache: Mutex::new(HashMap::new()),
+            key_cache_ttl: Duration::from_secs(settings.key_cache_seconds),
         }
+    }
+
+    /// Drops a key from the cache, so its revocation takes effect on the next request.
+    pub fn forget_key(&self, key_hash: &str) {
+        self.key_cache.lock().expect("key cache lock poisoned").remove(key_hash);
+    }
+
+    /// The usable key behind a presented key text, from the cache when fresh.
+    async fn find_key(&self, presented: &str) -> Result<Option<ApiKey>, ApiError> {
+        let now = Utc::now();
+        let key_hash = hash_key(presented);
+        let cached = self.key_cache.lock().expect("key cache lock poisoned").get(&key_hash).cloned();
+        if let Some((key, fetched)) = cached
+            && fetched.elapsed() < self.key_cache_ttl
+        {
+            return Ok(Some(key).filter(|key| key.is_usable(now)));
+        }
+        let found = self.keys.authenticate(presented, now).await?;
+        if let Some(key) = &found
+            && !self.key_cache_ttl.is_zero()
+        {
+            let mut cache = self.key_cache.lock().expect("key cache lock poisoned");
+            if cache.len() >= MAX_CACHED_KEYS {
+                cache.clear();
+            }
+            cache.insert(key_hash, (key.clone(), Instant::now()));
+        }
+        Ok(found)
     }
 
     fn is_exempt(&self, path: &str) -> bool {
@@ -138,8 +176,7 @@ impl Authenticator {
         }
         if let Some(presented) = headers.get("x-api-key") {
             let presented = presented.to_str().map_err(|_| ApiError::InvalidCredentials)?;
-            let now = Utc::now();
-            let key = self.keys.authenticate(presented.trim(), now).await?.ok_or(ApiError::InvalidCredentials)?;
+            let key = self.find_key(presented.trim()).await?.ok_or(ApiError::InvalidCredentials)?;
             self.touch(key.id);
             let rate = key
                 .rate_limit_per_second

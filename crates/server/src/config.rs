@@ -52,6 +52,11 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "auth.require_auth_exceptions",
         "Comma-separated paths served without credentials; /x/* matches below /x",
     ),
+    (
+        "AUTH_KEY_CACHE_SECONDS",
+        "auth.key_cache_seconds",
+        "How long a found API key is trusted without a lookup; 0: always look up [default: 5]",
+    ),
     ("RATE_LIMIT_PER_SECOND", "auth.rate_limit_per_second", "Requests per second per credential [default: 100]"),
     ("RATE_LIMIT_BURST", "auth.rate_limit_burst", "Requests a credential may burst above the rate [default: 200]"),
     ("SERVICE_NAME", "service_name", "The service label of logs and metrics [default: contextiq]"),
@@ -80,6 +85,8 @@ pub struct AuthSettings {
     pub jwt_secret_key: Option<SecretString>,
     pub jwt_issuer: String,
     pub require_auth_exceptions: String,
+    /// Revocations made outside this process (the CLI) take effect within this many seconds.
+    pub key_cache_seconds: u64,
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
 }
@@ -91,6 +98,7 @@ impl Default for AuthSettings {
             jwt_secret_key: None,
             jwt_issuer: "contextiq".to_owned(),
             require_auth_exceptions: "/health,/health/*,/docs,/docs/*,/openapi.json,/metrics".to_owned(),
+            key_cache_seconds: 5,
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
         }

@@ -5,7 +5,7 @@ use std::process::Command;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{binary, client_with_key, json_of, problem_of, spawn_app};
+use crate::helpers::{binary, client_with_key, json_of, problem_of, spawn_app_with};
 
 fn contextiq(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
     Command::new(binary())
@@ -19,7 +19,8 @@ fn contextiq(args: &[&str], data_dir: &std::path::Path) -> std::process::Output 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_cli_creates_lists_and_revokes() {
-    let app = spawn_app().await;
+    // The CLI revokes in another process: with no key cache the server sees it at once.
+    let app = spawn_app_with(|settings| settings.auth.key_cache_seconds = 0).await;
     let data_dir = app.data_dir.path();
     let output = contextiq(
         &[

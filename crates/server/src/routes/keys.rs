@@ -164,7 +164,9 @@ pub async fn revoke_key(
     if !within_reach(&principal, &key) {
         return Err(CoreError::key_not_found().into());
     }
-    Ok(Json(state.keys.revoke(org, id, Utc::now()).await?.into()))
+    let revoked = state.keys.revoke(org, id, Utc::now()).await?;
+    state.authenticator.forget_key(&revoked.key_hash);
+    Ok(Json(revoked.into()))
 }
 
 /// A scope-limited admin sees only keys confined within its own scope.
