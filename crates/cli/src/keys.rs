@@ -114,7 +114,7 @@ async fn list(keys: &KeyService, args: ListArgs) -> anyhow::Result<()> {
         println!(
             "{:<36}  {:<12}  {:<20}  {:<10}  {:<8}  {:<40}  {}",
             key.id,
-            key.org_id,
+            key.org_id.as_str(),
             key.name,
             key.prefix,
             status(&key, now),

@@ -46,6 +46,8 @@ async fn openapi_describes_every_endpoint_and_docs_are_served() {
         ("/health", &["get"]),
         ("/health/ready", &["get"]),
         ("/metrics", &["get"]),
+        ("/api/v1/keys", &["post", "get"]),
+        ("/api/v1/keys/{id}", &["get", "delete"]),
     ] {
         for method in methods {
             assert!(paths[path][method].is_object(), "{method} {path} missing from the OpenAPI document");
@@ -65,6 +67,10 @@ async fn openapi_describes_every_endpoint_and_docs_are_served() {
         assert!(schemas[schema].is_object(), "schema {schema} missing");
     }
     assert!(schemas["SessionBody"]["properties"]["event_count"].is_object());
+    for status in ["401", "403", "429"] {
+        assert!(paths["/api/v1/sessions"]["post"]["responses"][status].is_object(), "{status} undocumented");
+    }
+    assert!(spec["components"]["securitySchemes"]["api_key"].is_object());
 
     let docs = app.get("/docs/").await;
     assert_eq!(docs.status(), StatusCode::OK);

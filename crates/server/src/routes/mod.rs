@@ -69,7 +69,8 @@ async fn route_not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::RouteNotFound(uri.path().to_owned())
 }
 
-/// Declares the two credentials: `X-API-Key` and a bearer JWT.
+/// Declares the two credentials (`X-API-Key`, a bearer JWT) and adds the responses every
+/// authenticated operation can give (401, 403, 429) to each of them.
 struct SecuritySchemes;
 
 impl utoipa::Modify for SecuritySchemes {
@@ -82,5 +83,28 @@ impl utoipa::Modify for SecuritySchemes {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
+        let problem = |description: &str| {
+            utoipa::openapi::ResponseBuilder::new()
+                .description(description)
+                .content(
+                    crate::error::PROBLEM_JSON,
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/") {
+                continue;
+            }
+            let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                responses.insert("401".to_owned(), problem("Missing or invalid credentials").into());
+                responses.insert("403".to_owned(), problem("The credential lacks the permission").into());
+                responses.insert("429".to_owned(), problem("Rate limited; see Retry-After").into());
+            }
+        }
     }
 }
