@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: formatting, lints, then every test.
-# Installs what the tests need; today that is only the Rust toolchain's own tools.
+# Installs what the tests need: cargo-nextest if missing, and the local embedding model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     echo "installing cargo-nextest"
     cargo install --locked cargo-nextest
 fi
+
+echo "== embedding model"
+./scripts/fetch-model.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

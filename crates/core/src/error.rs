@@ -20,6 +20,9 @@ pub enum Error {
     /// The backend failed; the message is for logs, never for clients.
     #[error("store error: {0}")]
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The embedding model failed or is misconfigured; the message is for logs.
+    #[error("embedding error: {0}")]
+    Embedding(String),
     /// The store is shutting down and accepts no more work.
     #[error("store is shutting down")]
     Unavailable,

@@ -5,6 +5,7 @@
 //! the server maps its errors to status codes.
 
 pub mod auth;
+pub mod embed;
 mod error;
 pub mod merge_patch;
 pub mod session;
@@ -12,6 +13,7 @@ pub use session::to_micros;
 mod store;
 
 pub use auth::{Access, ApiKey, KeyService, KeyStore, NewApiKey, Permission};
+pub use embed::Embedder;
 pub use error::{Error, Resource, Result};
 pub use session::{
     Event, EventPage, NewEvent, NewSession, OrgId, Role, Scope, Session, SessionFilter, SessionLimits, SessionPage,

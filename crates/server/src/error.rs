@@ -90,6 +90,7 @@ impl ApiError {
             ApiError::Domain(E::Unavailable) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "Service unavailable")
             }
+            ApiError::Domain(E::Embedding(_)) => (StatusCode::BAD_GATEWAY, "embedding_failed", "Embedding failed"),
             ApiError::Domain(E::Store(_)) | ApiError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
             }
@@ -132,6 +133,9 @@ impl ApiError {
             ApiError::InvalidBody { detail, .. } => detail.clone(),
             ApiError::Domain(CoreError::Store(_)) | ApiError::Internal(_) => {
                 "the server failed to handle the request; it has been logged".to_owned()
+            }
+            ApiError::Domain(CoreError::Embedding(_)) => {
+                "the embedding model failed; the request changed nothing and may be retried".to_owned()
             }
             other => other.to_string(),
         }
