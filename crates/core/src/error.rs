@@ -34,6 +34,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Resource {
     Session,
     ApiKey,
+    Memory,
 }
 
 impl fmt::Display for Resource {
@@ -41,6 +42,7 @@ impl fmt::Display for Resource {
         f.write_str(match self {
             Resource::Session => "session",
             Resource::ApiKey => "API key",
+            Resource::Memory => "memory",
         })
     }
 }
@@ -52,6 +54,10 @@ impl Error {
 
     pub fn session_not_found() -> Error {
         Error::NotFound { resource: Resource::Session }
+    }
+
+    pub fn memory_not_found() -> Error {
+        Error::NotFound { resource: Resource::Memory }
     }
 
     pub fn key_not_found() -> Error {

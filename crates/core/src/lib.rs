@@ -7,6 +7,8 @@
 pub mod auth;
 pub mod embed;
 mod error;
+pub mod memory;
+mod memory_service;
 pub mod merge_patch;
 pub mod session;
 pub use session::to_micros;
@@ -15,8 +17,10 @@ mod store;
 pub use auth::{Access, ApiKey, KeyService, KeyStore, NewApiKey, Permission};
 pub use embed::Embedder;
 pub use error::{Error, Resource, Result};
+pub use memory::{Memory, MemoryFilter, MemoryStore, Revision, RevisionAction, ScoredMemory};
+pub use memory_service::{MemoryService, SearchSettings};
 pub use session::{
-    Event, EventPage, NewEvent, NewSession, OrgId, Role, Scope, Session, SessionFilter, SessionLimits, SessionPage,
-    SessionService, SessionsCursor,
+    Event, EventPage, NewEvent, NewSession, OrgId, PageCursor, Role, Scope, Session, SessionFilter, SessionLimits,
+    SessionPage, SessionService,
 };
 pub use store::SessionStore;

@@ -128,7 +128,7 @@ pub struct NewEvent {
 
 /// Position after the last session of a page, in the newest-first order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionsCursor {
+pub struct PageCursor {
     pub created_at: DateTime<Utc>,
     pub id: Uuid,
 }
@@ -140,13 +140,13 @@ pub struct SessionFilter {
     pub user_id: Option<String>,
     pub agent_id: Option<String>,
     pub limit: u32,
-    pub cursor: Option<SessionsCursor>,
+    pub cursor: Option<PageCursor>,
 }
 
 #[derive(Debug, Clone)]
 pub struct SessionPage {
     pub sessions: Vec<Session>,
-    pub next_cursor: Option<SessionsCursor>,
+    pub next_cursor: Option<PageCursor>,
 }
 
 #[derive(Debug, Clone)]
@@ -432,7 +432,7 @@ pub fn check_state_size(state: &Map<String, Value>, max_state_bytes: u64) -> Res
 /// The deepest nesting of arrays and objects accepted in stored JSON.
 pub const MAX_JSON_DEPTH: usize = 32;
 
-fn check_json_depth(field: &str, object: &Map<String, Value>) -> Result<()> {
+pub(crate) fn check_json_depth(field: &str, object: &Map<String, Value>) -> Result<()> {
     let depth = 1 + object.values().map(json_depth).max().unwrap_or(0);
     if depth > MAX_JSON_DEPTH {
         return Err(Error::validation(field, format!("nests deeper than {MAX_JSON_DEPTH} levels")));

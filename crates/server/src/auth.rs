@@ -51,13 +51,18 @@ impl Principal {
         self.permissions.contains(&permission) || self.permissions.contains(&Permission::Admin)
     }
 
-    /// The rate-limit bucket of this credential.
-    fn bucket_key(&self) -> String {
+    /// Who made a change, as revisions record it.
+    pub fn actor(&self) -> String {
         match &self.credential {
             Credential::ApiKey { id } => format!("key:{id}"),
             Credential::Jwt { subject } => format!("jwt:{}:{subject}", self.access.org_id),
             Credential::Anonymous => "anonymous".to_owned(),
         }
+    }
+
+    /// The rate-limit bucket of this credential.
+    fn bucket_key(&self) -> String {
+        self.actor()
     }
 }
 
@@ -78,6 +83,8 @@ macro_rules! requirements {
 requirements! {
     SessionRead => SessionRead,
     SessionWrite => SessionWrite,
+    MemoryRead => MemoryRead,
+    MemoryWrite => MemoryWrite,
     Admin => Admin,
 }
 

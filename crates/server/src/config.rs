@@ -18,6 +18,41 @@ pub const DEFAULT_CONFIG_FILE: &str = "contextiq.toml";
 pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ("CONTEXTIQ_BIND", "server.bind", "Listen address [default: 127.0.0.1:8000]; port 0 picks a free port"),
     ("CONTEXTIQ_DATA_DIR", "data_dir", "Directory of the embedded database [default: ./data]"),
+    (
+        "EMBEDDING_PROVIDER",
+        "embedding.provider",
+        "local (all-MiniLM-L6-v2 on the CPU, default) or openai (any OpenAI-compatible API)",
+    ),
+    (
+        "EMBEDDING_MODEL_PATH",
+        "embedding.model_path",
+        "Directory of the local model [default: ./models/all-MiniLM-L6-v2]",
+    ),
+    ("EMBEDDING_MODEL", "embedding.model", "Model name for the openai provider [default: text-embedding-3-small]"),
+    (
+        "EMBEDDING_BASE_URL",
+        "embedding.base_url",
+        "Base URL of the openai provider [default: https://api.openai.com/v1]",
+    ),
+    ("EMBEDDING_API_KEY", "embedding.api_key", "API key of the openai provider (falls back to OPENAI_API_KEY)"),
+    ("OPENAI_API_KEY", "embedding.openai_api_key", "OpenAI API key"),
+    ("EMBEDDING_DIMENSION", "embedding.dimension", "Vector size of the openai provider's model [default: 1536]"),
+    (
+        "EMBEDDING_SEND_DIMENSIONS",
+        "embedding.send_dimensions",
+        "Ask the openai provider for EMBEDDING_DIMENSION (text-embedding-3 models) [default: false]",
+    ),
+    (
+        "SEARCH_LEXICAL_WEIGHT",
+        "search.lexical_weight",
+        "Weight of BM25 against embeddings in hybrid search, 0 to 1 [default: 0.5]",
+    ),
+    ("SEARCH_CANDIDATES", "search.candidates", "Candidates taken from each index before fusion [default: 100]"),
+    (
+        "MEMORY_PURGE_INTERVAL_SECONDS",
+        "search.purge_interval_seconds",
+        "How often expired memories are purged [default: 60]",
+    ),
     ("DATABASE_URL", "database.url", "Primary store; unset: SQLite at DATA_DIR/contextiq.db; or sqlite://PATH"),
     ("DATABASE_POOL_SIZE", "database.pool_size", "Read connections to the database [default: 8]"),
     ("DATABASE_SQLITE_DURABILITY", "database.sqlite_durability", "full (fsync per commit, default) or normal"),
@@ -75,6 +110,57 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub log: LogSettings,
     pub auth: AuthSettings,
+    pub embedding: EmbeddingSettings,
+    pub search: SearchSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddingSettings {
+    pub provider: String,
+    pub model_path: PathBuf,
+    pub model: String,
+    pub base_url: String,
+    #[serde(serialize_with = "serialize_secret")]
+    pub api_key: Option<SecretString>,
+    #[serde(serialize_with = "serialize_secret")]
+    pub openai_api_key: Option<SecretString>,
+    pub dimension: usize,
+    pub send_dimensions: bool,
+}
+
+impl Default for EmbeddingSettings {
+    fn default() -> EmbeddingSettings {
+        EmbeddingSettings {
+            provider: "local".to_owned(),
+            model_path: PathBuf::from("./models/all-MiniLM-L6-v2"),
+            model: "text-embedding-3-small".to_owned(),
+            base_url: "https://api.openai.com/v1".to_owned(),
+            api_key: None,
+            openai_api_key: None,
+            dimension: 1536,
+            send_dimensions: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchSettings {
+    pub lexical_weight: f64,
+    pub candidates: usize,
+    pub purge_interval_seconds: u64,
+}
+
+impl Default for SearchSettings {
+    fn default() -> SearchSettings {
+        let defaults = contextiq_core::SearchSettings::default();
+        SearchSettings {
+            lexical_weight: defaults.lexical_weight,
+            candidates: defaults.candidates,
+            purge_interval_seconds: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,6 +250,8 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             log: LogSettings::default(),
             auth: AuthSettings::default(),
+            embedding: EmbeddingSettings::default(),
+            search: SearchSettings::default(),
         }
     }
 }
@@ -267,6 +355,16 @@ impl Settings {
         }
         if self.auth.jwt_secret_key.as_ref().is_some_and(|secret| secret.expose_secret().len() < 32) {
             bail!("AUTH_JWT_SECRET_KEY must be at least 32 bytes long");
+        }
+        if !(0.0..=1.0).contains(&self.search.lexical_weight) {
+            bail!("SEARCH_LEXICAL_WEIGHT must be between 0 and 1");
+        }
+        if !(1..=10_000).contains(&self.search.candidates) || self.search.purge_interval_seconds == 0 {
+            bail!("SEARCH_CANDIDATES must be 1 to 10000 and MEMORY_PURGE_INTERVAL_SECONDS at least 1");
+        }
+        match self.embedding.provider.as_str() {
+            "local" | "openai" => {}
+            other => bail!("EMBEDDING_PROVIDER {other:?} is not one of local, openai"),
         }
         self.sqlite_durability()?;
         Ok(())

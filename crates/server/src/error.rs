@@ -72,6 +72,9 @@ impl ApiError {
             ApiError::Domain(E::NotFound { resource: Resource::Session }) => {
                 (StatusCode::NOT_FOUND, "session_not_found", "Session not found")
             }
+            ApiError::Domain(E::NotFound { resource: Resource::Memory }) => {
+                (StatusCode::NOT_FOUND, "memory_not_found", "Memory not found")
+            }
             ApiError::Domain(E::NotFound { resource: Resource::ApiKey }) => {
                 (StatusCode::NOT_FOUND, "api_key_not_found", "API key not found")
             }

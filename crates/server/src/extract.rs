@@ -116,6 +116,17 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionId {
     }
 }
 
+/// The `{id}` of a memory route.
+pub struct MemoryId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for MemoryId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        path_id(parts, state, CoreError::memory_not_found).await.map(MemoryId)
+    }
+}
+
 /// The `{id}` of an API key route.
 pub struct KeyId(pub Uuid);
 

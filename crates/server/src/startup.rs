@@ -8,7 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use contextiq_core::{KeyService, KeyStore, NewApiKey, OrgId, Permission, SessionLimits, SessionService, SessionStore};
+use contextiq_core::{
+    Embedder, KeyService, KeyStore, MemoryService, MemoryStore, NewApiKey, OrgId, Permission, SessionLimits,
+    SessionService, SessionStore,
+};
+use contextiq_models::{LocalEmbedder, OpenAiEmbedder, OpenAiOptions};
 use contextiq_store_sqlite::{SqliteOptions, SqliteStore};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -24,6 +28,7 @@ use crate::{auth, middleware, routes, telemetry};
 #[derive(Clone)]
 pub struct AppState {
     pub sessions: SessionService,
+    pub memories: MemoryService,
     pub keys: KeyService,
     pub authenticator: Arc<Authenticator>,
     pub store: Arc<dyn SessionStore>,
@@ -37,6 +42,7 @@ pub struct Application {
     local_addr: SocketAddr,
     router: Router,
     store: Arc<dyn SessionStore>,
+    memory_store: Arc<dyn MemoryStore>,
     settings: Settings,
 }
 
@@ -45,6 +51,7 @@ pub struct Application {
 pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub keys: Arc<dyn KeyStore>,
+    pub memories: Arc<dyn MemoryStore>,
 }
 
 /// The file in the data directory that receives the first admin key.
@@ -64,9 +71,45 @@ pub async fn open_stores(settings: &Settings) -> anyhow::Result<Stores> {
                 .await
                 .with_context(|| format!("failed to open the SQLite database {}", path.display()))?;
             let store = Arc::new(store);
-            Ok(Stores { sessions: store.clone(), keys: store })
+            Ok(Stores { sessions: store.clone(), keys: store.clone(), memories: store })
         }
     }
+}
+
+/// The configured embedding model, loaded (local) or connected (openai).
+pub async fn build_embedder(settings: &Settings) -> anyhow::Result<Arc<dyn Embedder>> {
+    let embedding = &settings.embedding;
+    match embedding.provider.as_str() {
+        "openai" => {
+            let options = OpenAiOptions {
+                base_url: embedding.base_url.clone(),
+                model: embedding.model.clone(),
+                api_key: embedding.api_key.clone().or_else(|| embedding.openai_api_key.clone()),
+                dimension: embedding.dimension,
+                send_dimensions: embedding.send_dimensions,
+                batch_size: 64,
+            };
+            Ok(Arc::new(OpenAiEmbedder::new(options)?))
+        }
+        _ => {
+            let path = embedding.model_path.clone();
+            let embedder = tokio::task::spawn_blocking(move || LocalEmbedder::load(&path)).await??;
+            Ok(Arc::new(embedder))
+        }
+    }
+}
+
+/// The memory service on the configured store and model, refusing a model change that would
+/// mix vectors.
+pub async fn memory_service(settings: &Settings, stores: &Stores) -> anyhow::Result<MemoryService> {
+    let embedder = build_embedder(settings).await?;
+    let search = contextiq_core::SearchSettings {
+        lexical_weight: settings.search.lexical_weight,
+        candidates: settings.search.candidates,
+    };
+    let memories = MemoryService::new(stores.memories.clone(), embedder, search);
+    memories.check_embedding_model().await.map_err(|err| anyhow::anyhow!("{err}"))?;
+    Ok(memories)
 }
 
 /// On first start with authentication on and no keys at all, creates an admin key of the
@@ -120,6 +163,7 @@ impl Application {
         let stores = open_stores(&settings).await?;
         let store = stores.sessions.clone();
         let keys = KeyService::new(stores.keys.clone());
+        let memories = memory_service(&settings, &stores).await?;
         bootstrap_admin_key(&settings, &keys).await?;
         let authenticator =
             Arc::new(Authenticator::new(&settings.auth, keys.clone(), Arc::new(InProcessRateLimiter::default())));
@@ -131,6 +175,7 @@ impl Application {
         };
         let state = AppState {
             sessions: SessionService::new(store.clone(), limits),
+            memories,
             keys,
             authenticator,
             store: store.clone(),
@@ -143,7 +188,8 @@ impl Application {
             .await
             .with_context(|| format!("failed to bind {}", settings.server.bind))?;
         let local_addr = listener.local_addr()?;
-        Ok(Application { listener, local_addr, router, store, settings })
+        let memory_store = stores.memories.clone();
+        Ok(Application { listener, local_addr, router, store, memory_store, settings })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -157,12 +203,28 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// (up to the configured grace period), stops background tasks and closes the store.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, local_addr, router, store, settings } = self;
+        let Application { listener, local_addr, router, store, memory_store, settings } = self;
         let background = CancellationToken::new();
-        let purger = tokio::spawn(purge_expired_sessions(
-            store.clone(),
-            Duration::from_secs(settings.sessions.purge_interval_seconds),
+        let session_purger = {
+            let store = store.clone();
+            tokio::spawn(purge_expired(
+                "sessions",
+                Duration::from_secs(settings.sessions.purge_interval_seconds),
+                background.clone(),
+                move |now, batch| {
+                    let store = store.clone();
+                    async move { store.purge_expired_sessions(now, batch).await }
+                },
+            ))
+        };
+        let memory_purger = tokio::spawn(purge_expired(
+            "memories",
+            Duration::from_secs(settings.search.purge_interval_seconds),
             background.clone(),
+            move |now, batch| {
+                let store = memory_store.clone();
+                async move { store.purge_expired_memories(now, batch).await }
+            },
         ));
 
         let stopping = CancellationToken::new();
@@ -185,8 +247,10 @@ impl Application {
         };
 
         background.cancel();
-        if let Err(err) = purger.await {
-            tracing::error!(error = %err, "the purge task failed");
+        for purger in [session_purger, memory_purger] {
+            if let Err(err) = purger.await {
+                tracing::error!(error = %err, "a purge task failed");
+            }
         }
         store.close().await;
         tracing::info!("stopped");
@@ -210,8 +274,13 @@ pub fn app_router(state: AppState, settings: &Settings) -> Router {
     router.layer(axum::middleware::from_fn(middleware::observe)).with_state(state)
 }
 
-/// Deletes expired sessions every `interval`. Reads already hide them; this reclaims space.
-async fn purge_expired_sessions(store: Arc<dyn SessionStore>, interval: Duration, cancel: CancellationToken) {
+/// Deletes expired rows every `interval`, in batches. Reads already hide them; this reclaims
+/// space.
+async fn purge_expired<F, Fut>(what: &'static str, interval: Duration, cancel: CancellationToken, purge: F)
+where
+    F: Fn(chrono::DateTime<chrono::Utc>, u32) -> Fut,
+    Fut: Future<Output = contextiq_core::Result<u64>>,
+{
     const BATCH: u32 = 500;
     loop {
         tokio::select! {
@@ -219,18 +288,18 @@ async fn purge_expired_sessions(store: Arc<dyn SessionStore>, interval: Duration
             () = tokio::time::sleep(interval) => {}
         }
         loop {
-            match store.purge_expired_sessions(chrono::Utc::now(), BATCH).await {
+            match purge(chrono::Utc::now(), BATCH).await {
                 Ok(n_purged) => {
                     if n_purged > 0 {
-                        metrics::counter!("sessions_purged_total").increment(n_purged);
-                        tracing::info!(n_purged, "purged expired sessions");
+                        metrics::counter!(format!("{what}_purged_total")).increment(n_purged);
+                        tracing::info!(n_purged, what, "purged expired rows");
                     }
                     if n_purged < u64::from(BATCH) || cancel.is_cancelled() {
                         break;
                     }
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "purging expired sessions failed; will retry");
+                    tracing::warn!(error = %err, what, "purging expired rows failed; will retry");
                     break;
                 }
             }

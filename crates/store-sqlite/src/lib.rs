@@ -8,18 +8,20 @@
 //! has committed, so an acknowledged write survives a crash of the process.
 
 mod keys;
+mod memories;
 mod rows;
+mod vectors;
 mod writer;
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use contextiq_core::{
-    Error, Event, NewEvent, OrgId, Result, Session, SessionFilter, SessionPage, SessionStore, SessionsCursor,
+    Error, Event, NewEvent, OrgId, PageCursor, Result, Session, SessionFilter, SessionPage, SessionStore,
 };
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -29,6 +31,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::rows::{event_from_row, micros, record, session_from_row};
+use crate::vectors::VectorCache;
 use crate::writer::{WriteOp, Writer};
 
 /// The migrations, embedded in the binary.
@@ -74,6 +77,7 @@ impl SqliteOptions {
 
 pub struct SqliteStore {
     pub(crate) readers: SqlitePool,
+    pub(crate) vectors: Arc<VectorCache>,
     /// `None` once closed.
     writer: Mutex<Option<mpsc::Sender<WriteOp>>>,
     writer_task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
@@ -103,10 +107,12 @@ impl SqliteStore {
             .await
             .map_err(Error::store)?;
         let (sender, receiver) = mpsc::channel(4096);
-        let writer = Writer::new(write_conn, options.max_write_batch.max(1));
+        let vectors = Arc::new(VectorCache::default());
+        let writer = Writer::new(write_conn, options.max_write_batch.max(1), vectors.clone());
         let writer_task = tokio::spawn(writer.run(receiver));
         Ok(SqliteStore {
             readers,
+            vectors,
             writer: Mutex::new(Some(sender)),
             writer_task: tokio::sync::Mutex::new(Some(writer_task)),
         })
@@ -185,7 +191,7 @@ impl SessionStore for SqliteStore {
         let mut sessions = rows.iter().map(session_from_row).collect::<Result<Vec<_>>>()?;
         let next_cursor = if sessions.len() > filter.limit as usize {
             sessions.truncate(filter.limit as usize);
-            sessions.last().map(|last| SessionsCursor { created_at: last.created_at, id: last.id })
+            sessions.last().map(|last| PageCursor { created_at: last.created_at, id: last.id })
         } else {
             None
         };

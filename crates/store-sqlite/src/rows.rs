@@ -113,3 +113,57 @@ pub(crate) fn key_from_row(row: &SqliteRow) -> Result<contextiq_core::ApiKey> {
         last_used_at: get_opt_time("last_used_at")?,
     })
 }
+
+pub(crate) fn memory_from_row(row: &SqliteRow) -> Result<contextiq_core::memory::StoredMemory> {
+    const TABLE: &str = "memories";
+    let get_text = |column: &str| row.try_get::<String, _>(column).map_err(|err| corrupt(TABLE, err));
+    let get_opt_text = |column: &str| row.try_get::<Option<String>, _>(column).map_err(|err| corrupt(TABLE, err));
+    let get_int = |column: &str| row.try_get::<i64, _>(column).map_err(|err| corrupt(TABLE, err));
+    let get_opt_time = |column: &str| {
+        row.try_get::<Option<i64>, _>(column)
+            .map_err(|err| corrupt(TABLE, err))?
+            .map(|at| timestamp(TABLE, at))
+            .transpose()
+    };
+    let memory = contextiq_core::Memory {
+        org_id: OrgId::new(get_text("org_id")?),
+        id: uuid(TABLE, &get_text("id")?)?,
+        scope: serde_json::from_str(&get_text("scope")?).map_err(|err| corrupt(TABLE, err))?,
+        fact: get_text("fact")?,
+        topic: get_opt_text("topic")?,
+        confidence: row.try_get("confidence").map_err(|err| corrupt(TABLE, err))?,
+        source_session_id: get_opt_text("source_session_id")?.map(|id| uuid(TABLE, &id)).transpose()?,
+        source_event_ids: serde_json::from_str(&get_text("source_event_ids")?).map_err(|err| corrupt(TABLE, err))?,
+        metadata: json_object(TABLE, &get_text("metadata")?)?,
+        created_at: timestamp(TABLE, get_int("created_at")?)?,
+        updated_at: timestamp(TABLE, get_int("updated_at")?)?,
+        expires_at: get_opt_time("expires_at")?,
+    };
+    Ok(contextiq_core::memory::StoredMemory { memory, deleted_at: get_opt_time("deleted_at")? })
+}
+
+pub(crate) fn revision_from_row(row: &SqliteRow) -> Result<contextiq_core::Revision> {
+    const TABLE: &str = "memory_revisions";
+    let get_text = |column: &str| row.try_get::<String, _>(column).map_err(|err| corrupt(TABLE, err));
+    let get_opt_text = |column: &str| row.try_get::<Option<String>, _>(column).map_err(|err| corrupt(TABLE, err));
+    let snapshot = |column: &str| -> Result<Option<contextiq_core::memory::MemorySnapshot>> {
+        get_opt_text(column)?.map(|text| serde_json::from_str(&text)).transpose().map_err(|err| corrupt(TABLE, err))
+    };
+    let action = get_text("action")?;
+    Ok(contextiq_core::Revision {
+        id: uuid(TABLE, &get_text("id")?)?,
+        memory_id: uuid(TABLE, &get_text("memory_id")?)?,
+        org_id: OrgId::new(get_text("org_id")?),
+        action: contextiq_core::RevisionAction::parse(&action)
+            .ok_or_else(|| corrupt(TABLE, format!("unknown action {action:?}")))?,
+        before: snapshot("before")?,
+        after: snapshot("after")?,
+        actor: get_text("actor")?,
+        job_id: get_opt_text("job_id")?.map(|id| uuid(TABLE, &id)).transpose()?,
+        cause: get_opt_text("cause")?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|err| corrupt(TABLE, err))?,
+        created_at: timestamp(TABLE, row.try_get("created_at").map_err(|err| corrupt(TABLE, err))?)?,
+    })
+}

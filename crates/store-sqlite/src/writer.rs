@@ -2,14 +2,21 @@
 
 use chrono::{DateTime, Utc};
 use contextiq_core::session::check_state_size;
-use contextiq_core::{ApiKey, Error, Event, NewEvent, OrgId, Result, Session, merge_patch, to_micros};
+use std::sync::Arc;
+
+use contextiq_core::memory::scope_key;
+use contextiq_core::{
+    ApiKey, Error, Event, Memory, NewEvent, OrgId, Result, Revision, Session, merge_patch, to_micros,
+};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::memories::scope_tag;
 use crate::rows::{count, key_from_row, micros, session_from_row};
+use crate::vectors::{VectorCache, VectorChange, encode};
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -60,6 +67,51 @@ pub(crate) enum WriteOp {
         now: DateTime<Utc>,
         reply: Reply<()>,
     },
+    InsertMemory {
+        memory: Memory,
+        embedding: Vec<f32>,
+        revision: Revision,
+        reply: Reply<Memory>,
+    },
+    UpdateMemory {
+        memory: Memory,
+        embedding: Option<Vec<f32>>,
+        revision: Revision,
+        now: DateTime<Utc>,
+        reply: Reply<Memory>,
+    },
+    DeleteMemory {
+        org: OrgId,
+        id: Uuid,
+        revision: Revision,
+        now: DateTime<Utc>,
+        reply: Reply<()>,
+    },
+    RestoreMemory {
+        memory: Memory,
+        embedding: Vec<f32>,
+        revision: Revision,
+        reply: Reply<Memory>,
+    },
+    PurgeMemory {
+        org: OrgId,
+        id: Uuid,
+        reply: Reply<()>,
+    },
+    PurgeExpiredMemories {
+        now: DateTime<Utc>,
+        batch: u32,
+        reply: Reply<u64>,
+    },
+    SetEmbeddingModel {
+        model_id: String,
+        dimension: usize,
+        reply: Reply<()>,
+    },
+    SetEmbeddings {
+        embeddings: Vec<(Uuid, Vec<f32>)>,
+        reply: Reply<()>,
+    },
 }
 
 /// The group holding a write failed and was rolled back.
@@ -80,11 +132,12 @@ fn complete<T: Send + 'static>(reply: Reply<T>, outcome: Result<T>) -> Completio
 pub(crate) struct Writer {
     conn: SqliteConnection,
     max_batch: usize,
+    vectors: Arc<VectorCache>,
 }
 
 impl Writer {
-    pub(crate) fn new(conn: SqliteConnection, max_batch: usize) -> Writer {
-        Writer { conn, max_batch }
+    pub(crate) fn new(conn: SqliteConnection, max_batch: usize, vectors: Arc<VectorCache>) -> Writer {
+        Writer { conn, max_batch, vectors }
     }
 
     /// Runs until every sender is dropped and the queue is drained, then closes the
@@ -212,6 +265,189 @@ impl Writer {
                 let revoked = count("update", "api_keys", result)?;
                 complete(reply, revoked.as_ref().map_or_else(|| Err(Error::key_not_found()), key_from_row))
             }
+            WriteOp::InsertMemory { memory, embedding, revision, reply } => {
+                let inserted = sqlx::query(concat!(
+                    "INSERT INTO memories (org_id, id, scope, fact, topic, confidence, source_session_id, ",
+                    "source_event_ids, metadata, embedding, created_at, updated_at, expires_at) ",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rowid"
+                ))
+                .bind(memory.org_id.as_str())
+                .bind(memory.id.to_string())
+                .bind(scope_key(&memory.scope))
+                .bind(memory.fact.as_str())
+                .bind(memory.topic.as_deref())
+                .bind(memory.confidence)
+                .bind(memory.source_session_id.map(|id| id.to_string()))
+                .bind(json_text(&memory.source_event_ids)?)
+                .bind(json_text(&memory.metadata)?)
+                .bind(encode(&embedding))
+                .bind(micros(memory.created_at))
+                .bind(micros(memory.updated_at))
+                .bind(memory.expires_at.map(micros))
+                .fetch_one(&mut self.conn)
+                .await;
+                let rowid: i64 = count("insert", "memories", inserted)?.try_get(0)?;
+                self.index_fact(rowid, &memory).await?;
+                self.insert_revision(&revision).await?;
+                let change =
+                    VectorChange::Upsert { scope_tag: memory_scope_tag(&memory), id: memory.id, vector: embedding };
+                self.complete_with(change, reply, Ok(memory))
+            }
+            WriteOp::UpdateMemory { memory, embedding, revision, now, reply } => {
+                let updated = sqlx::query(concat!(
+                    "UPDATE memories SET fact = ?, topic = ?, confidence = ?, source_session_id = ?, ",
+                    "source_event_ids = ?, metadata = ?, embedding = COALESCE(?, embedding), updated_at = ?, ",
+                    "expires_at = ? WHERE org_id = ? AND id = ? AND deleted_at IS NULL ",
+                    "AND (expires_at IS NULL OR expires_at > ?) RETURNING rowid"
+                ))
+                .bind(memory.fact.as_str())
+                .bind(memory.topic.as_deref())
+                .bind(memory.confidence)
+                .bind(memory.source_session_id.map(|id| id.to_string()))
+                .bind(json_text(&memory.source_event_ids)?)
+                .bind(json_text(&memory.metadata)?)
+                .bind(embedding.as_deref().map(encode))
+                .bind(micros(memory.updated_at))
+                .bind(memory.expires_at.map(micros))
+                .bind(memory.org_id.as_str())
+                .bind(memory.id.to_string())
+                .bind(micros(applied_at(now)))
+                .fetch_optional(&mut self.conn)
+                .await;
+                let Some(row) = count("update", "memories", updated)? else {
+                    return Ok(complete(reply, Err(Error::memory_not_found())));
+                };
+                let rowid: i64 = row.try_get(0)?;
+                self.unindex_fact(rowid).await?;
+                self.index_fact(rowid, &memory).await?;
+                self.insert_revision(&revision).await?;
+                match embedding {
+                    Some(vector) => {
+                        let change =
+                            VectorChange::Upsert { scope_tag: memory_scope_tag(&memory), id: memory.id, vector };
+                        self.complete_with(change, reply, Ok(memory))
+                    }
+                    None => complete(reply, Ok(memory)),
+                }
+            }
+            WriteOp::DeleteMemory { org, id, revision, now, reply } => {
+                let deleted = sqlx::query(concat!(
+                    "UPDATE memories SET deleted_at = ?1 WHERE org_id = ?2 AND id = ?3 AND deleted_at IS NULL ",
+                    "AND (expires_at IS NULL OR expires_at > ?1) RETURNING rowid, scope"
+                ))
+                .bind(micros(applied_at(now)))
+                .bind(org.as_str())
+                .bind(id.to_string())
+                .fetch_optional(&mut self.conn)
+                .await;
+                let Some(row) = count("delete", "memories", deleted)? else {
+                    return Ok(complete(reply, Err(Error::memory_not_found())));
+                };
+                let (rowid, scope): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+                self.unindex_fact(rowid).await?;
+                self.insert_revision(&revision).await?;
+                let change = VectorChange::Remove { scope_tag: scope_tag(&org, &scope), id };
+                self.complete_with(change, reply, Ok(()))
+            }
+            WriteOp::RestoreMemory { memory, embedding, revision, reply } => {
+                let restored = sqlx::query(concat!(
+                    "UPDATE memories SET fact = ?, topic = ?, confidence = ?, source_session_id = ?, ",
+                    "source_event_ids = ?, metadata = ?, embedding = ?, updated_at = ?, expires_at = ?, ",
+                    "deleted_at = NULL WHERE org_id = ? AND id = ? RETURNING rowid, deleted_at"
+                ))
+                .bind(memory.fact.as_str())
+                .bind(memory.topic.as_deref())
+                .bind(memory.confidence)
+                .bind(memory.source_session_id.map(|id| id.to_string()))
+                .bind(json_text(&memory.source_event_ids)?)
+                .bind(json_text(&memory.metadata)?)
+                .bind(encode(&embedding))
+                .bind(micros(memory.updated_at))
+                .bind(memory.expires_at.map(micros))
+                .bind(memory.org_id.as_str())
+                .bind(memory.id.to_string())
+                .fetch_optional(&mut self.conn)
+                .await;
+                let Some(row) = count("update", "memories", restored)? else {
+                    return Ok(complete(reply, Err(Error::memory_not_found())));
+                };
+                let rowid: i64 = row.try_get(0)?;
+                self.unindex_fact(rowid).await?;
+                self.index_fact(rowid, &memory).await?;
+                self.insert_revision(&revision).await?;
+                let change =
+                    VectorChange::Upsert { scope_tag: memory_scope_tag(&memory), id: memory.id, vector: embedding };
+                self.complete_with(change, reply, Ok(memory))
+            }
+            WriteOp::PurgeMemory { org, id, reply } => {
+                let purged = sqlx::query("DELETE FROM memories WHERE org_id = ? AND id = ? RETURNING rowid, scope")
+                    .bind(org.as_str())
+                    .bind(id.to_string())
+                    .fetch_optional(&mut self.conn)
+                    .await;
+                let Some(row) = count("purge", "memories", purged)? else {
+                    return Ok(complete(reply, Err(Error::memory_not_found())));
+                };
+                let (rowid, scope): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+                self.unindex_fact(rowid).await?;
+                let revisions = sqlx::query("DELETE FROM memory_revisions WHERE org_id = ? AND memory_id = ?")
+                    .bind(org.as_str())
+                    .bind(id.to_string())
+                    .execute(&mut self.conn)
+                    .await;
+                count("purge", "memory_revisions", revisions)?;
+                let change = VectorChange::Remove { scope_tag: scope_tag(&org, &scope), id };
+                self.complete_with(change, reply, Ok(()))
+            }
+            WriteOp::PurgeExpiredMemories { now, batch, reply } => {
+                let expired = sqlx::query(concat!(
+                    "DELETE FROM memories WHERE rowid IN (SELECT rowid FROM memories ",
+                    "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?) RETURNING rowid, id, org_id"
+                ))
+                .bind(micros(now))
+                .bind(i64::from(batch))
+                .fetch_all(&mut self.conn)
+                .await;
+                let expired = count("purge", "memories", expired)?;
+                for row in &expired {
+                    let (rowid, id, org): (i64, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                    self.unindex_fact(rowid).await?;
+                    let revisions = sqlx::query("DELETE FROM memory_revisions WHERE org_id = ? AND memory_id = ?")
+                        .bind(org)
+                        .bind(id)
+                        .execute(&mut self.conn)
+                        .await;
+                    count("purge", "memory_revisions", revisions)?;
+                }
+                let n_purged = expired.len() as u64;
+                if n_purged == 0 {
+                    complete(reply, Ok(0))
+                } else {
+                    self.complete_with(VectorChange::Reset, reply, Ok(n_purged))
+                }
+            }
+            WriteOp::SetEmbeddingModel { model_id, dimension, reply } => {
+                let result = sqlx::query(
+                    "INSERT OR REPLACE INTO embedding_model (singleton, model_id, dimension) VALUES (1, ?, ?)",
+                )
+                .bind(model_id)
+                .bind(dimension as i64)
+                .execute(&mut self.conn)
+                .await;
+                count("upsert", "embedding_model", result)?;
+                complete(reply, Ok(()))
+            }
+            WriteOp::SetEmbeddings { embeddings, reply } => {
+                for (id, vector) in &embeddings {
+                    let result = sqlx::query("UPDATE memories SET embedding = ? WHERE id = ?")
+                        .bind(encode(vector))
+                        .bind(id.to_string())
+                        .execute(&mut self.conn)
+                        .await;
+                    count("update", "memories", result)?;
+                }
+                self.complete_with(VectorChange::Reset, reply, Ok(()))
+            }
             WriteOp::TouchKey { id, now, reply } => {
                 let result = sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
                     .bind(micros(now))
@@ -324,6 +560,61 @@ impl Writer {
         let row = count("update", "sessions", updated)?;
         Ok(session_from_row(&row))
     }
+}
+
+impl Writer {
+    async fn index_fact(&mut self, rowid: i64, memory: &Memory) -> sqlx::Result<()> {
+        let result = sqlx::query("INSERT INTO memories_fts (rowid, fact, scope_tag) VALUES (?, ?, ?)")
+            .bind(rowid)
+            .bind(memory.fact.as_str())
+            .bind(memory_scope_tag(memory))
+            .execute(&mut self.conn)
+            .await;
+        count("insert", "memories_fts", result).map(|_| ())
+    }
+
+    async fn unindex_fact(&mut self, rowid: i64) -> sqlx::Result<()> {
+        let result = sqlx::query("DELETE FROM memories_fts WHERE rowid = ?").bind(rowid).execute(&mut self.conn).await;
+        count("delete", "memories_fts", result).map(|_| ())
+    }
+
+    async fn insert_revision(&mut self, revision: &Revision) -> sqlx::Result<()> {
+        let result = sqlx::query(concat!(
+            "INSERT INTO memory_revisions (id, memory_id, org_id, action, before, after, actor, job_id, cause, created_at) ",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(revision.id.to_string())
+        .bind(revision.memory_id.to_string())
+        .bind(revision.org_id.as_str())
+        .bind(revision.action.as_str())
+        .bind(revision.before.as_ref().map(json_text).transpose()?)
+        .bind(revision.after.as_ref().map(json_text).transpose()?)
+        .bind(revision.actor.as_str())
+        .bind(revision.job_id.map(|id| id.to_string()))
+        .bind(revision.cause.as_ref().map(json_text).transpose()?)
+        .bind(micros(revision.created_at))
+        .execute(&mut self.conn)
+        .await;
+        count("insert", "memory_revisions", result).map(|_| ())
+    }
+
+    /// After the commit: update the vector cache, then answer.
+    fn complete_with<T: Send + 'static>(
+        &self,
+        change: VectorChange,
+        reply: Reply<T>,
+        outcome: Result<T>,
+    ) -> Completion {
+        let vectors = self.vectors.clone();
+        Box::new(move || {
+            vectors.apply(change);
+            let _ = reply.send(outcome);
+        })
+    }
+}
+
+fn memory_scope_tag(memory: &Memory) -> String {
+    scope_tag(&memory.org_id, &scope_key(&memory.scope))
 }
 
 fn json_text(value: &impl Serialize) -> sqlx::Result<String> {

@@ -36,6 +36,7 @@ pub async fn spawn_app_in(data_dir: Arc<TempDir>, configure: impl FnOnce(&mut Se
     // Tests drive thousands of requests with one key; the rate-limit test sets its own.
     settings.auth.rate_limit_per_second = 1_000_000;
     settings.auth.rate_limit_burst = 1_000_000;
+    settings.embedding.model_path = model_dir();
     configure(&mut settings);
     if std::env::var_os("TEST_LOG").is_some() {
         telemetry::init_logging(&settings.log, &settings.service_name);
@@ -111,6 +112,13 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// The local embedding model, fetched by `scripts/fetch-model.sh` (the test script runs it).
+pub fn model_dir() -> PathBuf {
+    std::env::var_os("EMBEDDING_MODEL_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2"))
 }
 
 /// The first admin key, which the server saved in its data directory at first start.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{admin_key, all_events, binary, client_with_key, id_of, json_of};
+use crate::helpers::{admin_key, all_events, binary, client_with_key, id_of, json_of, model_dir};
 
 /// A `contextiq serve` process and the log lines it wrote to stderr.
 struct ServerProcess {
@@ -28,6 +28,7 @@ impl ServerProcess {
             .arg(data_dir)
             .env_remove("RUST_LOG")
             .env("LOG_FORMAT", "json")
+            .env("EMBEDDING_MODEL_PATH", model_dir())
             .env("RATE_LIMIT_PER_SECOND", "1000000")
             .env("RATE_LIMIT_BURST", "1000000")
             .stderr(Stdio::piped())

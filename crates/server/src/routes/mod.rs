@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod keys;
+pub mod memories;
 pub mod sessions;
 
 use axum::Router;
@@ -30,6 +31,14 @@ use crate::startup::AppState;
         sessions::append_events,
         sessions::list_events,
         sessions::patch_state,
+        memories::create_memory,
+        memories::list_memories,
+        memories::get_memory,
+        memories::update_memory,
+        memories::delete_memory,
+        memories::list_revisions,
+        memories::restore_memory,
+        memories::search_memories,
         keys::create_key,
         keys::list_keys,
         keys::get_key,
@@ -41,7 +50,8 @@ use crate::startup::AppState;
     components(schemas(Problem, sessions::AppendEventsRequest, sessions::EventBatch)),
     modifiers(&SecuritySchemes),
     security(("api_key" = []), ("bearer" = [])),
-    tags((name = "keys", description = "API keys of the caller's org (ADMIN)"),
+    tags((name = "memories", description = "Durable facts of a scope: CRUD, revisions, hybrid search"),
+        (name = "keys", description = "API keys of the caller's org (ADMIN)"),
         (name = "sessions", description = "Conversations: events in one total order, and a state dict"),
         (name = "service", description = "Health, readiness and metrics"))
 )]
@@ -50,7 +60,7 @@ pub struct ApiDoc;
 /// Every route of the `all` role.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .nest("/api/v1", sessions::router().merge(keys::router()))
+        .nest("/api/v1", sessions::router().merge(memories::router()).merge(keys::router()))
         .route("/health", get(health::health))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics))

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use contextiq_core::{
-    Error as CoreError, Event, NewEvent, NewSession, Role, Scope, Session, SessionFilter, SessionsCursor,
+    Error as CoreError, Event, NewEvent, NewSession, PageCursor, Role, Scope, Session, SessionFilter,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -286,12 +286,12 @@ pub async fn list_sessions(
         user_id: query.user_id,
         agent_id: query.agent_id,
         limit: query.limit.unwrap_or(DEFAULT_SESSIONS_PAGE),
-        cursor: query.cursor.as_deref().map(decode_sessions_cursor).transpose()?,
+        cursor: query.cursor.as_deref().map(decode_page_cursor).transpose()?,
     };
     let page = state.sessions.list(&principal.access, filter, Utc::now()).await?;
     Ok(Json(SessionList {
         sessions: page.sessions.into_iter().map(SessionBody::from).collect(),
-        next_cursor: page.next_cursor.map(encode_sessions_cursor),
+        next_cursor: page.next_cursor.map(encode_page_cursor),
     }))
 }
 
@@ -376,17 +376,17 @@ pub async fn delete_session(
 
 // Cursors are opaque to clients: a version tag and the position, base64url-encoded.
 
-fn encode_sessions_cursor(cursor: SessionsCursor) -> String {
+pub(crate) fn encode_page_cursor(cursor: PageCursor) -> String {
     URL_SAFE_NO_PAD.encode(format!("s1:{}:{}", cursor.created_at.timestamp_micros(), cursor.id))
 }
 
-fn decode_sessions_cursor(text: &str) -> Result<SessionsCursor, ApiError> {
+pub(crate) fn decode_page_cursor(text: &str) -> Result<PageCursor, ApiError> {
     let decoded = decode_cursor(text)?;
     let mut parts = decoded.strip_prefix("s1:").ok_or_else(invalid_cursor)?.splitn(2, ':');
     let micros: i64 = parts.next().and_then(|part| part.parse().ok()).ok_or_else(invalid_cursor)?;
     let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid_cursor)?;
     let id = parts.next().and_then(|part| Uuid::parse_str(part).ok()).ok_or_else(invalid_cursor)?;
-    Ok(SessionsCursor { created_at, id })
+    Ok(PageCursor { created_at, id })
 }
 
 fn encode_events_cursor(after_seq: i64) -> String {
@@ -420,15 +420,15 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        let cursor = SessionsCursor {
+        let cursor = PageCursor {
             created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
             id: Uuid::now_v7(),
         };
-        assert_eq!(decode_sessions_cursor(&encode_sessions_cursor(cursor)).unwrap(), cursor);
+        assert_eq!(decode_page_cursor(&encode_page_cursor(cursor)).unwrap(), cursor);
         assert_eq!(decode_events_cursor(&encode_events_cursor(42)).unwrap(), 42);
         for garbage in ["", "!!", "czE6", "ZTE6LTE", &encode_events_cursor(1)] {
-            assert!(decode_sessions_cursor(garbage).is_err(), "{garbage}");
+            assert!(decode_page_cursor(garbage).is_err(), "{garbage}");
         }
-        assert!(decode_events_cursor(&encode_sessions_cursor(cursor)).is_err());
+        assert!(decode_events_cursor(&encode_page_cursor(cursor)).is_err());
     }
 }

@@ -1,0 +1,239 @@
+//! Memories: durable facts about a scope (a user, an agent, an app), with their history.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::{OrgId, Scope};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Memory {
+    pub org_id: OrgId,
+    pub id: Uuid,
+    pub scope: Scope,
+    pub fact: String,
+    pub topic: Option<String>,
+    /// How sure the source was, from 0 to 1.
+    pub confidence: f64,
+    pub source_session_id: Option<Uuid>,
+    pub source_event_ids: Vec<Uuid>,
+    pub metadata: Map<String, Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The fields a revision records of a memory, before and after a change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemorySnapshot {
+    pub fact: String,
+    pub topic: Option<String>,
+    pub confidence: f64,
+    pub source_session_id: Option<Uuid>,
+    pub source_event_ids: Vec<Uuid>,
+    pub metadata: Map<String, Value>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Memory> for MemorySnapshot {
+    fn from(memory: &Memory) -> MemorySnapshot {
+        MemorySnapshot {
+            fact: memory.fact.clone(),
+            topic: memory.topic.clone(),
+            confidence: memory.confidence,
+            source_session_id: memory.source_session_id,
+            source_event_ids: memory.source_event_ids.clone(),
+            metadata: memory.metadata.clone(),
+            expires_at: memory.expires_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevisionAction {
+    Created,
+    Updated,
+    Deleted,
+    Restored,
+}
+
+impl RevisionAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevisionAction::Created => "created",
+            RevisionAction::Updated => "updated",
+            RevisionAction::Deleted => "deleted",
+            RevisionAction::Restored => "restored",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RevisionAction> {
+        Some(match text {
+            "created" => RevisionAction::Created,
+            "updated" => RevisionAction::Updated,
+            "deleted" => RevisionAction::Deleted,
+            "restored" => RevisionAction::Restored,
+            _ => return None,
+        })
+    }
+}
+
+/// An immutable record of one change to a memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    pub id: Uuid,
+    pub memory_id: Uuid,
+    pub org_id: OrgId,
+    pub action: RevisionAction,
+    pub before: Option<MemorySnapshot>,
+    pub after: Option<MemorySnapshot>,
+    /// Who or what made the change: a credential (`key:<id>`, `jwt:<sub>`) or a job.
+    pub actor: String,
+    pub job_id: Option<Uuid>,
+    /// What caused it, when a job did: the extracted facts, source events, the reason.
+    pub cause: Option<Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A memory with its place in a ranking.
+#[derive(Debug, Clone)]
+pub struct ScoredMemory {
+    pub memory: Memory,
+    pub score: f64,
+}
+
+/// Canonical text of a scope: JSON with sorted keys, the form stored and indexed.
+pub fn scope_key(scope: &Scope) -> String {
+    serde_json::to_string(scope).unwrap_or_default()
+}
+
+/// Filters of search and list, beyond the scope.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemoryFilter {
+    pub topic: Option<String>,
+    /// Every pair must equal the memory's metadata value.
+    pub metadata: BTreeMap<String, Value>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub updated_after: Option<DateTime<Utc>>,
+    pub updated_before: Option<DateTime<Utc>>,
+}
+
+impl MemoryFilter {
+    pub fn matches(&self, memory: &Memory) -> bool {
+        self.topic.as_ref().is_none_or(|topic| memory.topic.as_ref() == Some(topic))
+            && self.metadata.iter().all(|(key, value)| memory.metadata.get(key) == Some(value))
+            && self.created_after.is_none_or(|at| memory.created_at > at)
+            && self.created_before.is_none_or(|at| memory.created_at < at)
+            && self.updated_after.is_none_or(|at| memory.updated_at > at)
+            && self.updated_before.is_none_or(|at| memory.updated_at < at)
+    }
+}
+
+/// A memory as a client asks for it, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct NewMemory {
+    pub scope: Scope,
+    pub fact: String,
+    pub topic: Option<String>,
+    pub confidence: Option<f64>,
+    pub source_session_id: Option<Uuid>,
+    pub source_event_ids: Vec<Uuid>,
+    pub metadata: Map<String, Value>,
+    pub ttl_seconds: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A change to a memory: absent fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryPatch {
+    pub fact: Option<String>,
+    /// `Some(None)` clears the topic.
+    pub topic: Option<Option<String>>,
+    pub confidence: Option<f64>,
+    /// Replaces the metadata.
+    pub metadata: Option<Map<String, Value>>,
+    pub ttl_seconds: Option<i64>,
+    /// `Some(None)` removes the expiry.
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemoryPage {
+    pub memories: Vec<Memory>,
+    pub next_cursor: Option<crate::PageCursor>,
+}
+
+/// A memory in whatever state it is: live, deleted (history kept) or expired.
+#[derive(Debug, Clone)]
+pub struct StoredMemory {
+    pub memory: Memory,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// Persistence of memories, their revisions and their search indexes. Every write carries its
+/// revision and is atomic with it.
+#[async_trait::async_trait]
+pub trait MemoryStore: Send + Sync + 'static {
+    async fn insert_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> crate::Result<Memory>;
+    /// Replaces the fields (and the embedding, when given) of a live memory.
+    async fn update_memory(
+        &self,
+        memory: Memory,
+        embedding: Option<Vec<f32>>,
+        revision: Revision,
+        now: DateTime<Utc>,
+    ) -> crate::Result<Memory>;
+    /// Marks a live memory deleted; its record and history stay, for `restore`.
+    async fn delete_memory(&self, org: &OrgId, id: Uuid, revision: Revision, now: DateTime<Utc>) -> crate::Result<()>;
+    /// Brings a memory (live or deleted) back to `memory`'s fields, live again.
+    async fn restore_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> crate::Result<Memory>;
+    /// Erases a memory and all its revisions.
+    async fn purge_memory(&self, org: &OrgId, id: Uuid) -> crate::Result<()>;
+    /// A memory in any state; `None` if it never existed or was purged.
+    async fn find_memory(&self, org: &OrgId, id: Uuid) -> crate::Result<Option<StoredMemory>>;
+    /// Live memories (not deleted, not expired) among `ids`, in no particular order.
+    async fn get_memories(&self, org: &OrgId, ids: &[Uuid], now: DateTime<Utc>) -> crate::Result<Vec<Memory>>;
+    /// Live memories of one scope, newest first.
+    async fn list_memories(
+        &self,
+        org: &OrgId,
+        scope_key: &str,
+        filter: &MemoryFilter,
+        cursor: Option<crate::PageCursor>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> crate::Result<MemoryPage>;
+    /// Oldest first.
+    async fn list_revisions(&self, org: &OrgId, memory_id: Uuid) -> crate::Result<Vec<Revision>>;
+    /// BM25 relevance of live memories of a scope to `query`, best first (higher is better).
+    async fn lexical_candidates(
+        &self,
+        org: &OrgId,
+        scope_key: &str,
+        query: &str,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> crate::Result<Vec<(Uuid, f64)>>;
+    /// Cosine similarity of memories of a scope to `vector`, best first. May include memories
+    /// that are no longer live; callers re-check through `get_memories`.
+    async fn vector_candidates(
+        &self,
+        org: &OrgId,
+        scope_key: &str,
+        vector: &[f32],
+        limit: usize,
+    ) -> crate::Result<Vec<(Uuid, f64)>>;
+    async fn purge_expired_memories(&self, now: DateTime<Utc>, batch: u32) -> crate::Result<u64>;
+    /// The model every stored vector came from, once any was stored.
+    async fn embedding_model(&self) -> crate::Result<Option<(String, usize)>>;
+    async fn set_embedding_model(&self, model_id: &str, dimension: usize) -> crate::Result<()>;
+    async fn count_memories(&self) -> crate::Result<u64>;
+    /// For re-embedding: `(id, fact)` of every memory record after `after`, in id order.
+    async fn memory_facts_after(&self, after: Option<Uuid>, limit: u32) -> crate::Result<Vec<(Uuid, String)>>;
+    async fn set_embeddings(&self, embeddings: Vec<(Uuid, Vec<f32>)>) -> crate::Result<()>;
+}

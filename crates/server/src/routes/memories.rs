@@ -1,0 +1,366 @@
+//! `/api/v1/memories`: durable facts of a scope, their history, and hybrid search.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use contextiq_core::memory::{MemoryFilter, MemoryPatch, MemorySnapshot, NewMemory};
+use contextiq_core::{Memory, Revision, Scope, ScoredMemory};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::{Authorized, MemoryRead, MemoryWrite};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiQuery, MemoryId};
+use crate::routes::sessions::{decode_page_cursor, encode_page_cursor};
+use crate::startup::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/memories", post(create_memory).get(list_memories))
+        .route("/memories/search", post(search_memories))
+        .route("/memories/{id}", get(get_memory).patch(update_memory).delete(delete_memory))
+        .route("/memories/{id}/revisions", get(list_revisions))
+        .route("/memories/{id}/restore", post(restore_memory))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMemoryRequest {
+    /// Flat string-to-string dict; the memory belongs to exactly this scope.
+    pub scope: Scope,
+    pub fact: String,
+    pub topic: Option<String>,
+    /// From 0 to 1 (default 1).
+    pub confidence: Option<f64>,
+    pub source_session_id: Option<Uuid>,
+    #[serde(default)]
+    pub source_event_ids: Vec<Uuid>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+    pub ttl_seconds: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Absent fields stay as they are; `null` clears `topic` and `expires_at`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMemoryRequest {
+    pub fact: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub topic: Option<Option<String>>,
+    pub confidence: Option<f64>,
+    /// Replaces the metadata.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+    pub ttl_seconds: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// A field that is present (even as `null`) is `Some`.
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    pub revision_id: Uuid,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchFilter {
+    pub topic: Option<String>,
+    /// Each key must equal the memory's metadata value.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: BTreeMap<String, Value>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub updated_after: Option<DateTime<Utc>>,
+    pub updated_before: Option<DateTime<Utc>>,
+}
+
+impl From<SearchFilter> for MemoryFilter {
+    fn from(filter: SearchFilter) -> MemoryFilter {
+        MemoryFilter {
+            topic: filter.topic,
+            metadata: filter.metadata,
+            created_after: filter.created_after,
+            created_before: filter.created_before,
+            updated_after: filter.updated_after,
+            updated_before: filter.updated_before,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    pub scope: Scope,
+    pub search_query: String,
+    /// 1 to 100 (default 10).
+    pub top_k: Option<u32>,
+    pub filter: Option<SearchFilter>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemoryBody {
+    pub id: Uuid,
+    pub scope: Scope,
+    pub fact: String,
+    pub topic: Option<String>,
+    pub confidence: f64,
+    pub source_session_id: Option<Uuid>,
+    pub source_event_ids: Vec<Uuid>,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<Memory> for MemoryBody {
+    fn from(memory: Memory) -> MemoryBody {
+        MemoryBody {
+            id: memory.id,
+            scope: memory.scope,
+            fact: memory.fact,
+            topic: memory.topic,
+            confidence: memory.confidence,
+            source_session_id: memory.source_session_id,
+            source_event_ids: memory.source_event_ids,
+            metadata: memory.metadata,
+            created_at: memory.created_at,
+            updated_at: memory.updated_at,
+            expires_at: memory.expires_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemoryList {
+    pub memories: Vec<MemoryBody>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResult {
+    pub memory: MemoryBody,
+    /// Fused relevance in [0, 1]; higher is better.
+    pub score: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResponse {
+    pub results: Vec<SearchResult>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevisionBody {
+    pub id: Uuid,
+    pub memory_id: Uuid,
+    /// created, updated, deleted or restored.
+    pub action: String,
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<MemorySnapshot>,
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<MemorySnapshot>,
+    /// The credential (`key:<id>`, `jwt:<org>:<sub>`) or job that made the change.
+    pub actor: String,
+    pub job_id: Option<Uuid>,
+    #[schema(value_type = Option<Object>)]
+    pub cause: Option<Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Revision> for RevisionBody {
+    fn from(revision: Revision) -> RevisionBody {
+        RevisionBody {
+            id: revision.id,
+            memory_id: revision.memory_id,
+            action: revision.action.as_str().to_owned(),
+            before: revision.before,
+            after: revision.after,
+            actor: revision.actor,
+            job_id: revision.job_id,
+            cause: revision.cause,
+            created_at: revision.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevisionList {
+    pub revisions: Vec<RevisionBody>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListMemoriesQuery {
+    /// The scope, as a URL-encoded JSON object, e.g. `{"user_id":"u1"}`.
+    pub scope: String,
+    pub topic: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub updated_after: Option<DateTime<Utc>>,
+    pub updated_before: Option<DateTime<Utc>>,
+    /// 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DeleteMemoryQuery {
+    /// Erase the memory and its whole history for good.
+    pub purge: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/api/v1/memories", tag = "memories", request_body = CreateMemoryRequest,
+    responses((status = 201, body = MemoryBody), (status = 422, body = Problem)))]
+pub async fn create_memory(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<MemoryWrite>,
+    ApiJson(request): ApiJson<CreateMemoryRequest>,
+) -> Result<(StatusCode, Json<MemoryBody>), ApiError> {
+    let new = NewMemory {
+        scope: request.scope,
+        fact: request.fact,
+        topic: request.topic,
+        confidence: request.confidence,
+        source_session_id: request.source_session_id,
+        source_event_ids: request.source_event_ids,
+        metadata: request.metadata.unwrap_or_default(),
+        ttl_seconds: request.ttl_seconds,
+        expires_at: request.expires_at,
+    };
+    let memory = state.memories.create(&principal.access, &principal.actor(), new, Utc::now()).await?;
+    Ok((StatusCode::CREATED, Json(memory.into())))
+}
+
+#[utoipa::path(get, path = "/api/v1/memories/{id}", tag = "memories", params(("id" = Uuid, Path)),
+    responses((status = 200, body = MemoryBody), (status = 404, body = Problem)))]
+pub async fn get_memory(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<MemoryRead>,
+    MemoryId(id): MemoryId,
+) -> Result<Json<MemoryBody>, ApiError> {
+    Ok(Json(state.memories.get(&principal.access, id, Utc::now()).await?.into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/memories", tag = "memories", params(ListMemoriesQuery),
+    responses((status = 200, body = MemoryList), (status = 422, body = Problem)))]
+pub async fn list_memories(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<MemoryRead>,
+    ApiQuery(query): ApiQuery<ListMemoriesQuery>,
+) -> Result<Json<MemoryList>, ApiError> {
+    let scope: Scope = serde_json::from_str(&query.scope).map_err(|err| ApiError::InvalidQuery {
+        field: Some("scope".to_owned()),
+        detail: format!("scope: expected a JSON object of strings: {err}"),
+    })?;
+    let filter = MemoryFilter {
+        topic: query.topic,
+        metadata: BTreeMap::new(),
+        created_after: query.created_after,
+        created_before: query.created_before,
+        updated_after: query.updated_after,
+        updated_before: query.updated_before,
+    };
+    let cursor = query.cursor.as_deref().map(decode_page_cursor).transpose()?;
+    let limit = query.limit.unwrap_or(20);
+    let page = state.memories.list(&principal.access, &scope, &filter, cursor, limit, Utc::now()).await?;
+    Ok(Json(MemoryList {
+        memories: page.memories.into_iter().map(MemoryBody::from).collect(),
+        next_cursor: page.next_cursor.map(encode_page_cursor),
+    }))
+}
+
+#[utoipa::path(patch, path = "/api/v1/memories/{id}", tag = "memories", params(("id" = Uuid, Path)),
+    request_body = UpdateMemoryRequest,
+    responses((status = 200, body = MemoryBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_memory(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<MemoryWrite>,
+    MemoryId(id): MemoryId,
+    ApiJson(request): ApiJson<UpdateMemoryRequest>,
+) -> Result<Json<MemoryBody>, ApiError> {
+    let patch = MemoryPatch {
+        fact: request.fact,
+        topic: request.topic,
+        confidence: request.confidence,
+        metadata: request.metadata,
+        ttl_seconds: request.ttl_seconds,
+        expires_at: request.expires_at,
+    };
+    let memory = state.memories.update(&principal.access, &principal.actor(), id, patch, Utc::now()).await?;
+    Ok(Json(memory.into()))
+}
+
+/// Deletes a memory (its history stays, and `restore` brings it back); `?purge=true` erases
+/// the memory and every revision for good.
+#[utoipa::path(delete, path = "/api/v1/memories/{id}", tag = "memories", params(("id" = Uuid, Path), DeleteMemoryQuery),
+    responses((status = 204, description = "Deleted"), (status = 404, body = Problem)))]
+pub async fn delete_memory(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<MemoryWrite>,
+    MemoryId(id): MemoryId,
+    ApiQuery(query): ApiQuery<DeleteMemoryQuery>,
+) -> Result<StatusCode, ApiError> {
+    let purge = query.purge.unwrap_or(false);
+    state.memories.delete(&principal.access, &principal.actor(), id, purge, Utc::now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/memories/{id}/revisions", tag = "memories", params(("id" = Uuid, Path)),
+    responses((status = 200, body = RevisionList), (status = 404, body = Problem)))]
+pub async fn list_revisions(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<MemoryRead>,
+    MemoryId(id): MemoryId,
+) -> Result<Json<RevisionList>, ApiError> {
+    let revisions = state.memories.revisions(&principal.access, id).await?;
+    Ok(Json(RevisionList { revisions: revisions.into_iter().map(RevisionBody::from).collect() }))
+}
+
+/// Returns a memory, live or deleted, to the state a revision recorded; itself a revision.
+#[utoipa::path(post, path = "/api/v1/memories/{id}/restore", tag = "memories", params(("id" = Uuid, Path)),
+    request_body = RestoreRequest,
+    responses((status = 200, body = MemoryBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn restore_memory(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<MemoryWrite>,
+    MemoryId(id): MemoryId,
+    ApiJson(request): ApiJson<RestoreRequest>,
+) -> Result<Json<MemoryBody>, ApiError> {
+    let memory =
+        state.memories.restore(&principal.access, &principal.actor(), id, request.revision_id, Utc::now()).await?;
+    Ok(Json(memory.into()))
+}
+
+/// Hybrid search (BM25 and embedding similarity, fused) within exactly one scope.
+#[utoipa::path(post, path = "/api/v1/memories/search", tag = "memories", request_body = SearchRequest,
+    responses((status = 200, body = SearchResponse), (status = 422, body = Problem)))]
+pub async fn search_memories(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<MemoryRead>,
+    ApiJson(request): ApiJson<SearchRequest>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let filter: MemoryFilter = request.filter.unwrap_or_default().into();
+    let top_k = request.top_k.unwrap_or(10);
+    let found = state
+        .memories
+        .search(&principal.access, &request.scope, &request.search_query, top_k, &filter, Utc::now())
+        .await?;
+    let results =
+        found.into_iter().map(|ScoredMemory { memory, score }| SearchResult { memory: memory.into(), score }).collect();
+    Ok(Json(SearchResponse { results }))
+}
