@@ -6,6 +6,7 @@ mod cli;
 mod errors;
 mod fuzz;
 mod helpers;
+mod memories;
 mod process;
 mod service;
 mod sessions;
