@@ -306,8 +306,7 @@ async fn a_changed_embedding_model_is_refused_until_reindexed() {
     remember(&app, json!({"scope": {"user_id": "u1"}, "fact": "Some fact"})).await;
     let data_dir = app.data_dir.clone();
     app.stop().await;
-    let mut settings = contextiq_server::Settings::default();
-    settings.data_dir = data_dir.path().to_owned();
+    let mut settings = contextiq_server::Settings { data_dir: data_dir.path().to_owned(), ..Default::default() };
     settings.server.bind = "127.0.0.1:0".to_owned();
     settings.embedding.provider = "openai".to_owned();
     settings.embedding.base_url = "http://127.0.0.1:1/v1".to_owned();
