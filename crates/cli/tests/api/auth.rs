@@ -316,7 +316,7 @@ async fn auth_can_be_turned_off_for_local_development() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolation_matrix() {
     let app = spawn_app_with_jwt().await;
-    let rw = ["SESSION_READ", "SESSION_WRITE"];
+    let rw = ["SESSION_READ", "SESSION_WRITE", "MEMORY_READ", "MEMORY_WRITE"];
     struct Who {
         name: &'static str,
         org: &'static str,
@@ -324,6 +324,7 @@ async fn isolation_matrix() {
         scoped: bool,
         client: reqwest::Client,
         session_id: String,
+        memory_id: String,
     }
     let mut principals = Vec::new();
     for (name, user, scope) in [("a-u1", "u1", Some("u1")), ("a-u2", "u2", Some("u2")), ("a-all", "shared", None)] {
@@ -339,6 +340,7 @@ async fn isolation_matrix() {
             scoped: scope.is_some(),
             client: client_with_key(&key),
             session_id: String::new(),
+            memory_id: String::new(),
         });
     }
     for (name, user, scope) in [("b-u1", "u1", Some("u1")), ("b-u2", "u2", Some("u2")), ("b-all", "shared", None)] {
@@ -350,12 +352,16 @@ async fn isolation_matrix() {
             scoped: scope.is_some(),
             client: client_with_token(&token),
             session_id: String::new(),
+            memory_id: String::new(),
         });
     }
     for who in &mut principals {
         let response =
             who.client.post(app.url("/api/v1/sessions")).json(&json!({"user_id": who.user})).send().await.unwrap();
         who.session_id = id_of(&json_of(response, StatusCode::CREATED).await);
+        let memory = json!({"scope": {"user_id": who.user}, "fact": format!("{} keeps a secret", who.name)});
+        let response = who.client.post(app.url("/api/v1/memories")).json(&memory).send().await.unwrap();
+        who.memory_id = id_of(&json_of(response, StatusCode::CREATED).await);
     }
     let sees = |who: &Who, owner: &Who| who.org == owner.org && (!who.scoped || who.user == owner.user);
 
@@ -420,6 +426,54 @@ async fn isolation_matrix() {
                 let response = who.client.delete(&base).send().await.unwrap();
                 problem_of(response, StatusCode::NOT_FOUND, "session_not_found").await;
             }
+
+            let memory = app.url(&format!("/api/v1/memories/{}", owner.memory_id));
+            let responses = [
+                who.client.get(&memory).send().await.unwrap(),
+                who.client.get(format!("{memory}/revisions")).send().await.unwrap(),
+                who.client.patch(&memory).json(&json!({"confidence": 0.9})).send().await.unwrap(),
+            ];
+            for response in responses {
+                if sees(who, owner) {
+                    assert!(response.status().is_success(), "{context} (memory): {}", response.status());
+                } else {
+                    problem_of(response, StatusCode::NOT_FOUND, "memory_not_found").await;
+                }
+            }
+            if !sees(who, owner) {
+                for response in [
+                    who.client.delete(&memory).send().await.unwrap(),
+                    who.client.delete(format!("{memory}?purge=true")).send().await.unwrap(),
+                    who.client
+                        .post(format!("{memory}/restore"))
+                        .json(&json!({"revision_id": owner.memory_id}))
+                        .send()
+                        .await
+                        .unwrap(),
+                ] {
+                    problem_of(response, StatusCode::NOT_FOUND, "memory_not_found").await;
+                }
+            }
+            let owner_scope = json!({"user_id": owner.user});
+            let search = json!({"scope": owner_scope, "search_query": "keeps a secret", "top_k": 100});
+            let found = json_of(
+                who.client.post(app.url("/api/v1/memories/search")).json(&search).send().await.unwrap(),
+                StatusCode::OK,
+            )
+            .await;
+            let found: BTreeSet<String> =
+                found["results"].as_array().unwrap().iter().map(|result| id_of(&result["memory"])).collect();
+            assert_eq!(found.contains(&owner.memory_id), sees(who, owner), "{context}: search");
+            assert!(
+                principals.iter().filter(|other| found.contains(&other.memory_id)).all(|other| sees(who, other)),
+                "{context}: search reached a memory out of reach"
+            );
+        }
+        if who.scoped {
+            let other_user = if who.user == "u1" { "u2" } else { "u1" };
+            let memory = json!({"scope": {"user_id": other_user}, "fact": "planted"});
+            let response = who.client.post(app.url("/api/v1/memories")).json(&memory).send().await.unwrap();
+            problem_of(response, StatusCode::FORBIDDEN, "forbidden").await;
         }
     }
     // Nothing a stranger tried reached a session: each holds only events of principals that see it.

@@ -75,9 +75,10 @@ const FIELDS: &[&str] = &[
     "rate_limit_per_second",
 ];
 
-fn request(session_id: String) -> impl Strategy<Value = FuzzRequest> {
+fn request(session_id: String, memory_id: String) -> impl Strategy<Value = FuzzRequest> {
     let id = prop_oneof![
-        3 => Just(session_id),
+        2 => Just(session_id),
+        2 => Just(memory_id),
         1 => Just("0190b8a4-0000-7000-8000-000000000000".to_owned()),
         1 => "[a-zA-Z0-9%._~-]{0,40}",
         1 => Just("..%2F..%2Fetc%2Fpasswd".to_owned()),
@@ -88,6 +89,8 @@ fn request(session_id: String) -> impl Strategy<Value = FuzzRequest> {
         "limit=-?[0-9]{0,22}",
         "cursor=[A-Za-z0-9_%=-]{0,40}",
         "include_events=[a-z]{0,6}",
+        "scope=%7B%22user_id%22%3A%22u1%22%7D&topic=[a-z]{0,4}&created_after=[0-9TZ:-]{0,20}",
+        "scope=[%A-Za-z0-9]{0,30}&purge=[a-z]{0,5}",
         "user_id=.{0,10}&agent_id=[a-z]{0,4}&limit=[0-9]{1,3}",
     ];
     let template = prop::sample::select(
@@ -132,7 +135,10 @@ async fn a_thousand_hostile_requests_get_no_5xx() {
     let app = spawn_app().await;
     let session_id =
         id_of(&json_of(app.post("/api/v1/sessions", &json!({"user_id": "u1"})).await, StatusCode::CREATED).await);
-    let strategy = request(session_id);
+    let memory =
+        app.post("/api/v1/memories", &json!({"scope": {"user_id": "u1"}, "fact": "The user likes kites"})).await;
+    let memory_id = id_of(&json_of(memory, StatusCode::CREATED).await);
+    let strategy = request(session_id, memory_id);
     let mut runner =
         TestRunner::new(Config { rng_seed: proptest::test_runner::RngSeed::Fixed(0x0c1c_0f22), ..Config::default() });
     let mut statuses = std::collections::BTreeMap::new();
