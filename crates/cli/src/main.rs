@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use contextiq_server::startup::build_embedder;
 use contextiq_server::{Application, Overrides, Settings, open_stores, shutdown_signal, telemetry};
 
 #[derive(Debug, Parser)]
@@ -25,6 +26,10 @@ enum Command {
     /// Apply the store's pending migrations and exit (serve applies them too, at start).
     #[command(after_help = Settings::environment_help())]
     Migrate(ConfigArgs),
+    /// Re-embed every memory with the configured embedding model (after changing it).
+    /// Stop the server first: it caches vectors.
+    #[command(after_help = Settings::environment_help())]
+    Reindex(ConfigArgs),
     /// Manage API keys directly in the configured store (no server needed).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -65,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => serve(args).await,
             Command::Migrate(args) => migrate(args).await,
             Command::Keys(command) => keys::run(command).await,
+            Command::Reindex(args) => reindex(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     })
@@ -83,5 +89,35 @@ async fn migrate(args: ConfigArgs) -> anyhow::Result<()> {
     let stores = open_stores(&settings).await?;
     stores.sessions.close().await;
     println!("migrations applied");
+    Ok(())
+}
+
+async fn reindex(args: ConfigArgs) -> anyhow::Result<()> {
+    const BATCH: u32 = 256;
+    let settings = Settings::load(&args.overrides(None))?;
+    telemetry::init_logging(&settings.log, &settings.service_name);
+    let stores = open_stores(&settings).await?;
+    let embedder = build_embedder(&settings).await?;
+    let total = stores.memories.count_memories().await?;
+    let progress = indicatif::ProgressBar::new(total);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} memories re-embedded ({per_sec}, eta {eta})")
+            .context("progress bar template")?,
+    );
+    let mut after = None;
+    loop {
+        let page = stores.memories.memory_facts_after(after, BATCH).await?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(*last);
+        let (ids, facts): (Vec<_>, Vec<_>) = page.into_iter().unzip();
+        let vectors = embedder.embed(facts).await?;
+        let n_embedded = vectors.len() as u64;
+        stores.memories.set_embeddings(ids.into_iter().zip(vectors).collect()).await?;
+        progress.inc(n_embedded);
+    }
+    stores.memories.set_embedding_model(embedder.model_id(), embedder.dimension()).await?;
+    progress.finish();
+    stores.sessions.close().await;
+    eprintln!("re-embedded {} memories with {}", progress.position(), embedder.model_id());
     Ok(())
 }

@@ -92,3 +92,77 @@ async fn keys_cli_creates_lists_and_revokes() {
         assert!(output.stdout.is_empty(), "{bad:?} printed to stdout");
     }
 }
+
+/// A server speaking the OpenAI embeddings protocol: 8-dimensional vectors from word lengths.
+async fn fake_openai() -> String {
+    let app = axum::Router::new().route(
+        "/v1/embeddings",
+        axum::routing::post(|axum::Json(body): axum::Json<serde_json::Value>| async move {
+            let data: Vec<serde_json::Value> = body["input"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(index, text)| {
+                    let mut embedding = [0.1f32; 8];
+                    for word in text.as_str().unwrap().split_whitespace() {
+                        embedding[word.len() % 8] += 1.0;
+                    }
+                    json!({"object": "embedding", "index": index, "embedding": embedding})
+                })
+                .collect();
+            axum::Json(json!({"object": "list", "data": data, "model": body["model"]}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}/v1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reindex_moves_every_memory_to_a_new_model() {
+    let app = spawn_app_with(|_| {}).await;
+    for fact in ["I love hiking in the Alps", "My sister lives in Porto", "Allergic to peanuts"] {
+        let response = app.post("/api/v1/memories", &json!({"scope": {"user_id": "u1"}, "fact": fact})).await;
+        json_of(response, StatusCode::CREATED).await;
+    }
+    let data_dir = app.data_dir.clone();
+    app.stop().await;
+
+    let base_url = fake_openai().await;
+    let openai = |settings: &mut contextiq_server::Settings| {
+        settings.embedding.provider = "openai".to_owned();
+        settings.embedding.base_url = base_url.clone();
+        settings.embedding.dimension = 8;
+    };
+    let output = tokio::task::spawn_blocking({
+        let (base_url, data_dir) = (base_url.clone(), data_dir.path().to_owned());
+        move || {
+            Command::new(binary())
+                .args(["reindex", "--data-dir"])
+                .arg(data_dir)
+                .env("EMBEDDING_PROVIDER", "openai")
+                .env("EMBEDDING_BASE_URL", base_url)
+                .env("EMBEDDING_DIMENSION", "8")
+                .env("EMBEDDING_API_KEY", "sk-test")
+                .env("LOG_LEVEL", "warn")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("re-embedded 3 memories with openai:text-embedding-3-small:8"), "{stderr}");
+
+    let app = crate::helpers::spawn_app_in(data_dir, openai).await;
+    let found = json_of(
+        app.post("/api/v1/memories/search", &json!({"scope": {"user_id": "u1"}, "search_query": "peanuts"})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(found["results"][0]["memory"]["fact"], "Allergic to peanuts");
+    assert_eq!(found["results"].as_array().unwrap().len(), 3);
+}
