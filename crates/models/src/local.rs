@@ -20,13 +20,24 @@ const BATCH_SIZE: usize = 32;
 /// The model's trained maximum (sentence_bert_config.json).
 const MAX_SEQUENCE_TOKENS: usize = 256;
 
-/// Loaded once; cheap to clone. Inference runs on tokio's blocking pool, so the async runtime
-/// never stalls on it.
+/// Loaded once; cheap to clone. Inference runs on one dedicated thread that gathers the texts
+/// of every request waiting at that moment into one batch (concurrent single-sentence
+/// requests cost about a third each when batched), so the async runtime never stalls on it.
 #[derive(Clone)]
 pub struct LocalEmbedder {
     inner: Arc<Inner>,
     model_id: String,
+    jobs: std::sync::mpsc::Sender<Job>,
 }
+
+/// Texts to embed and where their vectors go.
+struct Job {
+    texts: Vec<String>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Vec<f32>>, ModelError>>,
+}
+
+/// Texts gathered into one forward pass at most; more waiting requests wait for the next.
+const MAX_GATHERED_TEXTS: usize = 64;
 
 struct Inner {
     model: BertModel,
@@ -63,21 +74,64 @@ impl LocalEmbedder {
             .map_err(|err| load_error(err.to_string()))?;
         let model = BertModel::load(vars, &config).map_err(|err| load_error(err.to_string()))?;
         let model_id = format!("local:all-MiniLM-L6-v2:{}", config.hidden_size);
-        let inner = Inner { model, tokenizer, device, dimension: config.hidden_size };
-        Ok(LocalEmbedder { inner: Arc::new(inner), model_id })
+        let inner = Arc::new(Inner { model, tokenizer, device, dimension: config.hidden_size });
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let worker = inner.clone();
+        std::thread::Builder::new()
+            .name("embedder".to_owned())
+            .spawn(move || run_batches(&worker, &queue))
+            .map_err(|err| load_error(err.to_string()))?;
+        Ok(LocalEmbedder { inner, model_id, jobs })
     }
 
     /// Embeds on the calling thread; use [`Embedder::embed`] from async code.
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
-        let mut vectors = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(BATCH_SIZE) {
-            vectors.extend(self.inner.embed_batch(batch)?);
+        self.inner.embed_all(texts)
+    }
+}
+
+/// The inference thread: takes the first waiting job, gathers whatever else is waiting, runs
+/// them as one batch and hands each job its vectors. Ends when every embedder is dropped.
+fn run_batches(inner: &Inner, queue: &std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut gathered = vec![first];
+        let mut n_texts = gathered[0].texts.len();
+        while n_texts < MAX_GATHERED_TEXTS {
+            match queue.try_recv() {
+                Ok(job) => {
+                    n_texts += job.texts.len();
+                    gathered.push(job);
+                }
+                Err(_) => break,
+            }
         }
-        Ok(vectors)
+        let texts: Vec<String> = gathered.iter().flat_map(|job| job.texts.iter().cloned()).collect();
+        match inner.embed_all(&texts) {
+            Ok(vectors) => {
+                let mut vectors = vectors.into_iter();
+                for job in gathered {
+                    let mine: Vec<Vec<f32>> = vectors.by_ref().take(job.texts.len()).collect();
+                    let _ = job.reply.send(Ok(mine));
+                }
+            }
+            Err(err) => {
+                for job in gathered {
+                    let _ = job.reply.send(Err(ModelError::Inference(err.to_string())));
+                }
+            }
+        }
     }
 }
 
 impl Inner {
+    fn embed_all(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let mut vectors = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(BATCH_SIZE) {
+            vectors.extend(self.embed_batch(batch)?);
+        }
+        Ok(vectors)
+    }
+
     fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
         let inference = |err: candle_core::Error| ModelError::Inference(err.to_string());
         let encodings =
@@ -115,10 +169,13 @@ impl Embedder for LocalEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let embedder = self.clone();
-        tokio::task::spawn_blocking(move || embedder.embed_blocking(&texts))
+        let (reply, vectors) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job { texts, reply })
+            .map_err(|_| ModelError::Inference("the embedding thread has stopped".to_owned()))?;
+        vectors
             .await
-            .map_err(|err| ModelError::Inference(format!("the embedding task failed: {err}")))?
+            .map_err(|_| ModelError::Inference("the embedding thread has stopped".to_owned()))?
             .map_err(Into::into)
     }
 }

@@ -133,3 +133,27 @@ async fn openai_failures_are_errors_never_empty_results() {
     let unreachable = OpenAiEmbedder::new(options("http://127.0.0.1:1/v1", "m", 8)).unwrap();
     assert!(unreachable.embed(vec!["a".into()]).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_batched_without_mixing_vectors() {
+    let embedder = local();
+    let texts: Vec<String> = (0..40).map(|n| format!("sentence number {n} about {}", "topic ".repeat(n % 7))).collect();
+    let alone = embedder.embed_blocking(&texts).unwrap();
+    let requests = texts.iter().map(|text| {
+        let embedder = embedder.clone();
+        let text = text.clone();
+        tokio::spawn(async move { embedder.embed(vec![text]).await.unwrap().remove(0) })
+    });
+    let concurrent: Vec<Vec<f32>> = join_in_order(requests).await;
+    for (idx, (a, b)) in alone.iter().zip(&concurrent).enumerate() {
+        assert!(cosine(a, b) > 0.99999, "text {idx} got another text's vector");
+    }
+}
+
+async fn join_in_order(handles: impl Iterator<Item = tokio::task::JoinHandle<Vec<f32>>>) -> Vec<Vec<f32>> {
+    let mut vectors = Vec::new();
+    for handle in handles.collect::<Vec<_>>() {
+        vectors.push(handle.await.unwrap());
+    }
+    vectors
+}
