@@ -30,15 +30,23 @@ pub struct BenchArgs {
     /// The API key to send; for the embedded server, its first admin key is used.
     #[arg(long, env = "CONTEXTIQ_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// memories: how many to ingest, spread evenly over --scopes.
+    #[arg(long, default_value_t = 100_000)]
+    memories: usize,
+    /// memories: how many scopes (users) hold them.
+    #[arg(long, default_value_t = 1_000)]
+    scopes: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum BenchTarget {
+    /// Create, append and get over the sessions API.
     Sessions,
+    /// Ingest memories (embedding included), then search them.
+    Memories,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let BenchTarget::Sessions = args.target;
     if args.clients == 0 {
         bail!("--clients must be at least 1");
     }
@@ -83,8 +91,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("authentication: {}", if api_key.is_some() { "API key" } else { "none" });
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).default_headers(headers).build()?;
     let duration = Duration::from_secs(args.seconds);
-    println!("{:<22} {:>10} {:>12} {:>9} {:>9} {:>9}", "operation", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms");
+    match args.target {
+        BenchTarget::Sessions => bench_sessions(&args, &client, &base_url, duration).await?,
+        BenchTarget::Memories => {
+            crate::bench_memories::run(&client, &base_url, args.memories, args.scopes, args.clients, duration).await?
+        }
+    }
+    if let Some((stop, task)) = server {
+        let _ = stop.send(());
+        task.await??;
+    }
+    Ok(())
+}
 
+async fn bench_sessions(
+    args: &BenchArgs,
+    client: &reqwest::Client,
+    base_url: &str,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    print_header();
     let sessions_url = format!("{base_url}/api/v1/sessions");
     let create = measure(args.clients, duration, |client_idx, n| {
         let client = client.clone();
@@ -108,7 +134,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let append = |shared: bool| {
         let session_ids = session_ids.clone();
         let client = client.clone();
-        let base_url = base_url.clone();
+        let base_url = base_url.to_owned();
         measure(args.clients, duration, move |client_idx, n| {
             let session_id = if shared { session_ids[0].clone() } else { session_ids[client_idx].clone() };
             let url = format!("{base_url}/api/v1/sessions/{session_id}/events");
@@ -129,21 +155,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     })
     .await?;
     get.print("get session");
-
-    if let Some((stop, task)) = server {
-        let _ = stop.send(());
-        task.await??;
-    }
     Ok(())
 }
 
-struct Measurement {
+pub(crate) struct Measurement {
     latencies: Vec<Duration>,
     elapsed: Duration,
 }
 
 impl Measurement {
-    fn print(mut self, operation: &str) {
+    pub(crate) fn print(mut self, operation: &str) {
         self.latencies.sort_unstable();
         let percentile = |p: f64| {
             let idx = ((self.latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
@@ -162,7 +183,7 @@ impl Measurement {
 }
 
 /// Runs `clients` loops of `request(client_idx, n)` back to back for `duration`.
-async fn measure<F, Fut>(clients: usize, duration: Duration, request: F) -> anyhow::Result<Measurement>
+pub(crate) async fn measure<F, Fut>(clients: usize, duration: Duration, request: F) -> anyhow::Result<Measurement>
 where
     F: Fn(usize, usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
@@ -187,7 +208,7 @@ where
     Ok(Measurement { latencies: per_client.into_iter().flatten().collect(), elapsed: started.elapsed() })
 }
 
-async fn expect_status(response: reqwest::Response, expected: u16) -> anyhow::Result<Value> {
+pub(crate) async fn expect_status(response: reqwest::Response, expected: u16) -> anyhow::Result<Value> {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if status != expected {
@@ -208,4 +229,8 @@ fn machine_description() -> String {
         .unwrap_or_else(|| "unknown CPU".to_owned());
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     format!("machine: {cpu}, {cores} cores, {} {}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+pub(crate) fn print_header() {
+    println!("{:<22} {:>10} {:>12} {:>9} {:>9} {:>9}", "operation", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms");
 }

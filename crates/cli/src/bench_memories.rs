@@ -1,0 +1,147 @@
+//! `contextiq bench memories`: ingestion throughput (embedding included) and search latency
+//! over HTTP, across many scopes and in one large scope.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::bench::{expect_status, measure, print_header};
+
+const SUBJECTS: &[&str] =
+    &["sister", "manager", "dentist", "neighbour", "best friend", "daughter", "coach", "landlord"];
+const VERBS: &[&str] =
+    &["loves", "hates", "collects", "is learning", "writes about", "teaches", "sells", "photographs"];
+const THINGS: &[&str] = &[
+    "vintage cameras",
+    "sourdough bread",
+    "mountain bikes",
+    "jazz records",
+    "orchids",
+    "chess openings",
+    "Portuguese tiles",
+    "sea kayaks",
+    "old maps",
+    "board games",
+    "hot sauces",
+    "watercolours",
+];
+const PLACES: &[&str] =
+    &["Lisbon", "Kyoto", "Oslo", "Austin", "Nairobi", "Lima", "Hanoi", "Tallinn", "Porto", "Quebec"];
+
+/// A fact made from small vocabularies, varied enough for ranking to matter.
+fn fact(n: usize) -> String {
+    let mut state = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    let mut pick = |len: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % len as u64) as usize
+    };
+    format!(
+        "My {} {} {} in {} since {}",
+        SUBJECTS[pick(SUBJECTS.len())],
+        VERBS[pick(VERBS.len())],
+        THINGS[pick(THINGS.len())],
+        PLACES[pick(PLACES.len())],
+        1990 + pick(35)
+    )
+}
+
+fn resident_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+pub async fn run(
+    client: &reqwest::Client,
+    base_url: &str,
+    n_memories: usize,
+    n_scopes: usize,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let n_scopes = n_scopes.max(1);
+    println!("ingest: {n_memories} memories over {n_scopes} scopes, {clients} clients");
+    let ingested = ingest(client, base_url, n_memories, |n| format!("bench-{}", n % n_scopes), clients).await?;
+    println!(
+        "ingest: {n_memories} memories in {:.1} s: {:.0} memories/s",
+        ingested.as_secs_f64(),
+        n_memories as f64 / ingested.as_secs_f64()
+    );
+    if let Some(mib) = resident_memory_mib() {
+        println!("resident memory of this process (server and client) after ingest: {mib:.0} MiB");
+    }
+    print_header();
+    // Latency alone (1 client) and under load (all clients): a search embeds its query, and
+    // concurrent queries share the two cores with everything else.
+    let search = |scope_of: Arc<dyn Fn(usize) -> String + Send + Sync>, clients: usize| {
+        let client = client.clone();
+        let url = format!("{base_url}/api/v1/memories/search");
+        measure(clients, duration, move |client_idx, n| {
+            let scope = scope_of(client_idx * 7919 + n * 31);
+            let body = json!({"scope": {"user_id": scope}, "search_query": format!("Who {} {}?", VERBS[n % VERBS.len()], THINGS[(n + client_idx) % THINGS.len()]), "top_k": 10});
+            let client = client.clone();
+            let url = url.clone();
+            async move { expect_status(client.post(&url).json(&body).send().await?, 200).await.map(|_| ()) }
+        })
+    };
+    let many_scopes: Arc<dyn Fn(usize) -> String + Send + Sync> = Arc::new(move |n| format!("bench-{}", n % n_scopes));
+    for n_clients in [1, clients] {
+        let label = format!("search {n_clients}c ({}/scope)", n_memories / n_scopes);
+        search(many_scopes.clone(), n_clients).await?.print(&label);
+    }
+
+    let big = 10_000.min(n_memories.max(1));
+    println!("\ningest: {big} memories into one scope");
+    let ingested = ingest(client, base_url, big, |_| "bench-one-big-scope".to_owned(), clients).await?;
+    println!(
+        "ingest: {big} memories in {:.1} s: {:.0} memories/s",
+        ingested.as_secs_f64(),
+        big as f64 / ingested.as_secs_f64()
+    );
+    print_header();
+    let one_scope: Arc<dyn Fn(usize) -> String + Send + Sync> = Arc::new(|_| "bench-one-big-scope".to_owned());
+    for n_clients in [1, clients] {
+        search(one_scope.clone(), n_clients).await?.print(&format!("search {n_clients}c (1 scope of {big})"));
+    }
+    if let Some(mib) = resident_memory_mib() {
+        println!("resident memory of this process (server and client) at the end: {mib:.0} MiB");
+    }
+    Ok(())
+}
+
+async fn ingest(
+    client: &reqwest::Client,
+    base_url: &str,
+    n_memories: usize,
+    scope_of: impl Fn(usize) -> String + Sync,
+    clients: usize,
+) -> anyhow::Result<Duration> {
+    let progress = indicatif::ProgressBar::new(n_memories as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} memories ({per_sec}, eta {eta})")
+            .context("progress bar template")?,
+    );
+    let next = AtomicUsize::new(0);
+    let url = format!("{base_url}/api/v1/memories");
+    let started = Instant::now();
+    let workers = (0..clients).map(|_| async {
+        loop {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            if n >= n_memories {
+                return anyhow::Ok(());
+            }
+            let body = json!({"scope": {"user_id": scope_of(n)}, "fact": fact(n), "metadata": {"n": n}});
+            expect_status(client.post(&url).json(&body).send().await?, 201).await?;
+            progress.inc(1);
+        }
+    });
+    futures::future::try_join_all(workers).await?;
+    progress.finish_and_clear();
+    Ok(started.elapsed())
+}
