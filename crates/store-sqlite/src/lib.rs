@@ -336,6 +336,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn purge_erases_expired_memories_their_history_and_vectors() {
+        use contextiq_core::memory::{MemorySnapshot, scope_key};
+        use contextiq_core::{Memory, MemoryStore, Revision, RevisionAction};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("test.db"))).await.unwrap();
+        let org = OrgId::default_org();
+        let now = contextiq_core::to_micros(Utc::now());
+        let scope: contextiq_core::Scope = [("user_id".to_owned(), "u1".to_owned())].into();
+        let memory = |fact: &str, expires_at| Memory {
+            org_id: org.clone(),
+            id: Uuid::now_v7(),
+            scope: scope.clone(),
+            fact: fact.to_owned(),
+            topic: None,
+            confidence: 1.0,
+            source_session_id: None,
+            source_event_ids: Vec::new(),
+            metadata: Default::default(),
+            created_at: now,
+            updated_at: now,
+            expires_at,
+        };
+        let created = |memory: &Memory| Revision {
+            id: Uuid::now_v7(),
+            memory_id: memory.id,
+            org_id: org.clone(),
+            action: RevisionAction::Created,
+            before: None,
+            after: Some(MemorySnapshot::from(memory)),
+            actor: "test".to_owned(),
+            job_id: None,
+            cause: None,
+            created_at: now,
+        };
+        let expiring = memory("kites are fun", Some(now + Duration::seconds(10)));
+        let lasting = memory("kites are lasting", None);
+        for memory in [&expiring, &lasting] {
+            store.insert_memory(memory.clone(), vec![1.0, 0.0], created(memory)).await.unwrap();
+        }
+        let key = scope_key(&scope);
+        assert_eq!(store.vector_candidates(&org, &key, &[1.0, 0.0], 10).await.unwrap().len(), 2, "loads the scope");
+
+        let later = now + Duration::seconds(11);
+        assert_eq!(store.purge_expired_memories(now, 100).await.unwrap(), 0);
+        assert_eq!(store.purge_expired_memories(later, 100).await.unwrap(), 1);
+        assert!(store.find_memory(&org, expiring.id).await.unwrap().is_none());
+        assert!(store.list_revisions(&org, expiring.id).await.unwrap().is_empty(), "its history went too");
+        let lexical = store.lexical_candidates(&org, &key, "kites", 10, now).await.unwrap();
+        assert_eq!(lexical.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [lasting.id], "and its index entry");
+        let vectors = store.vector_candidates(&org, &key, &[1.0, 0.0], 10).await.unwrap();
+        assert_eq!(vectors.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [lasting.id], "and its vector");
+        store.close().await;
+    }
+
+    #[tokio::test]
     async fn another_org_cannot_see_or_touch_a_session() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("test.db"))).await.unwrap();
