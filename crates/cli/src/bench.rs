@@ -30,6 +30,10 @@ pub struct BenchArgs {
     /// The API key to send; for the embedded server, its first admin key is used.
     #[arg(long, env = "CONTEXTIQ_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Log the embedded server's requests to stderr (LOG_LEVEL, LOG_FORMAT); off by default,
+    /// as logging every request costs CPU the measurement would include.
+    #[arg(long)]
+    log: bool,
     /// memories: how many to ingest, spread evenly over --scopes.
     #[arg(long, default_value_t = 100_000)]
     memories: usize,
@@ -62,6 +66,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             settings.auth.rate_limit_per_second = u32::MAX;
             settings.auth.rate_limit_burst = u32::MAX;
             settings.data_dir = args.data_dir.clone().unwrap_or_else(|| temp_dir.path().to_owned());
+            if args.log {
+                contextiq_server::telemetry::init_logging(&settings.log, &settings.service_name);
+            }
             let key_file = settings.data_dir.join(contextiq_server::startup::ADMIN_KEY_FILE);
             let app = Application::build(settings).await?;
             if api_key.is_none() {

@@ -251,18 +251,27 @@ impl MemoryService {
         }
         let key = scope_key(scope);
         let n_candidates = self.search.candidates.max(top_k as usize * 2);
+        let started = std::time::Instant::now();
         let query_vector = self.embed_one(query).await?;
+        let embedded = started.elapsed();
         let lexical = self.store.lexical_candidates(&access.org_id, &key, query, n_candidates, now).await?;
+        let lexical_done = started.elapsed();
         let semantic = self.store.vector_candidates(&access.org_id, &key, &query_vector, n_candidates).await?;
+        let semantic_done = started.elapsed();
         let fused = fuse(&lexical, &semantic, self.search.lexical_weight);
         let ids: Vec<Uuid> = fused.iter().map(|(id, _)| *id).collect();
-        let mut by_id: HashMap<Uuid, Memory> = self
-            .store
-            .get_memories(&access.org_id, &ids, now)
-            .await?
-            .into_iter()
-            .map(|memory| (memory.id, memory))
-            .collect();
+        let memories = self.store.get_memories(&access.org_id, &ids, now).await?;
+        let mut by_id: HashMap<Uuid, Memory> = memories.into_iter().map(|memory| (memory.id, memory)).collect();
+        let ms = |at: std::time::Duration| at.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            embed_ms = ms(embedded),
+            lexical_ms = ms(lexical_done - embedded),
+            semantic_ms = ms(semantic_done - lexical_done),
+            fetch_ms = ms(started.elapsed() - semantic_done),
+            n_lexical = lexical.len(),
+            n_semantic = semantic.len(),
+            "search timings"
+        );
         Ok(fused
             .into_iter()
             .filter_map(|(id, score)| by_id.remove(&id).map(|memory| ScoredMemory { memory, score }))

@@ -84,15 +84,15 @@ impl MemoryStore for SqliteStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM memories WHERE org_id = ");
-        query.push_bind(org.as_str());
-        query.push(" AND deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ").push_bind(micros(now));
-        query.push(") AND id IN (");
+        // `+org_id` keeps SQLite from choosing the (org, scope) index, which would scan every
+        // memory of the org, over the primary key lookups of `id IN`.
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM memories WHERE id IN (");
         let mut separated = query.separated(", ");
         for id in ids {
             separated.push_bind(id.to_string());
         }
-        query.push(")");
+        query.push(") AND +org_id = ").push_bind(org.as_str());
+        query.push(" AND deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ").push_bind(micros(now)).push(")");
         let rows = record("select", "memories", query.build().fetch_all(&self.readers).await)?;
         rows.iter().map(|row| memory_from_row(row).map(|stored| stored.memory)).collect()
     }
@@ -166,16 +166,18 @@ impl MemoryStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<(Uuid, f64)>> {
         let Some(fts) = fts_query(&scope_tag(org, scope_key), query) else { return Ok(Vec::new()) };
-        // bm25() is lower-is-better; the scope_tag column weighs nothing.
+        // bm25() is lower-is-better; the scope_tag column weighs nothing. The FTS query runs
+        // first, on its own: joined directly, SQLite may drive the join from `memories` and
+        // scan every row of every scope.
         let rows = sqlx::query(concat!(
-            "SELECT m.id AS id, bm25(memories_fts, 1.0, 0.0) AS rank FROM memories_fts ",
-            "JOIN memories m ON m.rowid = memories_fts.rowid ",
-            "WHERE memories_fts MATCH ? AND m.deleted_at IS NULL AND (m.expires_at IS NULL OR m.expires_at > ?) ",
-            "ORDER BY rank LIMIT ?"
+            "SELECT m.id AS id, ranked.rank AS rank FROM (SELECT rowid, bm25(memories_fts, 1.0, 0.0) AS rank ",
+            "FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?) AS ranked ",
+            "JOIN memories m ON m.rowid = ranked.rowid ",
+            "WHERE m.deleted_at IS NULL AND (m.expires_at IS NULL OR m.expires_at > ?) ORDER BY ranked.rank"
         ))
         .bind(fts)
-        .bind(micros(now))
         .bind(limit as i64)
+        .bind(micros(now))
         .fetch_all(&self.readers)
         .await;
         record("search", "memories_fts", rows)?
