@@ -294,41 +294,7 @@ impl Writer {
                 self.complete_with(change, reply, Ok(memory))
             }
             WriteOp::UpdateMemory { memory, embedding, revision, now, reply } => {
-                let updated = sqlx::query(concat!(
-                    "UPDATE memories SET fact = ?, topic = ?, confidence = ?, source_session_id = ?, ",
-                    "source_event_ids = ?, metadata = ?, embedding = COALESCE(?, embedding), updated_at = ?, ",
-                    "expires_at = ? WHERE org_id = ? AND id = ? AND deleted_at IS NULL ",
-                    "AND (expires_at IS NULL OR expires_at > ?) RETURNING rowid"
-                ))
-                .bind(memory.fact.as_str())
-                .bind(memory.topic.as_deref())
-                .bind(memory.confidence)
-                .bind(memory.source_session_id.map(|id| id.to_string()))
-                .bind(json_text(&memory.source_event_ids)?)
-                .bind(json_text(&memory.metadata)?)
-                .bind(embedding.as_deref().map(encode))
-                .bind(micros(memory.updated_at))
-                .bind(memory.expires_at.map(micros))
-                .bind(memory.org_id.as_str())
-                .bind(memory.id.to_string())
-                .bind(micros(applied_at(now)))
-                .fetch_optional(&mut self.conn)
-                .await;
-                let Some(row) = count("update", "memories", updated)? else {
-                    return Ok(complete(reply, Err(Error::memory_not_found())));
-                };
-                let rowid: i64 = row.try_get(0)?;
-                self.unindex_fact(rowid).await?;
-                self.index_fact(rowid, &memory).await?;
-                self.insert_revision(&revision).await?;
-                match embedding {
-                    Some(vector) => {
-                        let change =
-                            VectorChange::Upsert { scope_tag: memory_scope_tag(&memory), id: memory.id, vector };
-                        self.complete_with(change, reply, Ok(memory))
-                    }
-                    None => complete(reply, Ok(memory)),
-                }
+                self.rewrite_memory(memory, embedding, revision, Some(applied_at(now)), reply).await?
             }
             WriteOp::DeleteMemory { org, id, revision, now, reply } => {
                 let deleted = sqlx::query(concat!(
@@ -350,34 +316,7 @@ impl Writer {
                 self.complete_with(change, reply, Ok(()))
             }
             WriteOp::RestoreMemory { memory, embedding, revision, reply } => {
-                let restored = sqlx::query(concat!(
-                    "UPDATE memories SET fact = ?, topic = ?, confidence = ?, source_session_id = ?, ",
-                    "source_event_ids = ?, metadata = ?, embedding = ?, updated_at = ?, expires_at = ?, ",
-                    "deleted_at = NULL WHERE org_id = ? AND id = ? RETURNING rowid, deleted_at"
-                ))
-                .bind(memory.fact.as_str())
-                .bind(memory.topic.as_deref())
-                .bind(memory.confidence)
-                .bind(memory.source_session_id.map(|id| id.to_string()))
-                .bind(json_text(&memory.source_event_ids)?)
-                .bind(json_text(&memory.metadata)?)
-                .bind(encode(&embedding))
-                .bind(micros(memory.updated_at))
-                .bind(memory.expires_at.map(micros))
-                .bind(memory.org_id.as_str())
-                .bind(memory.id.to_string())
-                .fetch_optional(&mut self.conn)
-                .await;
-                let Some(row) = count("update", "memories", restored)? else {
-                    return Ok(complete(reply, Err(Error::memory_not_found())));
-                };
-                let rowid: i64 = row.try_get(0)?;
-                self.unindex_fact(rowid).await?;
-                self.index_fact(rowid, &memory).await?;
-                self.insert_revision(&revision).await?;
-                let change =
-                    VectorChange::Upsert { scope_tag: memory_scope_tag(&memory), id: memory.id, vector: embedding };
-                self.complete_with(change, reply, Ok(memory))
+                self.rewrite_memory(memory, Some(embedding), revision, None, reply).await?
             }
             WriteOp::PurgeMemory { org, id, reply } => {
                 let purged = sqlx::query("DELETE FROM memories WHERE org_id = ? AND id = ? RETURNING rowid, scope")
@@ -563,6 +502,53 @@ impl Writer {
 }
 
 impl Writer {
+    /// Replaces a memory's fields (and its vector, when given) and records the revision.
+    /// With `live_at`, only a memory live at that time qualifies (an update); without, a
+    /// deleted or expired one does too, and comes back to life (a restore).
+    async fn rewrite_memory(
+        &mut self,
+        memory: Memory,
+        embedding: Option<Vec<f32>>,
+        revision: Revision,
+        live_at: Option<DateTime<Utc>>,
+        reply: Reply<Memory>,
+    ) -> sqlx::Result<Completion> {
+        let rewritten = sqlx::query(concat!(
+            "UPDATE memories SET fact = ?, topic = ?, confidence = ?, source_session_id = ?, ",
+            "source_event_ids = ?, metadata = ?, embedding = COALESCE(?, embedding), updated_at = ?, ",
+            "expires_at = ?, deleted_at = NULL WHERE org_id = ? AND id = ? ",
+            "AND (?12 IS NULL OR (deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?12))) RETURNING rowid"
+        ))
+        .bind(memory.fact.as_str())
+        .bind(memory.topic.as_deref())
+        .bind(memory.confidence)
+        .bind(memory.source_session_id.map(|id| id.to_string()))
+        .bind(json_text(&memory.source_event_ids)?)
+        .bind(json_text(&memory.metadata)?)
+        .bind(embedding.as_deref().map(encode))
+        .bind(micros(memory.updated_at))
+        .bind(memory.expires_at.map(micros))
+        .bind(memory.org_id.as_str())
+        .bind(memory.id.to_string())
+        .bind(live_at.map(micros))
+        .fetch_optional(&mut self.conn)
+        .await;
+        let Some(row) = count("update", "memories", rewritten)? else {
+            return Ok(complete(reply, Err(Error::memory_not_found())));
+        };
+        let rowid: i64 = row.try_get(0)?;
+        self.unindex_fact(rowid).await?;
+        self.index_fact(rowid, &memory).await?;
+        self.insert_revision(&revision).await?;
+        Ok(match embedding {
+            Some(vector) => {
+                let change = VectorChange::Upsert { scope_tag: memory_scope_tag(&memory), id: memory.id, vector };
+                self.complete_with(change, reply, Ok(memory))
+            }
+            None => complete(reply, Ok(memory)),
+        })
+    }
+
     async fn index_fact(&mut self, rowid: i64, memory: &Memory) -> sqlx::Result<()> {
         let result = sqlx::query("INSERT INTO memories_fts (rowid, fact, scope_tag) VALUES (?, ?, ?)")
             .bind(rowid)
