@@ -51,18 +51,13 @@ impl Principal {
         self.permissions.contains(&permission) || self.permissions.contains(&Permission::Admin)
     }
 
-    /// Who made a change, as revisions record it.
+    /// Who made a change, as revisions record it; also the credential's rate-limit bucket.
     pub fn actor(&self) -> String {
         match &self.credential {
             Credential::ApiKey { id } => format!("key:{id}"),
             Credential::Jwt { subject } => format!("jwt:{}:{subject}", self.access.org_id),
             Credential::Anonymous => "anonymous".to_owned(),
         }
-    }
-
-    /// The rate-limit bucket of this credential.
-    fn bucket_key(&self) -> String {
-        self.actor()
     }
 }
 
@@ -235,7 +230,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         Ok(found) => found,
         Err(err) => return err.into_response(),
     };
-    let decision = authenticator.limiter.check(&principal.bucket_key(), rate).await;
+    let decision = authenticator.limiter.check(&principal.actor(), rate).await;
     let mut response = if decision.allowed {
         request.extensions_mut().insert(principal);
         next.run(request).await

@@ -179,22 +179,10 @@ impl SessionStore for SqliteStore {
                 .push_bind(key.as_str());
             query.push(" AND json_each.value = ").push_bind(value.as_str()).push(")");
         }
-        if let Some(cursor) = &filter.cursor {
-            let created = micros(cursor.created_at);
-            query.push(" AND (created_at < ").push_bind(created);
-            query.push(" OR (created_at = ").push_bind(created);
-            query.push(" AND id < ").push_bind(cursor.id.to_string()).push("))");
-        }
-        // One row more than asked tells whether another page follows.
-        query.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(filter.limit) + 1);
+        push_page(&mut query, filter.cursor, filter.limit);
         let rows = record("select", "sessions", query.build().fetch_all(&self.readers).await)?;
         let mut sessions = rows.iter().map(session_from_row).collect::<Result<Vec<_>>>()?;
-        let next_cursor = if sessions.len() > filter.limit as usize {
-            sessions.truncate(filter.limit as usize);
-            sessions.last().map(|last| PageCursor { created_at: last.created_at, id: last.id })
-        } else {
-            None
-        };
+        let next_cursor = cut_page(&mut sessions, filter.limit, |last| (last.created_at, last.id));
         Ok(SessionPage { sessions, next_cursor })
     }
 
@@ -272,6 +260,34 @@ impl SessionStore for SqliteStore {
         }
         self.readers.close().await;
     }
+}
+
+/// Keyset pagination, newest first: rows after `cursor` in `(created_at, id)` descending
+/// order, and one row more than `limit`, which tells whether another page follows.
+pub(crate) fn push_page(query: &mut QueryBuilder<Sqlite>, cursor: Option<PageCursor>, limit: u32) {
+    if let Some(cursor) = cursor {
+        let created = micros(cursor.created_at);
+        query.push(" AND (created_at < ").push_bind(created);
+        query.push(" OR (created_at = ").push_bind(created);
+        query.push(" AND id < ").push_bind(cursor.id.to_string()).push("))");
+    }
+    query.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+}
+
+/// Cuts rows fetched by [`push_page`] to `limit`; the cursor of the next page, if there is one.
+pub(crate) fn cut_page<T>(
+    rows: &mut Vec<T>,
+    limit: u32,
+    position: impl Fn(&T) -> (DateTime<Utc>, Uuid),
+) -> Option<PageCursor> {
+    if rows.len() <= limit as usize {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last().map(|last| {
+        let (created_at, id) = position(last);
+        PageCursor { created_at, id }
+    })
 }
 
 #[cfg(test)]

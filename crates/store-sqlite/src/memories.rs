@@ -10,10 +10,10 @@ use contextiq_core::{Error, Memory, MemoryStore, OrgId, PageCursor, Result, Revi
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use crate::SqliteStore;
 use crate::rows::{memory_from_row, micros, record, revision_from_row};
 use crate::vectors::{decode, top_k};
 use crate::writer::WriteOp;
+use crate::{SqliteStore, cut_page, push_page};
 
 /// One FTS token per (org, scope): `s` and 32 hex digits of a SHA-256.
 pub(crate) fn scope_tag(org: &OrgId, scope_key: &str) -> String {
@@ -128,22 +128,11 @@ impl MemoryStore for SqliteStore {
                 .push_bind(key.clone());
             query.push(" AND json_quote(json_each.value) = json(").push_bind(value.to_string()).push("))");
         }
-        if let Some(cursor) = cursor {
-            let created = micros(cursor.created_at);
-            query.push(" AND (created_at < ").push_bind(created);
-            query.push(" OR (created_at = ").push_bind(created);
-            query.push(" AND id < ").push_bind(cursor.id.to_string()).push("))");
-        }
-        query.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        push_page(&mut query, cursor, limit);
         let rows = record("select", "memories", query.build().fetch_all(&self.readers).await)?;
         let mut memories =
             rows.iter().map(|row| memory_from_row(row).map(|stored| stored.memory)).collect::<Result<Vec<_>>>()?;
-        let next_cursor = if memories.len() > limit as usize {
-            memories.truncate(limit as usize);
-            memories.last().map(|last| PageCursor { created_at: last.created_at, id: last.id })
-        } else {
-            None
-        };
+        let next_cursor = cut_page(&mut memories, limit, |last| (last.created_at, last.id));
         Ok(MemoryPage { memories, next_cursor })
     }
 

@@ -329,12 +329,7 @@ impl Writer {
                 };
                 let (rowid, scope): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
                 self.unindex_fact(rowid).await?;
-                let revisions = sqlx::query("DELETE FROM memory_revisions WHERE org_id = ? AND memory_id = ?")
-                    .bind(org.as_str())
-                    .bind(id.to_string())
-                    .execute(&mut self.conn)
-                    .await;
-                count("purge", "memory_revisions", revisions)?;
+                self.erase_history(org.as_str(), &id.to_string()).await?;
                 let change = VectorChange::Remove { scope_tag: scope_tag(&org, &scope), id };
                 self.complete_with(change, reply, Ok(()))
             }
@@ -351,12 +346,7 @@ impl Writer {
                 for row in &expired {
                     let (rowid, id, org): (i64, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
                     self.unindex_fact(rowid).await?;
-                    let revisions = sqlx::query("DELETE FROM memory_revisions WHERE org_id = ? AND memory_id = ?")
-                        .bind(org)
-                        .bind(id)
-                        .execute(&mut self.conn)
-                        .await;
-                    count("purge", "memory_revisions", revisions)?;
+                    self.erase_history(&org, &id).await?;
                 }
                 let n_purged = expired.len() as u64;
                 if n_purged == 0 {
@@ -562,6 +552,16 @@ impl Writer {
     async fn unindex_fact(&mut self, rowid: i64) -> sqlx::Result<()> {
         let result = sqlx::query("DELETE FROM memories_fts WHERE rowid = ?").bind(rowid).execute(&mut self.conn).await;
         count("delete", "memories_fts", result).map(|_| ())
+    }
+
+    /// Erases every revision of a memory being purged.
+    async fn erase_history(&mut self, org: &str, memory_id: &str) -> sqlx::Result<()> {
+        let result = sqlx::query("DELETE FROM memory_revisions WHERE org_id = ? AND memory_id = ?")
+            .bind(org)
+            .bind(memory_id)
+            .execute(&mut self.conn)
+            .await;
+        count("purge", "memory_revisions", result).map(|_| ())
     }
 
     async fn insert_revision(&mut self, revision: &Revision) -> sqlx::Result<()> {
