@@ -35,6 +35,7 @@ pub enum Resource {
     Session,
     ApiKey,
     Memory,
+    Job,
 }
 
 impl fmt::Display for Resource {
@@ -43,6 +44,7 @@ impl fmt::Display for Resource {
             Resource::Session => "session",
             Resource::ApiKey => "API key",
             Resource::Memory => "memory",
+            Resource::Job => "job",
         })
     }
 }

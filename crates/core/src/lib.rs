@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod embed;
 mod error;
+pub mod generation;
 pub mod memory;
 mod memory_service;
 pub mod merge_patch;

@@ -19,7 +19,7 @@ const MAX_TOPIC_CHARS: usize = 128;
 const MAX_QUERY_CHARS: usize = 4000;
 const MAX_METADATA_BYTES: usize = 64 * 1024;
 const MAX_SOURCE_EVENTS: usize = 1000;
-const MAX_TTL_SECONDS: i64 = 10 * 366 * 24 * 3600;
+pub(crate) const MAX_TTL_SECONDS: i64 = 10 * 366 * 24 * 3600;
 pub const MAX_TOP_K: u32 = 100;
 pub const MAX_MEMORIES_PAGE: u32 = 100;
 
@@ -333,7 +333,7 @@ fn revision(
     }
 }
 
-fn check_fact(fact: &str) -> Result<String> {
+pub(crate) fn check_fact(fact: &str) -> Result<String> {
     let trimmed = fact.trim();
     if trimmed.is_empty() {
         return Err(Error::validation("fact", "must not be empty"));
@@ -344,7 +344,7 @@ fn check_fact(fact: &str) -> Result<String> {
     Ok(trimmed.to_owned())
 }
 
-fn check_topic(topic: Option<&str>) -> Result<()> {
+pub(crate) fn check_topic(topic: Option<&str>) -> Result<()> {
     match topic {
         Some(topic) if topic.trim().is_empty() || topic.chars().count() > MAX_TOPIC_CHARS => {
             Err(Error::validation("topic", format!("must be 1 to {MAX_TOPIC_CHARS} characters")))
@@ -353,7 +353,7 @@ fn check_topic(topic: Option<&str>) -> Result<()> {
     }
 }
 
-fn check_confidence(confidence: f64) -> Result<f64> {
+pub(crate) fn check_confidence(confidence: f64) -> Result<f64> {
     if !(0.0..=1.0).contains(&confidence) {
         return Err(Error::validation("confidence", "must be between 0 and 1"));
     }

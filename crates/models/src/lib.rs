@@ -1,10 +1,13 @@
 //! Embedding models: all-MiniLM-L6-v2 run locally with candle (the default: no network, no
 //! keys), and any server speaking the OpenAI embeddings protocol (OpenAI, Azure, Ollama, vLLM,
-//! TEI, a LiteLLM proxy).
+//! TEI, a LiteLLM proxy). Chat models for the LLM extractor: OpenAI, Anthropic, Gemini, Azure
+//! OpenAI and OpenAI-compatible servers, through genai.
 
+pub mod chat;
 mod local;
 mod openai;
 
+pub use chat::{LlmChatModel, LlmProvider, LlmSettings};
 pub use local::{LocalEmbedder, MODEL_FILES};
 pub use openai::{OpenAiEmbedder, OpenAiOptions};
 
@@ -22,6 +25,8 @@ pub enum ModelError {
     Inference(String),
     #[error("the embeddings API failed: {0}")]
     Api(String),
+    #[error("invalid LLM settings: {0}")]
+    InvalidSettings(String),
 }
 
 impl From<ModelError> for contextiq_core::Error {

@@ -94,6 +94,46 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ),
     ("RATE_LIMIT_PER_SECOND", "auth.rate_limit_per_second", "Requests per second per credential [default: 100]"),
     ("RATE_LIMIT_BURST", "auth.rate_limit_burst", "Requests a credential may burst above the rate [default: 200]"),
+    (
+        "WORKER_CONCURRENCY",
+        "worker.concurrency",
+        "Memory generation jobs run at once in this process; 0: none [default: 2]",
+    ),
+    (
+        "WORKER_LEASE_SECONDS",
+        "worker.lease_seconds",
+        "A running job is taken over by another worker when its lease lapses this long [default: 60]",
+    ),
+    ("WORKER_MAX_ATTEMPTS", "worker.max_attempts", "Attempts before a job is dead-lettered as failed [default: 3]"),
+    (
+        "WORKER_RETRY_BASE_SECONDS",
+        "worker.retry_base_seconds",
+        "Wait before the first retry of a failed job; doubles per attempt [default: 2]",
+    ),
+    (
+        "WORKER_POLL_INTERVAL_MS",
+        "worker.poll_interval_ms",
+        "How often idle workers look for due retries and lapsed leases [default: 500]",
+    ),
+    (
+        "CONSOLIDATION_DUPLICATE_THRESHOLD",
+        "consolidation.duplicate_threshold",
+        "Cosine similarity at which an extracted fact counts as already known [default: 0.92]",
+    ),
+    (
+        "CONSOLIDATION_RELATED_THRESHOLD",
+        "consolidation.related_threshold",
+        "Similarity from which a fact is ambiguous and judged by the LLM (llm extractor) [default: 0.75]",
+    ),
+    ("LLM_PROVIDER", "llm.provider", "none (default), openai, anthropic, gemini, azure or openai_compatible"),
+    ("LLM_MODEL", "llm.model", "Model name (the deployment name for azure), e.g. gpt-4o-mini"),
+    ("LLM_BASE_URL", "llm.base_url", "Endpoint override: Ollama, vLLM, LiteLLM, an Azure resource URL"),
+    ("LLM_API_KEY", "llm.api_key", "API key of the LLM provider (else OPENAI_API_KEY, ANTHROPIC_API_KEY, ...)"),
+    ("ANTHROPIC_API_KEY", "llm.anthropic_api_key", "Anthropic API key"),
+    ("GEMINI_API_KEY", "llm.gemini_api_key", "Google Gemini API key"),
+    ("AZURE_OPENAI_API_KEY", "llm.azure_api_key", "Azure OpenAI API key"),
+    ("LLM_API_VERSION", "llm.api_version", "Azure OpenAI api-version [default: 2024-10-21]"),
+    ("LLM_TIMEOUT_SECONDS", "llm.timeout_seconds", "Longest one LLM call may take [default: 120]"),
     ("SERVICE_NAME", "service_name", "The service label of logs and metrics [default: contextiq]"),
     ("LOG_FORMAT", "log.format", "json (default) or pretty"),
     ("LOG_LEVEL", "log.level", "A tracing filter, e.g. info or contextiq_server=debug [default: info]"),
@@ -112,6 +152,82 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub embedding: EmbeddingSettings,
     pub search: SearchSettings,
+    pub worker: WorkerSettings,
+    pub consolidation: ConsolidationSettings,
+    pub llm: LlmSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    pub lease_seconds: u64,
+    pub max_attempts: u32,
+    pub retry_base_seconds: u64,
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> WorkerSettings {
+        WorkerSettings {
+            concurrency: 2,
+            lease_seconds: 60,
+            max_attempts: 3,
+            retry_base_seconds: 2,
+            poll_interval_ms: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsolidationSettings {
+    pub duplicate_threshold: f64,
+    pub related_threshold: f64,
+}
+
+impl Default for ConsolidationSettings {
+    fn default() -> ConsolidationSettings {
+        let defaults = contextiq_core::generation::ConsolidationSettings::default();
+        ConsolidationSettings {
+            duplicate_threshold: defaults.duplicate_threshold,
+            related_threshold: defaults.related_threshold,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmSettings {
+    pub provider: String,
+    pub model: Option<String>,
+    pub base_url: Option<String>,
+    #[serde(serialize_with = "serialize_secret")]
+    pub api_key: Option<SecretString>,
+    #[serde(serialize_with = "serialize_secret")]
+    pub anthropic_api_key: Option<SecretString>,
+    #[serde(serialize_with = "serialize_secret")]
+    pub gemini_api_key: Option<SecretString>,
+    #[serde(serialize_with = "serialize_secret")]
+    pub azure_api_key: Option<SecretString>,
+    pub api_version: String,
+    pub timeout_seconds: u64,
+}
+
+impl Default for LlmSettings {
+    fn default() -> LlmSettings {
+        LlmSettings {
+            provider: "none".to_owned(),
+            model: None,
+            base_url: None,
+            api_key: None,
+            anthropic_api_key: None,
+            gemini_api_key: None,
+            azure_api_key: None,
+            api_version: "2024-10-21".to_owned(),
+            timeout_seconds: 120,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,6 +368,9 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             embedding: EmbeddingSettings::default(),
             search: SearchSettings::default(),
+            worker: WorkerSettings::default(),
+            consolidation: ConsolidationSettings::default(),
+            llm: LlmSettings::default(),
         }
     }
 }
@@ -365,6 +484,30 @@ impl Settings {
         match self.embedding.provider.as_str() {
             "local" | "openai" => {}
             other => bail!("EMBEDDING_PROVIDER {other:?} is not one of local, openai"),
+        }
+        if self.worker.lease_seconds < 3 || self.worker.max_attempts == 0 || self.worker.poll_interval_ms == 0 {
+            bail!(
+                "WORKER_LEASE_SECONDS must be at least 3, WORKER_MAX_ATTEMPTS and WORKER_POLL_INTERVAL_MS at least 1"
+            );
+        }
+        let thresholds = &self.consolidation;
+        if !(0.0..=1.0).contains(&thresholds.related_threshold)
+            || !(thresholds.related_threshold..=1.0).contains(&thresholds.duplicate_threshold)
+        {
+            bail!("consolidation thresholds must satisfy 0 <= RELATED <= DUPLICATE <= 1");
+        }
+        match self.llm.provider.as_str() {
+            "none" => {}
+            "openai" | "anthropic" | "gemini" | "azure" | "openai_compatible" if self.llm.model.is_some() => {}
+            "openai" | "anthropic" | "gemini" | "azure" | "openai_compatible" => {
+                bail!("LLM_PROVIDER={} needs LLM_MODEL", self.llm.provider)
+            }
+            other => {
+                bail!("LLM_PROVIDER {other:?} is not one of none, openai, anthropic, gemini, azure, openai_compatible")
+            }
+        }
+        if matches!(self.llm.provider.as_str(), "azure" | "openai_compatible") && self.llm.base_url.is_none() {
+            bail!("LLM_PROVIDER={} needs LLM_BASE_URL", self.llm.provider);
         }
         self.sqlite_durability()?;
         Ok(())

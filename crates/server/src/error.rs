@@ -75,6 +75,9 @@ impl ApiError {
             ApiError::Domain(E::NotFound { resource: Resource::Memory }) => {
                 (StatusCode::NOT_FOUND, "memory_not_found", "Memory not found")
             }
+            ApiError::Domain(E::NotFound { resource: Resource::Job }) => {
+                (StatusCode::NOT_FOUND, "job_not_found", "Job not found")
+            }
             ApiError::Domain(E::NotFound { resource: Resource::ApiKey }) => {
                 (StatusCode::NOT_FOUND, "api_key_not_found", "API key not found")
             }

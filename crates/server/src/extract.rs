@@ -127,6 +127,17 @@ impl<S: Send + Sync> FromRequestParts<S> for MemoryId {
     }
 }
 
+/// The `{id}` of a job route.
+pub struct JobId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        path_id(parts, state, || CoreError::NotFound { resource: contextiq_core::Resource::Job }).await.map(JobId)
+    }
+}
+
 /// The `{id}` of an API key route.
 pub struct KeyId(pub Uuid);
 

@@ -5,10 +5,12 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+mod llm;
 mod middleware;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod worker;
 
 pub use config::{Overrides, Settings};
 pub use startup::{AppState, Application, Stores, open_stores, shutdown_signal};

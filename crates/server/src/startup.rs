@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use contextiq_core::generation::{GenerationService, GenerationSettings, JobStore};
 use contextiq_core::{
     Embedder, KeyService, KeyStore, MemoryService, MemoryStore, NewApiKey, OrgId, Permission, SessionLimits,
     SessionService, SessionStore,
@@ -16,12 +17,14 @@ use contextiq_models::{LocalEmbedder, OpenAiEmbedder, OpenAiOptions};
 use contextiq_store_sqlite::{SqliteOptions, SqliteStore};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::{Authenticator, InProcessRateLimiter};
 use crate::config::{Settings, StoreLocation};
+use crate::worker::WorkerOptions;
 use crate::{auth, middleware, routes, telemetry};
 
 /// What every handler can reach. Cheap to clone: services and stores are behind `Arc`s.
@@ -35,6 +38,9 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub service_name: Arc<str>,
     pub max_body_bytes: usize,
+    pub generation: GenerationService,
+    /// Wakes an idle worker when a job is queued.
+    pub job_queue_wake: Arc<Notify>,
 }
 
 pub struct Application {
@@ -43,6 +49,8 @@ pub struct Application {
     router: Router,
     store: Arc<dyn SessionStore>,
     memory_store: Arc<dyn MemoryStore>,
+    generation: GenerationService,
+    job_queue_wake: Arc<Notify>,
     settings: Settings,
 }
 
@@ -52,6 +60,7 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub keys: Arc<dyn KeyStore>,
     pub memories: Arc<dyn MemoryStore>,
+    pub jobs: Arc<dyn JobStore>,
 }
 
 /// The file in the data directory that receives the first admin key.
@@ -71,7 +80,7 @@ pub async fn open_stores(settings: &Settings) -> anyhow::Result<Stores> {
                 .await
                 .with_context(|| format!("failed to open the SQLite database {}", path.display()))?;
             let store = Arc::new(store);
-            Ok(Stores { sessions: store.clone(), keys: store.clone(), memories: store })
+            Ok(Stores { sessions: store.clone(), keys: store.clone(), memories: store.clone(), jobs: store })
         }
     }
 }
@@ -101,8 +110,11 @@ pub async fn build_embedder(settings: &Settings) -> anyhow::Result<Arc<dyn Embed
 
 /// The memory service on the configured store and model, refusing a model change that would
 /// mix vectors.
-pub async fn memory_service(settings: &Settings, stores: &Stores) -> anyhow::Result<MemoryService> {
-    let embedder = build_embedder(settings).await?;
+pub async fn memory_service(
+    settings: &Settings,
+    stores: &Stores,
+    embedder: Arc<dyn Embedder>,
+) -> anyhow::Result<MemoryService> {
     let search = contextiq_core::SearchSettings {
         lexical_weight: settings.search.lexical_weight,
         candidates: settings.search.candidates,
@@ -110,6 +122,35 @@ pub async fn memory_service(settings: &Settings, stores: &Stores) -> anyhow::Res
     let memories = MemoryService::new(stores.memories.clone(), embedder, search);
     memories.check_embedding_model().await.map_err(|err| anyhow::anyhow!("{err}"))?;
     Ok(memories)
+}
+
+/// The generation service: the jobs of the store, the rules extractor, and the LLM extractor
+/// when a provider is configured.
+pub fn generation_service(
+    settings: &Settings,
+    stores: &Stores,
+    embedder: Arc<dyn Embedder>,
+) -> anyhow::Result<GenerationService> {
+    let llm = crate::llm::build_llm_extractor(settings)?;
+    let consolidation = contextiq_core::generation::ConsolidationSettings {
+        duplicate_threshold: settings.consolidation.duplicate_threshold,
+        related_threshold: settings.consolidation.related_threshold,
+        ..Default::default()
+    };
+    let generation = GenerationSettings {
+        max_attempts: settings.worker.max_attempts,
+        retry_base: chrono::Duration::seconds(settings.worker.retry_base_seconds as i64),
+        consolidation,
+        ..GenerationSettings::default()
+    };
+    Ok(GenerationService::new(
+        stores.jobs.clone(),
+        stores.sessions.clone(),
+        stores.memories.clone(),
+        embedder,
+        llm,
+        generation,
+    ))
 }
 
 /// On first start with authentication on and no keys at all, creates an admin key of the
@@ -163,7 +204,10 @@ impl Application {
         let stores = open_stores(&settings).await?;
         let store = stores.sessions.clone();
         let keys = KeyService::new(stores.keys.clone());
-        let memories = memory_service(&settings, &stores).await?;
+        let embedder = build_embedder(&settings).await?;
+        let memories = memory_service(&settings, &stores, embedder.clone()).await?;
+        let generation = generation_service(&settings, &stores, embedder)?;
+        let job_queue_wake = Arc::new(Notify::new());
         bootstrap_admin_key(&settings, &keys).await?;
         let authenticator =
             Arc::new(Authenticator::new(&settings.auth, keys.clone(), Arc::new(InProcessRateLimiter::default())));
@@ -182,6 +226,8 @@ impl Application {
             metrics,
             service_name: settings.service_name.as_str().into(),
             max_body_bytes: settings.limits.max_body_bytes,
+            generation: generation.clone(),
+            job_queue_wake: job_queue_wake.clone(),
         };
         let router = app_router(state, &settings);
         let listener = TcpListener::bind(&settings.server.bind)
@@ -189,7 +235,7 @@ impl Application {
             .with_context(|| format!("failed to bind {}", settings.server.bind))?;
         let local_addr = listener.local_addr()?;
         let memory_store = stores.memories.clone();
-        Ok(Application { listener, local_addr, router, store, memory_store, settings })
+        Ok(Application { listener, local_addr, router, store, memory_store, generation, job_queue_wake, settings })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -203,8 +249,19 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// (up to the configured grace period), stops background tasks and closes the store.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, local_addr, router, store, memory_store, settings } = self;
+        let Application { listener, local_addr, router, store, memory_store, generation, job_queue_wake, settings } =
+            self;
         let background = CancellationToken::new();
+        let workers = crate::worker::spawn_workers(
+            generation,
+            job_queue_wake,
+            WorkerOptions {
+                concurrency: settings.worker.concurrency,
+                lease: Duration::from_secs(settings.worker.lease_seconds),
+                poll_interval: Duration::from_millis(settings.worker.poll_interval_ms),
+            },
+            background.clone(),
+        );
         let session_purger = {
             let store = store.clone();
             tokio::spawn(purge_expired(
@@ -251,6 +308,12 @@ impl Application {
             if let Err(err) = purger.await {
                 tracing::error!(error = %err, "a purge task failed");
             }
+        }
+        // Running jobs get the grace period to finish; one cut short is taken over, after its
+        // lease lapses, by the next worker to run (its changes commit all at once or not at all).
+        let finishing = futures::future::join_all(workers);
+        if tokio::time::timeout(grace, finishing).await.is_err() {
+            tracing::warn!("generation jobs outlived the grace period; they will run again after a restart");
         }
         store.close().await;
         tracing::info!("stopped");

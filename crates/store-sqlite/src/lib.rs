@@ -7,6 +7,7 @@
 //! `synchronous=FULL`) covers the whole group. A write is acknowledged only after its group
 //! has committed, so an acknowledged write survives a crash of the process.
 
+mod jobs;
 mod keys;
 mod memories;
 mod rows;

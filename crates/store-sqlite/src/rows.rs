@@ -15,7 +15,7 @@ pub(crate) struct CorruptRow {
     detail: String,
 }
 
-fn corrupt(table: &'static str, detail: impl ToString) -> Error {
+pub(crate) fn corrupt(table: &'static str, detail: impl ToString) -> Error {
     Error::store(CorruptRow { table, detail: detail.to_string() })
 }
 
@@ -23,7 +23,7 @@ pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-fn timestamp(table: &'static str, value: i64) -> Result<DateTime<Utc>> {
+pub(crate) fn timestamp(table: &'static str, value: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(value).ok_or_else(|| corrupt(table, format!("timestamp {value} out of range")))
 }
 

@@ -18,7 +18,7 @@ use crate::memories::scope_tag;
 use crate::rows::{count, key_from_row, micros, session_from_row};
 use crate::vectors::{VectorCache, VectorChange, encode};
 
-type Reply<T> = oneshot::Sender<Result<T>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
 
 /// A write waiting for the writer, with where to send its outcome.
 pub(crate) enum WriteOp {
@@ -112,6 +112,7 @@ pub(crate) enum WriteOp {
         embeddings: Vec<(Uuid, Vec<f32>)>,
         reply: Reply<()>,
     },
+    Job(crate::jobs::JobWrite),
 }
 
 /// The group holding a write failed and was rolled back.
@@ -120,9 +121,9 @@ pub(crate) enum WriteOp {
 pub(crate) struct NotCommitted;
 
 /// Sends a write's outcome; run only once its group has committed.
-type Completion = Box<dyn FnOnce() + Send>;
+pub(crate) type Completion = Box<dyn FnOnce() + Send>;
 
-fn complete<T: Send + 'static>(reply: Reply<T>, outcome: Result<T>) -> Completion {
+pub(crate) fn complete<T: Send + 'static>(reply: Reply<T>, outcome: Result<T>) -> Completion {
     Box::new(move || {
         // The client may have gone away; the write stands either way.
         let _ = reply.send(outcome);
@@ -130,7 +131,7 @@ fn complete<T: Send + 'static>(reply: Reply<T>, outcome: Result<T>) -> Completio
 }
 
 pub(crate) struct Writer {
-    conn: SqliteConnection,
+    pub(crate) conn: SqliteConnection,
     max_batch: usize,
     vectors: Arc<VectorCache>,
 }
@@ -266,57 +267,27 @@ impl Writer {
                 complete(reply, revoked.as_ref().map_or_else(|| Err(Error::key_not_found()), key_from_row))
             }
             WriteOp::InsertMemory { memory, embedding, revision, reply } => {
-                let inserted = sqlx::query(concat!(
-                    "INSERT INTO memories (org_id, id, scope, fact, topic, confidence, source_session_id, ",
-                    "source_event_ids, metadata, embedding, created_at, updated_at, expires_at) ",
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rowid"
-                ))
-                .bind(memory.org_id.as_str())
-                .bind(memory.id.to_string())
-                .bind(scope_key(&memory.scope))
-                .bind(memory.fact.as_str())
-                .bind(memory.topic.as_deref())
-                .bind(memory.confidence)
-                .bind(memory.source_session_id.map(|id| id.to_string()))
-                .bind(json_text(&memory.source_event_ids)?)
-                .bind(json_text(&memory.metadata)?)
-                .bind(encode(&embedding))
-                .bind(micros(memory.created_at))
-                .bind(micros(memory.updated_at))
-                .bind(memory.expires_at.map(micros))
-                .fetch_one(&mut self.conn)
-                .await;
-                let rowid: i64 = count("insert", "memories", inserted)?.try_get(0)?;
-                self.index_fact(rowid, &memory).await?;
-                self.insert_revision(&revision).await?;
-                let change =
-                    VectorChange::Upsert { scope_tag: memory_scope_tag(&memory), id: memory.id, vector: embedding };
-                self.complete_with(change, reply, Ok(memory))
+                let change = self.insert_memory(&memory, embedding, &revision).await?;
+                self.complete_with(vec![change], reply, Ok(memory))
             }
             WriteOp::UpdateMemory { memory, embedding, revision, now, reply } => {
-                self.rewrite_memory(memory, embedding, revision, Some(applied_at(now)), reply).await?
+                let live_at = Some(applied_at(now));
+                match self.rewrite_memory(&memory, embedding, &revision, live_at, None).await? {
+                    Some(changes) => self.complete_with(changes, reply, Ok(memory)),
+                    None => complete(reply, Err(Error::memory_not_found())),
+                }
             }
             WriteOp::DeleteMemory { org, id, revision, now, reply } => {
-                let deleted = sqlx::query(concat!(
-                    "UPDATE memories SET deleted_at = ?1 WHERE org_id = ?2 AND id = ?3 AND deleted_at IS NULL ",
-                    "AND (expires_at IS NULL OR expires_at > ?1) RETURNING rowid, scope"
-                ))
-                .bind(micros(applied_at(now)))
-                .bind(org.as_str())
-                .bind(id.to_string())
-                .fetch_optional(&mut self.conn)
-                .await;
-                let Some(row) = count("delete", "memories", deleted)? else {
-                    return Ok(complete(reply, Err(Error::memory_not_found())));
-                };
-                let (rowid, scope): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
-                self.unindex_fact(rowid).await?;
-                self.insert_revision(&revision).await?;
-                let change = VectorChange::Remove { scope_tag: scope_tag(&org, &scope), id };
-                self.complete_with(change, reply, Ok(()))
+                match self.delete_memory(&org, id, &revision, applied_at(now), None).await? {
+                    Some(change) => self.complete_with(vec![change], reply, Ok(())),
+                    None => complete(reply, Err(Error::memory_not_found())),
+                }
             }
             WriteOp::RestoreMemory { memory, embedding, revision, reply } => {
-                self.rewrite_memory(memory, Some(embedding), revision, None, reply).await?
+                match self.rewrite_memory(&memory, Some(embedding), &revision, None, None).await? {
+                    Some(changes) => self.complete_with(changes, reply, Ok(memory)),
+                    None => complete(reply, Err(Error::memory_not_found())),
+                }
             }
             WriteOp::PurgeMemory { org, id, reply } => {
                 let purged = sqlx::query("DELETE FROM memories WHERE org_id = ? AND id = ? RETURNING rowid, scope")
@@ -331,7 +302,7 @@ impl Writer {
                 self.unindex_fact(rowid).await?;
                 self.erase_history(org.as_str(), &id.to_string()).await?;
                 let change = VectorChange::Remove { scope_tag: scope_tag(&org, &scope), id };
-                self.complete_with(change, reply, Ok(()))
+                self.complete_with(vec![change], reply, Ok(()))
             }
             WriteOp::PurgeExpiredMemories { now, batch, reply } => {
                 let expired = sqlx::query(concat!(
@@ -352,7 +323,7 @@ impl Writer {
                 if n_purged == 0 {
                     complete(reply, Ok(0))
                 } else {
-                    self.complete_with(VectorChange::Reset, reply, Ok(n_purged))
+                    self.complete_with(vec![VectorChange::Reset], reply, Ok(n_purged))
                 }
             }
             WriteOp::SetEmbeddingModel { model_id, dimension, reply } => {
@@ -375,8 +346,9 @@ impl Writer {
                         .await;
                     count("update", "memories", result)?;
                 }
-                self.complete_with(VectorChange::Reset, reply, Ok(()))
+                self.complete_with(vec![VectorChange::Reset], reply, Ok(()))
             }
+            WriteOp::Job(write) => self.apply_job_write(write).await?,
             WriteOp::TouchKey { id, now, reply } => {
                 let result = sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
                     .bind(micros(now))
@@ -492,22 +464,59 @@ impl Writer {
 }
 
 impl Writer {
+    /// Inserts a new memory with its revision and indexes; returns the vector change to apply
+    /// after the commit.
+    pub(crate) async fn insert_memory(
+        &mut self,
+        memory: &Memory,
+        embedding: Vec<f32>,
+        revision: &Revision,
+    ) -> sqlx::Result<VectorChange> {
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO memories (org_id, id, scope, fact, topic, confidence, source_session_id, ",
+            "source_event_ids, metadata, embedding, created_at, updated_at, expires_at) ",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rowid"
+        ))
+        .bind(memory.org_id.as_str())
+        .bind(memory.id.to_string())
+        .bind(scope_key(&memory.scope))
+        .bind(memory.fact.as_str())
+        .bind(memory.topic.as_deref())
+        .bind(memory.confidence)
+        .bind(memory.source_session_id.map(|id| id.to_string()))
+        .bind(json_text(&memory.source_event_ids)?)
+        .bind(json_text(&memory.metadata)?)
+        .bind(encode(&embedding))
+        .bind(micros(memory.created_at))
+        .bind(micros(memory.updated_at))
+        .bind(memory.expires_at.map(micros))
+        .fetch_one(&mut self.conn)
+        .await;
+        let rowid: i64 = count("insert", "memories", inserted)?.try_get(0)?;
+        self.index_fact(rowid, memory).await?;
+        self.insert_revision(revision).await?;
+        Ok(VectorChange::Upsert { scope_tag: memory_scope_tag(memory), id: memory.id, vector: embedding })
+    }
+
     /// Replaces a memory's fields (and its vector, when given) and records the revision.
     /// With `live_at`, only a memory live at that time qualifies (an update); without, a
-    /// deleted or expired one does too, and comes back to life (a restore).
-    async fn rewrite_memory(
+    /// deleted or expired one does too, and comes back to life (a restore). With
+    /// `expected_updated_at`, only a memory not changed since qualifies. `None`: nothing
+    /// qualified and nothing was written.
+    pub(crate) async fn rewrite_memory(
         &mut self,
-        memory: Memory,
+        memory: &Memory,
         embedding: Option<Vec<f32>>,
-        revision: Revision,
+        revision: &Revision,
         live_at: Option<DateTime<Utc>>,
-        reply: Reply<Memory>,
-    ) -> sqlx::Result<Completion> {
+        expected_updated_at: Option<DateTime<Utc>>,
+    ) -> sqlx::Result<Option<Vec<VectorChange>>> {
         let rewritten = sqlx::query(concat!(
             "UPDATE memories SET fact = ?, topic = ?, confidence = ?, source_session_id = ?, ",
             "source_event_ids = ?, metadata = ?, embedding = COALESCE(?, embedding), updated_at = ?, ",
             "expires_at = ?, deleted_at = NULL WHERE org_id = ? AND id = ? ",
-            "AND (?12 IS NULL OR (deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?12))) RETURNING rowid"
+            "AND (?12 IS NULL OR (deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?12))) ",
+            "AND (?13 IS NULL OR updated_at = ?13) RETURNING rowid"
         ))
         .bind(memory.fact.as_str())
         .bind(memory.topic.as_deref())
@@ -521,22 +530,51 @@ impl Writer {
         .bind(memory.org_id.as_str())
         .bind(memory.id.to_string())
         .bind(live_at.map(micros))
+        .bind(expected_updated_at.map(micros))
         .fetch_optional(&mut self.conn)
         .await;
         let Some(row) = count("update", "memories", rewritten)? else {
-            return Ok(complete(reply, Err(Error::memory_not_found())));
+            return Ok(None);
         };
         let rowid: i64 = row.try_get(0)?;
         self.unindex_fact(rowid).await?;
-        self.index_fact(rowid, &memory).await?;
-        self.insert_revision(&revision).await?;
-        Ok(match embedding {
+        self.index_fact(rowid, memory).await?;
+        self.insert_revision(revision).await?;
+        Ok(Some(match embedding {
             Some(vector) => {
-                let change = VectorChange::Upsert { scope_tag: memory_scope_tag(&memory), id: memory.id, vector };
-                self.complete_with(change, reply, Ok(memory))
+                vec![VectorChange::Upsert { scope_tag: memory_scope_tag(memory), id: memory.id, vector }]
             }
-            None => complete(reply, Ok(memory)),
-        })
+            None => Vec::new(),
+        }))
+    }
+
+    /// Marks a live memory deleted (not changed since `expected_updated_at`, when given) and
+    /// records the revision. `None`: nothing qualified and nothing was written.
+    pub(crate) async fn delete_memory(
+        &mut self,
+        org: &OrgId,
+        id: Uuid,
+        revision: &Revision,
+        now: DateTime<Utc>,
+        expected_updated_at: Option<DateTime<Utc>>,
+    ) -> sqlx::Result<Option<VectorChange>> {
+        let deleted = sqlx::query(concat!(
+            "UPDATE memories SET deleted_at = ?1 WHERE org_id = ?2 AND id = ?3 AND deleted_at IS NULL ",
+            "AND (expires_at IS NULL OR expires_at > ?1) AND (?4 IS NULL OR updated_at = ?4) RETURNING rowid, scope"
+        ))
+        .bind(micros(now))
+        .bind(org.as_str())
+        .bind(id.to_string())
+        .bind(expected_updated_at.map(micros))
+        .fetch_optional(&mut self.conn)
+        .await;
+        let Some(row) = count("delete", "memories", deleted)? else {
+            return Ok(None);
+        };
+        let (rowid, scope): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+        self.unindex_fact(rowid).await?;
+        self.insert_revision(revision).await?;
+        Ok(Some(VectorChange::Remove { scope_tag: scope_tag(org, &scope), id }))
     }
 
     async fn index_fact(&mut self, rowid: i64, memory: &Memory) -> sqlx::Result<()> {
@@ -585,15 +623,15 @@ impl Writer {
     }
 
     /// After the commit: update the vector cache, then answer.
-    fn complete_with<T: Send + 'static>(
+    pub(crate) fn complete_with<T: Send + 'static>(
         &self,
-        change: VectorChange,
+        changes: Vec<VectorChange>,
         reply: Reply<T>,
         outcome: Result<T>,
     ) -> Completion {
         let vectors = self.vectors.clone();
         Box::new(move || {
-            vectors.apply(change);
+            changes.into_iter().for_each(|change| vectors.apply(change));
             let _ = reply.send(outcome);
         })
     }
@@ -603,6 +641,6 @@ fn memory_scope_tag(memory: &Memory) -> String {
     scope_tag(&memory.org_id, &scope_key(&memory.scope))
 }
 
-fn json_text(value: &impl Serialize) -> sqlx::Result<String> {
+pub(crate) fn json_text(value: &impl Serialize) -> sqlx::Result<String> {
     serde_json::to_string(value).map_err(|err| sqlx::Error::Encode(Box::new(err)))
 }

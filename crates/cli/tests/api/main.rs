@@ -4,7 +4,9 @@
 mod auth;
 mod cli;
 mod errors;
+mod fake_llm;
 mod fuzz;
+mod generation;
 mod helpers;
 mod memories;
 mod process;

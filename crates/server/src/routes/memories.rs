@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use contextiq_core::generation::{DirectFact, GenerateRequest, GenerationConfig, Source};
 use contextiq_core::memory::{MemoryFilter, MemoryPatch, MemorySnapshot, NewMemory};
 use contextiq_core::{Memory, Revision, Scope, ScoredMemory};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -14,7 +16,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::{Authorized, MemoryRead, MemoryWrite};
+use crate::auth::{Authorized, MemoryRead, MemoryWrite, Principal};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, MemoryId};
 use crate::routes::sessions::{decode_page_cursor, encode_page_cursor};
@@ -45,6 +47,11 @@ pub struct CreateMemoryRequest {
     pub metadata: Option<Map<String, Value>>,
     pub ttl_seconds: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Run the fact through consolidation (duplicate detection, updates) as a job instead of
+    /// adding it as is: the answer is then 202 with the job. Takes `fact`, `topic`,
+    /// `confidence` and `ttl_seconds` only.
+    #[serde(default)]
+    pub consolidate: bool,
 }
 
 /// Absent fields stay as they are; `null` clears `topic` and `expires_at`.
@@ -225,12 +232,16 @@ pub struct DeleteMemoryQuery {
 }
 
 #[utoipa::path(post, path = "/api/v1/memories", tag = "memories", request_body = CreateMemoryRequest,
-    responses((status = 201, body = MemoryBody), (status = 422, body = Problem)))]
+    responses((status = 201, body = MemoryBody), (status = 202, body = crate::routes::jobs::JobBody,
+        description = "With consolidate: the queued job"), (status = 422, body = Problem)))]
 pub async fn create_memory(
     State(state): State<AppState>,
     Authorized(principal, _): Authorized<MemoryWrite>,
     ApiJson(request): ApiJson<CreateMemoryRequest>,
-) -> Result<(StatusCode, Json<MemoryBody>), ApiError> {
+) -> Result<Response, ApiError> {
+    if request.consolidate {
+        return consolidate_memory(&state, &principal, request).await;
+    }
     let new = NewMemory {
         scope: request.scope,
         fact: request.fact,
@@ -243,7 +254,36 @@ pub async fn create_memory(
         expires_at: request.expires_at,
     };
     let memory = state.memories.create(&principal.access, &principal.actor(), new, Utc::now()).await?;
-    Ok((StatusCode::CREATED, Json(memory.into())))
+    Ok((StatusCode::CREATED, Json(MemoryBody::from(memory))).into_response())
+}
+
+/// A direct memory through consolidation: a `memories` generation job of one fact.
+async fn consolidate_memory(
+    state: &AppState,
+    principal: &Principal,
+    request: CreateMemoryRequest,
+) -> Result<Response, ApiError> {
+    let unsupported = [
+        ("source_session_id", request.source_session_id.is_some()),
+        ("source_event_ids", !request.source_event_ids.is_empty()),
+        ("metadata", request.metadata.is_some()),
+        ("expires_at", request.expires_at.is_some()),
+    ];
+    if let Some((field, _)) = unsupported.iter().find(|(_, given)| *given) {
+        return Err(ApiError::Domain(contextiq_core::Error::validation(
+            *field,
+            "is not supported with consolidate: true (use fact, topic, confidence, ttl_seconds)",
+        )));
+    }
+    let fact = DirectFact { fact: request.fact, topic: request.topic, confidence: request.confidence };
+    let config = GenerationConfig {
+        created_ttl_seconds: request.ttl_seconds,
+        updated_ttl_seconds: request.ttl_seconds,
+        ..GenerationConfig::default()
+    };
+    let request =
+        GenerateRequest { source: Source::Memories { facts: vec![fact] }, scope: Some(request.scope), config };
+    crate::routes::jobs::submit(state, principal, request).await
 }
 
 #[utoipa::path(get, path = "/api/v1/memories/{id}", tag = "memories", params(("id" = Uuid, Path)),

@@ -1,6 +1,7 @@
 //! Routers, one module per URL prefix.
 
 pub mod health;
+pub mod jobs;
 pub mod keys;
 pub mod memories;
 pub mod sessions;
@@ -39,6 +40,8 @@ use crate::startup::AppState;
         memories::list_revisions,
         memories::restore_memory,
         memories::search_memories,
+        jobs::generate_memories,
+        jobs::get_job,
         keys::create_key,
         keys::list_keys,
         keys::get_key,
@@ -60,7 +63,7 @@ pub struct ApiDoc;
 /// Every route of the `all` role.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .nest("/api/v1", sessions::router().merge(memories::router()).merge(keys::router()))
+        .nest("/api/v1", sessions::router().merge(memories::router()).merge(jobs::router()).merge(keys::router()))
         .route("/health", get(health::health))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics))

@@ -1,0 +1,350 @@
+//! Consolidation: each candidate fact, against the nearest memories of its scope, becomes
+//! ADD, UPDATE, DELETE or NOOP. The cheap checks come first and need no model: an exact
+//! duplicate (same normalised text), the same attribute with a new value (a changed
+//! preference or address), a near-duplicate (embedding similarity above a threshold). Only
+//! candidates in the ambiguous band below that go to the extractor's judge, and only the `llm`
+//! extractor judges; the `rules` extractor keeps both memories.
+//!
+//! The plan is computed against a working set (the memories read, plus what this job already
+//! decided), so a job that states a fact twice or changes it twice stays consistent, and then
+//! committed in one transaction by the job store.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use super::rules::{attribute_of, normalise};
+use super::{
+    Candidate, CandidateKind, ExtractError, Extractor, Job, JobOutcome, LlmUsage, MemoryChange, Neighbour, Verdict,
+};
+use crate::embed::cosine;
+use crate::memory::{MemorySnapshot, MemoryStore, Revision, RevisionAction, scope_key};
+use crate::{Memory, Result};
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConsolidationSettings {
+    /// At or above this cosine similarity a candidate says nothing new (NOOP).
+    pub duplicate_threshold: f64,
+    /// From here up to `duplicate_threshold` a candidate is ambiguous and goes to the judge.
+    pub related_threshold: f64,
+    /// A "forget" request removes memories at least this similar to what it names.
+    pub forget_threshold: f64,
+    /// Nearest memories considered per candidate.
+    pub neighbours: usize,
+}
+
+impl Default for ConsolidationSettings {
+    fn default() -> ConsolidationSettings {
+        ConsolidationSettings {
+            duplicate_threshold: 0.92,
+            related_threshold: 0.75,
+            forget_threshold: 0.75,
+            neighbours: 10,
+        }
+    }
+}
+
+/// What a candidate became, and why.
+#[derive(Debug, Clone, PartialEq)]
+enum Decision {
+    Add,
+    /// `vector`: the embedding of `fact` when it is not the candidate's text.
+    Update {
+        memory_id: Uuid,
+        fact: String,
+        vector: Option<Vec<f32>>,
+        reason: &'static str,
+        similarity: Option<f64>,
+    },
+    Delete {
+        memory_ids: Vec<Uuid>,
+    },
+    Noop,
+}
+
+/// A memory as this job sees it.
+struct Working {
+    memory: Memory,
+    /// Its vector, when this job wrote it (otherwise only the store's similarity is known).
+    vector: Option<Vec<f32>>,
+    /// The store's similarity to the candidate being decided, refreshed per candidate.
+    stored_similarity: Option<f64>,
+    live: bool,
+}
+
+/// The failure of one consolidation pass.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsolidationError {
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+    #[error(transparent)]
+    Judge(#[from] ExtractError),
+}
+
+pub struct Plan {
+    pub changes: Vec<MemoryChange>,
+    pub outcome: JobOutcome,
+}
+
+pub struct Consolidator<'a> {
+    pub store: &'a dyn MemoryStore,
+    pub judge: &'a dyn Extractor,
+    pub embedder: &'a dyn crate::Embedder,
+    pub settings: ConsolidationSettings,
+    pub job: &'a Job,
+    pub source_session_id: Option<Uuid>,
+    pub now: DateTime<Utc>,
+}
+
+impl Consolidator<'_> {
+    /// Decides every candidate in order; `vectors[i]` is the embedding of `candidates[i]`.
+    pub async fn plan(
+        &self,
+        candidates: &[Candidate],
+        vectors: &[Vec<f32>],
+        usage: &mut LlmUsage,
+    ) -> std::result::Result<Plan, ConsolidationError> {
+        let mut working: HashMap<Uuid, Working> = HashMap::new();
+        let mut plan = Plan { changes: Vec::new(), outcome: JobOutcome::default() };
+        for (candidate, vector) in candidates.iter().zip(vectors) {
+            let neighbours = self.neighbours(&mut working, vector).await?;
+            let decision = self.decide(candidate, &neighbours, &working, usage).await?;
+            self.apply(decision, candidate, vector, &neighbours, &mut working, &mut plan);
+        }
+        Ok(plan)
+    }
+
+    /// The live memories nearest to `vector`, best first: the store's, seen through this
+    /// job's own changes, and the ones this job added.
+    async fn neighbours(&self, working: &mut HashMap<Uuid, Working>, vector: &[f32]) -> Result<Vec<Neighbour>> {
+        let job = self.job;
+        let scored =
+            self.store.vector_candidates(&job.org_id, &scope_key(&job.scope), vector, self.settings.neighbours).await?;
+        let unseen: Vec<Uuid> = scored.iter().map(|(id, _)| *id).filter(|id| !working.contains_key(id)).collect();
+        for memory in self.store.get_memories(&job.org_id, &unseen, self.now).await? {
+            working.insert(memory.id, Working { memory, vector: None, stored_similarity: None, live: true });
+        }
+        working.values_mut().for_each(|entry| entry.stored_similarity = None);
+        for (id, similarity) in scored {
+            if let Some(entry) = working.get_mut(&id) {
+                entry.stored_similarity = Some(similarity);
+            }
+        }
+        let mut neighbours: Vec<Neighbour> = working
+            .values()
+            .filter(|entry| entry.live)
+            .filter_map(|entry| {
+                let similarity = match &entry.vector {
+                    Some(own) => f64::from(cosine(own, vector)),
+                    None => entry.stored_similarity?,
+                };
+                Some(Neighbour { id: entry.memory.id, fact: entry.memory.fact.clone(), similarity })
+            })
+            .collect();
+        neighbours.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then(a.id.cmp(&b.id)));
+        neighbours.truncate(self.settings.neighbours);
+        Ok(neighbours)
+    }
+
+    async fn decide(
+        &self,
+        candidate: &Candidate,
+        neighbours: &[Neighbour],
+        working: &HashMap<Uuid, Working>,
+        usage: &mut LlmUsage,
+    ) -> std::result::Result<Decision, ConsolidationError> {
+        let settings = &self.settings;
+        if candidate.kind == CandidateKind::Forget {
+            let attribute = attribute_of(&candidate.fact);
+            let target = normalise(&candidate.fact);
+            let memory_ids: Vec<Uuid> = neighbours
+                .iter()
+                .filter(|neighbour| {
+                    neighbour.similarity >= settings.forget_threshold
+                        || (attribute.is_some() && attribute_of(&neighbour.fact) == attribute)
+                        || (!target.is_empty() && normalise(&neighbour.fact).contains(&target))
+                })
+                .map(|neighbour| neighbour.id)
+                .collect();
+            return Ok(if memory_ids.is_empty() { Decision::Noop } else { Decision::Delete { memory_ids } });
+        }
+        if self.job.config.disable_consolidation {
+            return Ok(Decision::Add);
+        }
+        let key = normalise(&candidate.fact);
+        if neighbours.iter().any(|neighbour| normalise(&neighbour.fact) == key) {
+            return Ok(Decision::Noop);
+        }
+        if let Some(attribute) = attribute_of(&candidate.fact)
+            && let Some(same) =
+                neighbours.iter().find(|neighbour| attribute_of(&neighbour.fact).as_ref() == Some(&attribute))
+        {
+            return Ok(Decision::Update {
+                memory_id: same.id,
+                fact: candidate.fact.clone(),
+                vector: None,
+                reason: "same attribute, new value",
+                similarity: Some(same.similarity),
+            });
+        }
+        let Some(best) = neighbours.first() else { return Ok(Decision::Add) };
+        if best.similarity >= settings.duplicate_threshold {
+            return Ok(Decision::Noop);
+        }
+        if best.similarity < settings.related_threshold {
+            return Ok(Decision::Add);
+        }
+        let band: Vec<Neighbour> =
+            neighbours.iter().filter(|neighbour| neighbour.similarity >= settings.related_threshold).cloned().collect();
+        let verdict = self.judge.judge(candidate, &band, usage).await?;
+        let similarity_of = |id: Uuid| band.iter().find(|neighbour| neighbour.id == id).map(|n| n.similarity);
+        Ok(match verdict {
+            None | Some(Verdict::Add) => Decision::Add,
+            Some(Verdict::Noop) => Decision::Noop,
+            Some(Verdict::Update { memory_id, fact }) if working.contains_key(&memory_id) => {
+                let vector = if fact == candidate.fact {
+                    None
+                } else {
+                    let mut vectors = self.embedder.embed(vec![fact.clone()]).await?;
+                    Some(vectors.pop().ok_or_else(|| crate::Error::Embedding("no vector for a merged fact".into()))?)
+                };
+                Decision::Update {
+                    memory_id,
+                    fact,
+                    vector,
+                    reason: "judged to refine an existing memory",
+                    similarity: similarity_of(memory_id),
+                }
+            }
+            // A contradicted memory is replaced by the candidate rather than dropped, so no
+            // information disappears that no surviving memory carries.
+            Some(Verdict::Delete { memory_id }) if working.contains_key(&memory_id) => Decision::Update {
+                memory_id,
+                fact: candidate.fact.clone(),
+                vector: None,
+                reason: "judged to supersede an existing memory",
+                similarity: similarity_of(memory_id),
+            },
+            Some(Verdict::Update { .. } | Verdict::Delete { .. }) => Decision::Add,
+        })
+    }
+
+    fn apply(
+        &self,
+        decision: Decision,
+        candidate: &Candidate,
+        vector: &[f32],
+        neighbours: &[Neighbour],
+        working: &mut HashMap<Uuid, Working>,
+        plan: &mut Plan,
+    ) {
+        let job = self.job;
+        let now = self.now;
+        let outcome = &mut plan.outcome;
+        let best_similarity = neighbours.first().map(|neighbour| neighbour.similarity);
+        let revision = |memory_id: Uuid, action, before: Option<&Memory>, after: Option<&Memory>, cause| Revision {
+            id: Uuid::now_v7(),
+            memory_id,
+            org_id: job.org_id.clone(),
+            action,
+            before: before.map(MemorySnapshot::from),
+            after: after.map(MemorySnapshot::from),
+            actor: job.actor.clone(),
+            job_id: Some(job.id),
+            cause: Some(cause),
+            created_at: now,
+        };
+        match decision {
+            Decision::Noop => outcome.unchanged += 1,
+            Decision::Add => {
+                let memory = Memory {
+                    org_id: job.org_id.clone(),
+                    id: Uuid::now_v7(),
+                    scope: job.scope.clone(),
+                    fact: candidate.fact.clone(),
+                    topic: Some(candidate.topic.clone()).filter(|topic| !topic.is_empty()),
+                    confidence: candidate.confidence,
+                    source_session_id: self.source_session_id,
+                    source_event_ids: candidate.source_event_ids.clone(),
+                    metadata: Default::default(),
+                    created_at: now,
+                    updated_at: now,
+                    expires_at: ttl(job.config.created_ttl_seconds, now),
+                };
+                let reason = if job.config.disable_consolidation { "consolidation disabled" } else { "new fact" };
+                let revision = revision(
+                    memory.id,
+                    RevisionAction::Created,
+                    None,
+                    Some(&memory),
+                    super::cause(reason, candidate, best_similarity),
+                );
+                outcome.memories_added.push(memory.id);
+                plan.changes.push(MemoryChange::Insert {
+                    memory: memory.clone(),
+                    embedding: vector.to_vec(),
+                    revision,
+                });
+                working.insert(
+                    memory.id,
+                    Working { memory, vector: Some(vector.to_vec()), stored_similarity: None, live: true },
+                );
+            }
+            Decision::Update { memory_id, fact, vector: own_vector, reason, similarity } => {
+                let vector = own_vector.as_deref().unwrap_or(vector);
+                let Some(entry) = working.get_mut(&memory_id) else { return };
+                let before = entry.memory.clone();
+                let mut after = before.clone();
+                after.fact = fact;
+                after.topic = Some(candidate.topic.clone()).filter(|topic| !topic.is_empty()).or(before.topic.clone());
+                after.confidence = candidate.confidence;
+                after.source_session_id = self.source_session_id.or(before.source_session_id);
+                after.source_event_ids = candidate.source_event_ids.clone();
+                after.updated_at = now;
+                if let Some(expires_at) = ttl(job.config.updated_ttl_seconds, now) {
+                    after.expires_at = Some(expires_at);
+                }
+                let revision = revision(
+                    memory_id,
+                    RevisionAction::Updated,
+                    Some(&before),
+                    Some(&after),
+                    super::cause(reason, candidate, similarity),
+                );
+                plan.changes.push(MemoryChange::Update {
+                    memory: after.clone(),
+                    expected_updated_at: before.updated_at,
+                    embedding: vector.to_vec(),
+                    revision,
+                });
+                entry.memory = after;
+                entry.vector = Some(vector.to_vec());
+                if !outcome.memories_added.contains(&memory_id) && !outcome.memories_updated.contains(&memory_id) {
+                    outcome.memories_updated.push(memory_id);
+                }
+            }
+            Decision::Delete { memory_ids } => {
+                for memory_id in memory_ids {
+                    let Some(entry) = working.get_mut(&memory_id) else { continue };
+                    let similarity = neighbours.iter().find(|n| n.id == memory_id).map(|n| n.similarity);
+                    let cause = super::cause("the user asked to forget it", candidate, similarity);
+                    let revision = revision(memory_id, RevisionAction::Deleted, Some(&entry.memory), None, cause);
+                    plan.changes.push(MemoryChange::Delete {
+                        id: memory_id,
+                        expected_updated_at: entry.memory.updated_at,
+                        revision,
+                    });
+                    entry.live = false;
+                    outcome.memories_added.retain(|id| *id != memory_id);
+                    outcome.memories_updated.retain(|id| *id != memory_id);
+                    outcome.memories_deleted.push(memory_id);
+                }
+            }
+        }
+    }
+}
+
+fn ttl(seconds: Option<i64>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    seconds.map(|seconds| now + Duration::seconds(seconds))
+}

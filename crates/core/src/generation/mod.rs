@@ -1,0 +1,416 @@
+//! Memory generation: jobs that read a conversation, extract candidate facts with an
+//! [`Extractor`], and consolidate them into the memories of a scope.
+//!
+//! The pieces: the request and job types, the [`JobStore`] a backend implements (a durable
+//! queue with leases, and the one transaction that applies a job's changes), the extractors
+//! (`rules`, offline and deterministic; `llm`, any chat model behind [`ChatModel`]), the
+//! consolidation engine, and the workers that run it all.
+
+pub mod consolidate;
+pub mod llm;
+pub mod rules;
+mod service;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::memory::Revision;
+use crate::{Memory, OrgId, Role, Scope};
+
+pub use consolidate::ConsolidationSettings;
+pub use service::{Attempt, GenerationService, GenerationSettings, derived_event_id};
+
+/// The topics of Memory Bank, used when a request names none.
+pub const MANAGED_TOPICS: [&str; 4] =
+    ["USER_PERSONAL_INFO", "USER_PREFERENCES", "KEY_CONVERSATION_DETAILS", "EXPLICIT_INSTRUCTIONS"];
+
+/// What a job reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Source {
+    /// A stored session; without a range, the events after those already processed.
+    Session { session_id: Uuid, from_seq: Option<i64>, to_seq: Option<i64> },
+    /// Events sent with the request, never stored as a session.
+    Events { events: Vec<InlineEvent> },
+    /// Finished facts, only consolidated (Memory Bank's direct memories).
+    Memories { facts: Vec<DirectFact> },
+}
+
+impl Source {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Source::Session { .. } => "session",
+            Source::Events { .. } => "events",
+            Source::Memories { .. } => "memories",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InlineEvent {
+    /// Derived from the event's position and content when the client gives none, so the same
+    /// events always carry the same ids.
+    pub id: Uuid,
+    pub author: String,
+    pub role: Role,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectFact {
+    pub fact: String,
+    pub topic: Option<String>,
+    pub confidence: Option<f64>,
+}
+
+/// A topic facts may be filed under: a managed one (no description needed) or a custom one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicSpec {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+/// A worked example for the extractor: a conversation and the facts it should yield.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Example {
+    pub conversation: Vec<ExampleTurn>,
+    pub facts: Vec<ExampleFact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExampleTurn {
+    pub role: Role,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExampleFact {
+    pub fact: String,
+    pub topic: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtractorKind {
+    #[default]
+    Rules,
+    Llm,
+}
+
+/// How a job extracts and consolidates.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct GenerationConfig {
+    pub extractor: ExtractorKind,
+    /// The topics to extract; empty means the managed topics.
+    pub topics: Vec<TopicSpec>,
+    pub examples: Vec<Example>,
+    /// Add every candidate as a new memory, skipping duplicate detection and updates.
+    pub disable_consolidation: bool,
+    pub created_ttl_seconds: Option<i64>,
+    pub updated_ttl_seconds: Option<i64>,
+}
+
+impl GenerationConfig {
+    /// The topics in force: the requested ones, or the managed set.
+    pub fn effective_topics(&self) -> Vec<TopicSpec> {
+        if self.topics.is_empty() {
+            MANAGED_TOPICS.iter().map(|name| TopicSpec { name: (*name).to_owned(), description: None }).collect()
+        } else {
+            self.topics.clone()
+        }
+    }
+}
+
+/// A generation job as submitted, before validation.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub source: Source,
+    pub scope: Option<Scope>,
+    pub config: GenerationConfig,
+}
+
+/// A turn of conversation as extractors see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub event_id: Uuid,
+    pub role: Role,
+    pub author: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CandidateKind {
+    /// A fact to remember.
+    Assert,
+    /// A request to forget what matches the fact.
+    Forget,
+}
+
+/// A fact an extractor found, before consolidation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// In the third person about the user ("User's favourite colour is blue").
+    pub fact: String,
+    pub topic: String,
+    pub confidence: f64,
+    pub source_event_ids: Vec<Uuid>,
+    pub kind: CandidateKind,
+}
+
+/// Calls to a language model on behalf of one job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmUsage {
+    pub calls: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Replies that failed validation and were sent back for repair.
+    pub repairs: u32,
+}
+
+impl LlmUsage {
+    pub fn add(&mut self, other: LlmUsage) {
+        self.calls += other.calls;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.repairs += other.repairs;
+    }
+}
+
+/// Why extraction failed. Transient failures are retried with backoff; permanent ones fail the
+/// job at once (a rejected credential will not get better by waiting).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ExtractError {
+    #[error("{0}")]
+    Transient(String),
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// How consolidation settles a candidate that is close to, but not a duplicate of, existing
+/// memories.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Add,
+    /// Replace `memory_id`'s fact with `fact`, which must carry what both said.
+    Update {
+        memory_id: Uuid,
+        fact: String,
+    },
+    Delete {
+        memory_id: Uuid,
+    },
+    Noop,
+}
+
+/// An existing memory shown to a judge, with its similarity to the candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Neighbour {
+    pub id: Uuid,
+    pub fact: String,
+    pub similarity: f64,
+}
+
+/// Turns conversation into candidate facts.
+#[async_trait::async_trait]
+pub trait Extractor: Send + Sync + 'static {
+    async fn extract(
+        &self,
+        turns: &[Turn],
+        config: &GenerationConfig,
+        usage: &mut LlmUsage,
+    ) -> Result<Vec<Candidate>, ExtractError>;
+
+    /// Settles a candidate in the ambiguous similarity band; `None` when this extractor does not
+    /// judge (the rules extractor keeps both).
+    async fn judge(
+        &self,
+        candidate: &Candidate,
+        neighbours: &[Neighbour],
+        usage: &mut LlmUsage,
+    ) -> Result<Option<Verdict>, ExtractError>;
+}
+
+/// One request to a chat model: a system prompt and a conversation of user/assistant turns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub system: String,
+    /// Alternating, starting and ending with a user message.
+    pub messages: Vec<ChatMessage>,
+    /// Asks for a JSON object reply where the provider supports it.
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatReply {
+    pub text: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// A language model provider (OpenAI, Anthropic, Gemini, Azure OpenAI, OpenAI-compatible).
+#[async_trait::async_trait]
+pub trait ChatModel: Send + Sync + 'static {
+    async fn chat(&self, request: ChatRequest) -> Result<ChatReply, ExtractError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<JobStatus> {
+        Some(match text {
+            "pending" => JobStatus::Pending,
+            "running" => JobStatus::Running,
+            "completed" => JobStatus::Completed,
+            "failed" => JobStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// What a job did, once it completed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobOutcome {
+    pub facts_extracted: u32,
+    pub events_processed: u32,
+    pub memories_added: Vec<Uuid>,
+    pub memories_updated: Vec<Uuid>,
+    pub memories_deleted: Vec<Uuid>,
+    /// Candidates that were already known.
+    pub unchanged: u32,
+    pub llm_usage: LlmUsage,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: Uuid,
+    pub org_id: OrgId,
+    pub scope: Scope,
+    pub status: JobStatus,
+    pub source: Source,
+    pub config: GenerationConfig,
+    /// Who submitted it (`key:<id>`, `jwt:<sub>`).
+    pub actor: String,
+    /// Attempts started so far, the running one included.
+    pub attempts: u32,
+    pub max_attempts: u32,
+    /// The last failure, kept when the job is retried or dead-lettered.
+    pub error: Option<String>,
+    pub outcome: JobOutcome,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// A pending job does not run before this.
+    pub run_after: DateTime<Utc>,
+    /// A running job whose lease passed is taken over by another worker.
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+/// One change a job makes to the memories of its scope.
+#[derive(Debug, Clone)]
+pub enum MemoryChange {
+    Insert {
+        memory: Memory,
+        embedding: Vec<f32>,
+        revision: Revision,
+    },
+    /// Applies only if the memory is live and still has `expected_updated_at`.
+    Update {
+        memory: Memory,
+        expected_updated_at: DateTime<Utc>,
+        embedding: Vec<f32>,
+        revision: Revision,
+    },
+    Delete {
+        id: Uuid,
+        expected_updated_at: DateTime<Utc>,
+        revision: Revision,
+    },
+}
+
+/// Everything a successful attempt writes, applied in one transaction.
+#[derive(Debug, Clone)]
+pub struct JobCompletion {
+    pub job_id: Uuid,
+    pub org_id: OrgId,
+    /// The attempt that did the work; the commit is refused if the job has moved on since.
+    pub attempt: u32,
+    pub changes: Vec<MemoryChange>,
+    /// For session sources: the last event `seq` now processed for (session, scope).
+    pub watermark: Option<(Uuid, String, i64)>,
+    pub outcome: JobOutcome,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitResult {
+    Committed,
+    /// Another attempt holds the job now (this one's lease expired): nothing was written.
+    LeaseLost,
+    /// A memory changed after the job read it: nothing was written; run consolidation again.
+    Conflict,
+}
+
+/// The durable job queue and the transaction that finishes a job.
+#[async_trait::async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    async fn enqueue_job(&self, job: Job) -> crate::Result<Job>;
+    async fn get_job(&self, org: &OrgId, id: Uuid) -> crate::Result<Option<Job>>;
+    /// Takes the next runnable job (pending and due, or running with an expired lease) whose
+    /// scope has no other job under a live lease, so jobs of one scope never overlap; marks it
+    /// running, counts the attempt and leases it until `lease_until`.
+    async fn claim_job(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> crate::Result<Option<Job>>;
+    /// Extends the lease while `attempt` still holds the job; false once it lost it.
+    async fn renew_lease(&self, id: Uuid, attempt: u32, lease_until: DateTime<Utc>) -> crate::Result<bool>;
+    /// Applies the changes, advances the watermark and marks the job completed, atomically.
+    async fn complete_job(&self, completion: JobCompletion) -> crate::Result<CommitResult>;
+    /// Records a failed attempt: pending again from `retry_at`, or failed for good when `None`.
+    /// False if `attempt` no longer holds the job.
+    async fn fail_job(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> crate::Result<bool>;
+    /// The last event `seq` of a session already processed for a scope (0 if none).
+    async fn generation_watermark(&self, org: &OrgId, session_id: Uuid, scope_key: &str) -> crate::Result<i64>;
+    /// Jobs waiting or running, for the queue-depth metric.
+    async fn count_unfinished_jobs(&self) -> crate::Result<u64>;
+}
+
+/// A JSON value that describes why consolidation did something, kept in the revision.
+pub fn cause(reason: &str, candidate: &Candidate, similarity: Option<f64>) -> Value {
+    serde_json::json!({
+        "reason": reason,
+        "extracted_fact": candidate,
+        "source_event_ids": candidate.source_event_ids,
+        "similarity": similarity,
+    })
+}

@@ -1,0 +1,318 @@
+//! `POST /api/v1/memories/generate` and `GET /api/v1/jobs/{id}`: memory generation jobs.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::LOCATION;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use contextiq_core::generation::{
+    DirectFact, Example, ExtractorKind, GenerateRequest, GenerationConfig, InlineEvent, Job, LlmUsage, Source,
+    TopicSpec, derived_event_id,
+};
+use contextiq_core::{Permission, Role, Scope};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::{Authorized, MemoryRead, MemoryWrite, Principal};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, JobId};
+use crate::startup::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/memories/generate", post(generate_memories)).route("/jobs/{id}", get(get_job))
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceType {
+    Session,
+    Events,
+    Memories,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateRequestBody {
+    pub source_type: SourceType,
+    /// For `session`: the session's id.
+    pub source_reference: Option<Uuid>,
+    /// For `session`: only these events (by `seq`, inclusive). Without it, the events after
+    /// those already processed for this scope.
+    pub event_range: Option<EventRange>,
+    /// For `events`: the conversation, not stored as a session.
+    pub events: Option<Vec<InlineEventBody>>,
+    /// For `memories`: finished facts, only consolidated.
+    pub memories: Option<Vec<DirectFactBody>>,
+    /// Where the memories go; default for `session`: the session's scope. Required otherwise.
+    pub scope: Option<Scope>,
+    #[serde(default)]
+    pub config: GenerationConfigBody,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventRange {
+    pub from_seq: Option<i64>,
+    pub to_seq: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InlineEventBody {
+    /// Optional; derived from position and content when absent.
+    pub id: Option<Uuid>,
+    #[serde(default = "default_author")]
+    pub author: String,
+    /// user (default), assistant, tool or system.
+    #[schema(value_type = Option<String>)]
+    pub role: Option<Role>,
+    pub content: String,
+}
+
+fn default_author() -> String {
+    "user".to_owned()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirectFactBody {
+    pub fact: String,
+    pub topic: Option<String>,
+    pub confidence: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationConfigBody {
+    /// rules (default, offline) or llm (needs LLM_PROVIDER on the server).
+    #[schema(value_type = Option<String>)]
+    pub extractor: Option<ExtractorKind>,
+    /// Managed topic names (USER_PERSONAL_INFO, USER_PREFERENCES, KEY_CONVERSATION_DETAILS,
+    /// EXPLICIT_INSTRUCTIONS) or custom `{name, description}`; default: the managed set.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub topics: Vec<TopicBody>,
+    /// Worked examples for the llm extractor: `{conversation: [{role, content}], facts: [{fact, topic}]}`.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub examples: Vec<Example>,
+    /// Add every extracted fact as a new memory, skipping duplicate detection and updates.
+    #[serde(default)]
+    pub disable_consolidation: bool,
+    /// TTL of memories the job creates.
+    pub created_ttl_seconds: Option<i64>,
+    /// TTL set on memories the job updates.
+    pub updated_ttl_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TopicBody {
+    Managed(String),
+    Custom { name: String, description: Option<String> },
+}
+
+impl From<GenerationConfigBody> for GenerationConfig {
+    fn from(body: GenerationConfigBody) -> GenerationConfig {
+        GenerationConfig {
+            extractor: body.extractor.unwrap_or_default(),
+            topics: body
+                .topics
+                .into_iter()
+                .map(|topic| match topic {
+                    TopicBody::Managed(name) => TopicSpec { name, description: None },
+                    TopicBody::Custom { name, description } => TopicSpec { name, description },
+                })
+                .collect(),
+            examples: body.examples,
+            disable_consolidation: body.disable_consolidation,
+            created_ttl_seconds: body.created_ttl_seconds,
+            updated_ttl_seconds: body.updated_ttl_seconds,
+        }
+    }
+}
+
+impl GenerateRequestBody {
+    /// The request with exactly the fields its `source_type` needs.
+    fn into_request(self) -> Result<GenerateRequest, ApiError> {
+        let unexpected = |field: &str| {
+            Err(ApiError::Domain(contextiq_core::Error::validation(
+                field,
+                format!("does not apply to source_type {:?}", self.source_type),
+            )))
+        };
+        let source = match self.source_type {
+            SourceType::Session => {
+                if self.events.is_some() {
+                    return unexpected("events");
+                }
+                if self.memories.is_some() {
+                    return unexpected("memories");
+                }
+                let session_id = self.source_reference.ok_or_else(|| required("source_reference"))?;
+                let (from_seq, to_seq) = self.event_range.map_or((None, None), |range| (range.from_seq, range.to_seq));
+                Source::Session { session_id, from_seq, to_seq }
+            }
+            SourceType::Events => {
+                if self.source_reference.is_some() || self.event_range.is_some() {
+                    return unexpected("source_reference");
+                }
+                if self.memories.is_some() {
+                    return unexpected("memories");
+                }
+                let events = self.events.ok_or_else(|| required("events"))?;
+                let events = events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(position, event)| InlineEvent {
+                        id: event.id.unwrap_or_else(|| derived_event_id(position, &event.author, &event.content)),
+                        role: event.role.unwrap_or(Role::User),
+                        author: event.author,
+                        content: event.content,
+                    })
+                    .collect();
+                Source::Events { events }
+            }
+            SourceType::Memories => {
+                if self.source_reference.is_some() || self.event_range.is_some() {
+                    return unexpected("source_reference");
+                }
+                if self.events.is_some() {
+                    return unexpected("events");
+                }
+                let facts = self.memories.ok_or_else(|| required("memories"))?;
+                let facts = facts
+                    .into_iter()
+                    .map(|fact| DirectFact { fact: fact.fact, topic: fact.topic, confidence: fact.confidence })
+                    .collect();
+                Source::Memories { facts }
+            }
+        };
+        Ok(GenerateRequest { source, scope: self.scope, config: self.config.into() })
+    }
+}
+
+fn required(field: &str) -> ApiError {
+    ApiError::Domain(contextiq_core::Error::validation(field, "is required for this source_type"))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobBody {
+    pub id: Uuid,
+    /// pending, running, completed or failed.
+    pub status: String,
+    pub source_type: String,
+    pub source_reference: Option<Uuid>,
+    pub scope: Scope,
+    pub extractor: String,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    /// The last failure: the reason of a failed job, or of the attempt before a retry.
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When a pending job that failed will be tried again.
+    pub retry_at: Option<DateTime<Utc>>,
+    pub events_processed: u32,
+    pub facts_extracted: u32,
+    pub memories_added: Vec<Uuid>,
+    pub memories_updated: Vec<Uuid>,
+    pub memories_deleted: Vec<Uuid>,
+    pub counts: JobCounts,
+    #[schema(value_type = Object)]
+    pub llm_usage: LlmUsage,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobCounts {
+    pub added: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    /// Extracted facts that were already known.
+    pub unchanged: u32,
+}
+
+impl From<Job> for JobBody {
+    fn from(job: Job) -> JobBody {
+        let source_reference = match &job.source {
+            Source::Session { session_id, .. } => Some(*session_id),
+            _ => None,
+        };
+        let retry_at =
+            (job.status == contextiq_core::generation::JobStatus::Pending && job.attempts > 0).then_some(job.run_after);
+        let outcome = job.outcome;
+        JobBody {
+            id: job.id,
+            status: job.status.as_str().to_owned(),
+            source_type: job.source.type_name().to_owned(),
+            source_reference,
+            scope: job.scope,
+            extractor: match job.config.extractor {
+                ExtractorKind::Rules => "rules".to_owned(),
+                ExtractorKind::Llm => "llm".to_owned(),
+            },
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            error: job.error,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            retry_at,
+            events_processed: outcome.events_processed,
+            facts_extracted: outcome.facts_extracted,
+            counts: JobCounts {
+                added: outcome.memories_added.len(),
+                updated: outcome.memories_updated.len(),
+                deleted: outcome.memories_deleted.len(),
+                unchanged: outcome.unchanged,
+            },
+            memories_added: outcome.memories_added,
+            memories_updated: outcome.memories_updated,
+            memories_deleted: outcome.memories_deleted,
+            llm_usage: outcome.llm_usage,
+        }
+    }
+}
+
+/// Queues a job; poll `Location` (`GET /api/v1/jobs/{id}`) for its outcome.
+#[utoipa::path(post, path = "/api/v1/memories/generate", tag = "memories", request_body = GenerateRequestBody,
+    responses((status = 202, body = JobBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn generate_memories(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<MemoryWrite>,
+    ApiJson(body): ApiJson<GenerateRequestBody>,
+) -> Result<Response, ApiError> {
+    let request = body.into_request()?;
+    if matches!(request.source, Source::Session { .. }) && !principal.may(Permission::SessionRead) {
+        // Generating from a session reads it.
+        return Err(ApiError::MissingPermission(Permission::SessionRead));
+    }
+    submit(&state, &principal, request).await
+}
+
+pub(crate) async fn submit(
+    state: &AppState,
+    principal: &Principal,
+    request: GenerateRequest,
+) -> Result<Response, ApiError> {
+    let job = state.generation.submit(&principal.access, &principal.actor(), request, Utc::now()).await?;
+    state.job_queue_wake.notify_one();
+    let location = format!("/api/v1/jobs/{}", job.id);
+    Ok((StatusCode::ACCEPTED, [(LOCATION, location)], Json(JobBody::from(job))).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "memories", params(("id" = Uuid, Path)),
+    responses((status = 200, body = JobBody), (status = 404, body = Problem)))]
+pub async fn get_job(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<MemoryRead>,
+    JobId(id): JobId,
+) -> Result<Json<JobBody>, ApiError> {
+    Ok(Json(state.generation.get(&principal.access, id).await?.into()))
+}

@@ -1,0 +1,298 @@
+//! `JobStore` on SQLite: the job table is the queue. Every state change goes through the one
+//! writer, so claiming a job (and the check that its scope is free) is atomic.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use contextiq_core::generation::{CommitResult, Job, JobCompletion, JobOutcome, JobStatus, JobStore, MemoryChange};
+use contextiq_core::memory::scope_key;
+use contextiq_core::{OrgId, Result};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use uuid::Uuid;
+
+use crate::SqliteStore;
+use crate::rows::{corrupt, micros, record, timestamp};
+use crate::writer::{Completion, Reply, WriteOp, Writer, complete, json_text};
+
+const TABLE: &str = "memory_generation_jobs";
+
+/// A job write waiting for the writer.
+pub(crate) enum JobWrite {
+    Enqueue {
+        job: Job,
+        reply: Reply<Job>,
+    },
+    Claim {
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        reply: Reply<Option<Job>>,
+    },
+    Renew {
+        id: Uuid,
+        attempt: u32,
+        lease_until: DateTime<Utc>,
+        reply: Reply<bool>,
+    },
+    Complete {
+        completion: Box<JobCompletion>,
+        reply: Reply<CommitResult>,
+    },
+    Fail {
+        id: Uuid,
+        attempt: u32,
+        error: String,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        reply: Reply<bool>,
+    },
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn enqueue_job(&self, job: Job) -> Result<Job> {
+        self.write(|reply| WriteOp::Job(JobWrite::Enqueue { job, reply })).await
+    }
+
+    async fn get_job(&self, org: &OrgId, id: Uuid) -> Result<Option<Job>> {
+        let row = sqlx::query("SELECT * FROM memory_generation_jobs WHERE org_id = ? AND id = ?")
+            .bind(org.as_str())
+            .bind(id.to_string())
+            .fetch_optional(&self.readers)
+            .await;
+        record("select", TABLE, row)?.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn claim_job(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
+        self.write(|reply| WriteOp::Job(JobWrite::Claim { now, lease_until, reply })).await
+    }
+
+    async fn renew_lease(&self, id: Uuid, attempt: u32, lease_until: DateTime<Utc>) -> Result<bool> {
+        self.write(|reply| WriteOp::Job(JobWrite::Renew { id, attempt, lease_until, reply })).await
+    }
+
+    async fn complete_job(&self, completion: JobCompletion) -> Result<CommitResult> {
+        self.write(|reply| WriteOp::Job(JobWrite::Complete { completion: Box::new(completion), reply })).await
+    }
+
+    async fn fail_job(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let error = error.to_owned();
+        self.write(|reply| WriteOp::Job(JobWrite::Fail { id, attempt, error, retry_at, now, reply })).await
+    }
+
+    async fn generation_watermark(&self, org: &OrgId, session_id: Uuid, scope_key: &str) -> Result<i64> {
+        let row =
+            sqlx::query("SELECT last_seq FROM generation_watermarks WHERE org_id = ? AND session_id = ? AND scope = ?")
+                .bind(org.as_str())
+                .bind(session_id.to_string())
+                .bind(scope_key)
+                .fetch_optional(&self.readers)
+                .await;
+        Ok(record("select", "generation_watermarks", row)?.map(|row| row.get::<i64, _>(0)).unwrap_or(0))
+    }
+
+    async fn count_unfinished_jobs(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM memory_generation_jobs WHERE status IN ('pending', 'running')")
+            .fetch_one(&self.readers)
+            .await;
+        Ok(record("select", TABLE, row)?.get::<i64, _>(0) as u64)
+    }
+}
+
+impl Writer {
+    pub(crate) async fn apply_job_write(&mut self, write: JobWrite) -> sqlx::Result<Completion> {
+        Ok(match write {
+            JobWrite::Enqueue { job, reply } => {
+                let result = sqlx::query(concat!(
+                    "INSERT INTO memory_generation_jobs (id, org_id, scope, status, source, config, actor, attempts, ",
+                    "max_attempts, error, outcome, created_at, updated_at, started_at, finished_at, run_after, ",
+                    "lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ))
+                .bind(job.id.to_string())
+                .bind(job.org_id.as_str())
+                .bind(scope_key(&job.scope))
+                .bind(job.status.as_str())
+                .bind(json_text(&job.source)?)
+                .bind(json_text(&job.config)?)
+                .bind(job.actor.as_str())
+                .bind(i64::from(job.attempts))
+                .bind(i64::from(job.max_attempts))
+                .bind(job.error.as_deref())
+                .bind(json_text(&job.outcome)?)
+                .bind(micros(job.created_at))
+                .bind(micros(job.updated_at))
+                .bind(job.started_at.map(micros))
+                .bind(job.finished_at.map(micros))
+                .bind(micros(job.run_after))
+                .bind(job.lease_until.map(micros))
+                .execute(&mut self.conn)
+                .await;
+                crate::rows::count("insert", TABLE, result)?;
+                complete(reply, Ok(job))
+            }
+            JobWrite::Claim { now, lease_until, reply } => {
+                // The oldest due job whose scope no other job holds under a live lease.
+                let claimed = sqlx::query(concat!(
+                    "UPDATE memory_generation_jobs SET status = 'running', attempts = attempts + 1, ",
+                    "lease_until = ?2, started_at = COALESCE(started_at, ?1), updated_at = ?1 WHERE id = (",
+                    "SELECT j.id FROM memory_generation_jobs j WHERE j.status IN ('pending', 'running') ",
+                    "AND ((j.status = 'pending' AND j.run_after <= ?1) OR (j.status = 'running' AND j.lease_until < ?1)) ",
+                    "AND NOT EXISTS (SELECT 1 FROM memory_generation_jobs r WHERE r.org_id = j.org_id ",
+                    "AND r.scope = j.scope AND r.status = 'running' AND r.lease_until >= ?1 AND r.id <> j.id) ",
+                    "ORDER BY j.run_after, j.created_at, j.id LIMIT 1) RETURNING *"
+                ))
+                .bind(micros(now))
+                .bind(micros(lease_until))
+                .fetch_optional(&mut self.conn)
+                .await;
+                let claimed = crate::rows::count("claim", TABLE, claimed)?;
+                complete(reply, claimed.as_ref().map(job_from_row).transpose())
+            }
+            JobWrite::Renew { id, attempt, lease_until, reply } => {
+                let renewed = sqlx::query(
+                    "UPDATE memory_generation_jobs SET lease_until = ? WHERE id = ? AND attempts = ? AND status = 'running'",
+                )
+                .bind(micros(lease_until))
+                .bind(id.to_string())
+                .bind(i64::from(attempt))
+                .execute(&mut self.conn)
+                .await;
+                let renewed = crate::rows::count("renew", TABLE, renewed)?.rows_affected() == 1;
+                complete(reply, Ok(renewed))
+            }
+            JobWrite::Fail { id, attempt, error, retry_at, now, reply } => {
+                let (status, run_after, finished_at) = match retry_at {
+                    Some(at) => (JobStatus::Pending, Some(micros(at)), None),
+                    None => (JobStatus::Failed, None, Some(micros(now))),
+                };
+                let failed = sqlx::query(concat!(
+                    "UPDATE memory_generation_jobs SET status = ?, error = ?, run_after = COALESCE(?, run_after), ",
+                    "finished_at = ?, lease_until = NULL, updated_at = ? ",
+                    "WHERE id = ? AND attempts = ? AND status = 'running'"
+                ))
+                .bind(status.as_str())
+                .bind(error)
+                .bind(run_after)
+                .bind(finished_at)
+                .bind(micros(now))
+                .bind(id.to_string())
+                .bind(i64::from(attempt))
+                .execute(&mut self.conn)
+                .await;
+                let failed = crate::rows::count("fail", TABLE, failed)?.rows_affected() == 1;
+                complete(reply, Ok(failed))
+            }
+            JobWrite::Complete { completion, reply } => self.complete_job(*completion, reply).await?,
+        })
+    }
+
+    /// Everything the job changes, in a savepoint inside the group's transaction: a conflict
+    /// or a lost lease rolls back to it and writes nothing.
+    async fn complete_job(
+        &mut self,
+        completion: JobCompletion,
+        reply: Reply<CommitResult>,
+    ) -> sqlx::Result<Completion> {
+        sqlx::query("SAVEPOINT complete_job").execute(&mut self.conn).await?;
+        let finished = sqlx::query(concat!(
+            "UPDATE memory_generation_jobs SET status = 'completed', outcome = ?, error = NULL, lease_until = NULL, ",
+            "finished_at = ?, updated_at = ? WHERE id = ? AND attempts = ? AND status = 'running'"
+        ))
+        .bind(json_text(&completion.outcome)?)
+        .bind(micros(completion.now))
+        .bind(micros(completion.now))
+        .bind(completion.job_id.to_string())
+        .bind(i64::from(completion.attempt))
+        .execute(&mut self.conn)
+        .await;
+        if crate::rows::count("complete", TABLE, finished)?.rows_affected() != 1 {
+            return self.abandon_job_commit(reply, CommitResult::LeaseLost).await;
+        }
+        let mut vector_changes = Vec::new();
+        for change in completion.changes {
+            let applied = match change {
+                MemoryChange::Insert { memory, embedding, revision } => {
+                    Some(vec![self.insert_memory(&memory, embedding, &revision).await?])
+                }
+                MemoryChange::Update { memory, expected_updated_at, embedding, revision } => {
+                    let live_at = Some(completion.now);
+                    self.rewrite_memory(&memory, Some(embedding), &revision, live_at, Some(expected_updated_at)).await?
+                }
+                MemoryChange::Delete { id, expected_updated_at, revision } => self
+                    .delete_memory(&completion.org_id, id, &revision, completion.now, Some(expected_updated_at))
+                    .await?
+                    .map(|change| vec![change]),
+            };
+            match applied {
+                Some(changes) => vector_changes.extend(changes),
+                None => return self.abandon_job_commit(reply, CommitResult::Conflict).await,
+            }
+        }
+        if let Some((session_id, scope, last_seq)) = completion.watermark {
+            let advanced = sqlx::query(concat!(
+                "INSERT INTO generation_watermarks (org_id, session_id, scope, last_seq) VALUES (?, ?, ?, ?) ",
+                "ON CONFLICT (org_id, session_id, scope) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)"
+            ))
+            .bind(completion.org_id.as_str())
+            .bind(session_id.to_string())
+            .bind(scope)
+            .bind(last_seq)
+            .execute(&mut self.conn)
+            .await;
+            crate::rows::count("upsert", "generation_watermarks", advanced)?;
+        }
+        sqlx::query("RELEASE complete_job").execute(&mut self.conn).await?;
+        Ok(self.complete_with(vector_changes, reply, Ok(CommitResult::Committed)))
+    }
+
+    async fn abandon_job_commit(
+        &mut self,
+        reply: Reply<CommitResult>,
+        result: CommitResult,
+    ) -> sqlx::Result<Completion> {
+        sqlx::query("ROLLBACK TO complete_job").execute(&mut self.conn).await?;
+        sqlx::query("RELEASE complete_job").execute(&mut self.conn).await?;
+        Ok(complete(reply, Ok(result)))
+    }
+}
+
+pub(crate) fn job_from_row(row: &SqliteRow) -> Result<Job> {
+    let get_text = |column: &str| row.try_get::<String, _>(column).map_err(|err| corrupt(TABLE, err));
+    let get_int = |column: &str| row.try_get::<i64, _>(column).map_err(|err| corrupt(TABLE, err));
+    let get_opt_time = |column: &str| {
+        row.try_get::<Option<i64>, _>(column)
+            .map_err(|err| corrupt(TABLE, err))?
+            .map(|at| timestamp(TABLE, at))
+            .transpose()
+    };
+    let json = |column: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(&get_text(column)?).map_err(|err| corrupt(TABLE, err))
+    };
+    let status = get_text("status")?;
+    let outcome: JobOutcome = serde_json::from_value(json("outcome")?).map_err(|err| corrupt(TABLE, err))?;
+    Ok(Job {
+        id: Uuid::parse_str(&get_text("id")?).map_err(|err| corrupt(TABLE, err))?,
+        org_id: OrgId::new(get_text("org_id")?),
+        scope: serde_json::from_value(json("scope")?).map_err(|err| corrupt(TABLE, err))?,
+        status: JobStatus::parse(&status).ok_or_else(|| corrupt(TABLE, format!("status {status}")))?,
+        source: serde_json::from_value(json("source")?).map_err(|err| corrupt(TABLE, err))?,
+        config: serde_json::from_value(json("config")?).map_err(|err| corrupt(TABLE, err))?,
+        actor: get_text("actor")?,
+        attempts: u32::try_from(get_int("attempts")?).map_err(|err| corrupt(TABLE, err))?,
+        max_attempts: u32::try_from(get_int("max_attempts")?).map_err(|err| corrupt(TABLE, err))?,
+        error: row.try_get("error").map_err(|err| corrupt(TABLE, err))?,
+        outcome,
+        created_at: timestamp(TABLE, get_int("created_at")?)?,
+        updated_at: timestamp(TABLE, get_int("updated_at")?)?,
+        started_at: get_opt_time("started_at")?,
+        finished_at: get_opt_time("finished_at")?,
+        run_after: timestamp(TABLE, get_int("run_after")?)?,
+        lease_until: get_opt_time("lease_until")?,
+    })
+}
