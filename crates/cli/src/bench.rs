@@ -40,6 +40,12 @@ pub struct BenchArgs {
     /// memories: how many scopes (users) hold them.
     #[arg(long, default_value_t = 1_000)]
     scopes: usize,
+    /// generation: events of the session whose generation latency is measured.
+    #[arg(long, default_value_t = 500)]
+    events: usize,
+    /// generation: sessions (of 100 events) generated at once for throughput.
+    #[arg(long, default_value_t = 40)]
+    sessions: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -48,6 +54,8 @@ enum BenchTarget {
     Sessions,
     /// Ingest memories (embedding included), then search them.
     Memories,
+    /// Generate memories from sessions (rules extractor): latency and throughput.
+    Generation,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -103,6 +111,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Memories => {
             crate::bench_memories::run(&client, &base_url, args.memories, args.scopes, args.clients, duration).await?
         }
+        BenchTarget::Generation => crate::bench_generation::run(&client, &base_url, args.events, args.sessions).await?,
     }
     if let Some((stop, task)) = server {
         let _ = stop.send(());

@@ -2,6 +2,7 @@
 //! migrations, `bench` measures the HTTP API.
 
 mod bench;
+mod bench_generation;
 mod bench_memories;
 mod keys;
 

@@ -19,7 +19,7 @@ const TABLE: &str = "memory_generation_jobs";
 /// A job write waiting for the writer.
 pub(crate) enum JobWrite {
     Enqueue {
-        job: Job,
+        job: Box<Job>,
         reply: Reply<Job>,
     },
     Claim {
@@ -50,7 +50,7 @@ pub(crate) enum JobWrite {
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn enqueue_job(&self, job: Job) -> Result<Job> {
-        self.write(|reply| WriteOp::Job(JobWrite::Enqueue { job, reply })).await
+        self.write(|reply| WriteOp::Job(JobWrite::Enqueue { job: Box::new(job), reply })).await
     }
 
     async fn get_job(&self, org: &OrgId, id: Uuid) -> Result<Option<Job>> {
@@ -134,7 +134,7 @@ impl Writer {
                 .execute(&mut self.conn)
                 .await;
                 crate::rows::count("insert", TABLE, result)?;
-                complete(reply, Ok(job))
+                complete(reply, Ok(*job))
             }
             JobWrite::Claim { now, lease_until, reply } => {
                 // The oldest due job whose scope no other job holds under a live lease.

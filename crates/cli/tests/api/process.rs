@@ -10,6 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::fake_llm::{FakeLlm, Reply};
 use crate::helpers::{admin_key, all_events, binary, client_with_key, id_of, json_of, model_dir};
 
 /// A `contextiq serve` process and the log lines it wrote to stderr.
@@ -23,7 +24,12 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(data_dir: &Path) -> ServerProcess {
+        ServerProcess::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, environment: &[(&str, &str)]) -> ServerProcess {
         let mut child = Command::new(binary())
+            .envs(environment.iter().copied())
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env_remove("RUST_LOG")
@@ -175,4 +181,63 @@ async fn sigterm_shuts_down_gracefully_with_json_logs() {
     assert!(lines.iter().any(|line| line["message"] == "stopped"), "{lines:?}");
     let key = admin_key(data_dir.path());
     assert!(server.logs.lock().unwrap().iter().all(|line| !line.contains(&key)), "the admin key was logged");
+}
+
+/// A worker killed (SIGKILL) in the middle of a generation job: after a restart the job's
+/// lease lapses, another attempt runs it, and it completes once, with no duplicate memories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_job_survives_its_worker_being_killed() {
+    const FACTS: &str = r#"{"facts": [
+        {"fact": "User plays the cello", "topic": "USER_PERSONAL_INFO", "confidence": 0.9,
+         "source_turns": [0], "action": "remember"},
+        {"fact": "User prefers tea over coffee", "topic": "USER_PREFERENCES", "confidence": 0.9,
+         "source_turns": [1], "action": "remember"}
+    ]}"#;
+    // The first call hangs: the job is mid-extraction when the process dies.
+    let fake = FakeLlm::start(|call, _| if call == 0 { Reply::Hang } else { Reply::Text(FACTS.to_owned()) }).await;
+    let environment = [
+        ("LLM_PROVIDER", "openai"),
+        ("LLM_MODEL", "test-model"),
+        ("LLM_BASE_URL", fake.base_url.as_str()),
+        ("LLM_API_KEY", "sk-test"),
+        ("WORKER_LEASE_SECONDS", "3"),
+        ("WORKER_POLL_INTERVAL_MS", "100"),
+    ];
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start_with(data_dir.path(), &environment);
+    let client = server.client.clone();
+    let scope = json!({"user_id": "crash"});
+    let body = json!({"source_type": "events", "scope": scope, "config": {"extractor": "llm"}, "events": [
+        {"content": "I play the cello."}, {"content": "I prefer tea over coffee."}
+    ]});
+    let response =
+        client.post(format!("{}/api/v1/memories/generate", server.address)).json(&body).send().await.unwrap();
+    let job_id = id_of(&json_of(response, StatusCode::ACCEPTED).await);
+    while fake.requests().is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let job_url = format!("{}/api/v1/jobs/{job_id}", server.address);
+    let job = json_of(client.get(&job_url).send().await.unwrap(), StatusCode::OK).await;
+    assert_eq!(job["status"], "running");
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().unwrap();
+    drop(server);
+
+    let server = ServerProcess::start_with(data_dir.path(), &environment);
+    let job_url = format!("{}/api/v1/jobs/{job_id}", server.address);
+    let job = loop {
+        let job = json_of(client.get(&job_url).send().await.unwrap(), StatusCode::OK).await;
+        if job["status"] == "completed" || job["status"] == "failed" {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["attempts"], 2, "the lost attempt counts: {job}");
+    assert_eq!(job["counts"]["added"], 2);
+    assert_eq!(fake.requests().len(), 2, "one call per attempt");
+    let scope = "%7B%22user_id%22%3A%22crash%22%7D";
+    let listed = client.get(format!("{}/api/v1/memories?scope={scope}", server.address)).send().await.unwrap();
+    let listed = json_of(listed, StatusCode::OK).await;
+    assert_eq!(listed["memories"].as_array().unwrap().len(), 2, "no duplicates: {listed}");
 }

@@ -22,8 +22,11 @@
 //!
 //! Skipped: questions, hedges and filler ("I think so", "I'm not sure", "thanks"), passing moods
 //! ("I'm so tired"), sentences about the assistant ("I like your answer", "I want you to ..."),
-//! and clauses with nothing after the verb but pronouns ("I love it"). "Remember to ..." is a
-//! reminder, not a fact, and is skipped too.
+//! clauses of fewer than two words after the subject ("I agree"), unless they report a change ("I
+//! used to smoke"), and clauses with nothing after the verb but pronouns ("I love it").
+//! "Remember to ..." is a reminder, not a fact, and is skipped too. Standing requests ("always
+//! answer in French") are kept as preferences: "User wants the assistant to always answer in
+//! French".
 //!
 //! Topics: when the request names topics outside the managed set, a fact whose content words
 //! (lowercased, plural "s" dropped, function words ignored) share a word with a custom topic's name
@@ -138,6 +141,8 @@ pub fn attribute_of(fact: &str) -> Option<String> {
     match parsed.predicate.first().map(String::as_str) {
         // A bare noun phrase, as in a forget request: "User's address".
         None => (parsed.owner.len() <= 5).then_some(owner),
+        // "User's daughter is 5 years old" is the daughter's age, not what the daughter is.
+        Some("be") if is_age_in_years(&parsed.predicate) => Some(format!("{owner}:age")),
         Some("be" | "was") => Some(owner),
         // "User's sister lives in Rome" sets the sister's residence.
         Some(_) => predicate_attribute(&parsed).map(|attribute| format!("{owner}:{attribute}")),
@@ -395,7 +400,11 @@ fn read_instruction(tokens: &[String], lower: &[String], is_question: bool) -> I
                 || FORGET_VAGUE_PHRASES.iter().any(|phrase| starts_with_phrase(body_lower, phrase))
         }
     };
-    if vague || is_filler(body_lower) {
+    // "forget the thing I said earlier" names no fact.
+    let quotes_the_conversation = body_lower
+        .windows(2)
+        .any(|pair| pair[0] == "i" && matches!(pair[1].as_str(), "said" | "told" | "mentioned" | "asked" | "wrote"));
+    if vague || quotes_the_conversation || is_filler(body_lower) {
         return Instruction::Unusable;
     }
     let fact = finish_fact(&restate(body, body_lower));
@@ -429,6 +438,14 @@ fn read_statement(tokens: &[String], lower: &[String]) -> Option<Finding> {
     if is_filler(lower) || lower.iter().any(|word| word == "question" || word == "questions") {
         return None;
     }
+    // "I'm vegan, so please ..." and "I work from home, which I love": the fact is the main clause.
+    let main_len = (1..tokens.len())
+        .find(|&idx| tokens[idx - 1].ends_with(',') && SUBORDINATORS.contains(&lower[idx].as_str()))
+        .unwrap_or(tokens.len());
+    let (tokens, lower) = (&tokens[..main_len], &lower[..main_len]);
+    if let Some(finding) = standing_request(tokens, lower) {
+        return Some(finding);
+    }
     if let Some(name) = preferred_name(tokens, lower) {
         let fact = format!("User prefers to be called {name}");
         return Some(Finding { fact, kind: CandidateKind::Assert, topic: PERSONAL_INFO, confidence: 0.85 });
@@ -452,6 +469,24 @@ fn read_statement(tokens: &[String], lower: &[String]) -> Option<Finding> {
     let fact = finish_fact(&fact_tokens);
     let (topic, confidence) = statement_topic(&parse_fact(&fact)?)?;
     Some(Finding { fact, kind: CandidateKind::Assert, topic, confidence })
+}
+
+/// "Always answer in French", "I'd like you to never use emoji": how the user wants the assistant
+/// to behave from now on, which is a preference rather than a request about this conversation.
+fn standing_request(tokens: &[String], lower: &[String]) -> Option<Finding> {
+    let prefix_len = ["please", "i want you to", "i would like you to", "i'd like you to", "i need you to"]
+        .into_iter()
+        .find(|prefix| starts_with_phrase(lower, prefix))
+        .map_or(0, phrase_len);
+    let adverb = lower.get(prefix_len)?;
+    if !matches!(adverb.as_str(), "always" | "never") || tokens.len() < prefix_len + 3 {
+        return None;
+    }
+    // The adverb moves into the middle of a sentence, so it loses its capital: "Never use emoji".
+    let mut request = third_person(&tokens[prefix_len..]);
+    request[0] = adverb.clone();
+    let fact = format!("User wants the assistant to {}", finish_fact(&request));
+    Some(Finding { fact, kind: CandidateKind::Assert, topic: PREFERENCES, confidence: 0.85 })
 }
 
 /// "Call me Bob", "you can call me Bob": the name the user wants to be addressed by.
@@ -599,8 +634,9 @@ fn is_filler(lower: &[String]) -> bool {
     is_passing_state(&expanded)
 }
 
-/// "I'm so tired today", "I'm doing well": how the user feels now, not who they are. "I'm good at
-/// chess" is a fact, so only a state with nothing but time words after it counts.
+/// "I'm so tired today", "I'm excited about it": how the user feels now, not who they are. "I'm
+/// good at chess" is a fact, so only a state with nothing but time and function words after it
+/// counts.
 fn is_passing_state(expanded: &[String]) -> bool {
     let mut idx = if starts_with_phrase(expanded, "i am") || starts_with_phrase(expanded, "i feel") {
         2
@@ -612,7 +648,7 @@ fn is_passing_state(expanded: &[String]) -> bool {
     }
     match expanded.get(idx) {
         Some(state) if PASSING_STATES.contains(&state.as_str()) => {
-            expanded[idx + 1..].iter().all(|word| STATE_TAIL.contains(&word.as_str()))
+            expanded[idx + 1..].iter().all(|word| STATE_TAIL.contains(&word.as_str()) || is_function_word(word))
         }
         _ => false,
     }
@@ -651,7 +687,8 @@ fn expand_contractions(lower: &[String]) -> Vec<String> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Contraction {
-    None,
+    /// A bare "I".
+    Plain,
     Am,
     Have,
     Will,
@@ -660,7 +697,7 @@ enum Contraction {
 
 fn first_person_contraction(lower: &str) -> Option<Contraction> {
     Some(match lower {
-        "i" => Contraction::None,
+        "i" => Contraction::Plain,
         "i'm" | "im" => Contraction::Am,
         "i've" | "ive" => Contraction::Have,
         "i'll" => Contraction::Will,
@@ -710,7 +747,7 @@ fn conjugate_after_subject(
     out: &mut Vec<String>,
 ) -> usize {
     let auxiliary = match contraction {
-        Contraction::None => None,
+        Contraction::Plain => None,
         Contraction::Am => Some("is"),
         Contraction::Have => Some("has"),
         Contraction::Will => Some("will"),
@@ -828,8 +865,9 @@ enum Tense {
 
 /// A fact about the user, taken apart: "User no longer drinks coffee" has the predicate
 /// `["drink", "coffee"]` and `changed`; "User's favourite colour is blue" has the owner
-/// `["favourite", "colour"]` and the predicate `["be", "blue"]`.
-#[derive(Debug, Clone, PartialEq)]
+/// `["favourite", "colour"]` and the predicate `["be", "blue"]`. Negation is dropped, so a
+/// statement and its denial have the same predicate and set the same attribute.
+#[derive(Debug, Clone)]
 struct ParsedFact {
     /// What of the user's the fact is about ("User's <owner> ..."); empty for "User ...".
     owner: Vec<String>,
@@ -837,7 +875,6 @@ struct ParsedFact {
     /// as "be", "has" as "have", and a simple present head verb in its base form.
     predicate: Vec<String>,
     tense: Tense,
-    negated: bool,
     /// "no longer", "used to", "anymore": the fact reports a change.
     changed: bool,
 }
@@ -866,7 +903,7 @@ fn parse_fact(fact: &str) -> Option<ParsedFact> {
 }
 
 fn parse_predicate(owner: Vec<String>, lower: &[String]) -> ParsedFact {
-    let mut parsed = ParsedFact { owner, predicate: Vec::new(), tense: Tense::Present, negated: false, changed: false };
+    let mut parsed = ParsedFact { owner, predicate: Vec::new(), tense: Tense::Present, changed: false };
     let mut has_auxiliary = false;
     let mut head_seen = false;
     let mut idx = 0;
@@ -888,17 +925,11 @@ fn parse_predicate(owner: Vec<String>, lower: &[String]) -> ParsedFact {
             idx += 2;
             continue;
         }
-        if word == "not" || word == "never" {
-            parsed.negated = true;
-            idx += 1;
-            continue;
-        }
-        if is_adverb(word) {
+        if word == "not" || word == "never" || is_adverb(word) {
             idx += 1;
             continue;
         }
         if let Some(auxiliary) = auxiliary(word) {
-            parsed.negated |= auxiliary.negated;
             if let Some(tense) = auxiliary.tense {
                 parsed.tense = tense;
             }
@@ -926,36 +957,28 @@ struct Auxiliary {
     /// for do-support.
     canonical: Option<&'static str>,
     tense: Option<Tense>,
-    negated: bool,
 }
 
 fn auxiliary(lower: &str) -> Option<Auxiliary> {
-    let (canonical, tense, negated) = match lower {
-        "is" | "are" | "am" => (Some("be"), None, false),
-        "isn't" | "aren't" | "isnt" => (Some("be"), None, true),
-        "was" | "were" => (Some("was"), Some(Tense::Past), false),
-        "wasn't" | "weren't" => (Some("was"), Some(Tense::Past), true),
-        "has" | "have" => (Some("have"), None, false),
-        "hasn't" | "haven't" | "hasnt" => (Some("have"), None, true),
-        "had" => (Some("had"), Some(Tense::Past), false),
-        "hadn't" => (Some("had"), Some(Tense::Past), true),
-        "does" | "do" => (None, None, false),
-        "doesn't" | "don't" | "doesnt" | "dont" => (None, None, true),
-        "did" => (None, Some(Tense::Past), false),
-        "didn't" | "didnt" => (None, Some(Tense::Past), true),
-        "will" | "would" | "can" | "could" | "should" | "might" | "must" | "may" | "shall" => {
-            let modal = MODALS.iter().find(|modal| **modal == lower).copied();
-            (modal, Some(Tense::Modal), false)
-        }
-        "won't" => (Some("will"), Some(Tense::Modal), true),
-        "wouldn't" => (Some("would"), Some(Tense::Modal), true),
-        "can't" | "cannot" | "cant" => (Some("can"), Some(Tense::Modal), true),
-        "couldn't" => (Some("could"), Some(Tense::Modal), true),
-        "shouldn't" => (Some("should"), Some(Tense::Modal), true),
-        "mustn't" => (Some("must"), Some(Tense::Modal), true),
+    let (canonical, tense) = match lower {
+        "is" | "are" | "am" | "isn't" | "aren't" | "isnt" => (Some("be"), None),
+        "was" | "were" | "wasn't" | "weren't" => (Some("was"), Some(Tense::Past)),
+        "has" | "have" | "hasn't" | "haven't" | "hasnt" => (Some("have"), None),
+        "had" | "hadn't" => (Some("had"), Some(Tense::Past)),
+        "does" | "do" | "doesn't" | "don't" | "doesnt" | "dont" => (None, None),
+        "did" | "didn't" | "didnt" => (None, Some(Tense::Past)),
+        "will" | "won't" => (Some("will"), Some(Tense::Modal)),
+        "would" | "wouldn't" => (Some("would"), Some(Tense::Modal)),
+        "can" | "can't" | "cannot" | "cant" => (Some("can"), Some(Tense::Modal)),
+        "could" | "couldn't" => (Some("could"), Some(Tense::Modal)),
+        "should" | "shouldn't" => (Some("should"), Some(Tense::Modal)),
+        "must" | "mustn't" => (Some("must"), Some(Tense::Modal)),
+        "might" => (Some("might"), Some(Tense::Modal)),
+        "may" => (Some("may"), Some(Tense::Modal)),
+        "shall" => (Some("shall"), Some(Tense::Modal)),
         _ => return None,
     };
-    Some(Auxiliary { canonical, tense, negated })
+    Some(Auxiliary { canonical, tense })
 }
 
 /// Where the owner of a possessive fact ends: "User's favourite colour | is blue".
@@ -1008,8 +1031,14 @@ fn statement_topic(parsed: &ParsedFact) -> Option<(&'static str, f64)> {
         let is_copula = matches!(predicate[0].as_str(), "be" | "was");
         return Some((PERSONAL_INFO, if is_copula { 0.9 } else { 0.8 }));
     }
-    // Nothing after the verb but pronouns and little words: "User agrees", "User loves it".
-    if predicate.len() < 2 || predicate[1..].iter().all(|word| is_function_word(word)) {
+    // Nothing after the verb but pronouns and little words: "User agrees", "User loves it". A
+    // change needs no object: "User used to smoke".
+    let head = predicate.first()?;
+    if predicate.len() == 1 {
+        let is_change = parsed.changed && !is_function_word(head) && auxiliary(head).is_none();
+        return is_change.then_some((PERSONAL_INFO, 0.8));
+    }
+    if predicate[1..].iter().all(|word| is_function_word(word)) {
         return None;
     }
     // After a modal, the verb comes first: "User would love that" says no more than "User loves it".
@@ -1047,6 +1076,9 @@ fn statement_topic(parsed: &ParsedFact) -> Option<(&'static str, f64)> {
         return Some((PERSONAL_INFO, 0.85));
     }
     if parsed.tense == Tense::Past {
+        if starts_with_any(predicate, PAST_OPINIONS) {
+            return Some((PREFERENCES, 0.75));
+        }
         if starts_with_any(predicate, PERSONAL_PAST) {
             return Some((PERSONAL_INFO, 0.8));
         }
@@ -1123,6 +1155,16 @@ fn specific_attribute(predicate: &[String]) -> Option<String> {
         return object_key(&predicate[3..]).map(|object| format!("allergy:{object}"));
     }
     None
+}
+
+/// "be 5 years old", "be 18 months old".
+fn is_age_in_years(predicate: &[String]) -> bool {
+    let word = |idx: usize| predicate.get(idx).map_or("", String::as_str);
+    word(0) == "be"
+        && !word(1).is_empty()
+        && word(1).chars().all(|ch| ch.is_ascii_digit())
+        && matches!(word(2), "years" | "year" | "months" | "month")
+        && word(3) == "old"
 }
 
 /// What a like, dislike or love is about: "coffee" for "like coffee", "swim" for "like to swim".
@@ -1308,6 +1350,10 @@ const ABBREVIATIONS: &[&str] = &[
     "sept", "oct", "nov", "dec",
 ];
 
+/// After a comma, these start a clause that qualifies the main one: "I'm vegan, so ...".
+const SUBORDINATORS: &[&str] =
+    &["so", "but", "which", "because", "although", "though", "since", "while", "whereas", "unless", "if", "as"];
+
 const CLAUSE_CONJUNCTIONS: &[&str] =
     &["and", "but", "so", "plus", "although", "though", "because", "cause", "whereas", "while"];
 
@@ -1459,7 +1505,7 @@ const FORGET_VAGUE: &[&str] = &[
 ];
 
 const FORGET_VAGUE_PHRASES: &[&str] =
-    &["i said", "i asked", "i told", "i mentioned", "i just said", "i wrote", "i typed", "my last", "my previous"];
+    &["i just said", "i typed", "my last", "my previous", "the thing", "that thing", "the last", "the previous"];
 
 /// Filler, in the spelling of [`expand_contractions`]: no contractions, no intensifiers.
 const FILLER_PREFIXES: &[&str] = &[
@@ -1623,6 +1669,10 @@ const INTENSIFIERS: &[&str] = &[
 
 /// How the user is right now: "I'm tired", "I'm doing well".
 const PASSING_STATES: &[&str] = &[
+    "dying",
+    "crying",
+    "laughing",
+    "new",
     "fine",
     "good",
     "ok",
@@ -2118,6 +2168,9 @@ const NOT_A_PLACE: &[&str] = &[
 ];
 
 const PLAN_PHRASES: &[&str] = &[
+    "have to",
+    "have got to",
+    "got to",
     "be planning",
     "plan to",
     "plan on",
@@ -2232,6 +2285,12 @@ const ATTRIBUTE_PHRASES: &[(&[&str], &str)] = &[
 
 /// Past events that are lasting facts about the user rather than details of one conversation.
 const PERSONAL_PAST: &[&str] = &[
+    "started",
+    "joined",
+    "got a job",
+    "got a new job",
+    "got engaged",
+    "had a baby",
     "was born",
     "grew up",
     "graduated",
@@ -2248,10 +2307,34 @@ const PERSONAL_PAST: &[&str] = &[
     "relocated",
 ];
 
+/// A past like or dislike still says what the user likes: "I loved The Hobbit".
+const PAST_OPINIONS: &[&str] = &["liked", "loved", "enjoyed", "hated", "disliked", "adored"];
+
 /// Said after the object, about the liking rather than the thing liked: "coffee a lot".
 const TRAILING_QUALIFIERS: &[&str] = &[
-    "very", "much", "a", "lot", "so", "too", "either", "now", "anymore", "any", "more", "nowadays", "these", "days",
-    "as", "well", "anyway", "though", "really",
+    "very",
+    "much",
+    "a",
+    "lot",
+    "so",
+    "too",
+    "either",
+    "now",
+    "anymore",
+    "any",
+    "more",
+    "nowadays",
+    "these",
+    "days",
+    "as",
+    "well",
+    "anyway",
+    "though",
+    "really",
+    "right",
+    "today",
+    "tonight",
+    "currently",
 ];
 
 #[cfg(test)]
@@ -2455,6 +2538,8 @@ mod tests {
         assert_eq!(forgets("forget what I said"), vec![]);
         assert_eq!(forgets("Forget I said anything"), vec![]);
         assert_eq!(forgets("Forget my address?"), vec![]);
+        assert_eq!(forgets("Forget about the thing I said earlier."), vec![]);
+        assert_eq!(forgets("Stop remembering my old address please"), forget("User's old address"));
     }
 
     #[test]
@@ -2493,6 +2578,12 @@ mod tests {
             "I'll try",
             "My bad",
             "I changed my mind",
+            "I'm so excited about it!!! 🎉",
+            "Hi, I'm new here",
+            "I guess I'm a night owl.",
+            "We live in Oslo.",
+            "It's my birthday today!",
+            "If I move to Berlin, will I need a visa?",
             "My wife and I live in Rome",
         ] {
             check_nothing(noise);
@@ -2563,6 +2654,35 @@ mod tests {
             .map(|(text, is_question)| Sentence { text: (*text).to_owned(), is_question: *is_question })
             .collect();
         assert_eq!(sentences, expected);
+    }
+
+    #[test]
+    fn keeps_the_main_clause() {
+        check_one("I'm vegan, so please don't suggest meat", "User is vegan", PERSONAL_INFO);
+        check_one("I work from home, which I love.", "User works from home", PERSONAL_INFO);
+        check_one("I like apples, pears and plums", "User likes apples, pears and plums", PREFERENCES);
+    }
+
+    #[test]
+    fn reads_past_and_changed_habits() {
+        check(
+            "I used to smoke but I quit last year.",
+            &[("User used to smoke", PERSONAL_INFO), ("User quit last year", CONVERSATION_DETAILS)],
+        );
+        check_one("I loved The Hobbit", "User loved The Hobbit", PREFERENCES);
+        check_one("I graduated from Stanford in 2015", "User graduated from Stanford in 2015", PERSONAL_INFO);
+        check_one("I have to finish my thesis", "User has to finish User's thesis", CONVERSATION_DETAILS);
+    }
+
+    #[test]
+    fn keeps_standing_requests_as_preferences() {
+        check_one(
+            "I'd like you to always respond in French.",
+            "User wants the assistant to always respond in French",
+            PREFERENCES,
+        );
+        check_one("Never use emoji with me", "User wants the assistant to never use emoji with User", PREFERENCES);
+        check_nothing("I'd like you to write a poem");
     }
 
     #[test]
@@ -2714,6 +2834,11 @@ mod tests {
         check_attribute("User's sister lives in Rome", Some("sister:residence"));
         check_attribute("User changed their name to Sam", Some("name"));
         check_attribute("User prefers to be called Bob", Some("nickname"));
+        check_attribute("User's daughter is 5 years old", Some("daughter:age"));
+        check_attribute("User's favourite number is 7", Some("favourite number"));
+        check_attribute("User used to smoke", None);
+        check_attribute("User drinks coffee", Some("drink:coffee"));
+        check_attribute("User is in Paris right now", Some("be:in paris"));
         check_attribute("USER LIVES IN PARIS", Some("residence"));
         check_attribute("The user lives in Paris.", Some("residence"));
     }
@@ -2769,66 +2894,6 @@ mod tests {
             "",
         ] {
             check_attribute(fact, None);
-        }
-    }
-
-    #[test]
-    fn zz_probe() {
-        let inputs = [
-            "Hey there! So I just started a new job at Google as a data scientist, and I'm really excited about it.",
-            "My wife Sarah and I are expecting our first baby in March.",
-            "I usually go running in the morning before work.",
-            "Can you recommend a good book? I loved The Hobbit and I'm into fantasy novels.",
-            "I'm vegan, so please don't suggest recipes with meat or dairy.",
-            "I've been learning Spanish for two years now.",
-            "My daughter is 5 and she loves dinosaurs.",
-            "I don't have any pets but I'd love to get a dog someday.",
-            "Honestly I'm not a morning person.",
-            "I'm from Brazil but I live in Toronto now.",
-            "I think you're right, I should probably sleep more.",
-            "I work remotely from home, which I love.",
-            "I have a meeting with my boss tomorrow at 3pm.",
-            "I'm trying to lose weight before the wedding.",
-            "I graduated from Stanford in 2015.",
-            "I'm looking for a new apartment in Brooklyn.",
-            "I got a promotion last week!",
-            "I never drink alcohol.",
-            "I use a Mac for work and Linux at home.",
-            "I'd like you to always respond in French.",
-            "My favourite movies are Alien and Blade Runner.",
-            "My phone number is 555-1234.",
-            "I'm married with two kids.",
-            "I was wondering if you could help me with my resume.",
-            "I'm a huge fan of the Lakers.",
-            "Forget everything I told you about my job.",
-            "Please forget my birthday.",
-            "i dont like spicy food",
-            "im a student at UCLA",
-            "I don't really like cilantro.",
-            "Me and my brother play tennis every Sunday.",
-            "I'd been living in Paris until last year.",
-            "I'm 6 ft. tall and I weigh 80 kg.",
-            "I'm not sure what to cook tonight, I have chicken and rice.",
-            "I have to finish my thesis by Friday.",
-            "Remember that I prefer short answers.",
-            "Also, my cat's name is Luna.",
-            "I like it when you give examples.",
-            "I love you",
-            "I am the CEO of a small startup called Nimbus.",
-        ];
-        for input in inputs {
-            let candidates = extract_facts(&[turn(Role::User, input)], &GenerationConfig::default());
-            println!("{input}");
-            for candidate in candidates {
-                println!(
-                    "    -> {:?} [{} {} {:?}] attr={:?}",
-                    candidate.fact,
-                    candidate.topic,
-                    candidate.confidence,
-                    candidate.kind,
-                    attribute_of(&candidate.fact)
-                );
-            }
         }
     }
 }
