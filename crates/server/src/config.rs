@@ -116,6 +116,11 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "How often idle workers look for due retries and lapsed leases [default: 500]",
     ),
     (
+        "JOB_RETENTION_SECONDS",
+        "worker.job_retention_seconds",
+        "How long finished jobs stay queryable before they are purged [default: 604800, a week]",
+    ),
+    (
         "CONSOLIDATION_DUPLICATE_THRESHOLD",
         "consolidation.duplicate_threshold",
         "Cosine similarity at which an extracted fact counts as already known [default: 0.92]",
@@ -165,6 +170,7 @@ pub struct WorkerSettings {
     pub max_attempts: u32,
     pub retry_base_seconds: u64,
     pub poll_interval_ms: u64,
+    pub job_retention_seconds: u64,
 }
 
 impl Default for WorkerSettings {
@@ -175,6 +181,7 @@ impl Default for WorkerSettings {
             max_attempts: 3,
             retry_base_seconds: 2,
             poll_interval_ms: 500,
+            job_retention_seconds: 7 * 24 * 3600,
         }
     }
 }

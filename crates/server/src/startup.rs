@@ -252,6 +252,7 @@ impl Application {
         let Application { listener, local_addr, router, store, memory_store, generation, job_queue_wake, settings } =
             self;
         let background = CancellationToken::new();
+        let job_store = generation.job_store().clone();
         let workers = crate::worker::spawn_workers(
             generation,
             job_queue_wake,
@@ -283,6 +284,20 @@ impl Application {
                 async move { store.purge_expired_memories(now, batch).await }
             },
         ));
+        let job_purger = {
+            let jobs = job_store.clone();
+            let retention =
+                chrono::Duration::seconds(settings.worker.job_retention_seconds.min(i64::MAX as u64) as i64);
+            tokio::spawn(purge_expired(
+                "jobs",
+                Duration::from_secs(settings.search.purge_interval_seconds),
+                background.clone(),
+                move |now, batch| {
+                    let jobs = jobs.clone();
+                    async move { jobs.purge_finished_jobs(now - retention, batch).await }
+                },
+            ))
+        };
 
         let stopping = CancellationToken::new();
         let grace = Duration::from_secs(settings.server.shutdown_timeout_seconds);
@@ -304,7 +319,7 @@ impl Application {
         };
 
         background.cancel();
-        for purger in [session_purger, memory_purger] {
+        for purger in [session_purger, memory_purger, job_purger] {
             if let Err(err) = purger.await {
                 tracing::error!(error = %err, "a purge task failed");
             }

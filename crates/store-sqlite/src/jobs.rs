@@ -37,6 +37,11 @@ pub(crate) enum JobWrite {
         completion: Box<JobCompletion>,
         reply: Reply<CommitResult>,
     },
+    Purge {
+        finished_before: DateTime<Utc>,
+        batch: u32,
+        reply: Reply<u64>,
+    },
     Fail {
         id: Uuid,
         attempt: u32,
@@ -95,6 +100,10 @@ impl JobStore for SqliteStore {
                 .fetch_optional(&self.readers)
                 .await;
         Ok(record("select", "generation_watermarks", row)?.map(|row| row.get::<i64, _>(0)).unwrap_or(0))
+    }
+
+    async fn purge_finished_jobs(&self, finished_before: DateTime<Utc>, batch: u32) -> Result<u64> {
+        self.write(|reply| WriteOp::Job(JobWrite::Purge { finished_before, batch, reply })).await
     }
 
     async fn count_unfinished_jobs(&self) -> Result<u64> {
@@ -187,6 +196,17 @@ impl Writer {
                 .await;
                 let failed = crate::rows::count("fail", TABLE, failed)?.rows_affected() == 1;
                 complete(reply, Ok(failed))
+            }
+            JobWrite::Purge { finished_before, batch, reply } => {
+                let purged = sqlx::query(concat!(
+                    "DELETE FROM memory_generation_jobs WHERE id IN (SELECT id FROM memory_generation_jobs ",
+                    "WHERE status IN ('completed', 'failed') AND finished_at < ? LIMIT ?)"
+                ))
+                .bind(micros(finished_before))
+                .bind(i64::from(batch))
+                .execute(&mut self.conn)
+                .await;
+                complete(reply, Ok(crate::rows::count("purge", TABLE, purged)?.rows_affected()))
             }
             JobWrite::Complete { completion, reply } => self.complete_job(*completion, reply).await?,
         })

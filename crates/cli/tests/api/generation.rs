@@ -483,3 +483,27 @@ async fn the_llm_judges_only_the_ambiguous_band() {
         assert_eq!(job["counts"]["added"], 1, "{job}");
     }
 }
+
+#[tokio::test]
+async fn finished_jobs_are_purged_after_their_retention() {
+    let app = spawn_app_with(|settings| {
+        settings.worker.job_retention_seconds = 0;
+        settings.search.purge_interval_seconds = 1;
+    })
+    .await;
+    let job = completed(
+        &app,
+        json!({"source_type": "events", "scope": {"user_id": "h"}, "events": [user("I collect stamps.")]}),
+    )
+    .await;
+    let path = format!("/api/v1/jobs/{}", id_of(&job));
+    for _ in 0..100 {
+        if app.get(&path).await.status() == StatusCode::NOT_FOUND {
+            // The memories the job made stay.
+            assert_eq!(live_memories(&app, &json!({"user_id": "h"})).await.len(), 1);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the finished job was not purged");
+}
