@@ -325,6 +325,7 @@ async fn isolation_matrix() {
         client: reqwest::Client,
         session_id: String,
         memory_id: String,
+        job_id: String,
     }
     let mut principals = Vec::new();
     for (name, user, scope) in [("a-u1", "u1", Some("u1")), ("a-u2", "u2", Some("u2")), ("a-all", "shared", None)] {
@@ -341,6 +342,7 @@ async fn isolation_matrix() {
             client: client_with_key(&key),
             session_id: String::new(),
             memory_id: String::new(),
+            job_id: String::new(),
         });
     }
     for (name, user, scope) in [("b-u1", "u1", Some("u1")), ("b-u2", "u2", Some("u2")), ("b-all", "shared", None)] {
@@ -353,6 +355,7 @@ async fn isolation_matrix() {
             client: client_with_token(&token),
             session_id: String::new(),
             memory_id: String::new(),
+            job_id: String::new(),
         });
     }
     for who in &mut principals {
@@ -362,6 +365,9 @@ async fn isolation_matrix() {
         let memory = json!({"scope": {"user_id": who.user}, "fact": format!("{} keeps a secret", who.name)});
         let response = who.client.post(app.url("/api/v1/memories")).json(&memory).send().await.unwrap();
         who.memory_id = id_of(&json_of(response, StatusCode::CREATED).await);
+        let generate = json!({"source_type": "session", "source_reference": who.session_id});
+        let response = who.client.post(app.url("/api/v1/memories/generate")).json(&generate).send().await.unwrap();
+        who.job_id = id_of(&json_of(response, StatusCode::ACCEPTED).await);
     }
     let sees = |who: &Who, owner: &Who| who.org == owner.org && (!who.scoped || who.user == owner.user);
 
@@ -453,6 +459,16 @@ async fn isolation_matrix() {
                 ] {
                     problem_of(response, StatusCode::NOT_FOUND, "memory_not_found").await;
                 }
+            }
+            let job = who.client.get(app.url(&format!("/api/v1/jobs/{}", owner.job_id))).send().await.unwrap();
+            let generate = json!({"source_type": "session", "source_reference": owner.session_id});
+            let generated = who.client.post(app.url("/api/v1/memories/generate")).json(&generate).send().await.unwrap();
+            if sees(who, owner) {
+                json_of(job, StatusCode::OK).await;
+                json_of(generated, StatusCode::ACCEPTED).await;
+            } else {
+                problem_of(job, StatusCode::NOT_FOUND, "job_not_found").await;
+                problem_of(generated, StatusCode::NOT_FOUND, "session_not_found").await;
             }
             let owner_scope = json!({"user_id": owner.user});
             let search = json!({"scope": owner_scope, "search_query": "keeps a secret", "top_k": 100});

@@ -46,9 +46,23 @@ fn body(field_names: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> 
         });
     let batch =
         prop::collection::vec(json_value(), 0..4).prop_map(|events| json!({"events": events}).to_string().into_bytes());
+    let generate = (
+        prop::sample::select(&["session", "events", "memories", "x"][..]),
+        json_value(),
+        json_value(),
+        prop::collection::vec(json_value(), 0..3),
+        json_value(),
+    )
+        .prop_map(|(source_type, scope, config, items, range)| {
+            json!({"source_type": source_type, "scope": scope, "config": config, "events": items.clone(),
+                "memories": items, "event_range": range})
+            .to_string()
+            .into_bytes()
+        });
     prop_oneof![
         4 => near_shape,
         1 => batch,
+        1 => generate,
         1 => json_value().prop_map(|value| value.to_string().into_bytes()),
         1 => prop::collection::vec(any::<u8>(), 0..64),
         1 => Just(b"{\"user_id\": \"u\", \"state\": ".to_vec()),
@@ -73,12 +87,26 @@ const FIELDS: &[&str] = &[
     "permissions",
     "expires_in_seconds",
     "rate_limit_per_second",
+    "source_type",
+    "source_reference",
+    "event_range",
+    "memories",
+    "config",
+    "consolidate",
+    "fact",
+    "topic",
+    "confidence",
+    "search_query",
+    "top_k",
+    "filter",
+    "revision_id",
 ];
 
-fn request(session_id: String, memory_id: String) -> impl Strategy<Value = FuzzRequest> {
+fn request(session_id: String, memory_id: String, job_id: String) -> impl Strategy<Value = FuzzRequest> {
     let id = prop_oneof![
         2 => Just(session_id),
         2 => Just(memory_id),
+        1 => Just(job_id),
         1 => Just("0190b8a4-0000-7000-8000-000000000000".to_owned()),
         1 => "[a-zA-Z0-9%._~-]{0,40}",
         1 => Just("..%2F..%2Fetc%2Fpasswd".to_owned()),
@@ -101,6 +129,13 @@ fn request(session_id: String, memory_id: String) -> impl Strategy<Value = FuzzR
             "/api/v1/sessions/{id}/state",
             "/api/v1/keys",
             "/api/v1/keys/{id}",
+            "/api/v1/memories",
+            "/api/v1/memories/{id}",
+            "/api/v1/memories/search",
+            "/api/v1/memories/{id}/revisions",
+            "/api/v1/memories/{id}/restore",
+            "/api/v1/memories/generate",
+            "/api/v1/jobs/{id}",
             "/api/v1/{id}",
             "/{id}",
         ][..],
@@ -138,7 +173,14 @@ async fn a_thousand_hostile_requests_get_no_5xx() {
     let memory =
         app.post("/api/v1/memories", &json!({"scope": {"user_id": "u1"}, "fact": "The user likes kites"})).await;
     let memory_id = id_of(&json_of(memory, StatusCode::CREATED).await);
-    let strategy = request(session_id, memory_id);
+    let job = app
+        .post(
+            "/api/v1/memories/generate",
+            &json!({"source_type": "session", "source_reference": session_id, "config": {"extractor": "rules"}}),
+        )
+        .await;
+    let job_id = id_of(&json_of(job, StatusCode::ACCEPTED).await);
+    let strategy = request(session_id, memory_id, job_id);
     let mut runner =
         TestRunner::new(Config { rng_seed: proptest::test_runner::RngSeed::Fixed(0x0c1c_0f22), ..Config::default() });
     let mut statuses = std::collections::BTreeMap::new();
