@@ -455,7 +455,14 @@ async fn the_llm_judges_only_the_ambiguous_band() {
         }
     })
     .await;
-    let app = spawn_app_with(llm_settings(&fake, "openai")).await;
+    // A band wide enough that the related fact below surely falls in it.
+    let configure = llm_settings(&fake, "openai");
+    let app = spawn_app_with(|settings| {
+        configure(settings);
+        settings.consolidation.related_threshold = 0.3;
+        settings.consolidation.duplicate_threshold = 0.99;
+    })
+    .await;
     let scope = json!({"user_id": "gina"});
     // Exact duplicates are settled without the model.
     let direct =
@@ -472,16 +479,14 @@ async fn the_llm_judges_only_the_ambiguous_band() {
     )
     .await;
     let judged = fake.requests().iter().filter(|request| request.to_string().contains("decision")).count();
+    assert_eq!(judged, 1);
+    assert_eq!(job["counts"]["updated"], 1, "{job}");
+    assert_eq!(job["llm_usage"]["calls"], 2, "one extraction, one judgement: {job}");
     let memories = live_memories(&app, &scope).await;
-    if judged == 1 {
-        assert_eq!(job["counts"]["updated"], 1, "{job}");
-        assert_eq!(memories.len(), 1);
-        let history = revisions(&app, &id_of(&memories[0])).await;
-        assert_eq!(history[1]["cause"]["reason"], "judged to refine an existing memory");
-    } else {
-        // Outside the band (similarity below the related threshold): added without judging.
-        assert_eq!(job["counts"]["added"], 1, "{job}");
-    }
+    assert_eq!(memories.len(), 1);
+    assert_eq!(memories[0]["fact"], "User is training for the Berlin marathon in October");
+    let history = revisions(&app, &id_of(&memories[0])).await;
+    assert_eq!(history[1]["cause"]["reason"], "judged to refine an existing memory");
 }
 
 #[tokio::test]
