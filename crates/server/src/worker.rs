@@ -3,11 +3,13 @@
 //! (the process is killed) stops renewing; once the lease lapses another worker, in this
 //! process after a restart or in another, takes the job over.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use contextiq_core::generation::{Attempt, GenerationService, Job};
+use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -67,10 +69,17 @@ async fn work(
 
 async fn run_claimed(worker: usize, generation: &GenerationService, job: Job, lease: Duration) {
     let started = Instant::now();
-    let heartbeat = tokio::spawn(keep_lease(generation.clone(), job.id, job.attempts, lease));
+    // Stops renewing however this function ends: a lease renewed forever would block the
+    // job's scope for good.
+    let _heartbeat = AbortOnDrop(tokio::spawn(keep_lease(generation.clone(), job.id, job.attempts, lease)));
     tracing::info!(job_id = %job.id, attempt = job.attempts, worker, source_type = job.source.type_name(), "job started");
-    let attempt = generation.run(&job, Utc::now).await;
-    heartbeat.abort();
+    let attempt = match AssertUnwindSafe(generation.run(&job, Utc::now)).catch_unwind().await {
+        Ok(attempt) => attempt,
+        Err(_) => {
+            tracing::error!(job_id = %job.id, "a generation job panicked; it is marked failed");
+            generation.abandon(&job, "internal error while running the job", Utc::now()).await
+        }
+    };
     let duration = started.elapsed();
     let outcome = match &attempt {
         Ok(Attempt::Completed(outcome)) => {
@@ -111,6 +120,14 @@ async fn run_claimed(worker: usize, generation: &GenerationService, job: Job, le
     };
     metrics::counter!("memory_generation_jobs_total", "outcome" => outcome).increment(1);
     metrics::histogram!("memory_generation_job_duration_seconds", "outcome" => outcome).record(duration.as_secs_f64());
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Renews the lease at a third of its length until aborted or the job is lost.

@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use contextiq_core::generation::{CommitResult, Job, JobCompletion, JobOutcome, JobStatus, JobStore, MemoryChange};
+use contextiq_core::generation::{
+    CommitResult, Job, JobCompletion, JobOutcome, JobStatus, JobStore, LlmUsage, MemoryChange,
+};
 use contextiq_core::memory::scope_key;
 use contextiq_core::{OrgId, Result};
 use sqlx::Row;
@@ -46,6 +48,7 @@ pub(crate) enum JobWrite {
         id: Uuid,
         attempt: u32,
         error: String,
+        llm_usage: LlmUsage,
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
         reply: Reply<bool>,
@@ -84,11 +87,12 @@ impl JobStore for SqliteStore {
         id: Uuid,
         attempt: u32,
         error: &str,
+        llm_usage: LlmUsage,
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let error = error.to_owned();
-        self.write(|reply| WriteOp::Job(JobWrite::Fail { id, attempt, error, retry_at, now, reply })).await
+        self.write(|reply| WriteOp::Job(JobWrite::Fail { id, attempt, error, llm_usage, retry_at, now, reply })).await
     }
 
     async fn generation_watermark(&self, org: &OrgId, session_id: Uuid, scope_key: &str) -> Result<i64> {
@@ -146,14 +150,17 @@ impl Writer {
                 complete(reply, Ok(*job))
             }
             JobWrite::Claim { now, lease_until, reply } => {
-                // The oldest due job whose scope no other job holds under a live lease.
+                // Only the oldest unfinished job of a scope may run, and only when due (pending
+                // and past its retry time, or running under a lapsed lease): jobs of a scope run
+                // one at a time, in the order they were submitted.
                 let claimed = sqlx::query(concat!(
                     "UPDATE memory_generation_jobs SET status = 'running', attempts = attempts + 1, ",
                     "lease_until = ?2, started_at = COALESCE(started_at, ?1), updated_at = ?1 WHERE id = (",
                     "SELECT j.id FROM memory_generation_jobs j WHERE j.status IN ('pending', 'running') ",
                     "AND ((j.status = 'pending' AND j.run_after <= ?1) OR (j.status = 'running' AND j.lease_until < ?1)) ",
-                    "AND NOT EXISTS (SELECT 1 FROM memory_generation_jobs r WHERE r.org_id = j.org_id ",
-                    "AND r.scope = j.scope AND r.status = 'running' AND r.lease_until >= ?1 AND r.id <> j.id) ",
+                    "AND NOT EXISTS (SELECT 1 FROM memory_generation_jobs o WHERE o.org_id = j.org_id ",
+                    "AND o.scope = j.scope AND o.status IN ('pending', 'running') ",
+                    "AND (o.created_at, o.id) < (j.created_at, j.id)) ",
                     "ORDER BY j.run_after, j.created_at, j.id LIMIT 1) RETURNING *"
                 ))
                 .bind(micros(now))
@@ -161,28 +168,50 @@ impl Writer {
                 .fetch_optional(&mut self.conn)
                 .await;
                 let claimed = crate::rows::count("claim", TABLE, claimed)?;
-                complete(reply, claimed.as_ref().map(job_from_row).transpose())
+                match claimed.as_ref().map(job_from_row) {
+                    Some(Err(err)) => {
+                        // A row this version cannot read would be claimed again at every lease:
+                        // dead-letter it with the reason instead.
+                        let id: String = claimed.as_ref().map(|row| row.try_get("id")).transpose()?.unwrap_or_default();
+                        tracing::error!(job_id = %id, error = %err, "an unreadable generation job was marked failed");
+                        let failed = sqlx::query(
+                            "UPDATE memory_generation_jobs SET status = 'failed', error = ?, lease_until = NULL, \
+                             finished_at = ?, updated_at = ? WHERE id = ?",
+                        )
+                        .bind(format!("the job record cannot be read: {err}"))
+                        .bind(micros(now))
+                        .bind(micros(now))
+                        .bind(id)
+                        .execute(&mut self.conn)
+                        .await;
+                        crate::rows::count("fail", TABLE, failed)?;
+                        complete(reply, Ok(None))
+                    }
+                    claimed => complete(reply, claimed.transpose()),
+                }
             }
             JobWrite::Renew { id, attempt, lease_until, reply } => {
                 let renewed = sqlx::query(
-                    "UPDATE memory_generation_jobs SET lease_until = ? WHERE id = ? AND attempts = ? AND status = 'running'",
+                    "UPDATE memory_generation_jobs SET lease_until = ? WHERE id = ? AND attempts = ? AND status = 'running' \
+                     AND lease_until >= ?",
                 )
                 .bind(micros(lease_until))
                 .bind(id.to_string())
                 .bind(i64::from(attempt))
+                .bind(micros(Utc::now()))
                 .execute(&mut self.conn)
                 .await;
                 let renewed = crate::rows::count("renew", TABLE, renewed)?.rows_affected() == 1;
                 complete(reply, Ok(renewed))
             }
-            JobWrite::Fail { id, attempt, error, retry_at, now, reply } => {
+            JobWrite::Fail { id, attempt, error, llm_usage, retry_at, now, reply } => {
                 let (status, run_after, finished_at) = match retry_at {
                     Some(at) => (JobStatus::Pending, Some(micros(at)), None),
                     None => (JobStatus::Failed, None, Some(micros(now))),
                 };
                 let failed = sqlx::query(concat!(
                     "UPDATE memory_generation_jobs SET status = ?, error = ?, run_after = COALESCE(?, run_after), ",
-                    "finished_at = ?, lease_until = NULL, updated_at = ? ",
+                    "finished_at = ?, lease_until = NULL, updated_at = ?, outcome = json_set(outcome, '$.llm_usage', json(?)) ",
                     "WHERE id = ? AND attempts = ? AND status = 'running'"
                 ))
                 .bind(status.as_str())
@@ -190,6 +219,7 @@ impl Writer {
                 .bind(run_after)
                 .bind(finished_at)
                 .bind(micros(now))
+                .bind(json_text(&llm_usage)?)
                 .bind(id.to_string())
                 .bind(i64::from(attempt))
                 .execute(&mut self.conn)
@@ -222,13 +252,15 @@ impl Writer {
         sqlx::query("SAVEPOINT complete_job").execute(&mut self.conn).await?;
         let finished = sqlx::query(concat!(
             "UPDATE memory_generation_jobs SET status = 'completed', outcome = ?, error = NULL, lease_until = NULL, ",
-            "finished_at = ?, updated_at = ? WHERE id = ? AND attempts = ? AND status = 'running'"
+            "finished_at = ?, updated_at = ? WHERE id = ? AND attempts = ? AND status = 'running' AND lease_until >= ?"
         ))
         .bind(json_text(&completion.outcome)?)
         .bind(micros(completion.now))
         .bind(micros(completion.now))
         .bind(completion.job_id.to_string())
         .bind(i64::from(completion.attempt))
+        // A lapsed lease may already have let the next job of the scope start.
+        .bind(micros(Utc::now()))
         .execute(&mut self.conn)
         .await;
         if crate::rows::count("complete", TABLE, finished)?.rows_affected() != 1 {
@@ -315,4 +347,102 @@ pub(crate) fn job_from_row(row: &SqliteRow) -> Result<Job> {
         run_after: timestamp(TABLE, get_int("run_after")?)?,
         lease_until: get_opt_time("lease_until")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use contextiq_core::generation::{GenerationConfig, InlineEvent, Source};
+    use contextiq_core::{Role, Scope, SessionStore};
+
+    use super::*;
+    use crate::SqliteOptions;
+
+    fn job(scope: &Scope, created_at: DateTime<Utc>) -> Job {
+        Job {
+            id: Uuid::now_v7(),
+            org_id: OrgId::default_org(),
+            scope: scope.clone(),
+            status: JobStatus::Pending,
+            source: Source::Events {
+                events: vec![InlineEvent {
+                    id: Uuid::now_v7(),
+                    author: "u".into(),
+                    role: Role::User,
+                    content: "x".into(),
+                }],
+            },
+            config: GenerationConfig::default(),
+            actor: "test".to_owned(),
+            attempts: 0,
+            max_attempts: 3,
+            error: None,
+            outcome: JobOutcome::default(),
+            created_at,
+            updated_at: created_at,
+            started_at: None,
+            finished_at: None,
+            run_after: created_at,
+            lease_until: None,
+        }
+    }
+
+    fn completion(job: &Job, attempt: u32) -> JobCompletion {
+        JobCompletion {
+            job_id: job.id,
+            org_id: job.org_id.clone(),
+            attempt,
+            changes: Vec::new(),
+            watermark: None,
+            outcome: JobOutcome::default(),
+            now: Utc::now(),
+        }
+    }
+
+    /// Jobs of one scope run one at a time and in submission order; a lapsed lease hands the
+    /// job to the next claim, and the attempt that lost it can no longer commit.
+    #[tokio::test]
+    async fn leases_serialize_a_scope_and_a_lapsed_attempt_cannot_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("jobs.db"))).await.unwrap();
+        let now = Utc::now();
+        let scope: Scope = [("user_id".to_owned(), "u1".to_owned())].into();
+        let other: Scope = [("user_id".to_owned(), "u2".to_owned())].into();
+        let first = store.enqueue_job(job(&scope, now - Duration::seconds(3))).await.unwrap();
+        let second = store.enqueue_job(job(&scope, now - Duration::seconds(2))).await.unwrap();
+        let elsewhere = store.enqueue_job(job(&other, now - Duration::seconds(1))).await.unwrap();
+
+        // A lease that has already lapsed (as if the worker stalled).
+        let claimed = store.claim_job(now, now - Duration::milliseconds(1)).await.unwrap().unwrap();
+        assert_eq!((claimed.id, claimed.attempts), (first.id, 1));
+        assert!(
+            !store.renew_lease(first.id, 1, now + Duration::seconds(60)).await.unwrap(),
+            "a lapsed lease stays lapsed"
+        );
+        assert_eq!(store.complete_job(completion(&first, 1)).await.unwrap(), CommitResult::LeaseLost);
+
+        // The next claim takes the first job over, not the second: order within the scope holds.
+        let retaken = store.claim_job(now, now + Duration::seconds(60)).await.unwrap().unwrap();
+        assert_eq!((retaken.id, retaken.attempts), (first.id, 2));
+        // While it runs, its scope is busy; another scope is not.
+        let next = store.claim_job(now, now + Duration::seconds(60)).await.unwrap().unwrap();
+        assert_eq!(next.id, elsewhere.id);
+        assert!(store.claim_job(now, now + Duration::seconds(60)).await.unwrap().is_none());
+        assert_eq!(store.complete_job(completion(&first, 1)).await.unwrap(), CommitResult::LeaseLost);
+        assert_eq!(store.complete_job(completion(&first, 2)).await.unwrap(), CommitResult::Committed);
+        let after = store.claim_job(now, now + Duration::seconds(60)).await.unwrap().unwrap();
+        assert_eq!(after.id, second.id);
+
+        // A failed attempt keeps its usage and waits for its retry time.
+        let usage = LlmUsage { calls: 2, input_tokens: 10, output_tokens: 5, repairs: 1 };
+        let retry_at = Utc::now() + Duration::seconds(3600);
+        assert!(store.fail_job(second.id, 1, "boom", usage, Some(retry_at), Utc::now()).await.unwrap());
+        let failed = store.get_job(&OrgId::default_org(), second.id).await.unwrap().unwrap();
+        assert_eq!(
+            (failed.status, failed.error.as_deref(), failed.outcome.llm_usage),
+            (JobStatus::Pending, Some("boom"), usage)
+        );
+        assert!(store.claim_job(Utc::now(), Utc::now() + Duration::seconds(60)).await.unwrap().is_none());
+        store.close().await;
+    }
 }

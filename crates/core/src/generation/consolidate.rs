@@ -28,7 +28,8 @@ pub struct ConsolidationSettings {
     pub duplicate_threshold: f64,
     /// From here up to `duplicate_threshold` a candidate is ambiguous and goes to the judge.
     pub related_threshold: f64,
-    /// A "forget" request removes memories at least this similar to what it names.
+    /// A "forget" request removes memories that contain every word it names, or that are at
+    /// least this similar to it (a paraphrase); the llm extractor judges the band below.
     pub forget_threshold: f64,
     /// Nearest memories considered per candidate.
     pub neighbours: usize,
@@ -156,17 +157,27 @@ impl Consolidator<'_> {
     ) -> std::result::Result<Decision, ConsolidationError> {
         let settings = &self.settings;
         if candidate.kind == CandidateKind::Forget {
-            let attribute = attribute_of(&candidate.fact);
-            let target = normalise(&candidate.fact);
-            let memory_ids: Vec<Uuid> = neighbours
+            let mut memory_ids: Vec<Uuid> = neighbours
                 .iter()
                 .filter(|neighbour| {
-                    neighbour.similarity >= settings.forget_threshold
-                        || (attribute.is_some() && attribute_of(&neighbour.fact) == attribute)
-                        || (!target.is_empty() && normalise(&neighbour.fact).contains(&target))
+                    neighbour.similarity >= settings.forget_threshold || names(&candidate.fact, &neighbour.fact)
                 })
                 .map(|neighbour| neighbour.id)
                 .collect();
+            if memory_ids.is_empty() {
+                // A reworded request: the judge (llm extractor only) may still recognise it.
+                let band: Vec<Neighbour> = neighbours
+                    .iter()
+                    .filter(|neighbour| neighbour.similarity >= settings.related_threshold)
+                    .cloned()
+                    .collect();
+                if !band.is_empty()
+                    && let Some(Verdict::Delete { memory_id }) = self.judge.judge(candidate, &band, usage).await?
+                    && band.iter().any(|neighbour| neighbour.id == memory_id)
+                {
+                    memory_ids.push(memory_id);
+                }
+            }
             return Ok(if memory_ids.is_empty() { Decision::Noop } else { Decision::Delete { memory_ids } });
         }
         if self.job.config.disable_consolidation {
@@ -301,7 +312,8 @@ impl Consolidator<'_> {
                 after.confidence = candidate.confidence;
                 after.source_session_id = self.source_session_id.or(before.source_session_id);
                 after.source_event_ids = candidate.source_event_ids.clone();
-                after.updated_at = now;
+                // Never back in time, even if the memory changed after `now` was taken.
+                after.updated_at = now.max(before.updated_at + Duration::microseconds(1));
                 if let Some(expires_at) = ttl(job.config.updated_ttl_seconds, now) {
                     after.expires_at = Some(expires_at);
                 }
@@ -343,6 +355,44 @@ impl Consolidator<'_> {
             }
         }
     }
+}
+
+/// The candidates a job should consolidate, in order: of several values of one attribute only
+/// the last (the conversation's final word), no fact the same job later asks to forget, and each
+/// fact once. Re-running a job over events it already processed then changes nothing.
+pub fn settle_within_job(candidates: Vec<Candidate>) -> Vec<Candidate> {
+    let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len());
+    for candidate in candidates {
+        match candidate.kind {
+            CandidateKind::Forget => {
+                kept.retain(|earlier| earlier.kind == CandidateKind::Forget || !names(&candidate.fact, &earlier.fact));
+            }
+            CandidateKind::Assert => {
+                if let Some(attribute) = attribute_of(&candidate.fact) {
+                    kept.retain(|earlier| {
+                        earlier.kind == CandidateKind::Forget
+                            || attribute_of(&earlier.fact).as_ref() != Some(&attribute)
+                    });
+                }
+            }
+        }
+        let key = normalise(&candidate.fact);
+        kept.retain(|earlier| earlier.kind != candidate.kind || normalise(&earlier.fact) != key);
+        kept.push(candidate);
+    }
+    kept
+}
+
+/// Whether a forget request names `fact`: every word of the request (but the subject) is a
+/// word of the fact. "User's address" names "User's address is 12 Main St"; "User's ex" does
+/// not name "User's experience with Rust".
+fn names(request: &str, fact: &str) -> bool {
+    let subject = |word: &&str| !matches!(*word, "user" | "users");
+    let request = normalise(request);
+    let fact = normalise(fact);
+    let fact_words: std::collections::HashSet<&str> = fact.split_whitespace().collect();
+    let mut request_words = request.split_whitespace().filter(subject).peekable();
+    request_words.peek().is_some() && request_words.all(|word| fact_words.contains(word))
 }
 
 fn ttl(seconds: Option<i64>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {

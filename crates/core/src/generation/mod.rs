@@ -99,8 +99,10 @@ pub enum ExtractorKind {
     Llm,
 }
 
-/// How a job extracts and consolidates.
+/// How a job extracts and consolidates. Missing fields take their defaults, so jobs queued
+/// by an older version still read.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct GenerationConfig {
     pub extractor: ExtractorKind,
     /// The topics to extract; empty means the managed topics.
@@ -162,6 +164,7 @@ pub struct Candidate {
 
 /// Calls to a language model on behalf of one job.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LlmUsage {
     pub calls: u32,
     pub input_tokens: u64,
@@ -294,6 +297,7 @@ impl JobStatus {
 
 /// What a job did, once it completed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct JobOutcome {
     pub facts_extracted: u32,
     pub events_processed: u32,
@@ -385,17 +389,21 @@ pub trait JobStore: Send + Sync + 'static {
     /// scope has no other job under a live lease, so jobs of one scope never overlap; marks it
     /// running, counts the attempt and leases it until `lease_until`.
     async fn claim_job(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> crate::Result<Option<Job>>;
-    /// Extends the lease while `attempt` still holds the job; false once it lost it.
+    /// Extends the lease while `attempt` still holds the job under a live lease; false once it
+    /// lost it.
     async fn renew_lease(&self, id: Uuid, attempt: u32, lease_until: DateTime<Utc>) -> crate::Result<bool>;
-    /// Applies the changes, advances the watermark and marks the job completed, atomically.
+    /// Applies the changes, advances the watermark and marks the job completed, atomically;
+    /// `LeaseLost` unless the attempt still holds the job under a live lease (a lapsed lease
+    /// may have let the next job of the scope start).
     async fn complete_job(&self, completion: JobCompletion) -> crate::Result<CommitResult>;
-    /// Records a failed attempt: pending again from `retry_at`, or failed for good when `None`.
-    /// False if `attempt` no longer holds the job.
+    /// Records a failed attempt: pending again from `retry_at`, or failed for good when `None`,
+    /// with the LLM usage of all attempts so far. False if `attempt` no longer holds the job.
     async fn fail_job(
         &self,
         id: Uuid,
         attempt: u32,
         error: &str,
+        llm_usage: LlmUsage,
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> crate::Result<bool>;

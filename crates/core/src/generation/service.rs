@@ -19,6 +19,8 @@ use crate::session::{check_scope, to_micros};
 use crate::{Access, Embedder, Error, MemoryStore, Resource, Result, SessionStore};
 
 const MAX_INLINE_EVENTS: usize = 1000;
+/// As for a memory created directly.
+const MAX_SOURCE_EVENTS: usize = 1000;
 const MAX_INLINE_EVENT_CHARS: usize = 32 * 1024;
 const MAX_DIRECT_FACTS: usize = 100;
 const MAX_TOPICS: usize = 32;
@@ -214,13 +216,15 @@ impl GenerationService {
 
     /// Runs one attempt of a claimed job and records how it ended.
     pub async fn run(&self, job: &Job, now: impl Fn() -> DateTime<Utc>) -> Result<Attempt> {
+        // Usage of earlier attempts, so the job reports what all of them cost.
+        let mut usage = job.outcome.llm_usage;
         if job.attempts > job.max_attempts {
             // Its workers kept dying before finishing: stop taking it over.
             let last = job.error.as_deref().unwrap_or("the worker stopped before finishing");
             let error = format!("gave up after {} attempts: {last}", job.max_attempts);
-            return self.record_failure(job, error, None, now()).await;
+            return self.record_failure(job, error, usage, None, now()).await;
         }
-        match self.attempt(job, &now).await {
+        match self.attempt(job, &now, &mut usage).await {
             Ok(Some(outcome)) => Ok(Attempt::Completed(outcome)),
             Ok(None) => Ok(Attempt::LeaseLost),
             Err(err) => {
@@ -228,19 +232,26 @@ impl GenerationService {
                     let doublings = job.attempts.saturating_sub(1).min(20);
                     now() + (self.settings.retry_base * 2i32.pow(doublings)).min(Duration::hours(1))
                 });
-                self.record_failure(job, err.message, retry_at, now()).await
+                self.record_failure(job, err.message, usage, retry_at, now()).await
             }
         }
+    }
+
+    /// Fails an attempt that broke in an unexpected way (a panic), for good: running it again
+    /// would most likely break the same way.
+    pub async fn abandon(&self, job: &Job, error: &str, now: DateTime<Utc>) -> Result<Attempt> {
+        self.record_failure(job, error.to_owned(), job.outcome.llm_usage, None, now).await
     }
 
     async fn record_failure(
         &self,
         job: &Job,
         error: String,
+        usage: LlmUsage,
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<Attempt> {
-        if !self.jobs.fail_job(job.id, job.attempts, &error, retry_at, now).await? {
+        if !self.jobs.fail_job(job.id, job.attempts, &error, usage, retry_at, now).await? {
             return Ok(Attempt::LeaseLost);
         }
         Ok(match retry_at {
@@ -249,13 +260,14 @@ impl GenerationService {
         })
     }
 
-    /// `Ok(None)`: the lease was lost and nothing was written.
+    /// `Ok(None)`: the lease was lost and nothing was written. `usage` grows by every model
+    /// call made, whatever the outcome.
     async fn attempt(
         &self,
         job: &Job,
         now: &impl Fn() -> DateTime<Utc>,
+        usage: &mut LlmUsage,
     ) -> std::result::Result<Option<JobOutcome>, AttemptError> {
-        let mut usage = LlmUsage::default();
         let extractor = match job.config.extractor {
             ExtractorKind::Rules => &self.rules,
             ExtractorKind::Llm => self.llm.as_ref().ok_or_else(|| AttemptError {
@@ -276,8 +288,10 @@ impl GenerationService {
                 })
                 .collect(),
             _ if turns.is_empty() => Vec::new(),
-            _ => extractor.extract(&turns, &job.config, &mut usage).await?,
+            _ => extractor.extract(&turns, &job.config, usage).await?,
         };
+        let facts_extracted = candidates.len() as u32;
+        let candidates = super::consolidate::settle_within_job(within_limits(candidates));
         let vectors = if candidates.is_empty() {
             Vec::new()
         } else {
@@ -294,12 +308,11 @@ impl GenerationService {
                 source_session_id,
                 now,
             };
-            let mut plan_usage = usage;
-            let plan = consolidator.plan(&candidates, &vectors, &mut plan_usage).await?;
+            let plan = consolidator.plan(&candidates, &vectors, usage).await?;
             let mut outcome = plan.outcome;
-            outcome.facts_extracted = candidates.len() as u32;
+            outcome.facts_extracted = facts_extracted;
             outcome.events_processed = turns.len() as u32;
-            outcome.llm_usage = plan_usage;
+            outcome.llm_usage = *usage;
             let completion = JobCompletion {
                 job_id: job.id,
                 org_id: job.org_id.clone(),
@@ -371,6 +384,23 @@ impl GenerationService {
             Source::Memories { .. } => Ok((None, Vec::new(), None)),
         }
     }
+}
+
+/// Candidates that fit the limits every memory obeys: an over-long fact (a rules clause of a
+/// huge message, say) is dropped, source events are capped.
+fn within_limits(candidates: Vec<Candidate>) -> Vec<Candidate> {
+    candidates
+        .into_iter()
+        .filter(|candidate| {
+            check_fact(&candidate.fact).is_ok()
+                && check_topic(Some(&candidate.topic).filter(|t| !t.is_empty()).map(String::as_str)).is_ok()
+        })
+        .map(|mut candidate| {
+            candidate.source_event_ids.truncate(MAX_SOURCE_EVENTS);
+            candidate.confidence = candidate.confidence.clamp(0.0, 1.0);
+            candidate
+        })
+        .collect()
 }
 
 /// The text of an event's content: a string, or the `text` parts of structured content.
