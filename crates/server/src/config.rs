@@ -116,6 +116,11 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "How often idle workers look for due retries and lapsed leases [default: 500]",
     ),
     (
+        "WORKER_MAX_EVENTS_PER_JOB",
+        "worker.max_events_per_job",
+        "Session events one job reads; a job leaves the rest for the next generate [default: 10000]",
+    ),
+    (
         "JOB_RETENTION_SECONDS",
         "worker.job_retention_seconds",
         "How long finished jobs stay queryable before they are purged [default: 604800, a week]",
@@ -171,6 +176,7 @@ pub struct WorkerSettings {
     pub retry_base_seconds: u64,
     pub poll_interval_ms: u64,
     pub job_retention_seconds: u64,
+    pub max_events_per_job: u32,
 }
 
 impl Default for WorkerSettings {
@@ -182,6 +188,7 @@ impl Default for WorkerSettings {
             retry_base_seconds: 2,
             poll_interval_ms: 500,
             job_retention_seconds: 7 * 24 * 3600,
+            max_events_per_job: 10_000,
         }
     }
 }
@@ -491,6 +498,9 @@ impl Settings {
         match self.embedding.provider.as_str() {
             "local" | "openai" => {}
             other => bail!("EMBEDDING_PROVIDER {other:?} is not one of local, openai"),
+        }
+        if self.worker.max_events_per_job == 0 {
+            bail!("WORKER_MAX_EVENTS_PER_JOB must be at least 1");
         }
         if self.worker.lease_seconds < 3 || self.worker.max_attempts == 0 || self.worker.poll_interval_ms == 0 {
             bail!(

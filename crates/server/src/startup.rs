@@ -140,6 +140,7 @@ pub fn generation_service(
     let generation = GenerationSettings {
         max_attempts: settings.worker.max_attempts,
         retry_base: chrono::Duration::seconds(settings.worker.retry_base_seconds as i64),
+        max_events_per_job: settings.worker.max_events_per_job,
         consolidation,
         ..GenerationSettings::default()
     };

@@ -517,3 +517,21 @@ async fn finished_jobs_are_purged_after_their_retention() {
     }
     panic!("the finished job was not purged");
 }
+
+#[tokio::test]
+async fn a_long_session_is_read_in_parts() {
+    let app = spawn_app_with(|settings| settings.worker.max_events_per_job = 3).await;
+    let session = app.create_session(&json!({"user_id": "ivan"})).await;
+    let session_id = id_of(&session);
+    let statements = ["I live in Riga.", "I have a dog.", "I like chess.", "I play the violin.", "I speak Latvian."];
+    let events: Vec<Value> = statements.iter().map(|text| user(text)).collect();
+    app.append(&session_id, &json!({"events": events})).await;
+    let generate = json!({"source_type": "session", "source_reference": session_id});
+    let first = completed(&app, generate.clone()).await;
+    assert_eq!((first["events_processed"].as_u64(), first["more_events_pending"].as_bool()), (Some(3), Some(true)));
+    let second = completed(&app, generate.clone()).await;
+    assert_eq!((second["events_processed"].as_u64(), second["more_events_pending"].as_bool()), (Some(2), Some(false)));
+    let third = completed(&app, generate).await;
+    assert_eq!(third["events_processed"], 0);
+    assert_eq!(live_memories(&app, &json!({"user_id": "ivan"})).await.len(), statements.len());
+}

@@ -398,3 +398,52 @@ fn names(request: &str, fact: &str) -> bool {
 fn ttl(seconds: Option<i64>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     seconds.map(|seconds| now + Duration::seconds(seconds))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(fact: &str, kind: CandidateKind) -> Candidate {
+        Candidate { fact: fact.to_owned(), topic: String::new(), confidence: 0.9, source_event_ids: Vec::new(), kind }
+    }
+
+    fn facts(candidates: &[Candidate]) -> Vec<(&str, CandidateKind)> {
+        candidates.iter().map(|candidate| (candidate.fact.as_str(), candidate.kind)).collect()
+    }
+
+    #[test]
+    fn a_job_keeps_the_last_value_of_an_attribute_and_drops_what_it_forgets() {
+        use CandidateKind::{Assert, Forget};
+        let settled = settle_within_job(vec![
+            candidate("User's favourite colour is blue", Assert),
+            candidate("User works at Acme Corp", Assert),
+            candidate("User likes tea", Assert),
+            candidate("User's favourite colour is green", Assert),
+            candidate("User likes tea", Assert),
+            candidate("User works at Acme Corp", Forget),
+        ]);
+        assert_eq!(
+            facts(&settled),
+            [
+                ("User's favourite colour is green", Assert),
+                ("User likes tea", Assert),
+                ("User works at Acme Corp", Forget)
+            ]
+        );
+        // A fact stated again after a forget request stands.
+        let settled = settle_within_job(vec![
+            candidate("User's address", Forget),
+            candidate("User's address is 1 Elm Street", Assert),
+        ]);
+        assert_eq!(settled.len(), 2);
+    }
+
+    #[test]
+    fn a_forget_request_names_whole_words_only() {
+        assert!(names("User's address", "User's address is 12 Main Street"));
+        assert!(names("User works at Acme Corp", "User works at Acme Corp."));
+        assert!(!names("User's ex", "User's experience with Rust is long"));
+        assert!(!names("User lives in Paris", "User lives in Berlin"));
+        assert!(!names("User", "User likes tea"), "a request naming nothing forgets nothing");
+    }
+}

@@ -301,6 +301,8 @@ impl JobStatus {
 pub struct JobOutcome {
     pub facts_extracted: u32,
     pub events_processed: u32,
+    /// The session holds more events than one job reads; generate again to continue.
+    pub more_events_pending: bool,
     pub memories_added: Vec<Uuid>,
     pub memories_updated: Vec<Uuid>,
     pub memories_deleted: Vec<Uuid>,

@@ -80,6 +80,10 @@ pub struct GenerationService {
     settings: GenerationSettings,
 }
 
+/// What a job reads: the source session, the turns, the watermark to advance, and whether
+/// events were left for a later job.
+type SourceRead = (Option<Uuid>, Vec<Turn>, Option<(Uuid, String, i64)>, bool);
+
 /// Why an attempt failed, and whether trying again can help.
 struct AttemptError {
     message: String,
@@ -275,7 +279,7 @@ impl GenerationService {
                 permanent: true,
             })?,
         };
-        let (source_session_id, turns, watermark) = self.read_source(job, now()).await?;
+        let (source_session_id, turns, watermark, more_events_pending) = self.read_source(job, now()).await?;
         let candidates: Vec<Candidate> = match &job.source {
             Source::Memories { facts } => facts
                 .iter()
@@ -312,6 +316,7 @@ impl GenerationService {
             let mut outcome = plan.outcome;
             outcome.facts_extracted = facts_extracted;
             outcome.events_processed = turns.len() as u32;
+            outcome.more_events_pending = more_events_pending;
             outcome.llm_usage = *usage;
             let completion = JobCompletion {
                 job_id: job.id,
@@ -333,12 +338,9 @@ impl GenerationService {
         Err(AttemptError { message: "memories kept changing during consolidation".to_owned(), permanent: false })
     }
 
-    /// The turns a job reads, the session they came from, and the watermark to advance.
-    async fn read_source(
-        &self,
-        job: &Job,
-        now: DateTime<Utc>,
-    ) -> Result<(Option<Uuid>, Vec<Turn>, Option<(Uuid, String, i64)>)> {
+    /// The turns a job reads, the session they came from, the watermark to advance, and
+    /// whether events were left for a later job (past `max_events_per_job`).
+    async fn read_source(&self, job: &Job, now: DateTime<Utc>) -> Result<SourceRead> {
         match &job.source {
             Source::Session { session_id, from_seq, to_seq } => {
                 let ranged = from_seq.is_some() || to_seq.is_some();
@@ -367,7 +369,16 @@ impl GenerationService {
                 }
                 // A ranged job reads what it was told to and leaves the watermark alone.
                 let watermark = last_seq.filter(|_| !ranged).map(|seq| (*session_id, scope, seq));
-                Ok((Some(*session_id), turns, watermark))
+                let more = match last_seq {
+                    Some(last) if turns.len() == max_events => self
+                        .sessions
+                        .list_events(&job.org_id, *session_id, last, 1, now)
+                        .await?
+                        .first()
+                        .is_some_and(|next| to_seq.is_none_or(|to| next.seq <= to)),
+                    _ => false,
+                };
+                Ok((Some(*session_id), turns, watermark, more))
             }
             Source::Events { events } => {
                 let turns = events
@@ -379,9 +390,9 @@ impl GenerationService {
                         content: event.content.clone(),
                     })
                     .collect();
-                Ok((None, turns, None))
+                Ok((None, turns, None, false))
             }
-            Source::Memories { .. } => Ok((None, Vec::new(), None)),
+            Source::Memories { .. } => Ok((None, Vec::new(), None, false)),
         }
     }
 }

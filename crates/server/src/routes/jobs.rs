@@ -219,6 +219,9 @@ pub struct JobBody {
     /// When a pending job that failed will be tried again.
     pub retry_at: Option<DateTime<Utc>>,
     pub events_processed: u32,
+    /// The session holds more events than one job reads (`WORKER_MAX_EVENTS_PER_JOB`); generate
+    /// again to continue.
+    pub more_events_pending: bool,
     pub facts_extracted: u32,
     pub memories_added: Vec<Uuid>,
     pub memories_updated: Vec<Uuid>,
@@ -265,6 +268,7 @@ impl From<Job> for JobBody {
             finished_at: job.finished_at,
             retry_at,
             events_processed: outcome.events_processed,
+            more_events_pending: outcome.more_events_pending,
             facts_extracted: outcome.facts_extracted,
             counts: JobCounts {
                 added: outcome.memories_added.len(),
