@@ -142,7 +142,6 @@ pub fn generation_service(
         retry_base: chrono::Duration::seconds(settings.worker.retry_base_seconds as i64),
         max_events_per_job: settings.worker.max_events_per_job,
         consolidation,
-        ..GenerationSettings::default()
     };
     Ok(GenerationService::new(
         stores.jobs.clone(),
