@@ -50,6 +50,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             Err(err) => ApiError::MalformedJson(err.to_string()),
         });
     }
+    if has_nul_escape(bytes) {
+        return Err(nul_in_body());
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| body_error(&err))?;
     deserializer.end().map_err(|err| ApiError::MalformedJson(err.to_string()))?;
@@ -59,6 +62,32 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// Converts an already parsed JSON value into `T`, naming the offending field on failure.
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|err| body_error(&err))
+}
+
+/// Whether a JSON text holds a `\u0000` escape, the only way JSON can carry a NUL character.
+/// NUL is refused everywhere: PostgreSQL can store it neither in text nor in JSONB, and every
+/// backend must accept the same input.
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    let mut position = 0;
+    while position < bytes.len() {
+        if bytes[position] == b'\\' {
+            if bytes.get(position + 1) == Some(&b'u') && bytes.get(position + 2..position + 6) == Some(b"0000") {
+                return true;
+            }
+            // Skips the escaped character, so an escaped backslash cannot start an escape.
+            position += 2;
+        } else {
+            position += 1;
+        }
+    }
+    false
+}
+
+fn nul_in_body() -> ApiError {
+    ApiError::InvalidBody {
+        field: "body".to_owned(),
+        detail: "strings must not contain NUL (\\u0000) characters".to_owned(),
+    }
 }
 
 fn body_error(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
@@ -93,6 +122,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        if query.to_ascii_lowercase().contains("%00") {
+            let detail = "parameters must not contain NUL characters".to_owned();
+            return Err(ApiError::InvalidQuery { field: None, detail });
+        }
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(value)) => Ok(ApiQuery(value)),
             Err(rejection) => {
@@ -158,6 +192,14 @@ async fn path_id<S: Send + Sync>(parts: &mut Parts, state: &S, not_found: fn() -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_escapes_are_found_and_escaped_backslashes_are_not() {
+        assert!(has_nul_escape(br#"{"a": "x\u0000y"}"#));
+        assert!(!has_nul_escape(br#"{"a": "x\\u0000y"}"#), "an escaped backslash, then text");
+        assert!(!has_nul_escape(br#"{"a": "\u00e9"}"#));
+        assert!(matches!(parse_json::<serde_json::Value>(br#"{"a": "\u0000"}"#), Err(ApiError::InvalidBody { .. })));
+    }
 
     #[test]
     fn recognises_json_content_types() {

@@ -1,0 +1,98 @@
+//! Conversions between PostgreSQL rows and domain types, and the `db_operations_total` metric.
+
+use contextiq_core::{ApiKey, Error, Event, OrgId, Permission, Result, Role, Session};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+/// A row that breaks the schema's invariants.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt row in {table}: {detail}")]
+pub(crate) struct CorruptRow {
+    table: &'static str,
+    detail: String,
+}
+
+pub(crate) fn corrupt(table: &'static str, detail: impl ToString) -> Error {
+    Error::store(CorruptRow { table, detail: detail.to_string() })
+}
+
+/// Counts the operation in `db_operations_total` and maps a failure to a store error; a closed
+/// or exhausted pool means the store cannot serve now (503), not that it failed.
+pub(crate) fn record<T>(operation: &'static str, table: &'static str, result: sqlx::Result<T>) -> Result<T> {
+    let status = if result.is_ok() { "success" } else { "error" };
+    metrics::counter!("db_operations_total", "operation" => operation, "table" => table, "status" => status)
+        .increment(1);
+    result.map_err(|err| match err {
+        sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut => Error::Unavailable,
+        err => Error::store(err),
+    })
+}
+
+/// A column of a row, its decoding failure reported as a corrupt row of `table`.
+pub(crate) fn get<'r, T>(row: &'r PgRow, table: &'static str, column: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(column).map_err(|err| corrupt(table, err))
+}
+
+/// A JSONB column decoded into `T`.
+pub(crate) fn json<T: serde::de::DeserializeOwned>(row: &PgRow, table: &'static str, column: &str) -> Result<T> {
+    let value: serde_json::Value = get(row, table, column)?;
+    serde_json::from_value(value).map_err(|err| corrupt(table, err))
+}
+
+pub(crate) fn session_from_row(row: &PgRow) -> Result<Session> {
+    const TABLE: &str = "sessions";
+    Ok(Session {
+        org_id: OrgId::new(get::<String>(row, TABLE, "org_id")?),
+        id: get(row, TABLE, "id")?,
+        user_id: get(row, TABLE, "user_id")?,
+        agent_id: get(row, TABLE, "agent_id")?,
+        scope: json(row, TABLE, "scope")?,
+        state: json(row, TABLE, "state")?,
+        metadata: json(row, TABLE, "metadata")?,
+        created_at: get(row, TABLE, "created_at")?,
+        updated_at: get(row, TABLE, "updated_at")?,
+        expires_at: get(row, TABLE, "expires_at")?,
+        event_count: get(row, TABLE, "event_count")?,
+        events: None,
+    })
+}
+
+pub(crate) fn event_from_row(row: &PgRow) -> Result<Event> {
+    const TABLE: &str = "events";
+    let role: String = get(row, TABLE, "role")?;
+    Ok(Event {
+        id: get(row, TABLE, "id")?,
+        session_id: get(row, TABLE, "session_id")?,
+        seq: get(row, TABLE, "seq")?,
+        author: get(row, TABLE, "author")?,
+        role: Role::parse(&role).ok_or_else(|| corrupt(TABLE, format!("role {role}")))?,
+        content: get(row, TABLE, "content")?,
+        metadata: json(row, TABLE, "metadata")?,
+        timestamp: get(row, TABLE, "timestamp")?,
+        invocation_id: get(row, TABLE, "invocation_id")?,
+    })
+}
+
+pub(crate) fn key_from_row(row: &PgRow) -> Result<ApiKey> {
+    const TABLE: &str = "api_keys";
+    let permissions: Vec<Permission> = json(row, TABLE, "permissions")?;
+    let scope: Option<serde_json::Value> = get(row, TABLE, "scope")?;
+    let rate: Option<i64> = get(row, TABLE, "rate_limit_per_second")?;
+    Ok(ApiKey {
+        id: get(row, TABLE, "id")?,
+        org_id: OrgId::new(get::<String>(row, TABLE, "org_id")?),
+        name: get(row, TABLE, "name")?,
+        key_hash: get(row, TABLE, "key_hash")?,
+        prefix: get(row, TABLE, "prefix")?,
+        permissions: permissions.into_iter().collect(),
+        scope: scope.map(serde_json::from_value).transpose().map_err(|err| corrupt(TABLE, err))?,
+        rate_limit_per_second: rate.map(u32::try_from).transpose().map_err(|err| corrupt(TABLE, err))?,
+        created_at: get(row, TABLE, "created_at")?,
+        expires_at: get(row, TABLE, "expires_at")?,
+        revoked_at: get(row, TABLE, "revoked_at")?,
+        last_used_at: get(row, TABLE, "last_used_at")?,
+    })
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The servers of the distributed deployment, for tests and benchmarks on this machine: installs
+# them from Debian packages if missing (PostgreSQL 15 with pgvector built from Debian's own
+# source package) and starts or stops throwaway instances on 127.0.0.1 under .services/.
+#
+#   scripts/services.sh install     install the packages (needs root)
+#   scripts/services.sh start       start them; prints the environment to use them
+#   scripts/services.sh stop        stop them and delete their data
+#
+# Test-only settings: PostgreSQL runs with fsync=off and trust authentication on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD/.services"
+PG_PORT="${CONTEXTIQ_TEST_PG_PORT:-55432}"
+PG_BIN=/usr/lib/postgresql/15/bin
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_packages() {
+    export DEBIAN_FRONTEND=noninteractive
+    if [ ! -x "$PG_BIN/postgres" ] || [ ! -f /usr/include/postgresql/15/server/postgres.h ]; then
+        echo "installing PostgreSQL 15" >&2
+        as_root apt-get update -qq
+        as_root apt-get install -y -qq --no-install-recommends \
+            postgresql postgresql-server-dev-15 dpkg-dev make gcc >/dev/null
+    fi
+    if [ ! -f "$("$PG_BIN/pg_config" --sharedir)/extension/vector.control" ]; then
+        echo "building pgvector from Debian's source package" >&2
+        local work sources
+        work="$(mktemp -d)"
+        sources="$work/sources"
+        mkdir -p "$sources"
+        # Debian's own trixie source of pgvector (bookworm has no build for PostgreSQL 15),
+        # through a private sources list: the machine's apt sources stay as they are.
+        cat >"$sources/trixie-src.sources" <<SOURCES
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+        local apt_options=(-o "Dir::Etc::sourcelist=/dev/null" -o "Dir::Etc::sourceparts=$sources"
+            -o "Dir::State::Lists=$work/lists" -o "APT::Sandbox::User=root")
+        mkdir -p "$work/lists/partial"
+        as_root apt-get "${apt_options[@]}" update -qq
+        (cd "$work" && as_root apt-get "${apt_options[@]}" source --download-only -qq pgvector >/dev/null)
+        (cd "$work" && dpkg-source -x --no-check ./pgvector_*.dsc src >/dev/null)
+        (cd "$work/src" && make -s PG_CONFIG="$PG_BIN/pg_config" OPTFLAGS="" >/dev/null \
+            && as_root make -s PG_CONFIG="$PG_BIN/pg_config" install >/dev/null)
+        rm -rf "$work"
+    fi
+}
+
+start() {
+    install_packages
+    mkdir -p "$ROOT"
+    if [ ! -f "$ROOT/pg/PG_VERSION" ]; then
+        mkdir -p "$ROOT/pg" "$ROOT/pg-socket"
+        chown -R postgres:postgres "$ROOT/pg" "$ROOT/pg-socket" 2>/dev/null || true
+        run_as_postgres "$PG_BIN/initdb" -D "$ROOT/pg" -U postgres --auth=trust -E UTF8 >/dev/null
+    fi
+    if ! run_as_postgres "$PG_BIN/pg_ctl" -D "$ROOT/pg" status >/dev/null 2>&1; then
+        run_as_postgres "$PG_BIN/pg_ctl" -D "$ROOT/pg" -l "$ROOT/pg-socket/postgres.log" -w start \
+            -o "-p $PG_PORT -k $ROOT/pg-socket -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" \
+            >/dev/null
+    fi
+    echo "CONTEXTIQ_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+}
+
+run_as_postgres() {
+    if [ "$(id -u)" = 0 ]; then
+        # initdb and postgres refuse to run as root.
+        su postgres -s /bin/sh -c "$(printf '%q ' "$@")"
+    else
+        "$@"
+    fi
+}
+
+stop() {
+    if [ -f "$ROOT/pg/PG_VERSION" ]; then
+        run_as_postgres "$PG_BIN/pg_ctl" -D "$ROOT/pg" -m immediate stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$ROOT"
+}
+
+case "${1:-}" in
+    install) install_packages ;;
+    start) start ;;
+    stop) stop ;;
+    *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
+esac
