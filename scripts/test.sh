@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: formatting, lints, then every test.
-# Installs what the tests need: cargo-nextest if missing, and the local embedding model.
+# Installs what the tests need: cargo-nextest if missing, the local embedding model, and the
+# servers of the distributed deployment, PostgreSQL with pgvector and Redis
+# (scripts/services.sh; needs root or sudo for apt-get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,5 +22,16 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== tests"
-cargo nextest run --workspace --locked --no-fail-fast
+echo "== PostgreSQL with pgvector and Redis on 127.0.0.1 (installed from Debian packages if missing)"
+services="$(./scripts/services.sh start)"
+trap './scripts/services.sh stop' EXIT
+postgres_url="$(sed -n 's/^CONTEXTIQ_TEST_DATABASE_URL=//p' <<<"$services")"
+redis_url="$(sed -n 's/^CONTEXTIQ_TEST_REDIS_URL=//p' <<<"$services")"
+
+echo "== tests (embedded default; store tests of PostgreSQL and Redis)"
+CONTEXTIQ_TEST_DATABASE_URL="$postgres_url" CONTEXTIQ_TEST_REDIS_URL="$redis_url" \
+    cargo nextest run --workspace --locked --no-fail-fast
+
+echo "== conformance: the API suite against PostgreSQL + pgvector + Redis"
+CONTEXTIQ_CONFORMANCE_DATABASE_URL="$postgres_url" CONTEXTIQ_CONFORMANCE_REDIS_URL="$redis_url" \
+    cargo nextest run -p contextiq --test api --locked --no-fail-fast

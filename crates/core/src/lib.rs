@@ -5,6 +5,8 @@
 //! the server maps its errors to status codes.
 
 pub mod auth;
+pub mod cache;
+pub mod cached;
 pub mod embed;
 mod error;
 pub mod generation;
@@ -16,6 +18,7 @@ pub use session::to_micros;
 mod store;
 
 pub use auth::{Access, ApiKey, KeyService, KeyStore, NewApiKey, Permission};
+pub use cache::{Cache, CacheError, CacheLookup, Rate, RateDecision, RateLimiter};
 pub use embed::Embedder;
 pub use error::{Error, Resource, Result};
 pub use memory::{Memory, MemoryFilter, MemoryStore, Revision, RevisionAction, ScoredMemory};

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::{OrgId, Scope};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Memory {
     pub org_id: OrgId,
     pub id: Uuid,

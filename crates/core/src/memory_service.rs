@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::cached::{CacheLayer, Cached, scope_family, short_hash};
 use crate::memory::{
     Memory, MemoryFilter, MemoryPage, MemoryPatch, MemorySnapshot, MemoryStore, NewMemory, Revision, RevisionAction,
     ScoredMemory, scope_key,
@@ -44,11 +45,19 @@ pub struct MemoryService {
     store: Arc<dyn MemoryStore>,
     embedder: Arc<dyn Embedder>,
     search: SearchSettings,
+    /// Caches search rankings per scope; the store must then be a `CachedMemoryStore` on the
+    /// same cache, whose writes invalidate them.
+    rankings: Option<CacheLayer>,
 }
 
 impl MemoryService {
     pub fn new(store: Arc<dyn MemoryStore>, embedder: Arc<dyn Embedder>, search: SearchSettings) -> MemoryService {
-        MemoryService { store, embedder, search }
+        MemoryService { store, embedder, search, rankings: None }
+    }
+
+    /// Caches search rankings; `store` must invalidate them on writes (`CachedMemoryStore`).
+    pub fn with_ranking_cache(self, cache: CacheLayer) -> MemoryService {
+        MemoryService { rankings: Some(cache), ..self }
     }
 
     /// Refuses to serve vectors of another model than the configured one; records the model
@@ -251,33 +260,63 @@ impl MemoryService {
         }
         let key = scope_key(scope);
         let n_candidates = self.search.candidates.max(top_k as usize * 2);
-        let started = std::time::Instant::now();
-        let query_vector = self.embed_one(query).await?;
-        let embedded = started.elapsed();
-        let lexical = self.store.lexical_candidates(&access.org_id, &key, query, n_candidates, now).await?;
-        let lexical_done = started.elapsed();
-        let semantic = self.store.vector_candidates(&access.org_id, &key, &query_vector, n_candidates).await?;
-        let semantic_done = started.elapsed();
-        let fused = fuse(&lexical, &semantic, self.search.lexical_weight);
+        let fused = self.ranking(access, &key, query, n_candidates, now).await?;
         let ids: Vec<Uuid> = fused.iter().map(|(id, _)| *id).collect();
         let memories = self.store.get_memories(&access.org_id, &ids, now).await?;
         let mut by_id: HashMap<Uuid, Memory> = memories.into_iter().map(|memory| (memory.id, memory)).collect();
-        let ms = |at: std::time::Duration| at.as_secs_f64() * 1000.0;
-        tracing::debug!(
-            embed_ms = ms(embedded),
-            lexical_ms = ms(lexical_done - embedded),
-            semantic_ms = ms(semantic_done - lexical_done),
-            fetch_ms = ms(started.elapsed() - semantic_done),
-            n_lexical = lexical.len(),
-            n_semantic = semantic.len(),
-            "search timings"
-        );
         Ok(fused
             .into_iter()
             .filter_map(|(id, score)| by_id.remove(&id).map(|memory| ScoredMemory { memory, score }))
             .filter(|scored| filter.matches(&scored.memory))
             .take(top_k as usize)
             .collect())
+    }
+
+    /// The scope's candidates for `query`, fused and best first: from the ranking cache, or
+    /// computed (embed the query, BM25 and vector candidates) and cached. Memories are then read
+    /// fresh by id, so a cached ranking never shows a changed or deleted memory.
+    async fn ranking(
+        &self,
+        access: &Access,
+        key: &str,
+        query: &str,
+        n_candidates: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, f64)>> {
+        let family = scope_family(&access.org_id, key);
+        let cache_key = short_hash(&[
+            self.embedder.model_id(),
+            &self.search.lexical_weight.to_string(),
+            &n_candidates.to_string(),
+            query,
+        ]);
+        let generation = match &self.rankings {
+            Some(cache) => match cache.get::<Vec<(Uuid, f64)>>("search", &family, &cache_key).await {
+                Cached::Hit(ranking) => return Ok(ranking),
+                Cached::Miss(generation) => generation,
+            },
+            None => None,
+        };
+        let started = std::time::Instant::now();
+        let query_vector = self.embed_one(query).await?;
+        let embedded = started.elapsed();
+        let lexical = self.store.lexical_candidates(&access.org_id, key, query, n_candidates, now).await?;
+        let lexical_done = started.elapsed();
+        let semantic = self.store.vector_candidates(&access.org_id, key, &query_vector, n_candidates).await?;
+        let ms = |at: std::time::Duration| at.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            embed_ms = ms(embedded),
+            lexical_ms = ms(lexical_done - embedded),
+            semantic_ms = ms(started.elapsed() - lexical_done),
+            n_lexical = lexical.len(),
+            n_semantic = semantic.len(),
+            "search timings"
+        );
+        let fused = fuse(&lexical, &semantic, self.search.lexical_weight);
+        if let Some(cache) = &self.rankings {
+            cache.put(&family, generation, &cache_key, &fused, crate::cache::ttl::SEARCH).await;
+        }
+        Ok(fused)
     }
 
     async fn find_any(&self, access: &Access, id: Uuid) -> Result<crate::memory::StoredMemory> {

@@ -70,7 +70,7 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     pub org_id: OrgId,
     pub id: Uuid,
@@ -88,7 +88,7 @@ pub struct Session {
     pub events: Option<Vec<Event>>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub id: Uuid,
     pub session_id: Uuid,

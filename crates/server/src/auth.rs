@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use contextiq_core::auth::hash_key;
-use contextiq_core::{Access, ApiKey, KeyService, OrgId, Permission, Scope};
+use contextiq_core::{Access, ApiKey, KeyService, OrgId, Permission, Rate, RateDecision, RateLimiter, Scope};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -325,31 +325,6 @@ impl JwtVerifier {
             credential: Credential::Jwt { subject: claims.sub },
         })
     }
-}
-
-/// Requests per second and burst of one credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub per_second: u32,
-    pub burst: u32,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct RateDecision {
-    pub allowed: bool,
-    pub limit: u32,
-    pub remaining: u32,
-    /// Seconds until the bucket is full again.
-    pub reset_seconds: u64,
-    /// Seconds until the next request would be allowed (0 when allowed).
-    pub retry_after_seconds: u64,
-}
-
-/// A token bucket per key. In-process here; a Redis implementation shares buckets across
-/// processes (and decides for itself whether to fail open when Redis is down).
-#[async_trait::async_trait]
-pub trait RateLimiter: Send + Sync + 'static {
-    async fn check(&self, key: &str, rate: Rate) -> RateDecision;
 }
 
 #[derive(Default)]

@@ -53,8 +53,33 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "search.purge_interval_seconds",
         "How often expired memories are purged [default: 60]",
     ),
-    ("DATABASE_URL", "database.url", "Primary store; unset: SQLite at DATA_DIR/contextiq.db; or sqlite://PATH"),
-    ("DATABASE_POOL_SIZE", "database.pool_size", "Read connections to the database [default: 8]"),
+    (
+        "DATABASE_URL",
+        "database.url",
+        "Primary store: unset (SQLite in DATA_DIR), sqlite://PATH or postgres://USER@HOST/DB",
+    ),
+    ("DATABASE_POOL_SIZE", "database.pool_size", "Connections to the database (SQLite: readers) [default: 8]"),
+    (
+        "DATABASE_MAX_OVERFLOW",
+        "database.max_overflow",
+        "PostgreSQL: connections opened beyond the pool size under load [default: 16]",
+    ),
+    (
+        "DATABASE_POOL_RECYCLE",
+        "database.pool_recycle",
+        "PostgreSQL: seconds after which a connection is replaced [default: 3600]",
+    ),
+    (
+        "REDIS_URL",
+        "redis.url",
+        "Redis (redis://HOST:PORT/DB): shared cache and rate limits; unset: no cache, in-process limits",
+    ),
+    ("REDIS_SOCKET_TIMEOUT", "redis.socket_timeout", "Seconds one Redis command may take [default: 5.0]"),
+    (
+        "REDIS_KEY_PREFIX",
+        "redis.key_prefix",
+        "Prefix of every Redis key, so deployments can share a server [default: ciq]",
+    ),
     ("DATABASE_SQLITE_DURABILITY", "database.sqlite_durability", "full (fsync per commit, default) or normal"),
     ("REQUEST_TIMEOUT_SECONDS", "server.request_timeout_seconds", "Longest a request may run; 503 after [default: 30]"),
     (
@@ -165,6 +190,23 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub consolidation: ConsolidationSettings,
     pub llm: LlmSettings,
+    pub redis: RedisSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// May carry a password: never logged, redacted in `Debug`.
+    #[serde(serialize_with = "serialize_secret")]
+    pub url: Option<SecretString>,
+    pub socket_timeout: f64,
+    pub key_prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> RedisSettings {
+        RedisSettings { url: None, socket_timeout: 5.0, key_prefix: "ciq".to_owned() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -336,6 +378,8 @@ pub struct DatabaseSettings {
     #[serde(serialize_with = "serialize_secret")]
     pub url: Option<SecretString>,
     pub pool_size: u32,
+    pub max_overflow: u32,
+    pub pool_recycle: u64,
     pub sqlite_durability: String,
     pub max_write_batch: usize,
 }
@@ -385,6 +429,7 @@ impl Default for Settings {
             worker: WorkerSettings::default(),
             consolidation: ConsolidationSettings::default(),
             llm: LlmSettings::default(),
+            redis: RedisSettings::default(),
         }
     }
 }
@@ -397,7 +442,14 @@ impl Default for ServerSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> DatabaseSettings {
-        DatabaseSettings { url: None, pool_size: 8, sqlite_durability: "full".to_owned(), max_write_batch: 256 }
+        DatabaseSettings {
+            url: None,
+            pool_size: 8,
+            max_overflow: 16,
+            pool_recycle: 3600,
+            sqlite_durability: "full".to_owned(),
+            max_write_batch: 256,
+        }
     }
 }
 
@@ -547,8 +599,11 @@ impl Settings {
             }
             return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
         }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreLocation::Postgres(url.to_owned()));
+        }
         let scheme = url.split(':').next().unwrap_or_default();
-        bail!("DATABASE_URL scheme {scheme:?} is not supported by this build: use sqlite://PATH or leave it unset")
+        bail!("DATABASE_URL scheme {scheme:?} is not supported: use postgres://..., sqlite://PATH or leave it unset")
     }
 
     /// Advice for values that work but are probably not what the operator meant.
@@ -585,6 +640,8 @@ impl Settings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     Sqlite(PathBuf),
+    /// The URL, which may hold a password.
+    Postgres(String),
 }
 
 fn serialize_secret<S: serde::Serializer>(secret: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {

@@ -51,7 +51,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         });
     }
     if has_nul_escape(bytes) {
-        return Err(nul_in_body());
+        let field = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|value| nul_path(&value))
+            .unwrap_or_else(|| "body".to_owned());
+        return Err(nul_in_body(field));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| body_error(&err))?;
@@ -83,10 +87,35 @@ fn has_nul_escape(bytes: &[u8]) -> bool {
     false
 }
 
-fn nul_in_body() -> ApiError {
-    ApiError::InvalidBody {
-        field: "body".to_owned(),
-        detail: "strings must not contain NUL (\\u0000) characters".to_owned(),
+fn nul_in_body(field: String) -> ApiError {
+    ApiError::InvalidBody { field, detail: "strings must not contain NUL (\\u0000) characters".to_owned() }
+}
+
+/// The path (`state.notes[2]`) of the first string or key holding a NUL, as validation errors
+/// name fields; `None` at the top level.
+fn nul_path(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::Object(object) => object.iter().find_map(|(key, value)| {
+            if key.contains('\0') {
+                return Some(key.clone());
+            }
+            if matches!(value, Value::String(text) if text.contains('\0')) {
+                return Some(key.clone());
+            }
+            nul_path(value).map(|inner| match inner.starts_with('[') {
+                true => format!("{key}{inner}"),
+                false => format!("{key}.{inner}"),
+            })
+        }),
+        Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| match item {
+            Value::String(text) if text.contains('\0') => Some(format!("[{index}]")),
+            item => nul_path(item).map(|inner| match inner.starts_with('[') {
+                true => format!("[{index}]{inner}"),
+                false => format!("[{index}].{inner}"),
+            }),
+        }),
+        _ => None,
     }
 }
 
@@ -199,6 +228,17 @@ mod tests {
         assert!(!has_nul_escape(br#"{"a": "x\\u0000y"}"#), "an escaped backslash, then text");
         assert!(!has_nul_escape(br#"{"a": "\u00e9"}"#));
         assert!(matches!(parse_json::<serde_json::Value>(br#"{"a": "\u0000"}"#), Err(ApiError::InvalidBody { .. })));
+        for (body, field) in [
+            (r#"{"user_id": "a\u0000b"}"#, "user_id"),
+            (r#"{"state": {"notes": ["ok", "x\u0000"]}}"#, "state.notes[1]"),
+            (r#"{"events": [{"content": {"k\u0000": 1}}]}"#, "events[0].content.k\u{0}"),
+            (r#""\u0000""#, "body"),
+        ] {
+            match parse_json::<serde_json::Value>(body.as_bytes()) {
+                Err(ApiError::InvalidBody { field: found, .. }) => assert_eq!(found, field, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
     }
 
     #[test]

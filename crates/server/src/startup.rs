@@ -8,14 +8,18 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use contextiq_cache_redis::{RedisCache, RedisOptions, RedisRateLimiter};
+use contextiq_core::cached::{CacheLayer, CachedMemoryStore, CachedSessionStore};
 use contextiq_core::generation::{GenerationService, GenerationSettings, JobStore};
 use contextiq_core::{
-    Embedder, KeyService, KeyStore, MemoryService, MemoryStore, NewApiKey, OrgId, Permission, SessionLimits,
-    SessionService, SessionStore,
+    Embedder, KeyService, KeyStore, MemoryService, MemoryStore, NewApiKey, OrgId, Permission, RateLimiter,
+    SessionLimits, SessionService, SessionStore,
 };
 use contextiq_models::{LocalEmbedder, OpenAiEmbedder, OpenAiOptions};
+use contextiq_store_postgres::{PostgresOptions, PostgresStore};
 use contextiq_store_sqlite::{SqliteOptions, SqliteStore};
 use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -61,13 +65,49 @@ pub struct Stores {
     pub keys: Arc<dyn KeyStore>,
     pub memories: Arc<dyn MemoryStore>,
     pub jobs: Arc<dyn JobStore>,
+    /// The shared cache the stores read through (Redis), when one is configured.
+    pub cache: Option<CacheLayer>,
 }
 
 /// The file in the data directory that receives the first admin key.
 pub const ADMIN_KEY_FILE: &str = "admin-key.txt";
 
-/// Opens the configured primary store (applying migrations).
+/// Opens the configured primary store (applying migrations), read through the Redis cache when
+/// `REDIS_URL` is set.
 pub async fn open_stores(settings: &Settings) -> anyhow::Result<Stores> {
+    let stores = open_primary_store(settings).await?;
+    let Some(url) = &settings.redis.url else { return Ok(stores) };
+    let cache = RedisCache::connect(url.expose_secret(), redis_options(settings))
+        .map_err(|err| anyhow::anyhow!("failed to connect to Redis: {err}"))?;
+    let cache = CacheLayer::new(Arc::new(cache));
+    let memories = Arc::new(CachedMemoryStore::new(stores.memories, stores.jobs, cache.clone()));
+    Ok(Stores {
+        sessions: Arc::new(CachedSessionStore::new(stores.sessions, cache.clone())),
+        keys: stores.keys,
+        memories: memories.clone(),
+        jobs: memories,
+        cache: Some(cache),
+    })
+}
+
+fn redis_options(settings: &Settings) -> RedisOptions {
+    RedisOptions {
+        key_prefix: settings.redis.key_prefix.clone(),
+        timeout: Duration::try_from_secs_f64(settings.redis.socket_timeout).unwrap_or(Duration::from_secs(5)),
+        ..RedisOptions::default()
+    }
+}
+
+/// Token buckets per credential: shared through Redis when it is configured (falling back to
+/// this process's buckets while Redis is unreachable), else in this process.
+async fn rate_limiter(settings: &Settings) -> anyhow::Result<Arc<dyn RateLimiter>> {
+    let Some(url) = &settings.redis.url else { return Ok(Arc::new(InProcessRateLimiter::default())) };
+    let limiter = RedisRateLimiter::connect(url.expose_secret(), redis_options(settings))
+        .map_err(|err| anyhow::anyhow!("failed to connect to Redis: {err}"))?;
+    Ok(Arc::new(limiter))
+}
+
+async fn open_primary_store(settings: &Settings) -> anyhow::Result<Stores> {
     match settings.store_location()? {
         StoreLocation::Sqlite(path) => {
             let options = SqliteOptions {
@@ -80,7 +120,34 @@ pub async fn open_stores(settings: &Settings) -> anyhow::Result<Stores> {
                 .await
                 .with_context(|| format!("failed to open the SQLite database {}", path.display()))?;
             let store = Arc::new(store);
-            Ok(Stores { sessions: store.clone(), keys: store.clone(), memories: store.clone(), jobs: store })
+            Ok(Stores {
+                sessions: store.clone(),
+                keys: store.clone(),
+                memories: store.clone(),
+                jobs: store,
+                cache: None,
+            })
+        }
+        StoreLocation::Postgres(url) => {
+            let database = &settings.database;
+            let options = PostgresOptions {
+                url,
+                pool_size: database.pool_size,
+                max_overflow: database.max_overflow,
+                pool_recycle: Duration::from_secs(database.pool_recycle.max(1)),
+                ..PostgresOptions::new("")
+            };
+            let store = PostgresStore::open(&options)
+                .await
+                .map_err(|err| anyhow::anyhow!("failed to open the PostgreSQL database: {err}"))?;
+            let store = Arc::new(store);
+            Ok(Stores {
+                sessions: store.clone(),
+                keys: store.clone(),
+                memories: store.clone(),
+                jobs: store,
+                cache: None,
+            })
         }
     }
 }
@@ -119,7 +186,10 @@ pub async fn memory_service(
         lexical_weight: settings.search.lexical_weight,
         candidates: settings.search.candidates,
     };
-    let memories = MemoryService::new(stores.memories.clone(), embedder, search);
+    let mut memories = MemoryService::new(stores.memories.clone(), embedder, search);
+    if let Some(cache) = &stores.cache {
+        memories = memories.with_ranking_cache(cache.clone());
+    }
     memories.check_embedding_model().await.map_err(|err| anyhow::anyhow!("{err}"))?;
     Ok(memories)
 }
@@ -209,8 +279,7 @@ impl Application {
         let generation = generation_service(&settings, &stores, embedder)?;
         let job_queue_wake = Arc::new(Notify::new());
         bootstrap_admin_key(&settings, &keys).await?;
-        let authenticator =
-            Arc::new(Authenticator::new(&settings.auth, keys.clone(), Arc::new(InProcessRateLimiter::default())));
+        let authenticator = Arc::new(Authenticator::new(&settings.auth, keys.clone(), rate_limiter(&settings).await?));
         let limits = SessionLimits {
             max_events_per_request: settings.sessions.max_events_per_request,
             max_state_bytes: settings.sessions.max_state_bytes,
@@ -294,7 +363,7 @@ impl Application {
                 background.clone(),
                 move |now, batch| {
                     let jobs = jobs.clone();
-                    async move { jobs.purge_finished_jobs(now - retention, batch).await }
+                    async move { jobs.purge_finished_jobs(now - retention, batch).await.map(|ids| ids.len() as u64) }
                 },
             ))
         };

@@ -1,1 +1,272 @@
-//! (in progress)
+//! `JobStore` on PostgreSQL: the job table is the queue. A claim is one `UPDATE` whose
+//! subquery locks its row with `FOR UPDATE SKIP LOCKED`, so concurrent workers take different
+//! jobs; leases are compared with this process's clock, the clock that set them.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use contextiq_core::generation::{CommitResult, Job, JobCompletion, JobStatus, JobStore, LlmUsage, MemoryChange};
+use contextiq_core::memory::scope_key;
+use contextiq_core::{OrgId, Result};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::PostgresStore;
+use crate::memories::{delete_memory, insert_memory, rewrite_memory};
+use crate::rows::{corrupt, get, json, record};
+
+const TABLE: &str = "memory_generation_jobs";
+
+#[async_trait]
+impl JobStore for PostgresStore {
+    async fn enqueue_job(&self, job: Job) -> Result<Job> {
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO memory_generation_jobs (id, org_id, scope, scope_key, status, source, config, actor, ",
+            "attempts, max_attempts, error, outcome, created_at, updated_at, started_at, finished_at, run_after, ",
+            "lease_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        ))
+        .bind(job.id)
+        .bind(job.org_id.as_str())
+        .bind(Json(&job.scope))
+        .bind(scope_key(&job.scope))
+        .bind(job.status.as_str())
+        .bind(Json(&job.source))
+        .bind(Json(&job.config))
+        .bind(job.actor.as_str())
+        .bind(i64::from(job.attempts))
+        .bind(i64::from(job.max_attempts))
+        .bind(job.error.as_deref())
+        .bind(Json(&job.outcome))
+        .bind(job.created_at)
+        .bind(job.updated_at)
+        .bind(job.started_at)
+        .bind(job.finished_at)
+        .bind(job.run_after)
+        .bind(job.lease_until)
+        .execute(&self.pool)
+        .await;
+        record("insert", TABLE, inserted)?;
+        Ok(job)
+    }
+
+    async fn get_job(&self, org: &OrgId, id: Uuid) -> Result<Option<Job>> {
+        let row = sqlx::query("SELECT * FROM memory_generation_jobs WHERE org_id = $1 AND id = $2")
+            .bind(org.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await;
+        record("select", TABLE, row)?.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn claim_job(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
+        // Only the oldest unfinished job of a scope may run, and only when due (pending and past
+        // its retry time, or running under a lapsed lease): jobs of a scope run one at a time,
+        // in the order they were submitted. A job another worker is claiming is skipped, and
+        // the jobs behind it in its scope wait, since it is still unfinished.
+        let claimed = sqlx::query(concat!(
+            "UPDATE memory_generation_jobs SET status = 'running', attempts = attempts + 1, ",
+            "lease_until = $2, started_at = COALESCE(started_at, $1), updated_at = $1 WHERE id = (",
+            "SELECT j.id FROM memory_generation_jobs j WHERE j.status IN ('pending', 'running') ",
+            "AND ((j.status = 'pending' AND j.run_after <= $1) OR (j.status = 'running' AND j.lease_until < $1)) ",
+            "AND NOT EXISTS (SELECT 1 FROM memory_generation_jobs o WHERE o.org_id = j.org_id ",
+            "AND o.scope_key = j.scope_key AND o.status IN ('pending', 'running') ",
+            "AND (o.created_at, o.id) < (j.created_at, j.id)) ",
+            "ORDER BY j.run_after, j.created_at, j.id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *"
+        ))
+        .bind(now)
+        .bind(lease_until)
+        .fetch_optional(&self.pool)
+        .await;
+        let Some(row) = record("claim", TABLE, claimed)? else { return Ok(None) };
+        match job_from_row(&row) {
+            Ok(job) => Ok(Some(job)),
+            Err(err) => {
+                // A row this version cannot read would be claimed again at every lease:
+                // dead-letter it with the reason instead.
+                let id: Uuid = get(&row, TABLE, "id")?;
+                tracing::error!(job_id = %id, error = %err, "an unreadable generation job was marked failed");
+                let failed = sqlx::query(concat!(
+                    "UPDATE memory_generation_jobs SET status = 'failed', error = $1, lease_until = NULL, ",
+                    "finished_at = $2, updated_at = $2 WHERE id = $3"
+                ))
+                .bind(format!("the job record cannot be read: {err}"))
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await;
+                record("fail", TABLE, failed)?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn renew_lease(&self, id: Uuid, attempt: u32, lease_until: DateTime<Utc>) -> Result<bool> {
+        let renewed = sqlx::query(concat!(
+            "UPDATE memory_generation_jobs SET lease_until = $1 ",
+            "WHERE id = $2 AND attempts = $3 AND status = 'running' AND lease_until >= $4"
+        ))
+        .bind(lease_until)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await;
+        Ok(record("renew", TABLE, renewed)?.rows_affected() == 1)
+    }
+
+    async fn complete_job(&self, completion: JobCompletion) -> Result<CommitResult> {
+        let mut tx = record("begin", TABLE, self.pool.begin().await)?;
+        let finished = sqlx::query(concat!(
+            "UPDATE memory_generation_jobs SET status = 'completed', outcome = $1, error = NULL, lease_until = NULL, ",
+            "finished_at = $2, updated_at = $2 WHERE id = $3 AND attempts = $4 AND status = 'running' ",
+            "AND lease_until >= $5"
+        ))
+        .bind(Json(&completion.outcome))
+        .bind(completion.now)
+        .bind(completion.job_id)
+        .bind(i64::from(completion.attempt))
+        // A lapsed lease may already have let the next job of the scope start.
+        .bind(Utc::now())
+        .execute(&mut *tx)
+        .await;
+        if record("complete", TABLE, finished)?.rows_affected() != 1 {
+            record("rollback", TABLE, tx.rollback().await)?;
+            return Ok(CommitResult::LeaseLost);
+        }
+        for change in &completion.changes {
+            let applied = match change {
+                MemoryChange::Insert { memory, embedding, revision } => {
+                    insert_memory(&mut tx, memory, embedding, revision).await?;
+                    true
+                }
+                MemoryChange::Update { memory, expected_updated_at, embedding, revision } => {
+                    let live_at = Some(completion.now);
+                    rewrite_memory(&mut tx, memory, Some(embedding), revision, live_at, Some(*expected_updated_at))
+                        .await?
+                }
+                MemoryChange::Delete { id, expected_updated_at, revision } => {
+                    delete_memory(
+                        &mut tx,
+                        &completion.org_id,
+                        *id,
+                        revision,
+                        completion.now,
+                        Some(*expected_updated_at),
+                    )
+                    .await?
+                }
+            };
+            if !applied {
+                record("rollback", TABLE, tx.rollback().await)?;
+                return Ok(CommitResult::Conflict);
+            }
+        }
+        if let Some((session_id, scope_key, last_seq)) = &completion.watermark {
+            let advanced = sqlx::query(concat!(
+                "INSERT INTO generation_watermarks (org_id, session_id, scope_key, last_seq) VALUES ($1, $2, $3, $4) ",
+                "ON CONFLICT (org_id, session_id, scope_key) ",
+                "DO UPDATE SET last_seq = GREATEST(generation_watermarks.last_seq, EXCLUDED.last_seq)"
+            ))
+            .bind(completion.org_id.as_str())
+            .bind(session_id)
+            .bind(scope_key.as_str())
+            .bind(last_seq)
+            .execute(&mut *tx)
+            .await;
+            record("upsert", "generation_watermarks", advanced)?;
+        }
+        record("commit", TABLE, tx.commit().await)?;
+        Ok(CommitResult::Committed)
+    }
+
+    async fn fail_job(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        error: &str,
+        llm_usage: LlmUsage,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (status, run_after, finished_at) = match retry_at {
+            Some(at) => (JobStatus::Pending, Some(at), None),
+            None => (JobStatus::Failed, None, Some(now)),
+        };
+        let failed = sqlx::query(concat!(
+            "UPDATE memory_generation_jobs SET status = $1, error = $2, run_after = COALESCE($3, run_after), ",
+            "finished_at = $4, lease_until = NULL, updated_at = $5, outcome = jsonb_set(outcome, '{llm_usage}', $6) ",
+            "WHERE id = $7 AND attempts = $8 AND status = 'running'"
+        ))
+        .bind(status.as_str())
+        .bind(error)
+        .bind(run_after)
+        .bind(finished_at)
+        .bind(now)
+        .bind(Json(llm_usage))
+        .bind(id)
+        .bind(i64::from(attempt))
+        .execute(&self.pool)
+        .await;
+        Ok(record("fail", TABLE, failed)?.rows_affected() == 1)
+    }
+
+    async fn generation_watermark(&self, org: &OrgId, session_id: Uuid, scope_key: &str) -> Result<i64> {
+        let row: sqlx::Result<Option<(i64,)>> = sqlx::query_as(
+            "SELECT last_seq FROM generation_watermarks WHERE org_id = $1 AND session_id = $2 AND scope_key = $3",
+        )
+        .bind(org.as_str())
+        .bind(session_id)
+        .bind(scope_key)
+        .fetch_optional(&self.pool)
+        .await;
+        Ok(record("select", "generation_watermarks", row)?.map_or(0, |(last_seq,)| last_seq))
+    }
+
+    async fn count_unfinished_jobs(&self) -> Result<u64> {
+        let count: sqlx::Result<(i64,)> =
+            sqlx::query_as("SELECT count(*) FROM memory_generation_jobs WHERE status IN ('pending', 'running')")
+                .fetch_one(&self.pool)
+                .await;
+        Ok(record("select", TABLE, count)?.0.max(0) as u64)
+    }
+
+    async fn purge_finished_jobs(&self, finished_before: DateTime<Utc>, batch: u32) -> Result<Vec<Uuid>> {
+        // SKIP LOCKED: concurrent purgers take different rows instead of waiting on each other.
+        let purged = sqlx::query(concat!(
+            "DELETE FROM memory_generation_jobs WHERE id IN (SELECT id FROM memory_generation_jobs ",
+            "WHERE status IN ('completed', 'failed') AND finished_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id"
+        ))
+        .bind(finished_before)
+        .bind(i64::from(batch))
+        .fetch_all(&self.pool)
+        .await;
+        Ok(record("purge", TABLE, purged)?.iter().map(|row| row.get::<Uuid, _>(0)).collect())
+    }
+}
+
+fn job_from_row(row: &PgRow) -> Result<Job> {
+    let status: String = get(row, TABLE, "status")?;
+    let count = |column: &str| -> Result<u32> {
+        u32::try_from(get::<i32>(row, TABLE, column)?).map_err(|err| corrupt(TABLE, err))
+    };
+    Ok(Job {
+        id: get(row, TABLE, "id")?,
+        org_id: OrgId::new(get::<String>(row, TABLE, "org_id")?),
+        scope: json(row, TABLE, "scope")?,
+        status: JobStatus::parse(&status).ok_or_else(|| corrupt(TABLE, format!("status {status}")))?,
+        source: json(row, TABLE, "source")?,
+        config: json(row, TABLE, "config")?,
+        actor: get(row, TABLE, "actor")?,
+        attempts: count("attempts")?,
+        max_attempts: count("max_attempts")?,
+        error: get(row, TABLE, "error")?,
+        outcome: json(row, TABLE, "outcome")?,
+        created_at: get(row, TABLE, "created_at")?,
+        updated_at: get(row, TABLE, "updated_at")?,
+        started_at: get(row, TABLE, "started_at")?,
+        finished_at: get(row, TABLE, "finished_at")?,
+        run_after: get(row, TABLE, "run_after")?,
+        lease_until: get(row, TABLE, "lease_until")?,
+    })
+}

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use contextiq_core::{Error, PageCursor, Result};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -100,4 +101,21 @@ pub(crate) fn cut_page<T>(
         let (created_at, id) = position(last);
         PageCursor { created_at, id }
     })
+}
+
+/// Creates an empty database beside the one `url` names and returns its URL: each test (or
+/// benchmark run) gets its own, so they can run in parallel on one server.
+pub async fn create_scratch_database(url: &str) -> Result<String> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.map_err(Error::store)?;
+    let name = format!("contextiq_scratch_{}", Uuid::now_v7().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .map_err(Error::store)?;
+    conn.close().await.map_err(Error::store)?;
+    // The same URL with the new database name (and no query string).
+    let base = url.split('?').next().unwrap_or(url);
+    let base = base.rsplit_once('/').map_or(base, |(head, _)| head);
+    Ok(format!("{base}/{name}"))
 }

@@ -42,7 +42,7 @@ pub(crate) enum JobWrite {
     Purge {
         finished_before: DateTime<Utc>,
         batch: u32,
-        reply: Reply<u64>,
+        reply: Reply<Vec<Uuid>>,
     },
     Fail {
         id: Uuid,
@@ -106,7 +106,7 @@ impl JobStore for SqliteStore {
         Ok(record("select", "generation_watermarks", row)?.map(|row| row.get::<i64, _>(0)).unwrap_or(0))
     }
 
-    async fn purge_finished_jobs(&self, finished_before: DateTime<Utc>, batch: u32) -> Result<u64> {
+    async fn purge_finished_jobs(&self, finished_before: DateTime<Utc>, batch: u32) -> Result<Vec<Uuid>> {
         self.write(|reply| WriteOp::Job(JobWrite::Purge { finished_before, batch, reply })).await
     }
 
@@ -230,13 +230,17 @@ impl Writer {
             JobWrite::Purge { finished_before, batch, reply } => {
                 let purged = sqlx::query(concat!(
                     "DELETE FROM memory_generation_jobs WHERE id IN (SELECT id FROM memory_generation_jobs ",
-                    "WHERE status IN ('completed', 'failed') AND finished_at < ? LIMIT ?)"
+                    "WHERE status IN ('completed', 'failed') AND finished_at < ? LIMIT ?) RETURNING id"
                 ))
                 .bind(micros(finished_before))
                 .bind(i64::from(batch))
-                .execute(&mut self.conn)
+                .fetch_all(&mut self.conn)
                 .await;
-                complete(reply, Ok(crate::rows::count("purge", TABLE, purged)?.rows_affected()))
+                let ids = crate::rows::count("purge", TABLE, purged)?
+                    .iter()
+                    .filter_map(|row| row.get::<String, _>(0).parse::<Uuid>().ok())
+                    .collect();
+                complete(reply, Ok(ids))
             }
             JobWrite::Complete { completion, reply } => self.complete_job(*completion, reply).await?,
         })

@@ -9,6 +9,7 @@ use crate::helpers::{binary, client_with_key, json_of, problem_of, spawn_app_wit
 
 fn contextiq(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
     Command::new(binary())
+        .envs(crate::helpers::backend_env(data_dir))
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
@@ -140,6 +141,7 @@ async fn reindex_moves_every_memory_to_a_new_model() {
         let (base_url, data_dir) = (base_url.clone(), data_dir.path().to_owned());
         move || {
             Command::new(binary())
+                .envs(crate::helpers::backend_env(&data_dir))
                 .args(["reindex", "--data-dir"])
                 .arg(data_dir)
                 .env("EMBEDDING_PROVIDER", "openai")

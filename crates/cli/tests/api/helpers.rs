@@ -37,6 +37,15 @@ pub async fn spawn_app_in(data_dir: Arc<TempDir>, configure: impl FnOnce(&mut Se
     settings.auth.rate_limit_per_second = 1_000_000;
     settings.auth.rate_limit_burst = 1_000_000;
     settings.embedding.model_path = model_dir();
+    if let Some(url) = test_database_url(data_dir.path()).await {
+        settings.database.url = Some(url.into());
+        settings.database.pool_size = 2;
+        settings.database.max_overflow = 4;
+    }
+    if let Some((url, key_prefix)) = test_redis(data_dir.path()) {
+        settings.redis.url = Some(url.into());
+        settings.redis.key_prefix = key_prefix;
+    }
     configure(&mut settings);
     if std::env::var_os("TEST_LOG").is_some() {
         telemetry::init_logging(&settings.log, &settings.service_name);
@@ -112,6 +121,44 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// With `CONTEXTIQ_CONFORMANCE_DATABASE_URL` set (the conformance run against PostgreSQL), the URL of
+/// a scratch database for the application on `data_dir`: created on first use and kept in the
+/// data directory, so a restart on the same directory finds the same data. `None`: SQLite.
+pub async fn test_database_url(data_dir: &std::path::Path) -> Option<String> {
+    let server = std::env::var("CONTEXTIQ_CONFORMANCE_DATABASE_URL").ok().filter(|url| !url.is_empty())?;
+    let marker = data_dir.join(POSTGRES_URL_FILE);
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    let url = contextiq_store_postgres::create_scratch_database(&server).await.expect("a scratch database");
+    std::fs::write(&marker, &url).expect("the scratch database's URL is kept");
+    Some(url)
+}
+
+const POSTGRES_URL_FILE: &str = "postgres-url.txt";
+
+/// With `CONTEXTIQ_CONFORMANCE_REDIS_URL` set, the Redis server of the conformance run and a
+/// key prefix of the application on `data_dir`, so applications sharing the server never see
+/// each other's cache.
+pub fn test_redis(data_dir: &std::path::Path) -> Option<(String, String)> {
+    let url = std::env::var("CONTEXTIQ_CONFORMANCE_REDIS_URL").ok().filter(|url| !url.is_empty())?;
+    let name = data_dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    Some((url, format!("test-{name}")))
+}
+
+/// The environment that points a `contextiq` process at the backends of `data_dir` (see
+/// [`test_database_url`], which must have run for it): nothing on the embedded default.
+pub fn backend_env(data_dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    let mut environment = Vec::new();
+    if let Ok(url) = std::fs::read_to_string(data_dir.join(POSTGRES_URL_FILE)) {
+        environment.push(("DATABASE_URL", url));
+    }
+    if let Some((url, key_prefix)) = test_redis(data_dir) {
+        environment.extend([("REDIS_URL", url), ("REDIS_KEY_PREFIX", key_prefix)]);
+    }
+    environment
 }
 
 /// The local embedding model, fetched by `scripts/fetch-model.sh` (the test script runs it).

@@ -310,6 +310,7 @@ async fn a_changed_embedding_model_is_refused_until_reindexed() {
     settings.server.bind = "127.0.0.1:0".to_owned();
     settings.embedding.provider = "openai".to_owned();
     settings.embedding.base_url = "http://127.0.0.1:1/v1".to_owned();
+    settings.database.url = crate::helpers::test_database_url(data_dir.path()).await.map(Into::into);
     let err = contextiq_server::Application::build(settings).await.err().expect("a different model is refused");
     let message = err.to_string();
     assert!(message.contains("contextiq reindex") && message.contains("all-MiniLM-L6-v2"), "{message}");

@@ -11,7 +11,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::fake_llm::{FakeLlm, Reply};
-use crate::helpers::{admin_key, all_events, binary, client_with_key, id_of, json_of, model_dir};
+use crate::helpers::{
+    admin_key, all_events, backend_env, binary, client_with_key, id_of, json_of, model_dir, test_database_url,
+};
 
 /// A `contextiq serve` process and the log lines it wrote to stderr.
 struct ServerProcess {
@@ -29,6 +31,7 @@ impl ServerProcess {
 
     fn start_with(data_dir: &Path, environment: &[(&str, &str)]) -> ServerProcess {
         let mut child = Command::new(binary())
+            .envs(backend_env(data_dir))
             .envs(environment.iter().copied())
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -77,6 +80,7 @@ impl Drop for ServerProcess {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_appends_survive_sigkill() {
     let data_dir = tempfile::tempdir().unwrap();
+    test_database_url(data_dir.path()).await;
     let mut server = ServerProcess::start(data_dir.path());
     let client = server.client.clone();
     let session = client
@@ -146,6 +150,7 @@ async fn acknowledged_appends_survive_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_shuts_down_gracefully_with_json_logs() {
     let data_dir = tempfile::tempdir().unwrap();
+    test_database_url(data_dir.path()).await;
     let mut server = ServerProcess::start(data_dir.path());
     let client = server.client.clone();
     let response = client
@@ -204,6 +209,7 @@ async fn a_generation_job_survives_its_worker_being_killed() {
         ("WORKER_POLL_INTERVAL_MS", "100"),
     ];
     let data_dir = tempfile::tempdir().unwrap();
+    test_database_url(data_dir.path()).await;
     let mut server = ServerProcess::start_with(data_dir.path(), &environment);
     let client = server.client.clone();
     let scope = json!({"user_id": "crash"});

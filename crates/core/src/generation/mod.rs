@@ -311,7 +311,7 @@ pub struct JobOutcome {
     pub llm_usage: LlmUsage,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: Uuid,
     pub org_id: OrgId,
@@ -413,8 +413,9 @@ pub trait JobStore: Send + Sync + 'static {
     async fn generation_watermark(&self, org: &OrgId, session_id: Uuid, scope_key: &str) -> crate::Result<i64>;
     /// Jobs waiting or running, for the queue-depth metric.
     async fn count_unfinished_jobs(&self) -> crate::Result<u64>;
-    /// Deletes up to `batch` completed or failed jobs that finished before `finished_before`.
-    async fn purge_finished_jobs(&self, finished_before: DateTime<Utc>, batch: u32) -> crate::Result<u64>;
+    /// Deletes up to `batch` completed or failed jobs that finished before `finished_before`;
+    /// their ids.
+    async fn purge_finished_jobs(&self, finished_before: DateTime<Utc>, batch: u32) -> crate::Result<Vec<Uuid>>;
 }
 
 /// A JSON value that describes why consolidation did something, kept in the revision.
