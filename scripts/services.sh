@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # The servers of the distributed deployment, for tests and benchmarks on this machine: installs
 # them from Debian packages if missing (PostgreSQL 15 with pgvector built from Debian's own
-# source package) and starts or stops throwaway instances on 127.0.0.1 under .services/.
+# source package, Redis) and starts or stops throwaway instances on 127.0.0.1 under .services/.
 #
-#   scripts/services.sh install     install the packages (needs root)
-#   scripts/services.sh start       start them; prints the environment to use them
-#   scripts/services.sh stop        stop them and delete their data
+#   scripts/services.sh install       install the packages (needs root)
+#   scripts/services.sh start         start them (if not running); prints the environment to use them
+#   scripts/services.sh stop          stop them and delete their data
+#   scripts/services.sh start-redis   start only Redis (if not running), e.g. again after stop-redis
+#   scripts/services.sh stop-redis    stop only Redis, e.g. to test an outage; PostgreSQL keeps running
 #
-# Test-only settings: PostgreSQL runs with fsync=off and trust authentication on loopback.
+# Test-only settings: PostgreSQL runs with fsync=off and trust authentication on loopback; Redis
+# without password or persistence.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD/.services"
 PG_PORT="${CONTEXTIQ_TEST_PG_PORT:-55432}"
 PG_BIN=/usr/lib/postgresql/15/bin
+REDIS_PORT="${CONTEXTIQ_TEST_REDIS_PORT:-56379}"
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
@@ -20,11 +24,17 @@ as_root() {
 
 install_packages() {
     export DEBIAN_FRONTEND=noninteractive
+    local packages=()
     if [ ! -x "$PG_BIN/postgres" ] || [ ! -f /usr/include/postgresql/15/server/postgres.h ]; then
-        echo "installing PostgreSQL 15" >&2
+        packages+=(postgresql postgresql-server-dev-15 dpkg-dev make gcc)
+    fi
+    if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+        packages+=(redis-server)
+    fi
+    if [ "${#packages[@]}" -gt 0 ]; then
+        echo "installing ${packages[*]}" >&2
         as_root apt-get update -qq
-        as_root apt-get install -y -qq --no-install-recommends \
-            postgresql postgresql-server-dev-15 dpkg-dev make gcc >/dev/null
+        as_root apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
     fi
     if [ ! -f "$("$PG_BIN/pg_config" --sharedir)/extension/vector.control" ]; then
         echo "building pgvector from Debian's source package" >&2
@@ -67,6 +77,34 @@ start() {
             >/dev/null
     fi
     echo "CONTEXTIQ_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+    start_redis
+    echo "CONTEXTIQ_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
+}
+
+redis_running() {
+    [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]
+}
+
+start_redis() {
+    if redis_running; then
+        return
+    fi
+    mkdir -p "$ROOT/redis"
+    redis-server --daemonize yes --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$ROOT/redis" \
+        --pidfile "$ROOT/redis/redis.pid" --logfile "$ROOT/redis/redis.log" --save '' --appendonly no
+    # The daemon detaches before it listens.
+    for _ in $(seq 50); do
+        if redis_running; then
+            return
+        fi
+        sleep 0.1
+    done
+    echo "Redis did not start on port $REDIS_PORT; see $ROOT/redis/redis.log" >&2
+    exit 1
+}
+
+stop_redis() {
+    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
 }
 
 run_as_postgres() {
@@ -79,6 +117,7 @@ run_as_postgres() {
 }
 
 stop() {
+    stop_redis
     if [ -f "$ROOT/pg/PG_VERSION" ]; then
         run_as_postgres "$PG_BIN/pg_ctl" -D "$ROOT/pg" -m immediate stop >/dev/null 2>&1 || true
     fi
@@ -89,5 +128,7 @@ case "${1:-}" in
     install) install_packages ;;
     start) start ;;
     stop) stop ;;
-    *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
+    start-redis) start_redis ;;
+    stop-redis) stop_redis ;;
+    *) echo "usage: $0 install|start|stop|start-redis|stop-redis" >&2; exit 2 ;;
 esac
