@@ -2,6 +2,7 @@
 //! or as the real binary where a process must die) and talks HTTP to it.
 
 mod auth;
+mod cache;
 mod cli;
 mod errors;
 mod fake_llm;
