@@ -1,22 +1,37 @@
 #!/usr/bin/env bash
 # The servers of the distributed deployment, for tests and benchmarks on this machine: installs
 # them from Debian packages if missing (PostgreSQL 15 with pgvector built from Debian's own
-# source package, Redis) and starts or stops throwaway instances on 127.0.0.1 under .services/.
+# source package, Redis, RabbitMQ) and starts or stops throwaway instances on 127.0.0.1 under
+# .services/.
 #
 #   scripts/services.sh install       install the packages (needs root)
 #   scripts/services.sh start         start them (if not running); prints the environment to use them
 #   scripts/services.sh stop          stop them and delete their data
 #   scripts/services.sh start-redis   start only Redis (if not running), e.g. again after stop-redis
 #   scripts/services.sh stop-redis    stop only Redis, e.g. to test an outage; PostgreSQL keeps running
+#   scripts/services.sh start-rabbitmq  start only RabbitMQ (if not running), e.g. again after stop-rabbitmq
+#   scripts/services.sh stop-rabbitmq   stop only RabbitMQ, keeping its data: durable queues and
+#                                       persistent messages survive a stop-rabbitmq/start-rabbitmq
+#
+# Ports: CONTEXTIQ_TEST_PG_PORT, CONTEXTIQ_TEST_REDIS_PORT, CONTEXTIQ_TEST_RABBITMQ_PORT (and
+# CONTEXTIQ_TEST_RABBITMQ_DIST_PORT, _NODE, _DIR for a second, private RabbitMQ node).
 #
 # Test-only settings: PostgreSQL runs with fsync=off and trust authentication on loopback; Redis
-# without password or persistence.
+# without password or persistence; RabbitMQ with its guest/guest user (loopback only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD/.services"
 PG_PORT="${CONTEXTIQ_TEST_PG_PORT:-55432}"
 PG_BIN=/usr/lib/postgresql/15/bin
 REDIS_PORT="${CONTEXTIQ_TEST_REDIS_PORT:-56379}"
+RABBITMQ_PORT="${CONTEXTIQ_TEST_RABBITMQ_PORT:-55672}"
+# Erlang distribution (rabbitmqctl talks to the node through it); the usual AMQP port + 20000
+# would be past 65535 here.
+RABBITMQ_DIST_PORT="${CONTEXTIQ_TEST_RABBITMQ_DIST_PORT:-$((RABBITMQ_PORT + 1))}"
+# A test may run a private node (to restart it without disturbing others): its own node name,
+# ports and directory.
+RABBITMQ_NODE="${CONTEXTIQ_TEST_RABBITMQ_NODE:-rabbit@localhost}"
+RABBITMQ_DIR="${CONTEXTIQ_TEST_RABBITMQ_DIR:-$ROOT/rabbitmq}"
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
@@ -30,6 +45,9 @@ install_packages() {
     fi
     if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
         packages+=(redis-server)
+    fi
+    if ! command -v rabbitmq-server >/dev/null 2>&1; then
+        packages+=(rabbitmq-server)
     fi
     if [ "${#packages[@]}" -gt 0 ]; then
         echo "installing ${packages[*]}" >&2
@@ -79,6 +97,8 @@ start() {
     echo "CONTEXTIQ_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
     start_redis
     echo "CONTEXTIQ_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
+    start_rabbitmq
+    echo "CONTEXTIQ_TEST_RABBITMQ_URL=amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/%2f"
 }
 
 redis_running() {
@@ -107,6 +127,45 @@ stop_redis() {
     redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
 }
 
+# rabbitmq-server and rabbitmqctl as the rabbitmq user, with this instance's node and files.
+run_rabbitmq() {
+    local env=(HOME=/var/lib/rabbitmq RABBITMQ_NODENAME="$RABBITMQ_NODE"
+        RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$RABBITMQ_PORT"
+        RABBITMQ_DIST_PORT="$RABBITMQ_DIST_PORT" RABBITMQ_MNESIA_BASE="$RABBITMQ_DIR/mnesia"
+        RABBITMQ_LOG_BASE="$RABBITMQ_DIR/log" RABBITMQ_PID_FILE="$RABBITMQ_DIR/rabbit.pid")
+    if [ "$(id -u)" = 0 ]; then
+        (cd /var/lib/rabbitmq && su rabbitmq -s /bin/sh -c "$(printf '%q ' env "${env[@]}" "$@")")
+    else
+        (cd /var/lib/rabbitmq && env "${env[@]}" "$@")
+    fi
+}
+
+rabbitmq_running() {
+    [ -f "$RABBITMQ_DIR/rabbit.pid" ] && run_rabbitmq rabbitmqctl -n "$RABBITMQ_NODE" status >/dev/null 2>&1
+}
+
+start_rabbitmq() {
+    if rabbitmq_running; then
+        return
+    fi
+    mkdir -p "$RABBITMQ_DIR/mnesia" "$RABBITMQ_DIR/log"
+    chown -R rabbitmq:rabbitmq "$RABBITMQ_DIR" 2>/dev/null || true
+    # A stale pid file (of a node that died) would make the wait below look at the wrong process.
+    rm -f "$RABBITMQ_DIR/rabbit.pid"
+    run_rabbitmq rabbitmq-server -detached
+    if ! run_rabbitmq rabbitmqctl -n "$RABBITMQ_NODE" wait --timeout 120 "$RABBITMQ_DIR/rabbit.pid" >/dev/null; then
+        echo "RabbitMQ did not start on port $RABBITMQ_PORT; see $RABBITMQ_DIR/log" >&2
+        exit 1
+    fi
+}
+
+stop_rabbitmq() {
+    if [ -f "$RABBITMQ_DIR/rabbit.pid" ]; then
+        run_rabbitmq rabbitmqctl -n "$RABBITMQ_NODE" stop "$RABBITMQ_DIR/rabbit.pid" >/dev/null 2>&1 || true
+    fi
+    epmd -kill >/dev/null 2>&1 || true
+}
+
 run_as_postgres() {
     if [ "$(id -u)" = 0 ]; then
         # initdb and postgres refuse to run as root.
@@ -118,6 +177,7 @@ run_as_postgres() {
 
 stop() {
     stop_redis
+    stop_rabbitmq
     if [ -f "$ROOT/pg/PG_VERSION" ]; then
         run_as_postgres "$PG_BIN/pg_ctl" -D "$ROOT/pg" -m immediate stop >/dev/null 2>&1 || true
     fi
@@ -130,5 +190,7 @@ case "${1:-}" in
     stop) stop ;;
     start-redis) start_redis ;;
     stop-redis) stop_redis ;;
-    *) echo "usage: $0 install|start|stop|start-redis|stop-redis" >&2; exit 2 ;;
+    start-rabbitmq) start_rabbitmq ;;
+    stop-rabbitmq) stop_rabbitmq ;;
+    *) echo "usage: $0 install|start|stop|start-redis|stop-redis|start-rabbitmq|stop-rabbitmq" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: formatting, lints, then every test.
 # Installs what the tests need: cargo-nextest if missing, the local embedding model, and the
-# servers of the distributed deployment, PostgreSQL with pgvector and Redis
+# servers of the distributed deployment, PostgreSQL with pgvector, Redis and RabbitMQ
 # (scripts/services.sh; needs root or sudo for apt-get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,16 +22,19 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== PostgreSQL with pgvector and Redis on 127.0.0.1 (installed from Debian packages if missing)"
+echo "== PostgreSQL with pgvector, Redis and RabbitMQ on 127.0.0.1 (installed from Debian packages if missing)"
 services="$(./scripts/services.sh start)"
 trap './scripts/services.sh stop' EXIT
 postgres_url="$(sed -n 's/^CONTEXTIQ_TEST_DATABASE_URL=//p' <<<"$services")"
 redis_url="$(sed -n 's/^CONTEXTIQ_TEST_REDIS_URL=//p' <<<"$services")"
+rabbitmq_url="$(sed -n 's/^CONTEXTIQ_TEST_RABBITMQ_URL=//p' <<<"$services")"
 
-echo "== tests (embedded default; store tests of PostgreSQL and Redis)"
+echo "== tests (embedded default; store tests of PostgreSQL, Redis and RabbitMQ)"
 CONTEXTIQ_TEST_DATABASE_URL="$postgres_url" CONTEXTIQ_TEST_REDIS_URL="$redis_url" \
+    CONTEXTIQ_TEST_RABBITMQ_URL="$rabbitmq_url" \
     cargo nextest run --workspace --locked --no-fail-fast
 
-echo "== conformance: the API suite against PostgreSQL + pgvector + Redis"
+echo "== conformance: the API suite against PostgreSQL + pgvector + Redis + RabbitMQ"
 CONTEXTIQ_CONFORMANCE_DATABASE_URL="$postgres_url" CONTEXTIQ_CONFORMANCE_REDIS_URL="$redis_url" \
+    CONTEXTIQ_CONFORMANCE_RABBITMQ_URL="$rabbitmq_url" \
     cargo nextest run -p contextiq --test api --locked --no-fail-fast

@@ -7,6 +7,8 @@
 //! on every hit against the caller's `now`, so a record that expired while cached reads as gone,
 //! as it does from the store.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +61,45 @@ pub fn short_hash(parts: &[&str]) -> String {
 #[derive(Clone)]
 pub struct CacheLayer {
     cache: Arc<dyn Cache>,
+    spawn: Spawner,
+}
+
+/// Runs a future to completion on its own (`tokio::spawn` in the server): core has no runtime.
+pub type Spawner = Arc<dyn Fn(Pin<Box<dyn Future<Output = ()> + Send>>) + Send + Sync>;
+
+/// The invalidation a write owes the cache: `finish` performs it after the write; dropped
+/// unfinished (the write's caller gave up, e.g. a request timeout, while the write may still
+/// commit), it is performed in the background all the same.
+#[must_use]
+pub struct Invalidation {
+    pending: Option<(Arc<dyn Cache>, Vec<String>)>,
+    spawn: Spawner,
+}
+
+impl Invalidation {
+    pub async fn finish(mut self) {
+        if let Some((cache, families)) = self.pending.take() {
+            invalidate(cache.as_ref(), families).await;
+        }
+    }
+}
+
+impl Drop for Invalidation {
+    fn drop(&mut self) {
+        if let Some((cache, families)) = self.pending.take() {
+            (self.spawn)(Box::pin(async move { invalidate(cache.as_ref(), families).await }));
+        }
+    }
+}
+
+async fn invalidate(cache: &dyn Cache, families: Vec<String>) {
+    if families.is_empty() {
+        return;
+    }
+    if let Err(err) = cache.invalidate(&families).await {
+        // The write itself succeeded; a value cached before it may be served until its TTL.
+        tracing::warn!(error = %err, ?families, "cache invalidation failed; cached reads may be stale until they expire");
+    }
 }
 
 /// A value found in the cache, or the generation to store a fresh one under.
@@ -68,8 +109,8 @@ pub enum Cached<T> {
 }
 
 impl CacheLayer {
-    pub fn new(cache: Arc<dyn Cache>) -> CacheLayer {
-        CacheLayer { cache }
+    pub fn new(cache: Arc<dyn Cache>, spawn: Spawner) -> CacheLayer {
+        CacheLayer { cache, spawn }
     }
 
     pub async fn get<T: DeserializeOwned>(&self, kind: &'static str, family: &str, key: &str) -> Cached<T> {
@@ -104,14 +145,9 @@ impl CacheLayer {
         }
     }
 
-    pub async fn invalidate(&self, families: Vec<String>) {
-        if families.is_empty() {
-            return;
-        }
-        if let Err(err) = self.cache.invalidate(&families).await {
-            // The write itself succeeded; a value cached before it may be served until its TTL.
-            tracing::warn!(error = %err, ?families, "cache invalidation failed; cached reads may be stale until they expire");
-        }
+    /// The invalidation of `families` a write owes; take it before the write, finish it after.
+    pub fn invalidation(&self, families: Vec<String>) -> Invalidation {
+        Invalidation { pending: Some((self.cache.clone(), families)), spawn: self.spawn.clone() }
     }
 }
 
@@ -175,8 +211,9 @@ impl SessionStore for CachedSessionStore {
         events: Vec<NewEvent>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>> {
+        let invalidation = self.cache.invalidation(vec![session_family(session_id)]);
         let appended = self.inner.append_events(org, session_id, events, now).await;
-        self.cache.invalidate(vec![session_family(session_id)]).await;
+        invalidation.finish().await;
         appended
     }
 
@@ -199,14 +236,16 @@ impl SessionStore for CachedSessionStore {
         max_state_bytes: u64,
         now: DateTime<Utc>,
     ) -> Result<Session> {
+        let invalidation = self.cache.invalidation(vec![session_family(session_id)]);
         let patched = self.inner.patch_state(org, session_id, patch, max_state_bytes, now).await;
-        self.cache.invalidate(vec![session_family(session_id)]).await;
+        invalidation.finish().await;
         patched
     }
 
     async fn delete_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+        let invalidation = self.cache.invalidation(vec![session_family(id)]);
         let deleted = self.inner.delete_session(org, id, now).await;
-        self.cache.invalidate(vec![session_family(id)]).await;
+        invalidation.finish().await;
         deleted
     }
 
@@ -255,8 +294,9 @@ impl CachedMemoryStore {
 impl MemoryStore for CachedMemoryStore {
     async fn insert_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> Result<Memory> {
         let families = CachedMemoryStore::families_of(&memory);
+        let invalidation = self.cache.invalidation(families);
         let inserted = self.memories.insert_memory(memory, embedding, revision).await;
-        self.cache.invalidate(families).await;
+        invalidation.finish().await;
         inserted
     }
 
@@ -268,29 +308,33 @@ impl MemoryStore for CachedMemoryStore {
         now: DateTime<Utc>,
     ) -> Result<Memory> {
         let families = CachedMemoryStore::families_of(&memory);
+        let invalidation = self.cache.invalidation(families);
         let updated = self.memories.update_memory(memory, embedding, revision, now).await;
-        self.cache.invalidate(families).await;
+        invalidation.finish().await;
         updated
     }
 
     async fn delete_memory(&self, org: &OrgId, id: Uuid, revision: Revision, now: DateTime<Utc>) -> Result<()> {
         let families = self.families_of_id(org, id).await;
+        let invalidation = self.cache.invalidation(families);
         let deleted = self.memories.delete_memory(org, id, revision, now).await;
-        self.cache.invalidate(families).await;
+        invalidation.finish().await;
         deleted
     }
 
     async fn restore_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> Result<Memory> {
         let families = CachedMemoryStore::families_of(&memory);
+        let invalidation = self.cache.invalidation(families);
         let restored = self.memories.restore_memory(memory, embedding, revision).await;
-        self.cache.invalidate(families).await;
+        invalidation.finish().await;
         restored
     }
 
     async fn purge_memory(&self, org: &OrgId, id: Uuid) -> Result<()> {
         let families = self.families_of_id(org, id).await;
+        let invalidation = self.cache.invalidation(families);
         let purged = self.memories.purge_memory(org, id).await;
-        self.cache.invalidate(families).await;
+        invalidation.finish().await;
         purged
     }
 
@@ -404,14 +448,31 @@ impl JobStore for CachedMemoryStore {
     async fn claim_job(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
         let claimed = self.jobs.claim_job(now, lease_until).await?;
         if let Some(job) = &claimed {
-            self.cache.invalidate(vec![job_family(job.id)]).await;
+            self.cache.invalidation(vec![job_family(job.id)]).finish().await;
         }
         Ok(claimed)
     }
 
+    async fn claim_job_by_id(&self, id: Uuid, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
+        let invalidation = self.cache.invalidation(vec![job_family(id)]);
+        let claimed = self.jobs.claim_job_by_id(id, now, lease_until).await;
+        invalidation.finish().await;
+        claimed
+    }
+
+    async fn jobs_to_publish(&self, now: DateTime<Utc>, stale_before: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
+        self.jobs.jobs_to_publish(now, stale_before, limit).await
+    }
+
+    /// Publication is not part of a job's visible state.
+    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<()> {
+        self.jobs.mark_published(ids, at).await
+    }
+
     async fn renew_lease(&self, id: Uuid, attempt: u32, lease_until: DateTime<Utc>) -> Result<bool> {
+        let invalidation = self.cache.invalidation(vec![job_family(id)]);
         let renewed = self.jobs.renew_lease(id, attempt, lease_until).await;
-        self.cache.invalidate(vec![job_family(id)]).await;
+        invalidation.finish().await;
         renewed
     }
 
@@ -427,8 +488,9 @@ impl JobStore for CachedMemoryStore {
         }
         families.sort();
         families.dedup();
+        let invalidation = self.cache.invalidation(families);
         let completed = self.jobs.complete_job(completion).await;
-        self.cache.invalidate(families).await;
+        invalidation.finish().await;
         completed
     }
 
@@ -441,8 +503,9 @@ impl JobStore for CachedMemoryStore {
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let invalidation = self.cache.invalidation(vec![job_family(id)]);
         let failed = self.jobs.fail_job(id, attempt, error, llm_usage, retry_at, now).await;
-        self.cache.invalidate(vec![job_family(id)]).await;
+        invalidation.finish().await;
         failed
     }
 
@@ -456,7 +519,855 @@ impl JobStore for CachedMemoryStore {
 
     async fn purge_finished_jobs(&self, finished_before: DateTime<Utc>, batch: u32) -> Result<Vec<Uuid>> {
         let purged = self.jobs.purge_finished_jobs(finished_before, batch).await?;
-        self.cache.invalidate(purged.iter().map(|id| job_family(*id)).collect()).await;
+        self.cache.invalidation(purged.iter().map(|id| job_family(*id)).collect()).finish().await;
         Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::slice;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use chrono::TimeZone;
+    use serde_json::{Map, json};
+
+    use super::*;
+    use crate::cache::{CacheError, CacheLookup};
+    use crate::generation::{GenerationConfig, JobOutcome, JobStatus, Source};
+    use crate::memory::{MemorySnapshot, RevisionAction, scope_key};
+    use crate::{Resource, Role, Scope};
+
+    #[tokio::test]
+    async fn session_reads_are_cached_until_a_write() {
+        for write in SessionWrite::ALL {
+            check_session_write(false, write, (2, 4)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_reads_are_cached_until_a_write_which_also_invalidates_the_scope() {
+        for write in MemoryWrite::ALL {
+            check_memory_write(false, write, (1, 2)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn job_reads_are_cached_until_a_write() {
+        for write in JobWrite::ALL {
+            check_job_write(false, write, (1, 2)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn with_the_cache_down_reads_and_writes_go_to_the_stores() {
+        for write in SessionWrite::ALL {
+            check_session_write(true, write, (4, 6)).await;
+        }
+        for write in MemoryWrite::ALL {
+            check_memory_write(true, write, (2, 3)).await;
+        }
+        for write in JobWrite::ALL {
+            check_job_write(true, write, (2, 3)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_session_stored_after_a_write_is_never_read() {
+        for write in SessionWrite::ALL {
+            let fixture = Fixture::new(false);
+            let org = OrgId::new("a");
+            let id = fixture.sessions.create_session(session(&org, None)).await.unwrap().id;
+            let family = session_family(id);
+            let Cached::Miss(generation) = fixture.layer.get::<Session>("session", &family, "bare").await else {
+                panic!("nothing is cached yet");
+            };
+            let stale = fixture.sessions.get_session(&org, id, None, now()).await.unwrap();
+            write.apply(&fixture.session_store, &org, id).await.unwrap();
+            fixture.layer.put(&family, generation, "bare", &stale, ttl::SESSION).await;
+            let read = fixture.session_store.get_session(&org, id, None, now()).await.ok();
+            assert_eq!(read, fixture.sessions.stored(id), "{write:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_memory_stored_after_a_write_is_never_read() {
+        for write in MemoryWrite::ALL {
+            let fixture = Fixture::new(false);
+            let memory =
+                fixture.memory_store.insert_memory(memory(&OrgId::new("a"), None), Vec::new(), dummy_revision()).await;
+            let memory = memory.unwrap();
+            let family = memory_family(memory.id);
+            let Cached::Miss(generation) = fixture.layer.get::<Memory>("memory", &family, "live").await else {
+                panic!("nothing is cached yet");
+            };
+            write.apply(&fixture.memory_store, &memory).await.unwrap();
+            fixture.layer.put(&family, generation, "live", &memory, ttl::MEMORY).await;
+            let read = fixture.memory_store.get_memories(&memory.org_id, &[memory.id], now()).await.unwrap();
+            assert_eq!(read, fixture.memories.live(&memory.org_id, &[memory.id], now()), "{write:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_during_a_write_never_caches_the_old_value() {
+        for write in SessionWrite::ALL {
+            let fixture = Fixture::new(false);
+            let org = OrgId::new("a");
+            let id = fixture.session_store.create_session(session(&org, None)).await.unwrap().id;
+            let reader = CachedSessionStore::new(fixture.sessions.clone(), fixture.layer.clone());
+            *fixture.sessions.reader.lock().unwrap() = Some(Arc::new(reader));
+            write.apply(&fixture.session_store, &org, id).await.unwrap();
+            assert_eq!(fixture.sessions.n_gets(), 1, "{write:?}: the reader read the store during the write");
+            let read = fixture.session_store.get_session(&org, id, None, now()).await.ok();
+            assert_eq!(read, fixture.sessions.stored(id), "{write:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_committed_but_was_cancelled_still_invalidates() {
+        let fixture = Fixture::new(false);
+        let org = OrgId::new("a");
+        let id = fixture.session_store.create_session(session(&org, None)).await.unwrap().id;
+        fixture.session_store.get_session(&org, id, None, now()).await.unwrap();
+        fixture.sessions.hang_after_write.store(true, Ordering::SeqCst);
+        // A request timeout drops the write after the store committed it.
+        let patch = fixture.session_store.patch_state(&org, id, json!({"step": 2}), 1 << 20, now());
+        assert!(tokio::time::timeout(Duration::from_millis(10), patch).await.is_err());
+        // The invalidation runs in the background; let it.
+        tokio::task::yield_now().await;
+        let read = fixture.session_store.get_session(&org, id, None, now()).await.ok();
+        assert_eq!(read.map(|session| session.state), fixture.sessions.stored(id).map(|session| session.state));
+        assert_eq!(fixture.sessions.stored(id).unwrap().state["step"], 2);
+    }
+
+    #[tokio::test]
+    async fn cached_records_are_invisible_to_other_orgs() {
+        let fixture = Fixture::new(false);
+        let (org, other) = (OrgId::new("a"), OrgId::new("b"));
+        let session = fixture.session_store.create_session(session(&org, None)).await.unwrap();
+        let memory =
+            fixture.memory_store.insert_memory(memory(&org, None), Vec::new(), dummy_revision()).await.unwrap();
+        let job = fixture.memory_store.enqueue_job(job(&org, JobStatus::Pending)).await.unwrap();
+
+        assert_eq!(fixture.session_store.get_session(&org, session.id, None, now()).await.unwrap(), session);
+        assert_eq!(
+            fixture.memory_store.get_memories(&org, &[memory.id], now()).await.unwrap(),
+            slice::from_ref(&memory)
+        );
+        assert_eq!(fixture.memory_store.get_job(&org, job.id).await.unwrap(), Some(job.clone()));
+
+        let read = fixture.session_store.get_session(&other, session.id, None, now()).await;
+        assert!(matches!(read, Err(Error::NotFound { resource: Resource::Session })), "{read:?}");
+        assert_eq!(fixture.memory_store.get_memories(&other, &[memory.id], now()).await.unwrap(), []);
+        assert_eq!(fixture.memory_store.get_job(&other, job.id).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn cached_records_at_or_past_their_expiry_read_as_gone() {
+        let fixture = Fixture::new(false);
+        let org = OrgId::new("a");
+        let expires_at = now() + chrono::Duration::hours(1);
+        let session = fixture.session_store.create_session(session(&org, Some(expires_at))).await.unwrap();
+        let memory = memory(&org, Some(expires_at));
+        let memory = fixture.memory_store.insert_memory(memory, Vec::new(), dummy_revision()).await.unwrap();
+        assert!(fixture.session_store.get_session(&org, session.id, None, now()).await.is_ok());
+        assert_eq!(
+            fixture.memory_store.get_memories(&org, &[memory.id], now()).await.unwrap(),
+            slice::from_ref(&memory)
+        );
+
+        for at in [expires_at, expires_at + chrono::Duration::hours(1)] {
+            let read = fixture.session_store.get_session(&org, session.id, None, at).await;
+            assert!(matches!(read, Err(Error::NotFound { resource: Resource::Session })), "at {at}: {read:?}");
+            assert_eq!(fixture.memory_store.get_memories(&org, &[memory.id], at).await.unwrap(), [], "at {at}");
+        }
+        // The cache answered: its hits check expiry themselves.
+        assert_eq!((fixture.sessions.n_gets(), fixture.memories.n_memory_gets()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_still_invalidates() {
+        let fixture = Fixture::new(false);
+        let id = Uuid::new_v4();
+        let family = session_family(id);
+        assert!(fixture.session_store.delete_session(&OrgId::new("a"), id, now()).await.is_err());
+        assert_eq!(fixture.cache.generation(&family), 1);
+    }
+
+    /// Creates a session, reads it twice with and without events, writes it and reads it again;
+    /// every read must match the store. `expect` is the number of store reads before and after
+    /// the write.
+    async fn check_session_write(cache_down: bool, write: SessionWrite, expect: (usize, usize)) {
+        let fixture = Fixture::new(cache_down);
+        let org = OrgId::new("a");
+        let created = fixture.session_store.create_session(session(&org, None)).await.unwrap();
+        for events_limit in [None, Some(10), None, Some(10)] {
+            let read = fixture.session_store.get_session(&org, created.id, events_limit, now()).await.unwrap();
+            assert_eq!(read, created, "{write:?}");
+        }
+        let n_gets_before = fixture.sessions.n_gets();
+
+        write.apply(&fixture.session_store, &org, created.id).await.unwrap();
+        let stored = fixture.sessions.stored(created.id);
+        assert_ne!(stored.as_ref(), Some(&created), "{write:?} changes the session");
+        for events_limit in [None, Some(10)] {
+            let read = fixture.session_store.get_session(&org, created.id, events_limit, now()).await.ok();
+            assert_eq!(read, stored, "{write:?}, events_limit {events_limit:?}");
+        }
+        assert_eq!((n_gets_before, fixture.sessions.n_gets()), expect, "{write:?}, cache down: {cache_down}");
+    }
+
+    /// As [`check_session_write`], for one memory; with the cache up, the write must also move
+    /// the memory's scope family to a new generation.
+    async fn check_memory_write(cache_down: bool, write: MemoryWrite, expect: (usize, usize)) {
+        let fixture = Fixture::new(cache_down);
+        let org = OrgId::new("a");
+        let memory = fixture.memory_store.insert_memory(memory(&org, None), Vec::new(), dummy_revision()).await;
+        let memory = memory.unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                fixture.memory_store.get_memories(&org, &[memory.id], now()).await.unwrap(),
+                slice::from_ref(&memory)
+            );
+        }
+        let n_gets_before = fixture.memories.n_memory_gets();
+        let scope_family = scope_family(&org, &scope_key(&memory.scope));
+        let scope_generation = fixture.cache.generation(&scope_family);
+
+        write.apply(&fixture.memory_store, &memory).await.unwrap();
+        let stored = fixture.memories.live(&org, &[memory.id], now());
+        assert_ne!(stored, slice::from_ref(&memory), "{write:?} changes the memory");
+        assert_eq!(fixture.memory_store.get_memories(&org, &[memory.id], now()).await.unwrap(), stored, "{write:?}");
+        assert_eq!((n_gets_before, fixture.memories.n_memory_gets()), expect, "{write:?}, cache down: {cache_down}");
+        if !cache_down {
+            assert!(fixture.cache.generation(&scope_family) > scope_generation, "{write:?} invalidates the scope");
+        }
+    }
+
+    /// As [`check_session_write`], for one job.
+    async fn check_job_write(cache_down: bool, write: JobWrite, expect: (usize, usize)) {
+        let fixture = Fixture::new(cache_down);
+        let org = OrgId::new("a");
+        let job = fixture.memory_store.enqueue_job(job(&org, write.status_before())).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(fixture.memory_store.get_job(&org, job.id).await.unwrap(), Some(job.clone()));
+        }
+        let n_gets_before = fixture.memories.n_job_gets();
+
+        write.apply(&fixture.memory_store, &job).await.unwrap();
+        let stored = fixture.memories.jobs.lock().unwrap().get(&job.id).cloned();
+        assert_ne!(stored.as_ref(), Some(&job), "{write:?} changes the job");
+        assert_eq!(fixture.memory_store.get_job(&org, job.id).await.unwrap(), stored, "{write:?}");
+        assert_eq!((n_gets_before, fixture.memories.n_job_gets()), expect, "{write:?}, cache down: {cache_down}");
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum SessionWrite {
+        Append,
+        Patch,
+        Delete,
+    }
+
+    impl SessionWrite {
+        const ALL: [SessionWrite; 3] = [SessionWrite::Append, SessionWrite::Patch, SessionWrite::Delete];
+
+        async fn apply(self, store: &CachedSessionStore, org: &OrgId, id: Uuid) -> Result<()> {
+            match self {
+                SessionWrite::Append => {
+                    let event = NewEvent {
+                        author: "user".to_owned(),
+                        role: Role::User,
+                        content: json!("hello"),
+                        metadata: Map::new(),
+                        timestamp: None,
+                        invocation_id: None,
+                    };
+                    store.append_events(org, id, vec![event], now()).await.map(drop)
+                }
+                SessionWrite::Patch => store.patch_state(org, id, json!({"step": 2}), 1 << 20, now()).await.map(drop),
+                SessionWrite::Delete => store.delete_session(org, id, now()).await,
+            }
+        }
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum MemoryWrite {
+        Update,
+        Delete,
+        Purge,
+        /// A job's commit that updates the memory.
+        CompleteJob,
+    }
+
+    impl MemoryWrite {
+        const ALL: [MemoryWrite; 4] =
+            [MemoryWrite::Update, MemoryWrite::Delete, MemoryWrite::Purge, MemoryWrite::CompleteJob];
+
+        async fn apply(self, store: &CachedMemoryStore, memory: &Memory) -> Result<()> {
+            let changed = Memory { fact: "User likes tea.".to_owned(), ..memory.clone() };
+            let org = &memory.org_id;
+            match self {
+                MemoryWrite::Update => store.update_memory(changed, None, dummy_revision(), now()).await.map(drop),
+                MemoryWrite::Delete => store.delete_memory(org, memory.id, dummy_revision(), now()).await,
+                MemoryWrite::Purge => store.purge_memory(org, memory.id).await,
+                MemoryWrite::CompleteJob => {
+                    let change = MemoryChange::Update {
+                        memory: changed,
+                        expected_updated_at: memory.updated_at,
+                        embedding: Vec::new(),
+                        revision: dummy_revision(),
+                    };
+                    let completion = completion(Uuid::new_v4(), org, vec![change]);
+                    assert_eq!(store.complete_job(completion).await?, CommitResult::Committed);
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum JobWrite {
+        Complete,
+        PurgeFinished,
+    }
+
+    impl JobWrite {
+        const ALL: [JobWrite; 2] = [JobWrite::Complete, JobWrite::PurgeFinished];
+
+        fn status_before(self) -> JobStatus {
+            match self {
+                JobWrite::Complete => JobStatus::Running,
+                JobWrite::PurgeFinished => JobStatus::Completed,
+            }
+        }
+
+        async fn apply(self, store: &CachedMemoryStore, job: &Job) -> Result<()> {
+            match self {
+                JobWrite::Complete => {
+                    let result = store.complete_job(completion(job.id, &job.org_id, Vec::new())).await?;
+                    assert_eq!(result, CommitResult::Committed);
+                }
+                JobWrite::PurgeFinished => {
+                    let purged = store.purge_finished_jobs(now() + chrono::Duration::hours(1), 10).await?;
+                    assert_eq!(purged, [job.id]);
+                }
+            }
+            Ok(())
+        }
+    }
+
+    struct Fixture {
+        cache: Arc<MemoryCache>,
+        layer: CacheLayer,
+        sessions: Arc<FakeSessions>,
+        memories: Arc<FakeMemories>,
+        session_store: CachedSessionStore,
+        memory_store: CachedMemoryStore,
+    }
+
+    impl Fixture {
+        fn new(cache_down: bool) -> Fixture {
+            let cache = Arc::new(MemoryCache::default());
+            cache.down.store(cache_down, Ordering::SeqCst);
+            let layer = CacheLayer::new(cache.clone(), Arc::new(|future| drop(tokio::spawn(future))));
+            let sessions = Arc::new(FakeSessions::default());
+            let memories = Arc::new(FakeMemories::default());
+            let session_store = CachedSessionStore::new(sessions.clone(), layer.clone());
+            let memory_store = CachedMemoryStore::new(memories.clone(), memories.clone(), layer.clone());
+            Fixture { cache, layer, sessions, memories, session_store, memory_store }
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    fn scope() -> Scope {
+        Scope::from([("user_id".to_owned(), "u1".to_owned())])
+    }
+
+    fn session(org: &OrgId, expires_at: Option<DateTime<Utc>>) -> Session {
+        Session {
+            org_id: org.clone(),
+            id: Uuid::new_v4(),
+            user_id: "u1".to_owned(),
+            agent_id: None,
+            scope: scope(),
+            state: Map::new(),
+            metadata: Map::new(),
+            created_at: now(),
+            updated_at: now(),
+            expires_at,
+            event_count: 0,
+            events: None,
+        }
+    }
+
+    fn memory(org: &OrgId, expires_at: Option<DateTime<Utc>>) -> Memory {
+        Memory {
+            org_id: org.clone(),
+            id: Uuid::new_v4(),
+            scope: scope(),
+            fact: "User likes coffee.".to_owned(),
+            topic: None,
+            confidence: 1.0,
+            source_session_id: None,
+            source_event_ids: Vec::new(),
+            metadata: Map::new(),
+            created_at: now(),
+            updated_at: now(),
+            expires_at,
+        }
+    }
+
+    /// The fakes record no revisions.
+    fn dummy_revision() -> Revision {
+        Revision {
+            id: Uuid::new_v4(),
+            memory_id: Uuid::nil(),
+            org_id: OrgId::new("a"),
+            action: RevisionAction::Updated,
+            before: None,
+            after: None::<MemorySnapshot>,
+            actor: "test".to_owned(),
+            job_id: None,
+            cause: None,
+            created_at: now(),
+        }
+    }
+
+    fn job(org: &OrgId, status: JobStatus) -> Job {
+        let finished = matches!(status, JobStatus::Completed | JobStatus::Failed);
+        Job {
+            id: Uuid::new_v4(),
+            org_id: org.clone(),
+            scope: scope(),
+            status,
+            source: Source::Memories { facts: Vec::new() },
+            config: GenerationConfig::default(),
+            actor: "test".to_owned(),
+            attempts: 1,
+            max_attempts: 3,
+            error: None,
+            outcome: JobOutcome::default(),
+            created_at: now(),
+            updated_at: now(),
+            started_at: Some(now()),
+            finished_at: finished.then(now),
+            run_after: now(),
+            lease_until: None,
+        }
+    }
+
+    fn completion(job_id: Uuid, org: &OrgId, changes: Vec<MemoryChange>) -> JobCompletion {
+        JobCompletion {
+            job_id,
+            org_id: org.clone(),
+            attempt: 1,
+            changes,
+            watermark: None,
+            outcome: JobOutcome { facts_extracted: 1, ..JobOutcome::default() },
+            now: now(),
+        }
+    }
+
+    /// A [`Cache`] in process memory, with a switch that makes every call fail (Redis down).
+    #[derive(Default)]
+    struct MemoryCache {
+        state: Mutex<CacheState>,
+        down: AtomicBool,
+    }
+
+    #[derive(Default)]
+    struct CacheState {
+        generations: HashMap<String, u64>,
+        values: HashMap<(String, u64, String), Vec<u8>>,
+    }
+
+    impl MemoryCache {
+        fn generation(&self, family: &str) -> u64 {
+            self.state.lock().unwrap().generations.get(family).copied().unwrap_or(0)
+        }
+
+        fn check_up(&self) -> Result<(), CacheError> {
+            if self.down.load(Ordering::SeqCst) { Err(CacheError("down".to_owned())) } else { Ok(()) }
+        }
+    }
+
+    #[async_trait]
+    impl Cache for MemoryCache {
+        async fn get(&self, family: &str, key: &str) -> Result<CacheLookup, CacheError> {
+            self.check_up()?;
+            let state = self.state.lock().unwrap();
+            let generation = state.generations.get(family).copied().unwrap_or(0);
+            let value = state.values.get(&(family.to_owned(), generation, key.to_owned())).cloned();
+            Ok(CacheLookup { generation, value })
+        }
+
+        async fn put(
+            &self,
+            family: &str,
+            generation: u64,
+            key: &str,
+            value: &[u8],
+            _ttl: Duration,
+        ) -> Result<(), CacheError> {
+            self.check_up()?;
+            self.state.lock().unwrap().values.insert((family.to_owned(), generation, key.to_owned()), value.to_vec());
+            Ok(())
+        }
+
+        async fn invalidate(&self, families: &[String]) -> Result<(), CacheError> {
+            self.check_up()?;
+            let mut state = self.state.lock().unwrap();
+            for family in families {
+                *state.generations.entry(family.clone()).or_default() += 1;
+            }
+            Ok(())
+        }
+    }
+
+    /// Sessions in a map, counting `get_session` calls; events are only counted. The next write
+    /// first lets `reader` (another process, say) read the session, before the write applies.
+    #[derive(Default)]
+    struct FakeSessions {
+        sessions: Mutex<HashMap<Uuid, Session>>,
+        n_gets: AtomicUsize,
+        reader: Mutex<Option<Arc<CachedSessionStore>>>,
+        /// `patch_state` applies, then never returns: a write whose caller gave up after it
+        /// committed.
+        hang_after_write: AtomicBool,
+    }
+
+    impl FakeSessions {
+        fn stored(&self, id: Uuid) -> Option<Session> {
+            self.sessions.lock().unwrap().get(&id).cloned()
+        }
+
+        fn n_gets(&self) -> usize {
+            self.n_gets.load(Ordering::SeqCst)
+        }
+
+        async fn read_before_writing(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) {
+            let reader = self.reader.lock().unwrap().take();
+            if let Some(reader) = reader {
+                let read = reader.get_session(org, id, None, now).await;
+                assert!(read.is_ok(), "the reader sees the session before the write: {read:?}");
+            }
+        }
+
+        fn change<T>(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>, f: impl FnOnce(&mut Session) -> T) -> Result<T> {
+            match self.sessions.lock().unwrap().get_mut(&id) {
+                Some(session) if &session.org_id == org && !expired(session.expires_at, now) => Ok(f(session)),
+                _ => Err(Error::session_not_found()),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl SessionStore for FakeSessions {
+        async fn create_session(&self, session: Session) -> Result<Session> {
+            self.sessions.lock().unwrap().insert(session.id, session.clone());
+            Ok(session)
+        }
+
+        async fn get_session(&self, org: &OrgId, id: Uuid, _: Option<u32>, now: DateTime<Utc>) -> Result<Session> {
+            self.n_gets.fetch_add(1, Ordering::SeqCst);
+            self.change(org, id, now, |session| session.clone())
+        }
+
+        async fn list_sessions(&self, _: &OrgId, _: &SessionFilter, _: DateTime<Utc>) -> Result<SessionPage> {
+            Err(Error::Unavailable)
+        }
+
+        async fn append_events(
+            &self,
+            org: &OrgId,
+            session_id: Uuid,
+            events: Vec<NewEvent>,
+            now: DateTime<Utc>,
+        ) -> Result<Vec<Event>> {
+            self.read_before_writing(org, session_id, now).await;
+            self.change(org, session_id, now, |session| {
+                let events = events.into_iter().enumerate().map(|(idx, new)| Event {
+                    id: Uuid::new_v4(),
+                    session_id,
+                    seq: session.event_count + 1 + idx as i64,
+                    author: new.author,
+                    role: new.role,
+                    content: new.content,
+                    metadata: new.metadata,
+                    timestamp: new.timestamp.unwrap_or(now),
+                    invocation_id: new.invocation_id,
+                });
+                let events: Vec<Event> = events.collect();
+                session.event_count += events.len() as i64;
+                events
+            })
+        }
+
+        async fn list_events(&self, _: &OrgId, _: Uuid, _: i64, _: u32, _: DateTime<Utc>) -> Result<Vec<Event>> {
+            Err(Error::Unavailable)
+        }
+
+        async fn patch_state(
+            &self,
+            org: &OrgId,
+            session_id: Uuid,
+            patch: Value,
+            _: u64,
+            now: DateTime<Utc>,
+        ) -> Result<Session> {
+            self.read_before_writing(org, session_id, now).await;
+            self.change(org, session_id, now, |session| {
+                let mut state = Value::Object(std::mem::take(&mut session.state));
+                crate::merge_patch::apply(&mut state, &patch);
+                let Value::Object(state) = state else { panic!("the tests patch with objects") };
+                session.state = state;
+                session.clone()
+            })?;
+            if self.hang_after_write.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            Ok(self.stored(session_id).expect("just patched"))
+        }
+
+        async fn delete_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+            self.read_before_writing(org, id, now).await;
+            self.change(org, id, now, |_| ())?;
+            self.sessions.lock().unwrap().remove(&id);
+            Ok(())
+        }
+
+        async fn purge_expired_sessions(&self, _: DateTime<Utc>, _: u32) -> Result<u64> {
+            Err(Error::Unavailable)
+        }
+
+        async fn ping(&self) -> Result<()> {
+            Ok(())
+        }
+
+        async fn close(&self) {}
+    }
+
+    /// Memories and jobs in maps, counting `get_memories` and `get_job` calls. A job's commit
+    /// applies only memory updates.
+    #[derive(Default)]
+    struct FakeMemories {
+        memories: Mutex<HashMap<Uuid, StoredMemory>>,
+        jobs: Mutex<HashMap<Uuid, Job>>,
+        n_memory_gets: AtomicUsize,
+        n_job_gets: AtomicUsize,
+    }
+
+    impl FakeMemories {
+        fn live(&self, org: &OrgId, ids: &[Uuid], now: DateTime<Utc>) -> Vec<Memory> {
+            let memories = self.memories.lock().unwrap();
+            let stored = ids.iter().filter_map(|id| memories.get(id));
+            stored
+                .filter(|stored| &stored.memory.org_id == org && stored.deleted_at.is_none())
+                .filter(|stored| !expired(stored.memory.expires_at, now))
+                .map(|stored| stored.memory.clone())
+                .collect()
+        }
+
+        fn n_memory_gets(&self) -> usize {
+            self.n_memory_gets.load(Ordering::SeqCst)
+        }
+
+        fn n_job_gets(&self) -> usize {
+            self.n_job_gets.load(Ordering::SeqCst)
+        }
+
+        fn change_live<T>(&self, org: &OrgId, id: Uuid, f: impl FnOnce(&mut StoredMemory) -> T) -> Result<T> {
+            match self.memories.lock().unwrap().get_mut(&id) {
+                Some(stored) if &stored.memory.org_id == org && stored.deleted_at.is_none() => Ok(f(stored)),
+                _ => Err(Error::memory_not_found()),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl MemoryStore for FakeMemories {
+        async fn insert_memory(&self, memory: Memory, _: Vec<f32>, _: Revision) -> Result<Memory> {
+            let stored = StoredMemory { memory: memory.clone(), deleted_at: None };
+            self.memories.lock().unwrap().insert(memory.id, stored);
+            Ok(memory)
+        }
+
+        async fn update_memory(
+            &self,
+            memory: Memory,
+            _: Option<Vec<f32>>,
+            _: Revision,
+            _: DateTime<Utc>,
+        ) -> Result<Memory> {
+            self.change_live(&memory.org_id, memory.id, |stored| stored.memory = memory.clone())?;
+            Ok(memory)
+        }
+
+        async fn delete_memory(&self, org: &OrgId, id: Uuid, _: Revision, now: DateTime<Utc>) -> Result<()> {
+            self.change_live(org, id, |stored| stored.deleted_at = Some(now))
+        }
+
+        async fn restore_memory(&self, _: Memory, _: Vec<f32>, _: Revision) -> Result<Memory> {
+            Err(Error::Unavailable)
+        }
+
+        async fn purge_memory(&self, org: &OrgId, id: Uuid) -> Result<()> {
+            let mut memories = self.memories.lock().unwrap();
+            match memories.get(&id) {
+                Some(stored) if &stored.memory.org_id == org => {
+                    memories.remove(&id);
+                    Ok(())
+                }
+                _ => Err(Error::memory_not_found()),
+            }
+        }
+
+        async fn find_memory(&self, org: &OrgId, id: Uuid) -> Result<Option<StoredMemory>> {
+            let memories = self.memories.lock().unwrap();
+            Ok(memories.get(&id).filter(|stored| &stored.memory.org_id == org).cloned())
+        }
+
+        async fn get_memories(&self, org: &OrgId, ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<Memory>> {
+            self.n_memory_gets.fetch_add(1, Ordering::SeqCst);
+            Ok(self.live(org, ids, now))
+        }
+
+        async fn list_memories(
+            &self,
+            _: &OrgId,
+            _: &str,
+            _: &MemoryFilter,
+            _: Option<PageCursor>,
+            _: u32,
+            _: DateTime<Utc>,
+        ) -> Result<MemoryPage> {
+            Err(Error::Unavailable)
+        }
+
+        async fn list_revisions(&self, _: &OrgId, _: Uuid) -> Result<Vec<Revision>> {
+            Err(Error::Unavailable)
+        }
+
+        async fn lexical_candidates(
+            &self,
+            _: &OrgId,
+            _: &str,
+            _: &str,
+            _: usize,
+            _: DateTime<Utc>,
+        ) -> Result<Vec<(Uuid, f64)>> {
+            Err(Error::Unavailable)
+        }
+
+        async fn vector_candidates(&self, _: &OrgId, _: &str, _: &[f32], _: usize) -> Result<Vec<(Uuid, f64)>> {
+            Err(Error::Unavailable)
+        }
+
+        async fn purge_expired_memories(&self, _: DateTime<Utc>, _: u32) -> Result<u64> {
+            Err(Error::Unavailable)
+        }
+
+        async fn embedding_model(&self) -> Result<Option<(String, usize)>> {
+            Err(Error::Unavailable)
+        }
+
+        async fn set_embedding_model(&self, _: &str, _: usize) -> Result<()> {
+            Err(Error::Unavailable)
+        }
+
+        async fn count_memories(&self) -> Result<u64> {
+            Err(Error::Unavailable)
+        }
+
+        async fn memory_facts_after(&self, _: Option<Uuid>, _: u32) -> Result<Vec<(Uuid, String)>> {
+            Err(Error::Unavailable)
+        }
+
+        async fn set_embeddings(&self, _: Vec<(Uuid, Vec<f32>)>) -> Result<()> {
+            Err(Error::Unavailable)
+        }
+    }
+
+    #[async_trait]
+    impl JobStore for FakeMemories {
+        async fn enqueue_job(&self, job: Job) -> Result<Job> {
+            self.jobs.lock().unwrap().insert(job.id, job.clone());
+            Ok(job)
+        }
+
+        async fn get_job(&self, org: &OrgId, id: Uuid) -> Result<Option<Job>> {
+            self.n_job_gets.fetch_add(1, Ordering::SeqCst);
+            Ok(self.jobs.lock().unwrap().get(&id).filter(|job| &job.org_id == org).cloned())
+        }
+
+        async fn claim_job(&self, _: DateTime<Utc>, _: DateTime<Utc>) -> Result<Option<Job>> {
+            Err(Error::Unavailable)
+        }
+
+        async fn claim_job_by_id(&self, _: Uuid, _: DateTime<Utc>, _: DateTime<Utc>) -> Result<Option<Job>> {
+            Err(Error::Unavailable)
+        }
+
+        async fn jobs_to_publish(&self, _: DateTime<Utc>, _: DateTime<Utc>, _: u32) -> Result<Vec<Job>> {
+            Err(Error::Unavailable)
+        }
+
+        async fn mark_published(&self, _: &[Uuid], _: DateTime<Utc>) -> Result<()> {
+            Err(Error::Unavailable)
+        }
+
+        async fn renew_lease(&self, _: Uuid, _: u32, _: DateTime<Utc>) -> Result<bool> {
+            Err(Error::Unavailable)
+        }
+
+        async fn complete_job(&self, completion: JobCompletion) -> Result<CommitResult> {
+            for change in completion.changes {
+                let MemoryChange::Update { memory, .. } = change else { return Err(Error::Unavailable) };
+                self.change_live(&completion.org_id, memory.id, |stored| stored.memory = memory.clone())?;
+            }
+            if let Some(job) = self.jobs.lock().unwrap().get_mut(&completion.job_id) {
+                job.status = JobStatus::Completed;
+                job.outcome = completion.outcome;
+                job.updated_at = completion.now;
+                job.finished_at = Some(completion.now);
+                job.lease_until = None;
+            }
+            Ok(CommitResult::Committed)
+        }
+
+        async fn fail_job(
+            &self,
+            _: Uuid,
+            _: u32,
+            _: &str,
+            _: LlmUsage,
+            _: Option<DateTime<Utc>>,
+            _: DateTime<Utc>,
+        ) -> Result<bool> {
+            Err(Error::Unavailable)
+        }
+
+        async fn generation_watermark(&self, _: &OrgId, _: Uuid, _: &str) -> Result<i64> {
+            Err(Error::Unavailable)
+        }
+
+        async fn count_unfinished_jobs(&self) -> Result<u64> {
+            Err(Error::Unavailable)
+        }
+
+        async fn purge_finished_jobs(&self, finished_before: DateTime<Utc>, batch: u32) -> Result<Vec<Uuid>> {
+            let mut jobs = self.jobs.lock().unwrap();
+            let finished = jobs.values().filter(|job| job.finished_at.is_some_and(|at| at < finished_before));
+            let purged: Vec<Uuid> = finished.map(|job| job.id).take(batch as usize).collect();
+            for id in &purged {
+                jobs.remove(id);
+            }
+            Ok(purged)
+        }
     }
 }

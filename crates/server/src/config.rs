@@ -80,6 +80,27 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "redis.key_prefix",
         "Prefix of every Redis key, so deployments can share a server [default: ciq]",
     ),
+    (
+        "RABBITMQ_URL",
+        "rabbitmq.url",
+        "RabbitMQ (amqp://USER:PASSWORD@HOST:PORT/VHOST): generation jobs go through its durable queues; unset: in-process",
+    ),
+    ("RABBITMQ_HEARTBEAT", "rabbitmq.heartbeat", "AMQP heartbeat in seconds [default: 60]"),
+    (
+        "RABBITMQ_QUEUE_PREFIX",
+        "rabbitmq.queue_prefix",
+        "Prefix of the queue names, so deployments can share a virtual host [default: none]",
+    ),
+    (
+        "RABBITMQ_CONNECTION_ATTEMPTS",
+        "rabbitmq.connection_attempts",
+        "Attempts to reach RabbitMQ at start before giving up [default: 3]",
+    ),
+    (
+        "WORKER_PREFETCH_COUNT",
+        "worker.prefetch_count",
+        "RabbitMQ messages a process holds unacknowledged [default: 10]",
+    ),
     ("DATABASE_SQLITE_DURABILITY", "database.sqlite_durability", "full (fsync per commit, default) or normal"),
     ("REQUEST_TIMEOUT_SECONDS", "server.request_timeout_seconds", "Longest a request may run; 503 after [default: 30]"),
     (
@@ -191,6 +212,24 @@ pub struct Settings {
     pub consolidation: ConsolidationSettings,
     pub llm: LlmSettings,
     pub redis: RedisSettings,
+    pub rabbitmq: RabbitMqSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RabbitMqSettings {
+    /// May carry a password: never logged, redacted in `Debug`.
+    #[serde(serialize_with = "serialize_secret")]
+    pub url: Option<SecretString>,
+    pub heartbeat: u16,
+    pub connection_attempts: u32,
+    pub queue_prefix: String,
+}
+
+impl Default for RabbitMqSettings {
+    fn default() -> RabbitMqSettings {
+        RabbitMqSettings { url: None, heartbeat: 60, connection_attempts: 3, queue_prefix: String::new() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,6 +258,7 @@ pub struct WorkerSettings {
     pub poll_interval_ms: u64,
     pub job_retention_seconds: u64,
     pub max_events_per_job: u32,
+    pub prefetch_count: u16,
 }
 
 impl Default for WorkerSettings {
@@ -231,6 +271,7 @@ impl Default for WorkerSettings {
             poll_interval_ms: 500,
             job_retention_seconds: 7 * 24 * 3600,
             max_events_per_job: 10_000,
+            prefetch_count: 10,
         }
     }
 }
@@ -430,6 +471,7 @@ impl Default for Settings {
             consolidation: ConsolidationSettings::default(),
             llm: LlmSettings::default(),
             redis: RedisSettings::default(),
+            rabbitmq: RabbitMqSettings::default(),
         }
     }
 }

@@ -10,12 +10,14 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use contextiq_cache_redis::{RedisCache, RedisOptions, RedisRateLimiter};
 use contextiq_core::cached::{CacheLayer, CachedMemoryStore, CachedSessionStore};
+use contextiq_core::generation::broker::JobBroker;
 use contextiq_core::generation::{GenerationService, GenerationSettings, JobStore};
 use contextiq_core::{
     Embedder, KeyService, KeyStore, MemoryService, MemoryStore, NewApiKey, OrgId, Permission, RateLimiter,
     SessionLimits, SessionService, SessionStore,
 };
 use contextiq_models::{LocalEmbedder, OpenAiEmbedder, OpenAiOptions};
+use contextiq_queue_rabbitmq::{RabbitBroker, RabbitOptions};
 use contextiq_store_postgres::{PostgresOptions, PostgresStore};
 use contextiq_store_sqlite::{SqliteOptions, SqliteStore};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -55,6 +57,7 @@ pub struct Application {
     memory_store: Arc<dyn MemoryStore>,
     generation: GenerationService,
     job_queue_wake: Arc<Notify>,
+    broker: Option<Arc<RabbitBroker>>,
     settings: Settings,
 }
 
@@ -79,7 +82,8 @@ pub async fn open_stores(settings: &Settings) -> anyhow::Result<Stores> {
     let Some(url) = &settings.redis.url else { return Ok(stores) };
     let cache = RedisCache::connect(url.expose_secret(), redis_options(settings))
         .map_err(|err| anyhow::anyhow!("failed to connect to Redis: {err}"))?;
-    let cache = CacheLayer::new(Arc::new(cache));
+    // A write whose request timed out still invalidates what it changed, in the background.
+    let cache = CacheLayer::new(Arc::new(cache), Arc::new(|invalidation| drop(tokio::spawn(invalidation))));
     let memories = Arc::new(CachedMemoryStore::new(stores.memories, stores.jobs, cache.clone()));
     Ok(Stores {
         sessions: Arc::new(CachedSessionStore::new(stores.sessions, cache.clone())),
@@ -105,6 +109,23 @@ async fn rate_limiter(settings: &Settings) -> anyhow::Result<Arc<dyn RateLimiter
     let limiter = RedisRateLimiter::connect(url.expose_secret(), redis_options(settings))
         .map_err(|err| anyhow::anyhow!("failed to connect to Redis: {err}"))?;
     Ok(Arc::new(limiter))
+}
+
+/// The message broker of generation jobs, when `RABBITMQ_URL` is set: this process consumes
+/// when it runs workers.
+async fn connect_broker(settings: &Settings) -> anyhow::Result<Option<Arc<RabbitBroker>>> {
+    let Some(url) = &settings.rabbitmq.url else { return Ok(None) };
+    let options = RabbitOptions {
+        prefetch: settings.worker.prefetch_count.max(1),
+        heartbeat_seconds: settings.rabbitmq.heartbeat,
+        connection_attempts: settings.rabbitmq.connection_attempts.max(1),
+        queue_prefix: settings.rabbitmq.queue_prefix.clone(),
+        consume: settings.worker.concurrency > 0,
+    };
+    let broker = RabbitBroker::connect(url.expose_secret(), options)
+        .await
+        .map_err(|err| anyhow::anyhow!("failed to connect to RabbitMQ: {err}"))?;
+    Ok(Some(Arc::new(broker)))
 }
 
 async fn open_primary_store(settings: &Settings) -> anyhow::Result<Stores> {
@@ -278,6 +299,7 @@ impl Application {
         let memories = memory_service(&settings, &stores, embedder.clone()).await?;
         let generation = generation_service(&settings, &stores, embedder)?;
         let job_queue_wake = Arc::new(Notify::new());
+        let broker = connect_broker(&settings).await?;
         bootstrap_admin_key(&settings, &keys).await?;
         let authenticator = Arc::new(Authenticator::new(&settings.auth, keys.clone(), rate_limiter(&settings).await?));
         let limits = SessionLimits {
@@ -304,7 +326,17 @@ impl Application {
             .with_context(|| format!("failed to bind {}", settings.server.bind))?;
         let local_addr = listener.local_addr()?;
         let memory_store = stores.memories.clone();
-        Ok(Application { listener, local_addr, router, store, memory_store, generation, job_queue_wake, settings })
+        Ok(Application {
+            listener,
+            local_addr,
+            router,
+            store,
+            memory_store,
+            generation,
+            job_queue_wake,
+            broker,
+            settings,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -318,20 +350,36 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// (up to the configured grace period), stops background tasks and closes the store.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, local_addr, router, store, memory_store, generation, job_queue_wake, settings } =
-            self;
-        let background = CancellationToken::new();
-        let job_store = generation.job_store().clone();
-        let workers = crate::worker::spawn_workers(
+        let Application {
+            listener,
+            local_addr,
+            router,
+            store,
+            memory_store,
             generation,
             job_queue_wake,
-            WorkerOptions {
-                concurrency: settings.worker.concurrency,
-                lease: Duration::from_secs(settings.worker.lease_seconds),
-                poll_interval: Duration::from_millis(settings.worker.poll_interval_ms),
-            },
-            background.clone(),
-        );
+            broker,
+            settings,
+        } = self;
+        let background = CancellationToken::new();
+        let job_store = generation.job_store().clone();
+        let worker_options = WorkerOptions {
+            concurrency: settings.worker.concurrency,
+            lease: Duration::from_secs(settings.worker.lease_seconds),
+            poll_interval: Duration::from_millis(settings.worker.poll_interval_ms),
+        };
+        let dyn_broker = broker.clone().map(|broker| broker as Arc<dyn JobBroker>);
+        let relay = dyn_broker.clone().map(|broker| {
+            crate::worker::spawn_relay(
+                generation.clone(),
+                broker,
+                job_queue_wake.clone(),
+                worker_options,
+                background.clone(),
+            )
+        });
+        let workers =
+            crate::worker::spawn_workers(generation, dyn_broker, job_queue_wake, worker_options, background.clone());
         let session_purger = {
             let store = store.clone();
             tokio::spawn(purge_expired(
@@ -388,7 +436,7 @@ impl Application {
         };
 
         background.cancel();
-        for purger in [session_purger, memory_purger, job_purger] {
+        for purger in [session_purger, memory_purger, job_purger].into_iter().chain(relay) {
             if let Err(err) = purger.await {
                 tracing::error!(error = %err, "a purge task failed");
             }
@@ -398,6 +446,9 @@ impl Application {
         let finishing = futures::future::join_all(workers);
         if tokio::time::timeout(grace, finishing).await.is_err() {
             tracing::warn!("generation jobs outlived the grace period; they will run again after a restart");
+        }
+        if let Some(broker) = broker {
+            broker.close().await;
         }
         store.close().await;
         tracing::info!("stopped");

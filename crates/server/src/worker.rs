@@ -1,13 +1,19 @@
-//! The in-process workers of the embedded deployment: each claims the next due job from the
-//! job store, keeps its lease alive while it runs, and records the outcome. A worker that dies
-//! (the process is killed) stops renewing; once the lease lapses another worker, in this
-//! process after a restart or in another, takes the job over.
+//! The workers: each claims a job in the job store, keeps its lease alive while it runs, and
+//! records the outcome. A worker that dies (the process is killed) stops renewing; once the
+//! lease lapses another worker, in this process after a restart or in another, takes the job
+//! over.
+//!
+//! Without a broker (the embedded deployment) workers poll the job store for the next due job,
+//! woken early when a job is queued. With one (RabbitMQ) they take the job each delivered
+//! message names, and a relay announces every runnable job from the job table (its own outbox):
+//! new jobs, retries that came due, jobs whose worker died, and messages that went astray.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use contextiq_core::generation::broker::{JobBroker, JobMessage};
 use contextiq_core::generation::{Attempt, GenerationService, Job};
 use futures::FutureExt;
 use tokio::sync::Notify;
@@ -21,17 +27,136 @@ pub struct WorkerOptions {
     pub poll_interval: Duration,
 }
 
-/// Starts `concurrency` workers; they stop between jobs once `cancel` fires.
+/// Starts `concurrency` workers, taking jobs from `broker` when there is one; they stop
+/// between jobs once `cancel` fires.
 pub fn spawn_workers(
     generation: GenerationService,
+    broker: Option<Arc<dyn JobBroker>>,
     wake: Arc<Notify>,
     options: WorkerOptions,
     cancel: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     (0..options.concurrency)
-        .map(|worker| tokio::spawn(work(worker, generation.clone(), wake.clone(), options, cancel.clone())))
+        .map(|worker| {
+            let (generation, wake, cancel) = (generation.clone(), wake.clone(), cancel.clone());
+            match &broker {
+                Some(broker) => tokio::spawn(consume(worker, generation, broker.clone(), wake, options, cancel)),
+                None => tokio::spawn(work(worker, generation, wake, options, cancel)),
+            }
+        })
         .collect()
 }
+
+/// A worker fed by the broker: claims the job each message names; acknowledges the message once
+/// the job's attempt is recorded (or the job is not runnable: finished, or another worker's),
+/// and dead-letters it when the job failed for good or the message is unreadable.
+async fn consume(
+    worker: usize,
+    generation: GenerationService,
+    broker: Arc<dyn JobBroker>,
+    jobs_changed: Arc<Notify>,
+    options: WorkerOptions,
+    cancel: CancellationToken,
+) {
+    let jobs = generation.job_store().clone();
+    let lease = chrono::Duration::from_std(options.lease).unwrap_or(chrono::Duration::seconds(60));
+    loop {
+        let delivery = tokio::select! {
+            () = cancel.cancelled() => return,
+            delivery = broker.next_delivery() => delivery,
+        };
+        let delivery = match delivery {
+            Ok(delivery) => delivery,
+            Err(err) => {
+                tracing::error!(error = %err, worker, "the broker closed; this worker stops");
+                return;
+            }
+        };
+        let message = match delivery.message {
+            Ok(message) => message,
+            Err(reason) => {
+                tracing::error!(%reason, worker, "an unreadable job message goes to the dead-letter queue");
+                if let Err(err) = delivery.acknowledger.dead_letter().await {
+                    tracing::warn!(error = %err, "dead-lettering a message failed; the broker will deliver it again");
+                }
+                continue;
+            }
+        };
+        tracing::debug!(job_id = %message.job_id, worker, "job message received");
+        let now = Utc::now();
+        let outcome = match jobs.claim_job_by_id(message.job_id, now, now + lease).await {
+            Ok(Some(job)) => run_claimed(worker, &generation, job, options.lease).await,
+            Ok(None) => "not_runnable",
+            Err(err) => {
+                // Not acknowledged: the broker delivers it again once this channel closes, and
+                // the relay announces the job again if it stays runnable.
+                tracing::warn!(error = %err, job_id = %message.job_id, "claiming a delivered job failed");
+                "error"
+            }
+        };
+        // The next job of the scope may be runnable now, or a retry scheduled: the relay looks.
+        jobs_changed.notify_one();
+        let settled = match outcome {
+            "failed" => delivery.acknowledger.dead_letter().await,
+            _ => delivery.acknowledger.ack().await,
+        };
+        tracing::debug!(job_id = %message.job_id, worker, outcome, "job message settled");
+        if let Err(err) = settled {
+            tracing::warn!(error = %err, job_id = %message.job_id, "settling a job message failed; it may be delivered again");
+        }
+    }
+}
+
+/// The relay: announces every runnable job on the broker, from the job table, whenever jobs
+/// change (woken by `jobs_changed`) and every poll interval. A message is marked published
+/// only once the broker confirmed it; a job whose message was not confirmed is announced again.
+pub fn spawn_relay(
+    generation: GenerationService,
+    broker: Arc<dyn JobBroker>,
+    jobs_changed: Arc<Notify>,
+    options: WorkerOptions,
+    cancel: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let jobs = generation.job_store().clone();
+        // A runnable job still not taken this long after its message was confirmed: the
+        // message went astray (taken by a worker that could not claim it yet); announce again.
+        let stale_after = chrono::Duration::from_std(options.lease).unwrap_or(chrono::Duration::seconds(60));
+        loop {
+            let now = Utc::now();
+            match jobs.jobs_to_publish(now, now - stale_after, RELAY_BATCH).await {
+                Ok(due) if !due.is_empty() => {
+                    let messages: Vec<JobMessage> = due.iter().map(JobMessage::of).collect();
+                    let ids: Vec<uuid::Uuid> = due.iter().map(|job| job.id).collect();
+                    match broker.publish(&messages).await {
+                        Ok(()) => match jobs.mark_published(&ids, now).await {
+                            Ok(()) => {
+                                tracing::debug!(?ids, "announced runnable jobs");
+                                // A full batch: more may be waiting.
+                                if ids.len() == RELAY_BATCH as usize {
+                                    continue;
+                                }
+                            }
+                            Err(err) => tracing::warn!(error = %err, "recording published jobs failed"),
+                        },
+                        Err(err) => {
+                            tracing::warn!(error = %err, n_jobs = ids.len(), "publishing jobs failed; will retry")
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "reading the jobs to publish failed; will retry"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = jobs_changed.notified() => {}
+                () = tokio::time::sleep(options.poll_interval) => {}
+            }
+        }
+    })
+}
+
+const RELAY_BATCH: u32 = 100;
 
 async fn work(
     worker: usize,
@@ -67,7 +192,8 @@ async fn work(
     }
 }
 
-async fn run_claimed(worker: usize, generation: &GenerationService, job: Job, lease: Duration) {
+/// Runs one attempt of a claimed job and records it; the outcome's metric label.
+async fn run_claimed(worker: usize, generation: &GenerationService, job: Job, lease: Duration) -> &'static str {
     let started = Instant::now();
     // Stops renewing however this function ends: a lease renewed forever would block the
     // job's scope for good.
@@ -120,6 +246,7 @@ async fn run_claimed(worker: usize, generation: &GenerationService, job: Job, le
     };
     metrics::counter!("memory_generation_jobs_total", "outcome" => outcome).increment(1);
     metrics::histogram!("memory_generation_job_duration_seconds", "outcome" => outcome).record(duration.as_secs_f64());
+    outcome
 }
 
 struct AbortOnDrop(JoinHandle<()>);

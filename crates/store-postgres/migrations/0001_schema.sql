@@ -117,7 +117,10 @@ CREATE TABLE memory_generation_jobs (
     started_at   TIMESTAMPTZ,
     finished_at  TIMESTAMPTZ,
     run_after    TIMESTAMPTZ NOT NULL,
-    lease_until  TIMESTAMPTZ
+    lease_until  TIMESTAMPTZ,
+    -- When the broker (RabbitMQ) confirmed the job's last message: the job row is its own
+    -- outbox, so a job and its message cannot diverge.
+    published_at TIMESTAMPTZ
 );
 
 CREATE INDEX memory_generation_jobs_runnable ON memory_generation_jobs (run_after)

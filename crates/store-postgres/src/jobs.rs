@@ -18,6 +18,22 @@ use crate::rows::{corrupt, get, json, record};
 
 const TABLE: &str = "memory_generation_jobs";
 
+/// The condition that job `j` may run at `$1`: due (pending and past its retry time, or running
+/// under a lapsed lease) and the oldest unfinished job of its scope, so jobs of a scope run one
+/// at a time, in the order they were submitted. A job another worker is claiming is skipped by
+/// `SKIP LOCKED`, and the jobs behind it in its scope wait, since it is still unfinished.
+macro_rules! runnable_at_1 {
+    () => {
+        concat!(
+            "j.status IN ('pending', 'running') ",
+            "AND ((j.status = 'pending' AND j.run_after <= $1) OR (j.status = 'running' AND j.lease_until < $1)) ",
+            "AND NOT EXISTS (SELECT 1 FROM memory_generation_jobs o WHERE o.org_id = j.org_id ",
+            "AND o.scope_key = j.scope_key AND o.status IN ('pending', 'running') ",
+            "AND (o.created_at, o.id) < (j.created_at, j.id)) "
+        )
+    };
+}
+
 #[async_trait]
 impl JobStore for PostgresStore {
     async fn enqueue_job(&self, job: Job) -> Result<Job> {
@@ -60,47 +76,38 @@ impl JobStore for PostgresStore {
     }
 
     async fn claim_job(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
-        // Only the oldest unfinished job of a scope may run, and only when due (pending and past
-        // its retry time, or running under a lapsed lease): jobs of a scope run one at a time,
-        // in the order they were submitted. A job another worker is claiming is skipped, and
-        // the jobs behind it in its scope wait, since it is still unfinished.
-        let claimed = sqlx::query(concat!(
-            "UPDATE memory_generation_jobs SET status = 'running', attempts = attempts + 1, ",
-            "lease_until = $2, started_at = COALESCE(started_at, $1), updated_at = $1 WHERE id = (",
-            "SELECT j.id FROM memory_generation_jobs j WHERE j.status IN ('pending', 'running') ",
-            "AND ((j.status = 'pending' AND j.run_after <= $1) OR (j.status = 'running' AND j.lease_until < $1)) ",
-            "AND NOT EXISTS (SELECT 1 FROM memory_generation_jobs o WHERE o.org_id = j.org_id ",
-            "AND o.scope_key = j.scope_key AND o.status IN ('pending', 'running') ",
-            "AND (o.created_at, o.id) < (j.created_at, j.id)) ",
-            "ORDER BY j.run_after, j.created_at, j.id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *"
-        ))
-        .bind(now)
-        .bind(lease_until)
-        .fetch_optional(&self.pool)
-        .await;
-        let Some(row) = record("claim", TABLE, claimed)? else { return Ok(None) };
-        match job_from_row(&row) {
-            Ok(job) => Ok(Some(job)),
-            Err(err) => {
-                // A row this version cannot read would be claimed again at every lease:
-                // dead-letter it with the reason instead.
-                let id: Uuid = get(&row, TABLE, "id")?;
-                tracing::error!(job_id = %id, error = %err, "an unreadable generation job was marked failed");
-                let failed = sqlx::query(concat!(
-                    "UPDATE memory_generation_jobs SET status = 'failed', error = $1, lease_until = NULL, ",
-                    "finished_at = $2, updated_at = $2 WHERE id = $3"
-                ))
-                .bind(format!("the job record cannot be read: {err}"))
-                .bind(now)
-                .bind(id)
-                .execute(&self.pool)
-                .await;
-                record("fail", TABLE, failed)?;
-                Ok(None)
-            }
-        }
+        self.claim(None, now, lease_until).await
     }
 
+    async fn claim_job_by_id(&self, id: Uuid, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
+        self.claim(Some(id), now, lease_until).await
+    }
+
+    async fn jobs_to_publish(&self, now: DateTime<Utc>, stale_before: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
+        let rows = sqlx::query(concat!(
+            "SELECT j.* FROM memory_generation_jobs j WHERE ",
+            runnable_at_1!(),
+            "AND (j.published_at IS NULL OR j.published_at < $2 OR j.published_at < ",
+            "CASE WHEN j.status = 'pending' THEN j.run_after ELSE j.lease_until END) ",
+            "ORDER BY j.run_after, j.created_at, j.id LIMIT $3"
+        ))
+        .bind(now)
+        .bind(stale_before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await;
+        // An unreadable row is failed by the claim that meets it; it is not announced.
+        Ok(record("select", TABLE, rows)?.iter().filter_map(|row| job_from_row(row).ok()).collect())
+    }
+
+    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<()> {
+        let marked = sqlx::query("UPDATE memory_generation_jobs SET published_at = $1 WHERE id = ANY($2)")
+            .bind(at)
+            .bind(ids)
+            .execute(&self.pool)
+            .await;
+        record("publish", TABLE, marked).map(|_| ())
+    }
     async fn renew_lease(&self, id: Uuid, attempt: u32, lease_until: DateTime<Utc>) -> Result<bool> {
         let renewed = sqlx::query(concat!(
             "UPDATE memory_generation_jobs SET lease_until = $1 ",
@@ -242,6 +249,55 @@ impl JobStore for PostgresStore {
         .fetch_all(&self.pool)
         .await;
         Ok(record("purge", TABLE, purged)?.iter().map(|row| row.get::<Uuid, _>(0)).collect())
+    }
+}
+
+impl PostgresStore {
+    /// Claims the next runnable job, or job `only` if it is runnable.
+    async fn claim(&self, only: Option<Uuid>, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
+        // The next job skips rows other transactions hold, so concurrent workers take different
+        // jobs. A named job waits for them instead: the lock may be the relay recording that
+        // the job's message was published, and skipping the job then would drop the message.
+        let sql = match only {
+            None => concat!(
+                "UPDATE memory_generation_jobs SET status = 'running', attempts = attempts + 1, ",
+                "lease_until = $2, started_at = COALESCE(started_at, $1), updated_at = $1 WHERE id = (",
+                "SELECT j.id FROM memory_generation_jobs j WHERE ",
+                runnable_at_1!(),
+                "AND $3::uuid IS NULL ",
+                "ORDER BY j.run_after, j.created_at, j.id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *"
+            ),
+            Some(_) => concat!(
+                "UPDATE memory_generation_jobs SET status = 'running', attempts = attempts + 1, ",
+                "lease_until = $2, started_at = COALESCE(started_at, $1), updated_at = $1 WHERE id = (",
+                "SELECT j.id FROM memory_generation_jobs j WHERE ",
+                runnable_at_1!(),
+                "AND j.id = $3 FOR UPDATE) ",
+                "AND status IN ('pending', 'running') AND (status = 'pending' OR lease_until < $1) RETURNING *"
+            ),
+        };
+        let claimed = sqlx::query(sql).bind(now).bind(lease_until).bind(only).fetch_optional(&self.pool).await;
+        let Some(row) = record("claim", TABLE, claimed)? else { return Ok(None) };
+        match job_from_row(&row) {
+            Ok(job) => Ok(Some(job)),
+            Err(err) => {
+                // A row this version cannot read would be claimed again at every lease:
+                // dead-letter it with the reason instead.
+                let id: Uuid = get(&row, TABLE, "id")?;
+                tracing::error!(job_id = %id, error = %err, "an unreadable generation job was marked failed");
+                let failed = sqlx::query(concat!(
+                    "UPDATE memory_generation_jobs SET status = 'failed', error = $1, lease_until = NULL, ",
+                    "finished_at = $2, updated_at = $2 WHERE id = $3"
+                ))
+                .bind(format!("the job record cannot be read: {err}"))
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await;
+                record("fail", TABLE, failed)?;
+                Ok(None)
+            }
+        }
     }
 }
 

@@ -257,9 +257,12 @@ impl MemoryStore for PostgresStore {
         record("upsert", "embedding_model", upserted)?;
         drop_hnsw_indexes_except(&mut tx, Some(dimension)).await?;
         if (1..=MAX_HNSW_DIMENSIONS).contains(&dimension) {
+            // Partial: the cast applies only to vectors of this dimension. An index build also
+            // reads row versions a re-embedding just replaced, which may have another one.
             let sql = format!(
                 "CREATE INDEX IF NOT EXISTS {HNSW_INDEX_PREFIX}{dimension} ON memories \
-                 USING hnsw ((embedding::vector({dimension})) vector_cosine_ops)"
+                 USING hnsw ((embedding::vector({dimension})) vector_cosine_ops) \
+                 WHERE vector_dims(embedding) = {dimension}"
             );
             record("index", TABLE, sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await)?;
         } else {

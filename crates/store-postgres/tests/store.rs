@@ -371,3 +371,55 @@ async fn memories_keep_history_and_search_by_words_and_vectors() {
     assert_eq!(nearest.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [cat.id]);
     drop_scratch_store(store, &url).await;
 }
+
+/// A job is announced to the broker when it becomes runnable (queued, lease lapsed, retry come
+/// due, its scope freed) and not again while its message stands, unless the message went astray;
+/// `claim_job_by_id` takes only a runnable job.
+#[tokio::test]
+async fn runnable_jobs_are_announced_once_each_time_they_become_runnable() {
+    let Some((store, url)) = scratch_store("runnable_jobs_are_announced_once_each_time_they_become_runnable").await
+    else {
+        return;
+    };
+    let now = Utc::now();
+    let seconds = Duration::seconds;
+    let scope: Scope = [("user_id".to_owned(), "publication".to_owned())].into();
+    let first = store.enqueue_job(job(&scope, now - seconds(3))).await.unwrap();
+    let second = store.enqueue_job(job(&scope, now - seconds(2))).await.unwrap();
+    let announced = |at: DateTime<Utc>| {
+        let store = &store;
+        async move {
+            let jobs = store.jobs_to_publish(at, at - seconds(60), 10).await.unwrap();
+            jobs.iter().map(|job| job.id).collect::<Vec<_>>()
+        }
+    };
+
+    // Only the first job of the scope may run, so only it is announced, and once.
+    assert_eq!(announced(now).await, vec![first.id]);
+    store.mark_published(&[first.id], now).await.unwrap();
+    assert!(announced(now).await.is_empty(), "its message stands");
+    // A message that stood a minute without the job being taken went astray.
+    assert_eq!(announced(now + seconds(61)).await, vec![first.id]);
+
+    assert!(store.claim_job_by_id(second.id, now, now + seconds(30)).await.unwrap().is_none(), "its scope waits");
+    let claimed = store.claim_job_by_id(first.id, now, now + seconds(30)).await.unwrap().expect("runnable");
+    assert_eq!(claimed.attempts, 1);
+    assert!(store.claim_job_by_id(first.id, now, now + seconds(30)).await.unwrap().is_none(), "leased");
+    assert!(announced(now + seconds(1)).await.is_empty(), "running under a live lease");
+    // The lease lapses (its worker died): announced again, once.
+    assert_eq!(announced(now + seconds(31)).await, vec![first.id]);
+    store.mark_published(&[first.id], now + seconds(31)).await.unwrap();
+    assert!(announced(now + seconds(32)).await.is_empty());
+
+    // A failed attempt with a retry: announced when the retry comes due.
+    assert!(store.fail_job(first.id, 1, "boom", LlmUsage::default(), Some(now + seconds(40)), now).await.unwrap());
+    assert!(announced(now + seconds(35)).await.is_empty(), "not due yet");
+    assert_eq!(announced(now + seconds(41)).await, vec![first.id]);
+    let retried = store.claim_job_by_id(first.id, now + seconds(41), now + seconds(100)).await.unwrap().unwrap();
+    assert_eq!(retried.attempts, 2);
+    assert_eq!(store.complete_job(completion(&first, 2, Vec::new())).await.unwrap(), CommitResult::Committed);
+    // The scope is free: the second job is announced.
+    assert_eq!(announced(now + seconds(41)).await, vec![second.id]);
+    assert!(store.claim_job_by_id(first.id, now + seconds(41), now + seconds(100)).await.unwrap().is_none(), "done");
+    drop_scratch_store(store, &url).await;
+}

@@ -18,6 +18,21 @@ use crate::writer::{Completion, Reply, WriteOp, Writer, complete, json_text};
 
 const TABLE: &str = "memory_generation_jobs";
 
+/// The condition that job `j` may run at `?1`: due (pending and past its retry time, or running
+/// under a lapsed lease) and the oldest unfinished job of its scope, so jobs of a scope run one
+/// at a time, in the order they were submitted.
+macro_rules! runnable_at_1 {
+    () => {
+        concat!(
+            "j.status IN ('pending', 'running') ",
+            "AND ((j.status = 'pending' AND j.run_after <= ?1) OR (j.status = 'running' AND j.lease_until < ?1)) ",
+            "AND NOT EXISTS (SELECT 1 FROM memory_generation_jobs o WHERE o.org_id = j.org_id ",
+            "AND o.scope = j.scope AND o.status IN ('pending', 'running') ",
+            "AND (o.created_at, o.id) < (j.created_at, j.id)) "
+        )
+    };
+}
+
 /// A job write waiting for the writer.
 pub(crate) enum JobWrite {
     Enqueue {
@@ -25,6 +40,8 @@ pub(crate) enum JobWrite {
         reply: Reply<Job>,
     },
     Claim {
+        /// Only this job, if it is runnable.
+        only: Option<Uuid>,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         reply: Reply<Option<Job>>,
@@ -38,6 +55,11 @@ pub(crate) enum JobWrite {
     Complete {
         completion: Box<JobCompletion>,
         reply: Reply<CommitResult>,
+    },
+    MarkPublished {
+        ids: Vec<Uuid>,
+        at: DateTime<Utc>,
+        reply: Reply<()>,
     },
     Purge {
         finished_before: DateTime<Utc>,
@@ -71,7 +93,33 @@ impl JobStore for SqliteStore {
     }
 
     async fn claim_job(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
-        self.write(|reply| WriteOp::Job(JobWrite::Claim { now, lease_until, reply })).await
+        self.write(|reply| WriteOp::Job(JobWrite::Claim { only: None, now, lease_until, reply })).await
+    }
+
+    async fn claim_job_by_id(&self, id: Uuid, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
+        self.write(|reply| WriteOp::Job(JobWrite::Claim { only: Some(id), now, lease_until, reply })).await
+    }
+
+    async fn jobs_to_publish(&self, now: DateTime<Utc>, stale_before: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
+        let rows = sqlx::query(concat!(
+            "SELECT j.* FROM memory_generation_jobs j WHERE ",
+            runnable_at_1!(),
+            "AND (j.published_at IS NULL OR j.published_at < ?2 OR j.published_at < ",
+            "CASE WHEN j.status = 'pending' THEN j.run_after ELSE j.lease_until END) ",
+            "ORDER BY j.run_after, j.created_at, j.id LIMIT ?3"
+        ))
+        .bind(micros(now))
+        .bind(micros(stale_before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await;
+        // An unreadable row is failed by the claim that meets it; it is not announced.
+        Ok(record("select", TABLE, rows)?.iter().filter_map(|row| job_from_row(row).ok()).collect())
+    }
+
+    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<()> {
+        let ids = ids.to_vec();
+        self.write(|reply| WriteOp::Job(JobWrite::MarkPublished { ids, at, reply })).await
     }
 
     async fn renew_lease(&self, id: Uuid, attempt: u32, lease_until: DateTime<Utc>) -> Result<bool> {
@@ -149,22 +197,18 @@ impl Writer {
                 crate::rows::count("insert", TABLE, result)?;
                 complete(reply, Ok(*job))
             }
-            JobWrite::Claim { now, lease_until, reply } => {
-                // Only the oldest unfinished job of a scope may run, and only when due (pending
-                // and past its retry time, or running under a lapsed lease): jobs of a scope run
-                // one at a time, in the order they were submitted.
+            JobWrite::Claim { only, now, lease_until, reply } => {
                 let claimed = sqlx::query(concat!(
                     "UPDATE memory_generation_jobs SET status = 'running', attempts = attempts + 1, ",
                     "lease_until = ?2, started_at = COALESCE(started_at, ?1), updated_at = ?1 WHERE id = (",
-                    "SELECT j.id FROM memory_generation_jobs j WHERE j.status IN ('pending', 'running') ",
-                    "AND ((j.status = 'pending' AND j.run_after <= ?1) OR (j.status = 'running' AND j.lease_until < ?1)) ",
-                    "AND NOT EXISTS (SELECT 1 FROM memory_generation_jobs o WHERE o.org_id = j.org_id ",
-                    "AND o.scope = j.scope AND o.status IN ('pending', 'running') ",
-                    "AND (o.created_at, o.id) < (j.created_at, j.id)) ",
+                    "SELECT j.id FROM memory_generation_jobs j WHERE ",
+                    runnable_at_1!(),
+                    "AND (?3 IS NULL OR j.id = ?3) ",
                     "ORDER BY j.run_after, j.created_at, j.id LIMIT 1) RETURNING *"
                 ))
                 .bind(micros(now))
                 .bind(micros(lease_until))
+                .bind(only.map(|id| id.to_string()))
                 .fetch_optional(&mut self.conn)
                 .await;
                 let claimed = crate::rows::count("claim", TABLE, claimed)?;
@@ -226,6 +270,18 @@ impl Writer {
                 .await;
                 let failed = crate::rows::count("fail", TABLE, failed)?.rows_affected() == 1;
                 complete(reply, Ok(failed))
+            }
+            JobWrite::MarkPublished { ids, at, reply } => {
+                let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned());
+                let marked = sqlx::query(
+                    "UPDATE memory_generation_jobs SET published_at = ?1 WHERE id IN (SELECT value FROM json_each(?2))",
+                )
+                .bind(micros(at))
+                .bind(ids)
+                .execute(&mut self.conn)
+                .await;
+                crate::rows::count("publish", TABLE, marked)?;
+                complete(reply, Ok(()))
             }
             JobWrite::Purge { finished_before, batch, reply } => {
                 let purged = sqlx::query(concat!(
@@ -448,5 +504,57 @@ mod tests {
         );
         assert!(store.claim_job(Utc::now(), Utc::now() + Duration::seconds(60)).await.unwrap().is_none());
         store.close().await;
+    }
+
+    /// A job is announced to the broker when it becomes runnable (queued, lease lapsed, retry come
+    /// due, its scope freed) and not again while its message stands, unless the message went astray;
+    /// `claim_job_by_id` takes only a runnable job.
+    #[tokio::test]
+    async fn runnable_jobs_are_announced_once_each_time_they_become_runnable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("jobs.db"))).await.unwrap();
+        let now = Utc::now();
+        let seconds = Duration::seconds;
+        let scope: Scope = [("user_id".to_owned(), "publication".to_owned())].into();
+        let first = store.enqueue_job(job(&scope, now - seconds(3))).await.unwrap();
+        let second = store.enqueue_job(job(&scope, now - seconds(2))).await.unwrap();
+        let announced = |at: DateTime<Utc>| {
+            let store = &store;
+            async move {
+                let jobs = store.jobs_to_publish(at, at - seconds(60), 10).await.unwrap();
+                jobs.iter().map(|job| job.id).collect::<Vec<_>>()
+            }
+        };
+
+        // Only the first job of the scope may run, so only it is announced, and once.
+        assert_eq!(announced(now).await, vec![first.id]);
+        store.mark_published(&[first.id], now).await.unwrap();
+        assert!(announced(now).await.is_empty(), "its message stands");
+        // A message that stood a minute without the job being taken went astray.
+        assert_eq!(announced(now + seconds(61)).await, vec![first.id]);
+
+        assert!(store.claim_job_by_id(second.id, now, now + seconds(30)).await.unwrap().is_none(), "its scope waits");
+        let claimed = store.claim_job_by_id(first.id, now, now + seconds(30)).await.unwrap().expect("runnable");
+        assert_eq!(claimed.attempts, 1);
+        assert!(store.claim_job_by_id(first.id, now, now + seconds(30)).await.unwrap().is_none(), "leased");
+        assert!(announced(now + seconds(1)).await.is_empty(), "running under a live lease");
+        // The lease lapses (its worker died): announced again, once.
+        assert_eq!(announced(now + seconds(31)).await, vec![first.id]);
+        store.mark_published(&[first.id], now + seconds(31)).await.unwrap();
+        assert!(announced(now + seconds(32)).await.is_empty());
+
+        // A failed attempt with a retry: announced when the retry comes due.
+        assert!(store.fail_job(first.id, 1, "boom", LlmUsage::default(), Some(now + seconds(40)), now).await.unwrap());
+        assert!(announced(now + seconds(35)).await.is_empty(), "not due yet");
+        assert_eq!(announced(now + seconds(41)).await, vec![first.id]);
+        let retried = store.claim_job_by_id(first.id, now + seconds(41), now + seconds(100)).await.unwrap().unwrap();
+        assert_eq!(retried.attempts, 2);
+        assert_eq!(store.complete_job(completion(&first, 2)).await.unwrap(), CommitResult::Committed);
+        // The scope is free: the second job is announced.
+        assert_eq!(announced(now + seconds(41)).await, vec![second.id]);
+        assert!(
+            store.claim_job_by_id(first.id, now + seconds(41), now + seconds(100)).await.unwrap().is_none(),
+            "done"
+        );
     }
 }

@@ -46,6 +46,10 @@ pub async fn spawn_app_in(data_dir: Arc<TempDir>, configure: impl FnOnce(&mut Se
         settings.redis.url = Some(url.into());
         settings.redis.key_prefix = key_prefix;
     }
+    if let Some((url, queue_prefix)) = test_rabbitmq(data_dir.path()) {
+        settings.rabbitmq.url = Some(url.into());
+        settings.rabbitmq.queue_prefix = queue_prefix;
+    }
     configure(&mut settings);
     if std::env::var_os("TEST_LOG").is_some() {
         telemetry::init_logging(&settings.log, &settings.service_name);
@@ -148,6 +152,15 @@ pub fn test_redis(data_dir: &std::path::Path) -> Option<(String, String)> {
     Some((url, format!("test-{name}")))
 }
 
+/// With `CONTEXTIQ_CONFORMANCE_RABBITMQ_URL` set, the RabbitMQ server of the conformance run and
+/// a queue prefix of the application on `data_dir`, so applications sharing the server never
+/// take each other's jobs.
+pub fn test_rabbitmq(data_dir: &std::path::Path) -> Option<(String, String)> {
+    let url = std::env::var("CONTEXTIQ_CONFORMANCE_RABBITMQ_URL").ok().filter(|url| !url.is_empty())?;
+    let name = data_dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    Some((url, format!("test-{name}.")))
+}
+
 /// The environment that points a `contextiq` process at the backends of `data_dir` (see
 /// [`test_database_url`], which must have run for it): nothing on the embedded default.
 pub fn backend_env(data_dir: &std::path::Path) -> Vec<(&'static str, String)> {
@@ -157,6 +170,9 @@ pub fn backend_env(data_dir: &std::path::Path) -> Vec<(&'static str, String)> {
     }
     if let Some((url, key_prefix)) = test_redis(data_dir) {
         environment.extend([("REDIS_URL", url), ("REDIS_KEY_PREFIX", key_prefix)]);
+    }
+    if let Some((url, queue_prefix)) = test_rabbitmq(data_dir) {
+        environment.extend([("RABBITMQ_URL", url), ("RABBITMQ_QUEUE_PREFIX", queue_prefix)]);
     }
     environment
 }

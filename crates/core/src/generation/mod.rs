@@ -6,6 +6,7 @@
 //! (`rules`, offline and deterministic; `llm`, any chat model behind [`ChatModel`]), the
 //! consolidation engine, and the workers that run it all.
 
+pub mod broker;
 pub mod consolidate;
 pub mod llm;
 pub mod rules;
@@ -391,6 +392,25 @@ pub trait JobStore: Send + Sync + 'static {
     /// scope has no other job under a live lease, so jobs of one scope never overlap; marks it
     /// running, counts the attempt and leases it until `lease_until`.
     async fn claim_job(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> crate::Result<Option<Job>>;
+    /// Claims job `id` as `claim_job` would (due, and first of its scope); `None` when it is not
+    /// runnable now: finished, under a live lease, waiting for a retry or for its scope.
+    async fn claim_job_by_id(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> crate::Result<Option<Job>>;
+    /// Runnable jobs (due and first of their scope) that a broker must announce: never
+    /// announced since they last became due (created, retry time reached, lease lapsed), or
+    /// announced before `stale_before` and still not taken (the message went astray).
+    async fn jobs_to_publish(
+        &self,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+        limit: u32,
+    ) -> crate::Result<Vec<Job>>;
+    /// Records that the jobs' messages were confirmed by the broker at `at`.
+    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> crate::Result<()>;
     /// Extends the lease while `attempt` still holds the job under a live lease; false once it
     /// lost it.
     async fn renew_lease(&self, id: Uuid, attempt: u32, lease_until: DateTime<Utc>) -> crate::Result<bool>;

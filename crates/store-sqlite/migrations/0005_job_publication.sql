@@ -1,0 +1,3 @@
+-- When the broker (RabbitMQ) confirmed a job's last message, in microseconds: the job row is
+-- its own outbox, so a job and its message cannot diverge. Unused without a broker.
+ALTER TABLE memory_generation_jobs ADD COLUMN published_at INTEGER;
