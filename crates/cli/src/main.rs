@@ -56,11 +56,15 @@ struct ServeArgs {
     /// Listen address, e.g. 127.0.0.1:8000 or 0.0.0.0:0 (CONTEXTIQ_BIND).
     #[arg(long)]
     bind: Option<String>,
+    /// What this process serves and runs (CONTEXTIQ_ROLE): all (default), or one part of the
+    /// distributed deployment: gateway, sessions, memory, worker.
+    #[arg(long, value_parser = ["all", "gateway", "sessions", "memory", "worker"])]
+    role: Option<String>,
 }
 
 impl ConfigArgs {
     pub fn overrides(&self, bind: Option<String>) -> Overrides {
-        Overrides { config_file: self.config.clone(), bind, data_dir: self.data_dir.clone() }
+        Overrides { config_file: self.config.clone(), bind, data_dir: self.data_dir.clone(), role: None }
     }
 }
 
@@ -79,10 +83,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = Settings::load(&args.config.overrides(args.bind.clone()))?;
+    let overrides = Overrides { role: args.role.clone(), ..args.config.overrides(args.bind.clone()) };
+    let settings = Settings::load(&overrides)?;
     telemetry::init_logging(&settings.log, &settings.service_name);
     let app = Application::build(settings).await?;
-    app.run_until_stopped(shutdown_signal()).await
+    let served = app.run_until_stopped(shutdown_signal()).await;
+    telemetry::shutdown_tracing();
+    served
 }
 
 async fn migrate(args: ConfigArgs) -> anyhow::Result<()> {

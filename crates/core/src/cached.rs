@@ -958,6 +958,7 @@ mod tests {
             finished_at: finished.then(now),
             run_after: now(),
             lease_until: None,
+            trace_context: Default::default(),
         }
     }
 

@@ -105,7 +105,8 @@ pub struct Authenticator {
     require_auth: bool,
     jwt: Option<JwtVerifier>,
     exceptions: Vec<PathPattern>,
-    limiter: Arc<dyn RateLimiter>,
+    /// `None` at the gateway: the services behind it limit, and answer with the headers.
+    limiter: Option<Arc<dyn RateLimiter>>,
     default_rate: Rate,
     /// When each key's `last_used_at` was last written, so it is written at most once a minute.
     touched: Mutex<HashMap<Uuid, Instant>>,
@@ -127,12 +128,17 @@ impl Authenticator {
             require_auth: settings.require_auth,
             jwt: settings.jwt_secret_key.as_ref().map(|secret| JwtVerifier::new(secret, &settings.jwt_issuer)),
             exceptions: settings.require_auth_exceptions.split(',').filter_map(PathPattern::parse).collect(),
-            limiter,
+            limiter: Some(limiter),
             default_rate: Rate { per_second: settings.rate_limit_per_second, burst: settings.rate_limit_burst },
             touched: Mutex::new(HashMap::new()),
             key_cache: Mutex::new(HashMap::new()),
             key_cache_ttl: Duration::from_secs(settings.key_cache_seconds),
         }
+    }
+
+    /// Authenticates without limiting: for the gateway, whose services limit each request.
+    pub fn without_rate_limits(self) -> Authenticator {
+        Authenticator { limiter: None, ..self }
     }
 
     /// Drops a key from the cache, so its revocation takes effect on the next request.
@@ -230,7 +236,11 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         Ok(found) => found,
         Err(err) => return err.into_response(),
     };
-    let decision = authenticator.limiter.check(&principal.actor(), rate).await;
+    let Some(limiter) = &authenticator.limiter else {
+        request.extensions_mut().insert(principal);
+        return next.run(request).await;
+    };
+    let decision = limiter.check(&principal.actor(), rate).await;
     let mut response = if decision.allowed {
         request.extensions_mut().insert(principal);
         next.run(request).await

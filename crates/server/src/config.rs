@@ -19,6 +19,18 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ("CONTEXTIQ_BIND", "server.bind", "Listen address [default: 127.0.0.1:8000]; port 0 picks a free port"),
     ("CONTEXTIQ_DATA_DIR", "data_dir", "Directory of the embedded database [default: ./data]"),
     (
+        "CONTEXTIQ_ROLE",
+        "server.role",
+        "all (default), gateway, sessions, memory or worker: what this process serves and runs",
+    ),
+    ("SESSIONS_URL", "gateway.sessions_url", "Gateway: base URL of the sessions role (sessions and keys)"),
+    ("MEMORY_URL", "gateway.memory_url", "Gateway: base URL of the memory role (memories and jobs)"),
+    (
+        "CORS_ORIGINS",
+        "gateway.cors_origins",
+        "Origins browsers may call the API from, comma-separated, or * [default: none]",
+    ),
+    (
         "EMBEDDING_PROVIDER",
         "embedding.provider",
         "local (all-MiniLM-L6-v2 on the CPU, default) or openai (any OpenAI-compatible API)",
@@ -193,6 +205,11 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ("SERVICE_NAME", "service_name", "The service label of logs and metrics [default: contextiq]"),
     ("LOG_FORMAT", "log.format", "json (default) or pretty"),
     ("LOG_LEVEL", "log.level", "A tracing filter, e.g. info or contextiq_server=debug [default: info]"),
+    (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "log.otlp_endpoint",
+        "OTLP/HTTP collector (e.g. http://collector:4318): spans are exported there; unset: none",
+    ),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,6 +230,55 @@ pub struct Settings {
     pub llm: LlmSettings,
     pub redis: RedisSettings,
     pub rabbitmq: RabbitMqSettings,
+    pub gateway: GatewaySettings,
+}
+
+/// What one process serves and runs. `all` is the single-process deployment; the others split
+/// it into services behind a gateway, sharing the same database, Redis and RabbitMQ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    All,
+    /// Authenticates and routes `/api/v1/*` to the sessions and memory roles.
+    Gateway,
+    /// `/api/v1/sessions*` and `/api/v1/keys*`.
+    Sessions,
+    /// `/api/v1/memories*` and `/api/v1/jobs*`; announces queued jobs to the broker.
+    Memory,
+    /// Runs generation jobs; serves only health and metrics.
+    Worker,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Gateway => "gateway",
+            Role::Sessions => "sessions",
+            Role::Memory => "memory",
+            Role::Worker => "worker",
+        }
+    }
+
+    pub fn serves_sessions(self) -> bool {
+        matches!(self, Role::All | Role::Sessions)
+    }
+
+    pub fn serves_memories(self) -> bool {
+        matches!(self, Role::All | Role::Memory)
+    }
+
+    pub fn runs_workers(self) -> bool {
+        matches!(self, Role::All | Role::Worker)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    pub sessions_url: Option<String>,
+    pub memory_url: Option<String>,
+    pub cors_origins: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -408,6 +474,7 @@ impl Default for AuthSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     pub bind: String,
+    pub role: Role,
     pub request_timeout_seconds: u64,
     pub shutdown_timeout_seconds: u64,
 }
@@ -452,6 +519,8 @@ pub enum LogFormat {
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
+    /// Base URL of an OTLP/HTTP collector; traces are exported to `{endpoint}/v1/traces`.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for Settings {
@@ -472,13 +541,19 @@ impl Default for Settings {
             llm: LlmSettings::default(),
             redis: RedisSettings::default(),
             rabbitmq: RabbitMqSettings::default(),
+            gateway: GatewaySettings::default(),
         }
     }
 }
 
 impl Default for ServerSettings {
     fn default() -> ServerSettings {
-        ServerSettings { bind: "127.0.0.1:8000".to_owned(), request_timeout_seconds: 30, shutdown_timeout_seconds: 30 }
+        ServerSettings {
+            bind: "127.0.0.1:8000".to_owned(),
+            role: Role::All,
+            request_timeout_seconds: 30,
+            shutdown_timeout_seconds: 30,
+        }
     }
 }
 
@@ -515,7 +590,7 @@ impl Default for LimitSettings {
 
 impl Default for LogSettings {
     fn default() -> LogSettings {
-        LogSettings { format: LogFormat::Json, level: "info".to_owned() }
+        LogSettings { format: LogFormat::Json, level: "info".to_owned(), otlp_endpoint: None }
     }
 }
 
@@ -524,6 +599,8 @@ impl Default for LogSettings {
 pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub bind: Option<String>,
+    /// One of the [`Role`] names.
+    pub role: Option<String>,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -555,12 +632,26 @@ impl Settings {
         if let Some(data_dir) = &overrides.data_dir {
             figment = figment.merge(Serialized::default("data_dir", data_dir));
         }
+        if let Some(role) = &overrides.role {
+            figment = figment.merge(Serialized::default("server.role", role));
+        }
         let settings: Settings = figment.extract().context("invalid configuration")?;
         settings.validate()?;
         Ok(settings)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if self.server.role == Role::Gateway
+            && (self.gateway.sessions_url.is_none() || self.gateway.memory_url.is_none())
+        {
+            bail!("the gateway role needs SESSIONS_URL and MEMORY_URL");
+        }
+        if self.server.role != Role::All && matches!(self.store_location()?, StoreLocation::Sqlite(_)) {
+            bail!(
+                "the {} role shares its database with other processes: set DATABASE_URL to PostgreSQL",
+                self.server.role.as_str()
+            );
+        }
         if self.database.pool_size == 0 {
             bail!("DATABASE_POOL_SIZE must be at least 1");
         }

@@ -55,6 +55,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request took longer than the server allows; a write it carried may still have been applied")]
     Timeout,
+    #[error("the service behind the gateway did not answer; retry later")]
+    UpstreamUnavailable,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -117,6 +119,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed"),
             // 503, not 408: the client was not slow, the server was.
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
+            ApiError::UpstreamUnavailable => (StatusCode::BAD_GATEWAY, "upstream_unavailable", "Upstream unavailable"),
         }
     }
 

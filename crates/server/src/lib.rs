@@ -10,6 +10,7 @@ mod middleware;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod trace_context;
 pub mod worker;
 
 pub use config::{Overrides, Settings};

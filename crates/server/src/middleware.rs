@@ -11,10 +11,11 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorChain, PROBLEM_JSON, Problem, problem_response};
+use crate::trace_context::set_parent_from_headers;
 
 pub const CORRELATION_ID: &str = "x-correlation-id";
 
-pub async fn observe(request: Request, next: Next) -> Response {
+pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     // Labelled by the route template, never the raw path, so ids do not explode the series.
@@ -25,7 +26,12 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .and_then(|value| value.to_str().ok())
         .filter(|id| is_safe_correlation_id(id))
         .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
+    // Whatever handles the request (the gateway forwarding it, say) sees the id in use.
+    if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+        request.headers_mut().insert(CORRELATION_ID, value);
+    }
     let span = tracing::info_span!("request", correlation_id = %correlation_id, method = method_label(&method), route = %route);
+    set_parent_from_headers(&span, request.headers());
 
     let response = next.run(request).instrument(span.clone()).await;
     let mut response = problem_for_bare_error(response);

@@ -29,7 +29,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::{Authenticator, InProcessRateLimiter};
-use crate::config::{Settings, StoreLocation};
+use crate::config::{Role, Settings, StoreLocation};
+use crate::routes::gateway::Gateway;
 use crate::worker::WorkerOptions;
 use crate::{auth, middleware, routes, telemetry};
 
@@ -47,6 +48,8 @@ pub struct AppState {
     pub generation: GenerationService,
     /// Wakes an idle worker when a job is queued.
     pub job_queue_wake: Arc<Notify>,
+    /// The gateway role's upstream services.
+    pub gateway: Option<Arc<Gateway>>,
 }
 
 pub struct Application {
@@ -111,6 +114,18 @@ async fn rate_limiter(settings: &Settings) -> anyhow::Result<Arc<dyn RateLimiter
     Ok(Arc::new(limiter))
 }
 
+/// The gateway role's view of the services behind it.
+fn gateway(settings: &Settings) -> anyhow::Result<Option<Arc<Gateway>>> {
+    if settings.server.role != Role::Gateway {
+        return Ok(None);
+    }
+    let (Some(sessions), Some(memory)) = (&settings.gateway.sessions_url, &settings.gateway.memory_url) else {
+        anyhow::bail!("the gateway role needs SESSIONS_URL and MEMORY_URL");
+    };
+    let timeout = Duration::from_secs(settings.server.request_timeout_seconds.max(1));
+    Ok(Some(Arc::new(Gateway::new(sessions, memory, timeout)?)))
+}
+
 /// The message broker of generation jobs, when `RABBITMQ_URL` is set: this process consumes
 /// when it runs workers.
 async fn connect_broker(settings: &Settings) -> anyhow::Result<Option<Arc<RabbitBroker>>> {
@@ -120,7 +135,7 @@ async fn connect_broker(settings: &Settings) -> anyhow::Result<Option<Arc<Rabbit
         heartbeat_seconds: settings.rabbitmq.heartbeat,
         connection_attempts: settings.rabbitmq.connection_attempts.max(1),
         queue_prefix: settings.rabbitmq.queue_prefix.clone(),
-        consume: settings.worker.concurrency > 0,
+        consume: settings.server.role.runs_workers() && settings.worker.concurrency > 0,
     };
     let broker = RabbitBroker::connect(url.expose_secret(), options)
         .await
@@ -301,7 +316,11 @@ impl Application {
         let job_queue_wake = Arc::new(Notify::new());
         let broker = connect_broker(&settings).await?;
         bootstrap_admin_key(&settings, &keys).await?;
-        let authenticator = Arc::new(Authenticator::new(&settings.auth, keys.clone(), rate_limiter(&settings).await?));
+        let mut authenticator = Authenticator::new(&settings.auth, keys.clone(), rate_limiter(&settings).await?);
+        if settings.server.role == Role::Gateway {
+            authenticator = authenticator.without_rate_limits();
+        }
+        let authenticator = Arc::new(authenticator);
         let limits = SessionLimits {
             max_events_per_request: settings.sessions.max_events_per_request,
             max_state_bytes: settings.sessions.max_state_bytes,
@@ -319,6 +338,7 @@ impl Application {
             max_body_bytes: settings.limits.max_body_bytes,
             generation: generation.clone(),
             job_queue_wake: job_queue_wake.clone(),
+            gateway: gateway(&settings)?,
         };
         let router = app_router(state, &settings);
         let listener = TcpListener::bind(&settings.server.bind)
@@ -362,27 +382,32 @@ impl Application {
             settings,
         } = self;
         let background = CancellationToken::new();
+        let role = settings.server.role;
         let job_store = generation.job_store().clone();
         let worker_options = WorkerOptions {
-            concurrency: settings.worker.concurrency,
+            concurrency: if role.runs_workers() { settings.worker.concurrency } else { 0 },
             lease: Duration::from_secs(settings.worker.lease_seconds),
             poll_interval: Duration::from_millis(settings.worker.poll_interval_ms),
         };
         let dyn_broker = broker.clone().map(|broker| broker as Arc<dyn JobBroker>);
-        let relay = dyn_broker.clone().map(|broker| {
-            crate::worker::spawn_relay(
+        // Every role that queues or runs jobs announces the runnable ones: the memory role the
+        // jobs it queues, workers the retries and the jobs of dead workers.
+        let mut background_tasks = Vec::new();
+        if let Some(broker) = dyn_broker.clone().filter(|_| role.serves_memories() || role.runs_workers()) {
+            let wake = job_queue_wake.clone();
+            background_tasks.push(crate::worker::spawn_relay(
                 generation.clone(),
                 broker,
-                job_queue_wake.clone(),
+                wake,
                 worker_options,
                 background.clone(),
-            )
-        });
+            ));
+        }
         let workers =
             crate::worker::spawn_workers(generation, dyn_broker, job_queue_wake, worker_options, background.clone());
-        let session_purger = {
+        if role.serves_sessions() {
             let store = store.clone();
-            tokio::spawn(purge_expired(
+            background_tasks.push(tokio::spawn(purge_expired(
                 "sessions",
                 Duration::from_secs(settings.sessions.purge_interval_seconds),
                 background.clone(),
@@ -390,22 +415,22 @@ impl Application {
                     let store = store.clone();
                     async move { store.purge_expired_sessions(now, batch).await }
                 },
-            ))
-        };
-        let memory_purger = tokio::spawn(purge_expired(
-            "memories",
-            Duration::from_secs(settings.search.purge_interval_seconds),
-            background.clone(),
-            move |now, batch| {
-                let store = memory_store.clone();
-                async move { store.purge_expired_memories(now, batch).await }
-            },
-        ));
-        let job_purger = {
+            )));
+        }
+        if role.serves_memories() {
+            background_tasks.push(tokio::spawn(purge_expired(
+                "memories",
+                Duration::from_secs(settings.search.purge_interval_seconds),
+                background.clone(),
+                move |now, batch| {
+                    let store = memory_store.clone();
+                    async move { store.purge_expired_memories(now, batch).await }
+                },
+            )));
             let jobs = job_store.clone();
             let retention =
                 chrono::Duration::seconds(settings.worker.job_retention_seconds.min(i64::MAX as u64) as i64);
-            tokio::spawn(purge_expired(
+            background_tasks.push(tokio::spawn(purge_expired(
                 "jobs",
                 Duration::from_secs(settings.search.purge_interval_seconds),
                 background.clone(),
@@ -413,8 +438,8 @@ impl Application {
                     let jobs = jobs.clone();
                     async move { jobs.purge_finished_jobs(now - retention, batch).await.map(|ids| ids.len() as u64) }
                 },
-            ))
-        };
+            )));
+        }
 
         let stopping = CancellationToken::new();
         let grace = Duration::from_secs(settings.server.shutdown_timeout_seconds);
@@ -426,7 +451,7 @@ impl Application {
                 stopping.cancel();
             }
         });
-        tracing::info!(address = %local_addr, "listening");
+        tracing::info!(address = %local_addr, role = role.as_str(), "listening");
         let served = tokio::select! {
             served = serve.into_future() => served.context("the server failed"),
             () = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
@@ -436,9 +461,9 @@ impl Application {
         };
 
         background.cancel();
-        for purger in [session_purger, memory_purger, job_purger].into_iter().chain(relay) {
-            if let Err(err) = purger.await {
-                tracing::error!(error = %err, "a purge task failed");
+        for task in background_tasks {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "a background task failed");
             }
         }
         // Running jobs get the grace period to finish; one cut short is taken over, after its
@@ -459,7 +484,7 @@ impl Application {
 /// The router with every layer, for `Application` and for in-process handler tests.
 pub fn app_router(state: AppState, settings: &Settings) -> Router {
     // Layers wrap outwards: the last added runs first.
-    let mut router = routes::router()
+    let mut router = routes::router(settings.server.role)
         .layer(DefaultBodyLimit::max(settings.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(CatchPanicLayer::new());
@@ -469,7 +494,12 @@ pub fn app_router(state: AppState, settings: &Settings) -> Router {
             Duration::from_secs(settings.server.request_timeout_seconds),
         ));
     }
-    router.layer(axum::middleware::from_fn(middleware::observe)).with_state(state)
+    let router = router.layer(axum::middleware::from_fn(middleware::observe));
+    // Outermost: a browser's preflight gets its answer without credentials.
+    match crate::routes::gateway::cors_layer(&settings.gateway.cors_origins) {
+        Some(cors) => router.layer(cors).with_state(state),
+        None => router.with_state(state),
+    }
 }
 
 /// Deletes expired rows every `interval`, in batches. Reads already hide them; this reclaims

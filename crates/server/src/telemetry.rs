@@ -1,33 +1,111 @@
-//! Logs (JSON lines or pretty) and the Prometheus recorder.
+//! Logs (JSON lines or pretty), OpenTelemetry traces over OTLP, and the Prometheus recorder.
 
 use std::fmt;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkError;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
-use tracing_subscriber::EnvFilter;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogFormat, LogSettings};
 
+/// Spans from targets starting with this (every crate of the workspace) may be exported.
+const EXPORTED_TARGETS: &str = "contextiq";
+
 /// Installs the global log subscriber. `RUST_LOG`, when set, wins over the configured level.
 /// A second call (tests build many apps in one process) leaves the first in place.
+///
+/// With `settings.otlp_endpoint`, spans are also exported to `{endpoint}/v1/traces` (OTLP over
+/// HTTP, JSON bodies, batched on a background thread), labelled `service.name = service_name`,
+/// and the W3C trace context propagator becomes the global one (see [`crate::trace_context`]).
+/// The exporter has its own filter: only INFO and above from this workspace's crates, whatever
+/// the log level, so the debug spans of sqlx, hyper or lapin never leave the process.
+/// Call [`shutdown_tracing`] before exit to flush what is still queued.
 pub fn init_logging(settings: &LogSettings, service_name: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match settings.format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder
+    let log_layer = match settings.format {
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .fmt_fields(JsonFields::new())
             .event_format(JsonLines { service: service_name.to_owned() })
-            .try_init(),
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
     };
+    let mut layers = vec![log_layer];
+    let mut exporter_error = None;
+    let mut provider = None;
+    if let Some(endpoint) = settings.otlp_endpoint.as_deref().filter(|endpoint| !endpoint.is_empty()) {
+        match tracer_provider(endpoint, service_name) {
+            Ok(tracer_provider) => {
+                let tracer = tracer_provider.tracer("contextiq");
+                let otel_layer = tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(Targets::new().with_target(EXPORTED_TARGETS, Level::INFO));
+                layers.push(otel_layer.boxed());
+                provider = Some(tracer_provider);
+            }
+            Err(err) => exporter_error = Some(format!("{err}")),
+        }
+    }
+    if tracing_subscriber::registry().with(layers).try_init().is_err() {
+        // Another subscriber was there first; a provider made for nothing is dropped, which
+        // shuts it down.
+        return;
+    }
+    if let Some(provider) = provider {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        let _ = TRACER_PROVIDER.set(provider);
+    }
+    if let Some(error) = exporter_error {
+        tracing::warn!(error = %error, "OTLP trace export is off: the exporter could not be built");
+    }
+}
+
+/// Exports the spans still queued and stops the trace exporter; later spans are dropped. Does
+/// nothing when no OTLP endpoint was configured. Blocks the calling thread until the export
+/// ends (bounded by the exporter's timeout): from async code on a runtime that also serves the
+/// collector (tests), call it through `tokio::task::spawn_blocking`.
+pub fn shutdown_tracing() {
+    let Some(provider) = TRACER_PROVIDER.get() else { return };
+    match provider.shutdown() {
+        Ok(()) | Err(OTelSdkError::AlreadyShutdown) => {}
+        Err(err) => tracing::warn!(error = %err, "flushing the trace exporter failed"),
+    }
+}
+
+/// The installed trace pipeline, kept to flush it at exit.
+static TRACER_PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// OTLP over HTTP with JSON bodies, sent by a blocking reqwest client from the SDK's batch
+/// processor thread, so it works under any tokio runtime flavour and outside one.
+fn tracer_provider(endpoint: &str, service_name: &str) -> anyhow::Result<SdkTracerProvider> {
+    let exporter = SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpJson)
+        // Used as given: only the `OTEL_EXPORTER_OTLP_ENDPOINT` variable gets the signal path
+        // appended by the exporter itself.
+        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+        .build()?;
+    let resource = Resource::builder().with_service_name(service_name.to_owned()).build();
+    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
 }
 
 /// One JSON object per line: `timestamp, level, service, target`, the fields of every

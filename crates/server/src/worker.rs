@@ -19,6 +19,7 @@ use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerOptions {
@@ -194,6 +195,13 @@ async fn work(
 
 /// Runs one attempt of a claimed job and records it; the outcome's metric label.
 async fn run_claimed(worker: usize, generation: &GenerationService, job: Job, lease: Duration) -> &'static str {
+    // The job's span continues the trace of the request that queued it, across the queue.
+    let span = tracing::info_span!("job", job_id = %job.id, attempt = job.attempts, worker);
+    crate::trace_context::set_parent_from_map(&span, &job.trace_context);
+    run_attempt(worker, generation, job, lease).instrument(span).await
+}
+
+async fn run_attempt(worker: usize, generation: &GenerationService, job: Job, lease: Duration) -> &'static str {
     let started = Instant::now();
     // Stops renewing however this function ends: a lease renewed forever would block the
     // job's scope for good.

@@ -120,7 +120,9 @@ CREATE TABLE memory_generation_jobs (
     lease_until  TIMESTAMPTZ,
     -- When the broker (RabbitMQ) confirmed the job's last message: the job row is its own
     -- outbox, so a job and its message cannot diverge.
-    published_at TIMESTAMPTZ
+    published_at TIMESTAMPTZ,
+    -- The W3C trace context of the request that queued the job.
+    trace_context JSONB
 );
 
 CREATE INDEX memory_generation_jobs_runnable ON memory_generation_jobs (run_after)

@@ -40,7 +40,8 @@ impl JobStore for PostgresStore {
         let inserted = sqlx::query(concat!(
             "INSERT INTO memory_generation_jobs (id, org_id, scope, scope_key, status, source, config, actor, ",
             "attempts, max_attempts, error, outcome, created_at, updated_at, started_at, finished_at, run_after, ",
-            "lease_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+            "lease_until, trace_context) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         ))
         .bind(job.id)
         .bind(job.org_id.as_str())
@@ -60,6 +61,7 @@ impl JobStore for PostgresStore {
         .bind(job.finished_at)
         .bind(job.run_after)
         .bind(job.lease_until)
+        .bind(Json(&job.trace_context))
         .execute(&self.pool)
         .await;
         record("insert", TABLE, inserted)?;
@@ -324,5 +326,12 @@ fn job_from_row(row: &PgRow) -> Result<Job> {
         finished_at: get(row, TABLE, "finished_at")?,
         run_after: get(row, TABLE, "run_after")?,
         lease_until: get(row, TABLE, "lease_until")?,
+        // Only a lost link to the request's trace if unreadable.
+        trace_context: row
+            .try_get::<Option<Json<std::collections::BTreeMap<String, String>>>, _>("trace_context")
+            .ok()
+            .flatten()
+            .map(|Json(context)| context)
+            .unwrap_or_default(),
     })
 }

@@ -97,6 +97,7 @@ fn job(scope: &Scope, created_at: DateTime<Utc>) -> Job {
         finished_at: None,
         run_after: created_at,
         lease_until: None,
+        trace_context: Default::default(),
     }
 }
 

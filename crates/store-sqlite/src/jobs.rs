@@ -173,7 +173,7 @@ impl Writer {
                 let result = sqlx::query(concat!(
                     "INSERT INTO memory_generation_jobs (id, org_id, scope, status, source, config, actor, attempts, ",
                     "max_attempts, error, outcome, created_at, updated_at, started_at, finished_at, run_after, ",
-                    "lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    "lease_until, trace_context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 ))
                 .bind(job.id.to_string())
                 .bind(job.org_id.as_str())
@@ -192,6 +192,7 @@ impl Writer {
                 .bind(job.finished_at.map(micros))
                 .bind(micros(job.run_after))
                 .bind(job.lease_until.map(micros))
+                .bind(json_text(&job.trace_context)?)
                 .execute(&mut self.conn)
                 .await;
                 crate::rows::count("insert", TABLE, result)?;
@@ -406,6 +407,13 @@ pub(crate) fn job_from_row(row: &SqliteRow) -> Result<Job> {
         finished_at: get_opt_time("finished_at")?,
         run_after: timestamp(TABLE, get_int("run_after")?)?,
         lease_until: get_opt_time("lease_until")?,
+        // Absent on jobs queued before traces were kept, and unreadable ones are only a lost link.
+        trace_context: row
+            .try_get::<Option<String>, _>("trace_context")
+            .ok()
+            .flatten()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -444,6 +452,7 @@ mod tests {
             finished_at: None,
             run_after: created_at,
             lease_until: None,
+            trace_context: Default::default(),
         }
     }
 

@@ -4,12 +4,14 @@
 mod auth;
 mod cache;
 mod cli;
+mod distributed;
 mod errors;
 mod fake_llm;
 mod fuzz;
 mod generation;
 mod helpers;
 mod memories;
+mod otlp;
 mod process;
 mod service;
 mod sessions;

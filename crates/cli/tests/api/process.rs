@@ -16,11 +16,11 @@ use crate::helpers::{
 };
 
 /// A `contextiq serve` process and the log lines it wrote to stderr.
-struct ServerProcess {
-    child: Child,
-    address: String,
+pub struct ServerProcess {
+    pub child: Child,
+    pub address: String,
     /// Sends the first admin key.
-    client: reqwest::Client,
+    pub client: reqwest::Client,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
@@ -29,7 +29,8 @@ impl ServerProcess {
         ServerProcess::start_with(data_dir, &[])
     }
 
-    fn start_with(data_dir: &Path, environment: &[(&str, &str)]) -> ServerProcess {
+    /// Starts `contextiq serve` on `data_dir` with the test's backends, then `environment`.
+    pub fn start_with(data_dir: &Path, environment: &[(&str, &str)]) -> ServerProcess {
         let mut child = Command::new(binary())
             .envs(backend_env(data_dir))
             .envs(environment.iter().copied())
@@ -63,7 +64,7 @@ impl ServerProcess {
         ServerProcess { child, address: format!("http://{address}"), client, logs }
     }
 
-    fn log_lines(&self) -> Vec<Value> {
+    pub fn log_lines(&self) -> Vec<Value> {
         self.logs.lock().unwrap().iter().filter_map(|line| serde_json::from_str(line).ok()).collect()
     }
 }

@@ -60,7 +60,7 @@ impl JobMessage {
             source_reference,
             scope: job.scope.clone(),
             config: serde_json::to_value(&job.config).unwrap_or(Value::Null),
-            headers: BTreeMap::new(),
+            headers: job.trace_context.clone(),
         }
     }
 

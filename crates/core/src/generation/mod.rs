@@ -12,6 +12,8 @@ pub mod llm;
 pub mod rules;
 mod service;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -132,6 +134,8 @@ pub struct GenerateRequest {
     pub source: Source,
     pub scope: Option<Scope>,
     pub config: GenerationConfig,
+    /// The W3C trace context of the request, so the job's work joins its trace.
+    pub trace_context: BTreeMap<String, String>,
 }
 
 /// A turn of conversation as extractors see it.
@@ -336,6 +340,9 @@ pub struct Job {
     pub run_after: DateTime<Utc>,
     /// A running job whose lease passed is taken over by another worker.
     pub lease_until: Option<DateTime<Utc>>,
+    /// The W3C trace context (`traceparent`, `tracestate`) of the request that queued it.
+    #[serde(default)]
+    pub trace_context: BTreeMap<String, String>,
 }
 
 /// One change a job makes to the memories of its scope.

@@ -207,6 +207,7 @@ impl GenerationService {
             finished_at: None,
             run_after: now,
             lease_until: None,
+            trace_context: request.trace_context,
         };
         self.jobs.enqueue_job(job).await
     }

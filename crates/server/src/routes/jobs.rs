@@ -191,7 +191,7 @@ impl GenerateRequestBody {
                 Source::Memories { facts }
             }
         };
-        Ok(GenerateRequest { source, scope: self.scope, config: self.config.into() })
+        Ok(GenerateRequest { source, scope: self.scope, config: self.config.into(), trace_context: Default::default() })
     }
 }
 
@@ -303,8 +303,9 @@ pub async fn generate_memories(
 pub(crate) async fn submit(
     state: &AppState,
     principal: &Principal,
-    request: GenerateRequest,
+    mut request: GenerateRequest,
 ) -> Result<Response, ApiError> {
+    request.trace_context = crate::trace_context::current_context_map();
     let job = state.generation.submit(&principal.access, &principal.actor(), request, Utc::now()).await?;
     state.job_queue_wake.notify_one();
     let location = format!("/api/v1/jobs/{}", job.id);

@@ -281,8 +281,12 @@ async fn consolidate_memory(
         updated_ttl_seconds: request.ttl_seconds,
         ..GenerationConfig::default()
     };
-    let request =
-        GenerateRequest { source: Source::Memories { facts: vec![fact] }, scope: Some(request.scope), config };
+    let request = GenerateRequest {
+        source: Source::Memories { facts: vec![fact] },
+        scope: Some(request.scope),
+        config,
+        trace_context: Default::default(),
+    };
     crate::routes::jobs::submit(state, principal, request).await
 }
 

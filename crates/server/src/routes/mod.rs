@@ -1,5 +1,6 @@
 //! Routers, one module per URL prefix.
 
+pub mod gateway;
 pub mod health;
 pub mod jobs;
 pub mod keys;
@@ -10,10 +11,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{any, get};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::config::Role;
 use crate::error::{ApiError, Problem};
 use crate::startup::AppState;
 
@@ -60,11 +62,24 @@ use crate::startup::AppState;
 )]
 pub struct ApiDoc;
 
-/// Every route of the `all` role.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .nest("/api/v1", sessions::router().merge(memories::router()).merge(jobs::router()).merge(keys::router()))
-        .route("/health", get(health::health))
+/// The routes a role serves: its part of `/api/v1` (the gateway forwards all of it), and
+/// health, metrics and the API documentation on every role.
+pub fn router(role: Role) -> Router<AppState> {
+    let mut api = Router::new();
+    if role.serves_sessions() {
+        api = api.merge(sessions::router()).merge(keys::router());
+    }
+    if role.serves_memories() {
+        api = api.merge(memories::router()).merge(jobs::router());
+    }
+    let router = match role {
+        Role::Gateway => {
+            Router::new().route("/api/v1/{*rest}", any(gateway::forward)).route("/health", get(gateway::health))
+        }
+        Role::Worker => Router::new().route("/health", get(health::health)),
+        _ => Router::new().nest("/api/v1", api).route("/health", get(health::health)),
+    };
+    router
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
