@@ -148,6 +148,11 @@ pub fn spawn_relay(
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "reading the jobs to publish failed; will retry"),
             }
+            // Without a broker, idle workers report the depth; with one, the relay does.
+            match jobs.count_unfinished_jobs().await {
+                Ok(depth) => metrics::gauge!("memory_generation_queue_depth").set(depth as f64),
+                Err(err) => tracing::debug!(error = %err, "counting unfinished jobs failed"),
+            }
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = jobs_changed.notified() => {}
