@@ -1,11 +1,11 @@
 //! Token buckets shared by every process: one Lua script refills and takes a token atomically,
 //! on Redis's clock. While Redis is unavailable, each process falls back to buckets of its own.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use contextiq_core::{CacheError, Rate, RateDecision, RateLimiter};
+use contextiq_core::cache::rate_decision;
+use contextiq_core::{CacheError, InProcessRateLimiter, Rate, RateDecision, RateLimiter};
 use redis::Script;
 
 use crate::{Connection, RedisOptions};
@@ -20,7 +20,7 @@ use crate::{Connection, RedisOptions};
 pub struct RedisRateLimiter {
     connection: Connection,
     script: Script,
-    fallback: LocalBuckets,
+    fallback: InProcessRateLimiter,
     last_warning: Mutex<Option<Instant>>,
 }
 
@@ -38,7 +38,7 @@ impl RedisRateLimiter {
         RedisRateLimiter {
             connection,
             script: Script::new(TOKEN_BUCKET_SCRIPT),
-            fallback: LocalBuckets::default(),
+            fallback: InProcessRateLimiter::default(),
             last_warning: Mutex::new(None),
         }
     }
@@ -74,15 +74,14 @@ impl RedisRateLimiter {
 #[async_trait::async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn check(&self, key: &str, rate: Rate) -> RateDecision {
-        let (allowed, tokens) = match self.take_shared(key, rate).await {
-            Ok(taken) => taken,
+        match self.take_shared(key, rate).await {
+            Ok((allowed, tokens)) => rate_decision(rate, allowed, tokens),
             Err(error) => {
                 metrics::counter!("rate_limiter_fallbacks_total").increment(1);
                 self.warn_fallback(&error);
-                self.fallback.take(key, rate, Instant::now())
+                self.fallback.check_at(key, rate, Instant::now())
             }
-        };
-        decision(rate, allowed, tokens)
+        }
     }
 }
 
@@ -122,94 +121,3 @@ local refill_ms = math.ceil((burst - tokens) / per_second * 1000)
 redis.call('PEXPIRE', KEYS[1], string.format('%d', refill_ms + tonumber(ARGV[3])))
 return {allowed, tokens_text}
 ";
-
-/// The decision for a bucket left with `tokens`, as `InProcessRateLimiter` (in the server) makes
-/// it.
-fn decision(rate: Rate, allowed: bool, tokens: f64) -> RateDecision {
-    let per_second = f64::from(rate.per_second.max(1));
-    let burst = f64::from(rate.burst.max(1));
-    RateDecision {
-        allowed,
-        limit: rate.burst,
-        remaining: tokens.floor() as u32,
-        reset_seconds: ((burst - tokens) / per_second).ceil() as u64,
-        retry_after_seconds: if allowed { 0 } else { ((1.0 - tokens) / per_second).ceil().max(1.0) as u64 },
-    }
-}
-
-/// The per-process buckets used while Redis is unavailable.
-#[derive(Default)]
-struct LocalBuckets {
-    buckets: Mutex<HashMap<String, LocalBucket>>,
-}
-
-struct LocalBucket {
-    tokens: f64,
-    updated: Instant,
-}
-
-/// Past this many buckets, full ones (idle credentials) are dropped.
-const MAX_IDLE_BUCKETS: usize = 10_000;
-
-impl LocalBuckets {
-    /// Whether the request is allowed, and the bucket's tokens after it.
-    fn take(&self, key: &str, rate: Rate, now: Instant) -> (bool, f64) {
-        let per_second = f64::from(rate.per_second.max(1));
-        let burst = f64::from(rate.burst.max(1));
-        let mut buckets = self.buckets.lock().expect("rate limiter lock poisoned");
-        if buckets.len() > MAX_IDLE_BUCKETS {
-            buckets.retain(|_, bucket| {
-                bucket.tokens + now.saturating_duration_since(bucket.updated).as_secs_f64() * per_second < burst
-            });
-        }
-        let bucket = buckets.entry(key.to_owned()).or_insert(LocalBucket { tokens: burst, updated: now });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * per_second).min(burst);
-        bucket.updated = now;
-        let allowed = bucket.tokens >= 1.0;
-        if allowed {
-            bucket.tokens -= 1.0;
-        }
-        (allowed, bucket.tokens)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_buckets_allow_the_burst_then_the_rate() {
-        let buckets = LocalBuckets::default();
-        let rate = Rate { per_second: 10, burst: 5 };
-        let start = Instant::now();
-        let check = |key: &str, now: Instant| {
-            let (allowed, tokens) = buckets.take(key, rate, now);
-            decision(rate, allowed, tokens)
-        };
-        assert_eq!((0..8).filter(|_| check("k", start).allowed).count(), 5);
-        let denied = check("k", start);
-        assert!(!denied.allowed);
-        assert_eq!((denied.remaining, denied.reset_seconds, denied.retry_after_seconds), (0, 1, 1));
-        assert!(check("other", start).allowed, "buckets are per key");
-        // 0.25 s refills 2.5 tokens: two requests pass, the third does not.
-        let later = start + Duration::from_millis(250);
-        assert_eq!((0..3).filter(|_| check("k", later).allowed).count(), 2);
-    }
-
-    #[test]
-    fn decisions_match_the_in_process_limiter() {
-        let rate = Rate { per_second: 2, burst: 10 };
-        let check = |allowed, tokens, expected: (u32, u64, u64)| {
-            let decision = decision(rate, allowed, tokens);
-            assert_eq!((decision.remaining, decision.reset_seconds, decision.retry_after_seconds), expected);
-            assert_eq!(decision.limit, 10);
-        };
-        check(true, 9.0, (9, 1, 0));
-        check(true, 4.5, (4, 3, 0));
-        check(false, 0.0, (0, 5, 1));
-        check(false, 0.25, (0, 5, 1));
-        let slow = decision(Rate { per_second: 1, burst: 1 }, false, 0.0);
-        assert_eq!(slow.retry_after_seconds, 1);
-    }
-}

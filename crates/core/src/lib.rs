@@ -18,7 +18,7 @@ pub use session::to_micros;
 mod store;
 
 pub use auth::{Access, ApiKey, KeyService, KeyStore, NewApiKey, Permission};
-pub use cache::{Cache, CacheError, CacheLookup, Rate, RateDecision, RateLimiter};
+pub use cache::{Cache, CacheError, CacheLookup, InProcessRateLimiter, Rate, RateDecision, RateLimiter};
 pub use embed::Embedder;
 pub use error::{Error, Resource, Result};
 pub use memory::{Memory, MemoryFilter, MemoryStore, Revision, RevisionAction, ScoredMemory};

@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use contextiq_core::auth::hash_key;
-use contextiq_core::{Access, ApiKey, KeyService, OrgId, Permission, Rate, RateDecision, RateLimiter, Scope};
+use contextiq_core::{Access, ApiKey, KeyService, OrgId, Permission, Rate, RateLimiter, Scope};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -337,73 +337,9 @@ impl JwtVerifier {
     }
 }
 
-#[derive(Default)]
-pub struct InProcessRateLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
-
-/// Past this many buckets, full ones (idle credentials) are dropped.
-const MAX_IDLE_BUCKETS: usize = 10_000;
-
-#[async_trait::async_trait]
-impl RateLimiter for InProcessRateLimiter {
-    async fn check(&self, key: &str, rate: Rate) -> RateDecision {
-        self.check_at(key, rate, Instant::now())
-    }
-}
-
-impl InProcessRateLimiter {
-    fn check_at(&self, key: &str, rate: Rate, now: Instant) -> RateDecision {
-        let per_second = f64::from(rate.per_second.max(1));
-        let burst = f64::from(rate.burst.max(1));
-        let mut buckets = self.buckets.lock().expect("rate limiter lock poisoned");
-        if buckets.len() > MAX_IDLE_BUCKETS {
-            buckets.retain(|_, bucket| {
-                bucket.tokens + now.saturating_duration_since(bucket.updated).as_secs_f64() * per_second < burst
-            });
-        }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: burst, updated: now });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * per_second).min(burst);
-        bucket.updated = now;
-        let allowed = bucket.tokens >= 1.0;
-        if allowed {
-            bucket.tokens -= 1.0;
-        }
-        RateDecision {
-            allowed,
-            limit: rate.burst,
-            remaining: bucket.tokens.floor() as u32,
-            reset_seconds: ((burst - bucket.tokens) / per_second).ceil() as u64,
-            retry_after_seconds: if allowed { 0 } else { ((1.0 - bucket.tokens) / per_second).ceil().max(1.0) as u64 },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_allow_the_burst_then_the_rate() {
-        let limiter = InProcessRateLimiter::default();
-        let rate = Rate { per_second: 10, burst: 5 };
-        let start = Instant::now();
-        let allowed = (0..8).filter(|_| limiter.check_at("k", rate, start).allowed).count();
-        assert_eq!(allowed, 5);
-        let denied = limiter.check_at("k", rate, start);
-        assert!(!denied.allowed);
-        assert_eq!(denied.retry_after_seconds, 1);
-        assert!(limiter.check_at("other", rate, start).allowed, "buckets are per key");
-        // 0.25 s refills 2.5 tokens: two requests pass, the third does not.
-        let later = start + Duration::from_millis(250);
-        assert_eq!((0..3).filter(|_| limiter.check_at("k", rate, later).allowed).count(), 2);
-    }
 
     #[test]
     fn exceptions_match_exact_paths_and_subtrees() {

@@ -13,8 +13,8 @@ use contextiq_core::cached::{CacheLayer, CachedMemoryStore, CachedSessionStore};
 use contextiq_core::generation::broker::JobBroker;
 use contextiq_core::generation::{GenerationService, GenerationSettings, JobStore};
 use contextiq_core::{
-    Embedder, KeyService, KeyStore, MemoryService, MemoryStore, NewApiKey, OrgId, Permission, RateLimiter,
-    SessionLimits, SessionService, SessionStore,
+    Embedder, InProcessRateLimiter, KeyService, KeyStore, MemoryService, MemoryStore, NewApiKey, OrgId, Permission,
+    RateLimiter, SessionLimits, SessionService, SessionStore,
 };
 use contextiq_models::{LocalEmbedder, OpenAiEmbedder, OpenAiOptions};
 use contextiq_queue_rabbitmq::{RabbitBroker, RabbitOptions};
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::auth::{Authenticator, InProcessRateLimiter};
+use crate::auth::Authenticator;
 use crate::config::{Role, Settings, StoreLocation};
 use crate::routes::gateway::Gateway;
 use crate::worker::WorkerOptions;
