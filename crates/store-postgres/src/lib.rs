@@ -31,6 +31,9 @@ pub struct PostgresOptions {
     /// A connection older than this is closed and replaced.
     pub pool_recycle: Duration,
     pub acquire_timeout: Duration,
+    /// Scopes of up to this many memories are searched by comparing every vector (exact);
+    /// larger ones through the HNSW index.
+    pub exact_scan_max: i64,
 }
 
 impl PostgresOptions {
@@ -41,12 +44,14 @@ impl PostgresOptions {
             max_overflow: 20,
             pool_recycle: Duration::from_secs(3600),
             acquire_timeout: Duration::from_secs(10),
+            exact_scan_max: 2000,
         }
     }
 }
 
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
+    pub(crate) exact_scan_max: i64,
 }
 
 impl PostgresStore {
@@ -68,7 +73,7 @@ impl PostgresStore {
             .await
             .map_err(Error::store)?;
         MIGRATOR.run(&pool).await.map_err(Error::store)?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore { pool, exact_scan_max: options.exact_scan_max.max(0) })
     }
 }
 

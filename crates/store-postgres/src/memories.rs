@@ -202,17 +202,39 @@ impl MemoryStore for PostgresStore {
         if vector.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        // The distance is written as the HNSW index of this dimension indexes it, so the
-        // planner can use the index. Vectors of another dimension (a re-embedding in progress)
-        // are filtered out before the cast, which would fail on them. The iterative scan may
-        // return rows slightly out of order: the outer query puts them in order.
         let dimension = vector.len();
-        let sql = format!(
-            "WITH nearest AS MATERIALIZED (SELECT id, embedding::vector({dimension}) <=> $1::vector({dimension}) \
-             AS distance FROM memories WHERE org_id = $2 AND scope_key = $3 AND deleted_at IS NULL \
-             AND vector_dims(embedding) = {dimension} ORDER BY distance LIMIT $4) \
-             SELECT id, 1 - distance AS similarity FROM nearest ORDER BY distance, id"
-        );
+        // A small scope is compared exactly: pgvector's filtered HNSW scan walks the graph until
+        // enough rows pass the filter, which for a scope holding a sliver of the table is most
+        // of the graph, while a few thousand distances cost less and are exact.
+        let in_scope: sqlx::Result<i64> = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM memories WHERE org_id = $1 AND scope_key = $2 \
+             AND deleted_at IS NULL LIMIT $3) AS scope",
+        )
+        .bind(org.as_str())
+        .bind(scope_key)
+        .bind(self.exact_scan_max + 1)
+        .fetch_one(&self.pool)
+        .await;
+        let sql = if record("count", TABLE, in_scope)? <= self.exact_scan_max {
+            // Materialised, so the planner cannot turn the scope's rows back into an index scan.
+            format!(
+                "WITH scoped AS MATERIALIZED (SELECT id, embedding FROM memories WHERE org_id = $2 \
+                 AND scope_key = $3 AND deleted_at IS NULL AND vector_dims(embedding) = {dimension}) \
+                 SELECT id, 1 - (embedding::vector({dimension}) <=> $1::vector({dimension})) AS similarity \
+                 FROM scoped ORDER BY similarity DESC, id LIMIT $4"
+            )
+        } else {
+            // The distance is written as the HNSW index of this dimension indexes it, so the
+            // planner can use the index. Vectors of another dimension (a re-embedding in
+            // progress) are filtered out before the cast, which would fail on them. The
+            // iterative scan may return rows slightly out of order: the outer query orders them.
+            format!(
+                "WITH nearest AS MATERIALIZED (SELECT id, embedding::vector({dimension}) <=> $1::vector({dimension}) \
+                 AS distance FROM memories WHERE org_id = $2 AND scope_key = $3 AND deleted_at IS NULL \
+                 AND vector_dims(embedding) = {dimension} ORDER BY distance LIMIT $4) \
+                 SELECT id, 1 - distance AS similarity FROM nearest ORDER BY distance, id"
+            )
+        };
         let rows: sqlx::Result<Vec<(Uuid, f64)>> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(vector_text(vector))
             .bind(org.as_str())

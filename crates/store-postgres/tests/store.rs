@@ -370,6 +370,20 @@ async fn memories_keep_history_and_search_by_words_and_vectors() {
     assert_eq!(hnsw_indexes(&url).await, ["memories_embedding_hnsw_2"]);
     let nearest = store.vector_candidates(&org, &key, &[0.0, 1.0], 1).await.unwrap();
     assert_eq!(nearest.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [cat.id]);
+    // Small scopes are compared exactly; larger ones go through HNSW: both rank the same.
+    let through_hnsw = PostgresOptions { pool_size: 1, exact_scan_max: 0, ..PostgresOptions::new(url.clone()) };
+    let through_hnsw = PostgresStore::open(&through_hnsw).await.unwrap();
+    for query in [[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]] {
+        let exact = store.vector_candidates(&org, &key, &query, 10).await.unwrap();
+        let approximate = through_hnsw.vector_candidates(&org, &key, &query, 10).await.unwrap();
+        assert_eq!(exact.len(), 2, "the live memories of the scope");
+        let ids = |found: &[(Uuid, f64)]| found.iter().map(|(id, _)| *id).collect::<Vec<_>>();
+        assert_eq!(ids(&exact), ids(&approximate), "{query:?}");
+        for ((_, a), (_, b)) in exact.iter().zip(&approximate) {
+            assert!((a - b).abs() < 1e-6, "{query:?}: {exact:?} vs {approximate:?}");
+        }
+    }
+    through_hnsw.close().await;
     drop_scratch_store(store, &url).await;
 }
 
