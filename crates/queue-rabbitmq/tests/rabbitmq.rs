@@ -101,7 +101,8 @@ async fn check_ready(url: &str, queue: &str, expected: u32) {
         if n_ready == expected {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "{queue}: {n_ready} ready, expected {expected}");
+        // A bound on waiting, not a timing expectation: dead-lettering takes milliseconds.
+        assert!(start.elapsed() < Duration::from_secs(60), "{queue}: {n_ready} ready, expected {expected}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -329,9 +330,8 @@ async fn an_unreachable_rabbitmq_fails_the_connection_after_the_attempts() {
     let error = error.to_string();
     assert!(error.contains("127.0.0.1:1 unreachable after 3 attempts"), "{error}");
     assert!(!error.contains("guest:guest"), "the error shows the credentials: {error}");
-    // Backoff between the attempts: 500 ms, then 1 s.
+    // Backoff between the attempts: 500 ms, then 1 s (sleeps, so a lower bound only).
     assert!(start.elapsed() >= Duration::from_millis(1500), "{:?}", start.elapsed());
-    assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
 
     let Err(error) = RabbitBroker::connect("not a url", RabbitOptions::default()).await else { panic!("bad URL") };
     assert!(error.to_string().contains("invalid RabbitMQ URL"), "{error}");

@@ -81,10 +81,10 @@ fn is_safe_correlation_id(id: &str) -> bool {
 /// layer's 503, the panic catcher's 500) get one.
 fn problem_for_bare_error(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    // A JSON body is a handler's own answer (the gateway's health of its services, say).
+    let is_problem = response.headers().get(header::CONTENT_TYPE).is_some_and(|value| {
+        value.as_bytes().starts_with(PROBLEM_JSON.as_bytes()) || value.as_bytes().starts_with(b"application/json")
+    });
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return response;
     }

@@ -173,6 +173,17 @@ async fn the_roles_as_processes_survive_a_killed_worker_a_rabbitmq_restart_and_r
         traced.iter().any(|span| span.service == "contextiq-worker" && span.name == "job"),
         "the worker's job joins the trace: {traced:?}"
     );
+
+    // A service down: the gateway says so, in its health and as a 502 problem.
+    let mut sessions = sessions;
+    sessions.child.kill().expect("SIGKILL");
+    sessions.child.wait().unwrap();
+    let health = client.get(format!("{}/health", gateway.address)).send().await.unwrap();
+    let health = json_of(health, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(health["services"], json!({"sessions": "unavailable", "memory": "ok"}));
+    let refused = client.post(api("/sessions")).json(&json!({"user_id": "u"})).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(refused.json::<Value>().await.unwrap()["code"], "upstream_unavailable");
     drop(rabbitmq);
 }
 
