@@ -75,6 +75,13 @@ pub struct Stores {
     pub cache: Option<CacheLayer>,
 }
 
+impl Stores {
+    /// One backend behind every store trait, with no cache.
+    fn of<S: SessionStore + KeyStore + MemoryStore + JobStore>(store: Arc<S>) -> Stores {
+        Stores { sessions: store.clone(), keys: store.clone(), memories: store.clone(), jobs: store, cache: None }
+    }
+}
+
 /// The file in the data directory that receives the first admin key.
 pub const ADMIN_KEY_FILE: &str = "admin-key.txt";
 
@@ -155,14 +162,7 @@ async fn open_primary_store(settings: &Settings) -> anyhow::Result<Stores> {
             let store = SqliteStore::open(&options)
                 .await
                 .with_context(|| format!("failed to open the SQLite database {}", path.display()))?;
-            let store = Arc::new(store);
-            Ok(Stores {
-                sessions: store.clone(),
-                keys: store.clone(),
-                memories: store.clone(),
-                jobs: store,
-                cache: None,
-            })
+            Ok(Stores::of(Arc::new(store)))
         }
         StoreLocation::Postgres(url) => {
             let database = &settings.database;
@@ -176,14 +176,7 @@ async fn open_primary_store(settings: &Settings) -> anyhow::Result<Stores> {
             let store = PostgresStore::open(&options)
                 .await
                 .map_err(|err| anyhow::anyhow!("failed to open the PostgreSQL database: {err}"))?;
-            let store = Arc::new(store);
-            Ok(Stores {
-                sessions: store.clone(),
-                keys: store.clone(),
-                memories: store.clone(),
-                jobs: store,
-                cache: None,
-            })
+            Ok(Stores::of(Arc::new(store)))
         }
     }
 }

@@ -89,8 +89,8 @@ async fn consume(
             Ok(Some(job)) => run_claimed(worker, &generation, job, options.lease).await,
             Ok(None) => "not_runnable",
             Err(err) => {
-                // Not acknowledged: the broker delivers it again once this channel closes, and
-                // the relay announces the job again if it stays runnable.
+                // Acknowledged all the same: if the job stays runnable, its message goes stale
+                // after a lease and the relay announces it again.
                 tracing::warn!(error = %err, job_id = %message.job_id, "claiming a delivered job failed");
                 "error"
             }
