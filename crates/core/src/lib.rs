@@ -16,6 +16,7 @@ pub mod merge_patch;
 pub mod session;
 pub use session::to_micros;
 mod store;
+pub mod vector_index;
 
 pub use auth::{Access, ApiKey, KeyService, KeyStore, NewApiKey, Permission};
 pub use cache::{Cache, CacheError, CacheLookup, InProcessRateLimiter, Rate, RateDecision, RateLimiter};
@@ -28,3 +29,4 @@ pub use session::{
     SessionPage, SessionService,
 };
 pub use store::SessionStore;
+pub use vector_index::{IndexedMemoryStore, VectorIndex, VectorOutbox, VectorRecord, VectorState};

@@ -7,6 +7,7 @@
 mod jobs;
 mod keys;
 mod memories;
+mod outbox;
 mod rows;
 mod sessions;
 
@@ -34,6 +35,12 @@ pub struct PostgresOptions {
     /// Scopes of up to this many memories are searched by comparing every vector (exact);
     /// larger ones through the HNSW index.
     pub exact_scan_max: i64,
+    /// Records every memory write of this store in the outbox of an external vector index
+    /// ([`contextiq_core::VectorOutbox`]), in the write's own transaction. The switch is the
+    /// connection's (the setting `contextiq.vector_outbox` of each pooled connection), not the
+    /// database's: another store or server on the same database records its writes only if it
+    /// was opened with the option too, and one opened without never turns it off for others.
+    pub vector_outbox: bool,
 }
 
 impl PostgresOptions {
@@ -45,6 +52,7 @@ impl PostgresOptions {
             pool_recycle: Duration::from_secs(3600),
             acquire_timeout: Duration::from_secs(10),
             exact_scan_max: 2000,
+            vector_outbox: false,
         }
     }
 }
@@ -58,15 +66,17 @@ impl PostgresStore {
     /// Connects and applies pending migrations.
     pub async fn open(options: &PostgresOptions) -> Result<PostgresStore> {
         let connect: PgConnectOptions = options.url.parse().map_err(Error::store)?;
+        let vector_outbox = options.vector_outbox;
         let pool = PgPoolOptions::new()
             .min_connections(options.pool_size.min(options.pool_size + options.max_overflow))
             .max_connections((options.pool_size + options.max_overflow).max(1))
             .max_lifetime(options.pool_recycle)
             .acquire_timeout(options.acquire_timeout)
-            .after_connect(|conn, _| {
+            .after_connect(move |conn, _| {
                 Box::pin(async move {
                     // Filtered HNSW scans continue until enough rows pass the filter (pgvector 0.8).
-                    sqlx::query("SET hnsw.iterative_scan = relaxed_order").execute(conn).await.map(|_| ())
+                    sqlx::query("SET hnsw.iterative_scan = relaxed_order").execute(&mut *conn).await?;
+                    outbox::record_writes(conn, vector_outbox).await
                 })
             })
             .connect_with(connect)

@@ -8,7 +8,10 @@ use contextiq_core::generation::{
     MemoryChange, Source,
 };
 use contextiq_core::memory::{MemoryFilter, MemorySnapshot, scope_key};
-use contextiq_core::{Memory, MemoryStore, OrgId, Revision, RevisionAction, Role, Scope, SessionStore, to_micros};
+use contextiq_core::{
+    Memory, MemoryStore, OrgId, Revision, RevisionAction, Role, Scope, SessionStore, VectorOutbox, VectorRecord,
+    VectorState, to_micros,
+};
 use contextiq_store_postgres::{PostgresOptions, PostgresStore, create_scratch_database};
 use serde_json::json;
 use uuid::Uuid;
@@ -17,13 +20,22 @@ const DATABASE_URL: &str = "CONTEXTIQ_TEST_DATABASE_URL";
 
 /// A store on a new database, and that database's URL; `None` when no server is configured.
 async fn scratch_store(test: &str) -> Option<(PostgresStore, String)> {
+    scratch_store_with(test, false).await
+}
+
+/// [`scratch_store`] with the vector outbox on or off.
+async fn scratch_store_with(test: &str, vector_outbox: bool) -> Option<(PostgresStore, String)> {
     let Ok(url) = std::env::var(DATABASE_URL) else {
         eprintln!("{test} skipped: {DATABASE_URL} is not set");
         return None;
     };
     let url = create_scratch_database(&url).await.expect("create a scratch database");
-    let options = PostgresOptions { pool_size: 2, ..PostgresOptions::new(url.clone()) };
-    Some((PostgresStore::open(&options).await.expect("open the store"), url))
+    Some((open_store(&url, vector_outbox).await, url))
+}
+
+async fn open_store(url: &str, vector_outbox: bool) -> PostgresStore {
+    let options = PostgresOptions { pool_size: 2, vector_outbox, ..PostgresOptions::new(url) };
+    PostgresStore::open(&options).await.expect("open the store")
 }
 
 /// Closes the store and drops its database. A failed test skips this, leaving its database to
@@ -437,4 +449,261 @@ async fn runnable_jobs_are_announced_once_each_time_they_become_runnable() {
     assert_eq!(announced(now + seconds(41)).await, vec![second.id]);
     assert!(store.claim_job_by_id(first.id, now + seconds(41), now + seconds(100)).await.unwrap().is_none(), "done");
     drop_scratch_store(store, &url).await;
+}
+
+fn vector_record(memory: &Memory, embedding: &[f32]) -> VectorRecord {
+    VectorRecord {
+        memory_id: memory.id,
+        org_id: memory.org_id.clone(),
+        scope_key: scope_key(&memory.scope),
+        embedding: embedding.to_vec(),
+    }
+}
+
+async fn n_outbox_entries(url: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query_scalar("SELECT count(*) FROM vector_outbox").fetch_one(&mut conn).await.expect("count the entries")
+}
+
+/// Checks a memory's state after a write: its record (`None`: the index must not hold it) and
+/// one outbox entry or more; then acknowledges them.
+async fn check_synced(store: &PostgresStore, id: Uuid, expect: Option<VectorRecord>, write: &str) {
+    let state = store.vector_state(&[id]).await.unwrap();
+    assert_eq!(state.records, Vec::from_iter(expect), "{write}");
+    assert!(!state.entries.is_empty(), "{write} leaves an entry");
+    store.ack_vector_entries(&state.entries).await.unwrap();
+    assert!(store.vector_state(&[id]).await.unwrap().entries.is_empty(), "{write}: acknowledged");
+}
+
+/// With the outbox on, every write of a memory (job completions included) records it in the
+/// write's transaction, and the state read back follows the memory: its vector record while it
+/// is not deleted (expired or not), nothing once deleted or purged.
+#[tokio::test]
+async fn every_memory_write_leaves_an_outbox_entry_and_the_state_follows_the_memory() {
+    let test = "every_memory_write_leaves_an_outbox_entry_and_the_state_follows_the_memory";
+    let Some((store, url)) = scratch_store_with(test, true).await else { return };
+    let org = OrgId::new("acme");
+    let scope: Scope = [("user_id".to_owned(), "u1".to_owned()), ("agent_id".to_owned(), "a1".to_owned())].into();
+    let mut tea = memory(&scope, "User likes tea", "USER_PREFERENCES", Utc::now());
+    tea.org_id = org.clone();
+    store.insert_memory(tea.clone(), vec![1.0, 0.0], revision(&tea, RevisionAction::Created, None)).await.unwrap();
+    check_synced(&store, tea.id, Some(vector_record(&tea, &[1.0, 0.0])), "insert").await;
+
+    let mut updated = tea.clone();
+    updated.fact = "User likes green tea".to_owned();
+    let update = |embedding: Vec<f32>| {
+        let (store, updated) = (&store, updated.clone());
+        async move {
+            let revision = revision(&updated, RevisionAction::Updated, None);
+            store.update_memory(updated, Some(embedding), revision, Utc::now()).await.unwrap();
+        }
+    };
+    update(vec![0.0, 1.0]).await;
+    check_synced(&store, tea.id, Some(vector_record(&tea, &[0.0, 1.0])), "update").await;
+
+    // An entry written after the state was read survives the acknowledgement of that state.
+    update(vec![0.6, 0.8]).await;
+    let read = store.vector_state(&[tea.id]).await.unwrap();
+    update(vec![0.8, 0.6]).await;
+    store.ack_vector_entries(&read.entries).await.unwrap();
+    let state = store.vector_state(&[tea.id]).await.unwrap();
+    assert_eq!(state.records, [vector_record(&tea, &[0.8, 0.6])]);
+    assert_eq!(state.entries.len(), 1, "the later write's entry");
+    assert!(state.entries.iter().all(|seq| !read.entries.contains(seq)));
+    store.ack_vector_entries(&state.entries).await.unwrap();
+    store.ack_vector_entries(&[]).await.unwrap();
+
+    store.delete_memory(&org, tea.id, revision(&tea, RevisionAction::Deleted, None), Utc::now()).await.unwrap();
+    check_synced(&store, tea.id, None, "delete").await;
+    let restore = revision(&tea, RevisionAction::Restored, None);
+    store.restore_memory(tea.clone(), vec![1.0, 0.0], restore).await.unwrap();
+    check_synced(&store, tea.id, Some(vector_record(&tea, &[1.0, 0.0])), "restore").await;
+    store.set_embeddings(vec![(tea.id, vec![0.0, 1.0])]).await.unwrap();
+    check_synced(&store, tea.id, Some(vector_record(&tea, &[0.0, 1.0])), "set_embeddings").await;
+    store.purge_memory(&org, tea.id).await.unwrap();
+    check_synced(&store, tea.id, None, "purge").await;
+
+    // An expired memory stays in the index until it is purged.
+    let now = Utc::now();
+    let mut brief = memory(&scope, "User is at the airport", "KEY_CONVERSATION_DETAILS", now);
+    brief.expires_at = Some(to_micros(now - Duration::seconds(1)));
+    store.insert_memory(brief.clone(), vec![1.0, 0.0], revision(&brief, RevisionAction::Created, None)).await.unwrap();
+    check_synced(&store, brief.id, Some(vector_record(&brief, &[1.0, 0.0])), "insert of an expired one").await;
+    assert_eq!(store.purge_expired_memories(now, 10).await.unwrap(), 1);
+    check_synced(&store, brief.id, None, "purge of expired memories").await;
+
+    // A job's changes are recorded with them, and a completion that rolls back records nothing.
+    let existing = memory(&scope, "User lives in Lyon", "USER_PERSONAL_INFO", Utc::now());
+    let created = revision(&existing, RevisionAction::Created, None);
+    store.insert_memory(existing.clone(), vec![1.0, 0.0], created).await.unwrap();
+    check_synced(&store, existing.id, Some(vector_record(&existing, &[1.0, 0.0])), "insert").await;
+    let job = store.enqueue_job(self::job(&scope, Utc::now())).await.unwrap();
+    let claimed = store.claim_job(Utc::now(), Utc::now() + Duration::seconds(60)).await.unwrap().unwrap();
+    assert_eq!(claimed.id, job.id);
+    let added = memory(&scope, "User lives in Paris", "USER_PERSONAL_INFO", Utc::now());
+    let insert = MemoryChange::Insert {
+        memory: added.clone(),
+        embedding: vec![0.0, 1.0],
+        revision: revision(&added, RevisionAction::Created, Some(job.id)),
+    };
+    let delete = |expected_updated_at| MemoryChange::Delete {
+        id: existing.id,
+        expected_updated_at,
+        revision: revision(&existing, RevisionAction::Deleted, Some(job.id)),
+    };
+    let stale = completion(&job, 1, vec![insert.clone(), delete(existing.updated_at - Duration::seconds(1))]);
+    assert_eq!(store.complete_job(stale).await.unwrap(), CommitResult::Conflict);
+    let state = store.vector_state(&[added.id, existing.id]).await.unwrap();
+    assert_eq!((state.records, state.entries), (vec![vector_record(&existing, &[1.0, 0.0])], Vec::new()));
+    let fresh = completion(&job, 1, vec![insert, delete(existing.updated_at)]);
+    assert_eq!(store.complete_job(fresh).await.unwrap(), CommitResult::Committed);
+    let state = store.vector_state(&[existing.id, added.id]).await.unwrap();
+    assert_eq!((state.records, state.entries.len()), (vec![vector_record(&added, &[0.0, 1.0])], 2));
+
+    // Memories that never existed: no record, no entry.
+    assert_eq!(store.vector_state(&[Uuid::now_v7()]).await.unwrap(), VectorState::default());
+    assert_eq!(store.vector_state(&[]).await.unwrap(), VectorState::default());
+    drop_scratch_store(store, &url).await;
+}
+
+/// The relay's view: memories with entries older than the cutoff, oldest entry first, each once,
+/// however many entries one of them has.
+#[tokio::test]
+async fn pending_vector_memories_are_those_written_before_the_cutoff_oldest_first_each_once() {
+    let test = "pending_vector_memories_are_those_written_before_the_cutoff_oldest_first_each_once";
+    let Some((store, url)) = scratch_store_with(test, true).await else { return };
+    let (first, second) = (memory(&scope("u1"), "a", "T", Utc::now()), memory(&scope("u2"), "b", "T", Utc::now()));
+    for memory in [&first, &second] {
+        store
+            .insert_memory(memory.clone(), vec![1.0, 0.0], revision(memory, RevisionAction::Created, None))
+            .await
+            .unwrap();
+    }
+    // More entries of the first memory than a page of the walk holds, as a burst of writes to
+    // it leaves.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::query("INSERT INTO vector_outbox (memory_id) SELECT $1 FROM generate_series(1, 300)")
+            .bind(first.id)
+            .execute(&mut conn)
+            .await
+            .expect("add entries");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let cutoff = Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let third = memory(&scope("u3"), "c", "T", Utc::now());
+    store.insert_memory(third.clone(), vec![1.0, 0.0], revision(&third, RevisionAction::Created, None)).await.unwrap();
+
+    assert_eq!(store.pending_vector_memories(cutoff, 10).await.unwrap(), [first.id, second.id]);
+    assert_eq!(store.pending_vector_memories(cutoff, 1).await.unwrap(), [first.id]);
+    assert!(store.pending_vector_memories(cutoff, 0).await.unwrap().is_empty());
+    let later = Utc::now() + Duration::seconds(1);
+    assert_eq!(store.pending_vector_memories(later, 10).await.unwrap(), [first.id, second.id, third.id]);
+    let state = store.vector_state(&[first.id]).await.unwrap();
+    assert_eq!(state.entries.len(), 301);
+    store.ack_vector_entries(&state.entries).await.unwrap();
+    assert_eq!(store.pending_vector_memories(later, 10).await.unwrap(), [second.id, third.id]);
+    drop_scratch_store(store, &url).await;
+}
+
+/// A rebuild pages through every memory the index holds (not deleted, expired or not, every
+/// org) in id order.
+#[tokio::test]
+async fn vector_records_after_page_through_the_memories_the_index_holds() {
+    let test = "vector_records_after_page_through_the_memories_the_index_holds";
+    let Some((store, url)) = scratch_store_with(test, false).await else { return };
+    let now = Utc::now();
+    let mut memories: Vec<Memory> =
+        ["a", "b", "c", "deleted", "purged", "d"].iter().map(|fact| memory(&scope("u1"), fact, "T", now)).collect();
+    memories[1].expires_at = Some(to_micros(now - Duration::seconds(1)));
+    memories[2].org_id = OrgId::new("other");
+    memories[5].scope = scope("u3");
+    for (idx, memory) in memories.iter().enumerate() {
+        let revision = revision(memory, RevisionAction::Created, None);
+        store.insert_memory(memory.clone(), vec![idx as f32, 1.0], revision).await.unwrap();
+    }
+    let org = OrgId::default_org();
+    let deleted = memories.remove(3);
+    store.delete_memory(&org, deleted.id, revision(&deleted, RevisionAction::Deleted, None), now).await.unwrap();
+    let purged = memories.remove(3);
+    store.purge_memory(&org, purged.id).await.unwrap();
+    let mut expected: Vec<VectorRecord> = [0, 1, 2, 5]
+        .into_iter()
+        .zip(&memories)
+        .map(|(idx, memory)| vector_record(memory, &[idx as f32, 1.0]))
+        .collect();
+    expected.sort_by_key(|record| record.memory_id);
+
+    let (mut found, mut after) = (Vec::new(), None);
+    loop {
+        let page = store.vector_records_after(after, 3).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        after = Some(last.memory_id);
+        found.extend(page);
+    }
+    assert_eq!(found, expected);
+    assert_eq!(n_outbox_entries(&url).await, 0, "the outbox is off");
+    drop_scratch_store(store, &url).await;
+}
+
+/// Writes a new memory through `store`: an insert, then a re-embedding.
+async fn insert_and_reembed(store: &PostgresStore, fact: &str) -> Memory {
+    let memory = memory(&scope("u1"), fact, "T", Utc::now());
+    let revision = revision(&memory, RevisionAction::Created, None);
+    store.insert_memory(memory.clone(), vec![1.0, 0.0], revision).await.unwrap();
+    store.set_embeddings(vec![(memory.id, vec![0.0, 1.0])]).await.unwrap();
+    memory
+}
+
+/// The switch is each connection's: of two stores open on one database at once, the one opened
+/// with the option records its own writes, whichever of its connections runs them, and the
+/// other records nothing, even with a default of `on` set for the database; opening, writing
+/// through or closing the other never turns the first one's off.
+#[tokio::test]
+async fn only_the_store_opened_with_the_outbox_records_its_writes() {
+    let test = "only_the_store_opened_with_the_outbox_records_its_writes";
+    let Some((on, url)) = scratch_store_with(test, true).await else { return };
+    let off = open_store(&url, false).await;
+    let org = OrgId::default_org();
+
+    let by_off = insert_and_reembed(&off, "a").await;
+    off.purge_memory(&org, by_off.id).await.unwrap();
+    assert_eq!(n_outbox_entries(&url).await, 0, "the store without the option records nothing");
+    // At once, so on more than one connection of the pool.
+    let (b, c, d) =
+        tokio::join!(insert_and_reembed(&on, "b"), insert_and_reembed(&on, "c"), insert_and_reembed(&on, "d"));
+    let by_on = [b.id, c.id, d.id];
+    assert_eq!(on.vector_state(&by_on).await.unwrap().entries.len(), 6, "inserts and re-embeddings");
+    off.set_embeddings(vec![(b.id, vec![1.0, 0.0])]).await.unwrap();
+    assert_eq!(n_outbox_entries(&url).await, 6, "not even of a memory the other recorded");
+
+    // A default for the database reaches new connections, but the store without the option
+    // sets the switch off on each of its own.
+    off.close().await;
+    let name = url.rsplit_once('/').map(|(_, name)| name).expect("a database name");
+    let sql = format!("ALTER DATABASE \"{name}\" SET contextiq.vector_outbox = on");
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.expect("set a default for the database");
+    }
+    let off = open_store(&url, false).await;
+    insert_and_reembed(&off, "e").await;
+    assert_eq!(n_outbox_entries(&url).await, 6);
+
+    // Closing the store without the option leaves the other's on; the entries stay for the relay.
+    off.close().await;
+    let later = insert_and_reembed(&on, "f").await;
+    assert_eq!(on.vector_state(&[later.id]).await.unwrap().entries.len(), 2);
+    let mut pending = by_on.to_vec();
+    pending.push(later.id);
+    pending.sort();
+    let mut found = on.pending_vector_memories(Utc::now() + Duration::seconds(1), 10).await.unwrap();
+    found.sort();
+    assert_eq!(found, pending);
+    drop_scratch_store(on, &url).await;
 }

@@ -515,6 +515,79 @@ mod tests {
         store.close().await;
     }
 
+    /// With the vector outbox on, a job's memory changes are recorded with them: a completion
+    /// that rolls back (a conflict) records nothing.
+    #[tokio::test]
+    async fn a_job_records_its_memory_changes_in_the_vector_outbox_only_when_it_commits() {
+        use contextiq_core::memory::MemorySnapshot;
+        use contextiq_core::{Memory, MemoryStore, Revision, RevisionAction, VectorOutbox};
+
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions { vector_outbox: true, ..SqliteOptions::new(dir.path().join("jobs.db")) };
+        let store = SqliteStore::open(&options).await.unwrap();
+        let now = contextiq_core::to_micros(Utc::now());
+        let scope: Scope = [("user_id".to_owned(), "u1".to_owned())].into();
+        let memory = |fact: &str| Memory {
+            org_id: OrgId::default_org(),
+            id: Uuid::now_v7(),
+            scope: scope.clone(),
+            fact: fact.to_owned(),
+            topic: None,
+            confidence: 1.0,
+            source_session_id: None,
+            source_event_ids: Vec::new(),
+            metadata: Default::default(),
+            created_at: now,
+            updated_at: now,
+            expires_at: None,
+        };
+        let revision = |memory: &Memory, action| Revision {
+            id: Uuid::now_v7(),
+            memory_id: memory.id,
+            org_id: memory.org_id.clone(),
+            action,
+            before: None,
+            after: Some(MemorySnapshot::from(memory)),
+            actor: "test".to_owned(),
+            job_id: None,
+            cause: None,
+            created_at: now,
+        };
+        let existing = memory("User lives in Lyon");
+        store
+            .insert_memory(existing.clone(), vec![1.0, 0.0], revision(&existing, RevisionAction::Created))
+            .await
+            .unwrap();
+        let state = store.vector_state(&[existing.id]).await.unwrap();
+        store.ack_vector_entries(&state.entries).await.unwrap();
+
+        let queued = store.enqueue_job(job(&scope, now)).await.unwrap();
+        store.claim_job(now, Utc::now() + Duration::seconds(60)).await.unwrap().unwrap();
+        let added = memory("User lives in Paris");
+        let insert = MemoryChange::Insert {
+            memory: added.clone(),
+            embedding: vec![0.0, 1.0],
+            revision: revision(&added, RevisionAction::Created),
+        };
+        let delete = |expected_updated_at| MemoryChange::Delete {
+            id: existing.id,
+            expected_updated_at,
+            revision: revision(&existing, RevisionAction::Deleted),
+        };
+        let stale = JobCompletion {
+            changes: vec![insert.clone(), delete(now - Duration::seconds(1))],
+            ..completion(&queued, 1)
+        };
+        assert_eq!(store.complete_job(stale).await.unwrap(), CommitResult::Conflict);
+        assert!(store.vector_state(&[existing.id, added.id]).await.unwrap().entries.is_empty());
+        let fresh = JobCompletion { changes: vec![insert, delete(now)], ..completion(&queued, 1) };
+        assert_eq!(store.complete_job(fresh).await.unwrap(), CommitResult::Committed);
+        let state = store.vector_state(&[existing.id, added.id]).await.unwrap();
+        assert_eq!(state.records.iter().map(|record| record.memory_id).collect::<Vec<_>>(), [added.id]);
+        assert_eq!(state.entries.len(), 2, "the insert and the delete");
+        store.close().await;
+    }
+
     /// A job is announced to the broker when it becomes runnable (queued, lease lapsed, retry come
     /// due, its scope freed) and not again while its message stands, unless the message went astray;
     /// `claim_job_by_id` takes only a runnable job.

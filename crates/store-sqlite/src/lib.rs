@@ -10,6 +10,7 @@
 mod jobs;
 mod keys;
 mod memories;
+mod outbox;
 mod rows;
 mod vectors;
 mod writer;
@@ -68,11 +69,23 @@ pub struct SqliteOptions {
     pub durability: Durability,
     /// The most writes committed as one transaction.
     pub max_write_batch: usize,
+    /// Records every memory write of this store in the outbox of an external vector index
+    /// ([`contextiq_core::VectorOutbox`]), in the write's own transaction. The switch is this
+    /// store's, not the database's: another store open on the same file records its writes
+    /// only if it was opened with the option too, and one opened without never turns it off
+    /// for others.
+    pub vector_outbox: bool,
 }
 
 impl SqliteOptions {
     pub fn new(path: impl Into<PathBuf>) -> SqliteOptions {
-        SqliteOptions { path: path.into(), read_pool_size: 8, durability: Durability::Full, max_write_batch: 256 }
+        SqliteOptions {
+            path: path.into(),
+            read_pool_size: 8,
+            durability: Durability::Full,
+            max_write_batch: 256,
+            vector_outbox: false,
+        }
     }
 }
 
@@ -102,6 +115,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let mut write_conn = connect.connect().await.map_err(Error::store)?;
         MIGRATOR.run_direct(None, &mut write_conn, false).await.map_err(Error::store)?;
+        if options.vector_outbox {
+            outbox::record_writes(&mut write_conn).await?;
+        }
         let readers = SqlitePoolOptions::new()
             .max_connections(options.read_pool_size.max(1))
             .connect_with(connect)

@@ -48,7 +48,7 @@ fn json_object(table: &'static str, text: &str) -> Result<Map<String, Value>> {
     serde_json::from_str(text).map_err(|err| corrupt(table, err))
 }
 
-fn uuid(table: &'static str, text: &str) -> Result<Uuid> {
+pub(crate) fn uuid(table: &'static str, text: &str) -> Result<Uuid> {
     Uuid::parse_str(text).map_err(|err| corrupt(table, err))
 }
 

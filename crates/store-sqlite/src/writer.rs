@@ -113,6 +113,10 @@ pub(crate) enum WriteOp {
         reply: Reply<()>,
     },
     Job(crate::jobs::JobWrite),
+    AckVectorEntries {
+        entries: Vec<i64>,
+        reply: Reply<()>,
+    },
 }
 
 /// The group holding a write failed and was rolled back.
@@ -349,6 +353,14 @@ impl Writer {
                 self.complete_with(vec![VectorChange::Reset], reply, Ok(()))
             }
             WriteOp::Job(write) => self.apply_job_write(write).await?,
+            WriteOp::AckVectorEntries { entries, reply } => {
+                let result = sqlx::query("DELETE FROM vector_outbox WHERE seq IN (SELECT value FROM json_each(?))")
+                    .bind(json_text(&entries)?)
+                    .execute(&mut self.conn)
+                    .await;
+                count("delete", "vector_outbox", result)?;
+                complete(reply, Ok(()))
+            }
             WriteOp::TouchKey { id, now, reply } => {
                 let result = sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
                     .bind(micros(now))
