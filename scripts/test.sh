@@ -24,7 +24,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== PostgreSQL with pgvector, Redis and RabbitMQ on 127.0.0.1 (installed from Debian packages if missing)"
 services="$(./scripts/services.sh start)"
-trap './scripts/services.sh stop' EXIT
+# Qdrant test servers keep their collections under target/tmp/qdrant-*.
+trap './scripts/services.sh stop; rm -rf target/tmp/qdrant-*' EXIT
 postgres_url="$(sed -n 's/^CONTEXTIQ_TEST_DATABASE_URL=//p' <<<"$services")"
 redis_url="$(sed -n 's/^CONTEXTIQ_TEST_REDIS_URL=//p' <<<"$services")"
 rabbitmq_url="$(sed -n 's/^CONTEXTIQ_TEST_RABBITMQ_URL=//p' <<<"$services")"
@@ -37,4 +38,11 @@ CONTEXTIQ_TEST_DATABASE_URL="$postgres_url" CONTEXTIQ_TEST_REDIS_URL="$redis_url
 echo "== conformance: the API suite against PostgreSQL + pgvector + Redis + RabbitMQ"
 CONTEXTIQ_CONFORMANCE_DATABASE_URL="$postgres_url" CONTEXTIQ_CONFORMANCE_REDIS_URL="$redis_url" \
     CONTEXTIQ_CONFORMANCE_RABBITMQ_URL="$rabbitmq_url" \
+    cargo nextest run -p contextiq --test api --locked --no-fail-fast
+
+# No Qdrant server can be installed from the package registries: the suite runs against
+# Qdrant's own engine (the qdrant-edge crate) behind Qdrant's gRPC protocol, in the test process.
+echo "== conformance: the API suite against PostgreSQL + Qdrant + Redis + RabbitMQ"
+CONTEXTIQ_CONFORMANCE_DATABASE_URL="$postgres_url" CONTEXTIQ_CONFORMANCE_REDIS_URL="$redis_url" \
+    CONTEXTIQ_CONFORMANCE_RABBITMQ_URL="$rabbitmq_url" CONTEXTIQ_CONFORMANCE_QDRANT=edge \
     cargo nextest run -p contextiq --test api --locked --no-fail-fast

@@ -20,13 +20,13 @@ pub struct BenchArgs {
     url: Option<String>,
     /// Concurrent clients, each with its own connection.
     #[arg(long, default_value_t = 32)]
-    clients: usize,
+    pub(crate) clients: usize,
     /// Seconds each operation is measured for.
     #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    pub(crate) seconds: u64,
     /// Data directory of the embedded server [default: a temporary directory].
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// The API key to send; for the embedded server, its first admin key is used.
     #[arg(long, env = "CONTEXTIQ_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -36,10 +36,10 @@ pub struct BenchArgs {
     log: bool,
     /// memories: how many to ingest, spread evenly over --scopes.
     #[arg(long, default_value_t = 100_000)]
-    memories: usize,
+    pub(crate) memories: usize,
     /// memories: how many scopes (users) hold them.
     #[arg(long, default_value_t = 1_000)]
-    scopes: usize,
+    pub(crate) scopes: usize,
     /// generation: events of the session whose generation latency is measured.
     #[arg(long, default_value_t = 500)]
     events: usize,
@@ -56,11 +56,17 @@ enum BenchTarget {
     Memories,
     /// Generate memories from sessions (rules extractor): latency and throughput.
     Generation,
+    /// Vector search alone on the configured backend (embedded, pgvector or Qdrant), with
+    /// recall against an exact scan; in this process, no HTTP.
+    Vectors,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.clients == 0 {
         bail!("--clients must be at least 1");
+    }
+    if let BenchTarget::Vectors = args.target {
+        return crate::bench_vectors::run(&args).await;
     }
     let temp_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let mut api_key = args.api_key.clone();
@@ -112,6 +118,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             crate::bench_memories::run(&client, &base_url, args.memories, args.scopes, args.clients, duration).await?
         }
         BenchTarget::Generation => crate::bench_generation::run(&client, &base_url, args.events, args.sessions).await?,
+        BenchTarget::Vectors => unreachable!("measured without a server, above"),
     }
     if let Some((stop, task)) = server {
         let _ = stop.send(());
@@ -233,7 +240,7 @@ pub(crate) async fn expect_status(response: reqwest::Response, expected: u16) ->
     Ok(body)
 }
 
-fn machine_description() -> String {
+pub(crate) fn machine_description() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {

@@ -32,7 +32,7 @@ const PLACES: &[&str] =
     &["Lisbon", "Kyoto", "Oslo", "Austin", "Nairobi", "Lima", "Hanoi", "Tallinn", "Porto", "Quebec"];
 
 /// A fact made from small vocabularies, varied enough for ranking to matter.
-fn fact(n: usize) -> String {
+pub(crate) fn fact(n: usize) -> String {
     let mut state = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
     let mut pick = |len: usize| {
         state ^= state << 13;

@@ -4,12 +4,14 @@
 mod bench;
 mod bench_generation;
 mod bench_memories;
+mod bench_vectors;
 mod keys;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use contextiq_core::vector_index::{copy_all_vectors, sync_pending};
 use contextiq_server::startup::build_embedder;
 use contextiq_server::{Application, Overrides, Settings, open_stores, shutdown_signal, telemetry};
 
@@ -28,10 +30,11 @@ enum Command {
     /// Apply the store's pending migrations and exit (serve applies them too, at start).
     #[command(after_help = Settings::environment_help())]
     Migrate(ConfigArgs),
-    /// Re-embed every memory with the configured embedding model (after changing it).
+    /// Re-embed every memory with the configured embedding model (after changing it), and
+    /// rebuild the Qdrant collection from the primary store when QDRANT_URL is set.
     /// Stop the server first: it caches vectors.
     #[command(after_help = Settings::environment_help())]
-    Reindex(ConfigArgs),
+    Reindex(ReindexArgs),
     /// Manage API keys directly in the configured store (no server needed).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -47,6 +50,15 @@ pub struct ConfigArgs {
     /// Directory of the embedded database (CONTEXTIQ_DATA_DIR).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ReindexArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Keep the stored embeddings and only rebuild the Qdrant collection from them.
+    #[arg(long)]
+    keep_embeddings: bool,
 }
 
 #[derive(Debug, Args)]
@@ -101,18 +113,41 @@ async fn migrate(args: ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn reindex(args: ConfigArgs) -> anyhow::Result<()> {
+async fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
     const BATCH: u32 = 256;
-    let settings = Settings::load(&args.overrides(None))?;
+    let settings = Settings::load(&args.config.overrides(None))?;
     telemetry::init_logging(&settings.log, &settings.service_name);
     let stores = open_stores(&settings).await?;
     let embedder = build_embedder(&settings).await?;
-    let total = stores.memories.count_memories().await?;
-    let progress = indicatif::ProgressBar::new(total);
-    progress.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} memories re-embedded ({per_sec}, eta {eta})")
-            .context("progress bar template")?,
-    );
+    if args.keep_embeddings {
+        let Some(vectors) = &stores.vectors else {
+            anyhow::bail!("--keep-embeddings rebuilds the Qdrant collection, and QDRANT_URL is not set");
+        };
+        if let Some((model, dimension)) = stores.memories.embedding_model().await?
+            && (model != embedder.model_id() || dimension != embedder.dimension())
+        {
+            anyhow::bail!(
+                "the stored embeddings come from {model} ({dimension} dimensions), not the configured {}: \
+                 re-embed them (run without --keep-embeddings)",
+                embedder.model_id()
+            );
+        }
+        vectors.index.recreate(embedder.dimension()).await?;
+        let progress = progress_bar(stores.memories.count_memories().await?, "vectors copied to Qdrant")?;
+        let copied =
+            copy_all_vectors(vectors.outbox.as_ref(), vectors.index.as_ref(), BATCH, &|n| progress.inc(n)).await?;
+        progress.finish();
+        catch_up_vectors(&stores).await?;
+        stores.sessions.close().await;
+        eprintln!("copied {copied} vectors into the Qdrant collection {}", settings.qdrant.collection);
+        return Ok(());
+    }
+    // With Qdrant, the collection is made anew for the model's dimension first, so that each
+    // re-embedded batch is mirrored into it as it is stored.
+    if let Some(vectors) = &stores.vectors {
+        vectors.index.recreate(embedder.dimension()).await?;
+    }
+    let progress = progress_bar(stores.memories.count_memories().await?, "memories re-embedded")?;
     let mut after = None;
     loop {
         let page = stores.memories.memory_facts_after(after, BATCH).await?;
@@ -126,7 +161,31 @@ async fn reindex(args: ConfigArgs) -> anyhow::Result<()> {
     }
     stores.memories.set_embedding_model(embedder.model_id(), embedder.dimension()).await?;
     progress.finish();
+    catch_up_vectors(&stores).await?;
     stores.sessions.close().await;
     eprintln!("re-embedded {} memories with {}", progress.position(), embedder.model_id());
+    Ok(())
+}
+
+fn progress_bar(total: u64, what: &str) -> anyhow::Result<indicatif::ProgressBar> {
+    let progress = indicatif::ProgressBar::new(total);
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})");
+    progress.set_style(indicatif::ProgressStyle::with_template(&template).context("progress bar template")?);
+    Ok(progress)
+}
+
+/// Mirrors whatever the outbox still holds (batches Qdrant refused along the way), so the
+/// collection is complete when the command returns.
+async fn catch_up_vectors(stores: &contextiq_server::startup::Stores) -> anyhow::Result<()> {
+    const BATCH: u32 = 256;
+    let Some(vectors) = &stores.vectors else { return Ok(()) };
+    // Bounded, in case a server still running keeps writing.
+    for _ in 0..100_000 {
+        let n_synced =
+            sync_pending(vectors.outbox.as_ref(), vectors.index.as_ref(), chrono::Duration::zero(), BATCH).await?;
+        if n_synced < BATCH as usize {
+            return Ok(());
+        }
+    }
     Ok(())
 }

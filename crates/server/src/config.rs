@@ -109,6 +109,31 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "Attempts to reach RabbitMQ at start before giving up [default: 3]",
     ),
     (
+        "QDRANT_URL",
+        "qdrant.url",
+        "Qdrant (http://HOST:6333): memory vectors live in its collection; unset: in the primary store",
+    ),
+    ("QDRANT_GRPC_PORT", "qdrant.grpc_port", "Qdrant's gRPC port on QDRANT_URL's host [default: 6334]"),
+    ("QDRANT_TIMEOUT", "qdrant.timeout", "Seconds one Qdrant request may take [default: 60]"),
+    ("QDRANT_API_KEY", "qdrant.api_key", "Qdrant API key [default: none]"),
+    ("QDRANT_COLLECTION", "qdrant.collection", "The Qdrant collection of memory vectors [default: memories]"),
+    ("QDRANT_HNSW_M", "qdrant.hnsw_m", "HNSW edges per node, when the collection is created [default: 16]"),
+    (
+        "QDRANT_HNSW_EF_CONSTRUCT",
+        "qdrant.hnsw_ef_construct",
+        "HNSW build-time candidates, when the collection is created [default: 100]",
+    ),
+    (
+        "QDRANT_FULL_SCAN_THRESHOLD",
+        "qdrant.full_scan_threshold",
+        "KiB of vectors under which a filtered search scans exactly, when the collection is created [default: 10000]",
+    ),
+    (
+        "QDRANT_SEARCH_HNSW_EF",
+        "qdrant.search_hnsw_ef",
+        "HNSW search-time candidates; 0 lets Qdrant choose [default: 0]",
+    ),
+    (
         "WORKER_PREFETCH_COUNT",
         "worker.prefetch_count",
         "RabbitMQ messages a process holds unacknowledged [default: 10]",
@@ -230,6 +255,7 @@ pub struct Settings {
     pub llm: LlmSettings,
     pub redis: RedisSettings,
     pub rabbitmq: RabbitMqSettings,
+    pub qdrant: QdrantSettings,
     pub gateway: GatewaySettings,
 }
 
@@ -295,6 +321,55 @@ pub struct RabbitMqSettings {
 impl Default for RabbitMqSettings {
     fn default() -> RabbitMqSettings {
         RabbitMqSettings { url: None, heartbeat: 60, connection_attempts: 3, queue_prefix: String::new() }
+    }
+}
+
+/// Qdrant as the vector index. The primary store keeps every record and embedding; Qdrant
+/// holds a copy of the vectors it searches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QdrantSettings {
+    pub url: Option<String>,
+    pub grpc_port: u16,
+    pub timeout: f64,
+    #[serde(serialize_with = "serialize_secret")]
+    pub api_key: Option<SecretString>,
+    pub collection: String,
+    pub hnsw_m: u64,
+    pub hnsw_ef_construct: u64,
+    pub full_scan_threshold: u64,
+    pub search_hnsw_ef: u64,
+}
+
+impl Default for QdrantSettings {
+    fn default() -> QdrantSettings {
+        QdrantSettings {
+            url: None,
+            grpc_port: 6334,
+            timeout: 60.0,
+            api_key: None,
+            collection: "memories".to_owned(),
+            hnsw_m: 16,
+            hnsw_ef_construct: 100,
+            full_scan_threshold: 10_000,
+            search_hnsw_ef: 0,
+        }
+    }
+}
+
+impl QdrantSettings {
+    /// The gRPC endpoint: `QDRANT_URL`'s scheme and host with `QDRANT_GRPC_PORT` (the URL
+    /// usually names the REST port, 6333).
+    pub fn grpc_url(&self) -> anyhow::Result<Option<String>> {
+        let Some(url) = self.url.as_deref().filter(|url| !url.trim().is_empty()) else { return Ok(None) };
+        let mut parsed = reqwest::Url::parse(url.trim()).map_err(|err| anyhow::anyhow!("QDRANT_URL {url:?}: {err}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            bail!("QDRANT_URL {url:?} must be an http:// or https:// URL with a host");
+        }
+        if parsed.set_port(Some(self.grpc_port)).is_err() {
+            bail!("QDRANT_URL {url:?} cannot take a port");
+        }
+        Ok(Some(parsed.as_str().trim_end_matches('/').to_owned()))
     }
 }
 
@@ -541,6 +616,7 @@ impl Default for Settings {
             llm: LlmSettings::default(),
             redis: RedisSettings::default(),
             rabbitmq: RabbitMqSettings::default(),
+            qdrant: QdrantSettings::default(),
             gateway: GatewaySettings::default(),
         }
     }

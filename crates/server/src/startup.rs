@@ -12,14 +12,16 @@ use contextiq_cache_redis::{RedisCache, RedisOptions, RedisRateLimiter};
 use contextiq_core::cached::{CacheLayer, CachedMemoryStore, CachedSessionStore};
 use contextiq_core::generation::broker::JobBroker;
 use contextiq_core::generation::{GenerationService, GenerationSettings, JobStore};
+use contextiq_core::vector_index::{VectorIndex, VectorOutbox};
 use contextiq_core::{
-    Embedder, InProcessRateLimiter, KeyService, KeyStore, MemoryService, MemoryStore, NewApiKey, OrgId, Permission,
-    RateLimiter, SessionLimits, SessionService, SessionStore,
+    Embedder, InProcessRateLimiter, IndexedMemoryStore, KeyService, KeyStore, MemoryService, MemoryStore, NewApiKey,
+    OrgId, Permission, RateLimiter, SessionLimits, SessionService, SessionStore,
 };
 use contextiq_models::{LocalEmbedder, OpenAiEmbedder, OpenAiOptions};
 use contextiq_queue_rabbitmq::{RabbitBroker, RabbitOptions};
 use contextiq_store_postgres::{PostgresOptions, PostgresStore};
 use contextiq_store_sqlite::{SqliteOptions, SqliteStore};
+use contextiq_vector_qdrant::{QdrantIndex, QdrantOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -61,6 +63,7 @@ pub struct Application {
     generation: GenerationService,
     job_queue_wake: Arc<Notify>,
     broker: Option<Arc<RabbitBroker>>,
+    vectors: Option<ExternalVectors>,
     settings: Settings,
 }
 
@@ -73,12 +76,43 @@ pub struct Stores {
     pub jobs: Arc<dyn JobStore>,
     /// The shared cache the stores read through (Redis), when one is configured.
     pub cache: Option<CacheLayer>,
+    /// The external vector index (Qdrant) and the primary store's outbox feeding it, when one
+    /// is configured; `memories` then searches vectors there.
+    pub vectors: Option<ExternalVectors>,
+}
+
+#[derive(Clone)]
+pub struct ExternalVectors {
+    pub index: Arc<dyn VectorIndex>,
+    pub outbox: Arc<dyn VectorOutbox>,
 }
 
 impl Stores {
     /// One backend behind every store trait, with no cache.
-    fn of<S: SessionStore + KeyStore + MemoryStore + JobStore>(store: Arc<S>) -> Stores {
-        Stores { sessions: store.clone(), keys: store.clone(), memories: store.clone(), jobs: store, cache: None }
+    fn of<S: SessionStore + KeyStore + MemoryStore + JobStore + VectorOutbox>(
+        store: Arc<S>,
+        index: Option<Arc<dyn VectorIndex>>,
+    ) -> Stores {
+        let Some(index) = index else {
+            return Stores {
+                sessions: store.clone(),
+                keys: store.clone(),
+                memories: store.clone(),
+                jobs: store,
+                cache: None,
+                vectors: None,
+            };
+        };
+        let outbox: Arc<dyn VectorOutbox> = store.clone();
+        let indexed = Arc::new(IndexedMemoryStore::new(store.clone(), store.clone(), outbox.clone(), index.clone()));
+        Stores {
+            sessions: store.clone(),
+            keys: store,
+            memories: indexed.clone(),
+            jobs: indexed,
+            cache: None,
+            vectors: Some(ExternalVectors { index, outbox }),
+        }
     }
 }
 
@@ -101,6 +135,7 @@ pub async fn open_stores(settings: &Settings) -> anyhow::Result<Stores> {
         memories: memories.clone(),
         jobs: memories,
         cache: Some(cache),
+        vectors: stores.vectors,
     })
 }
 
@@ -150,7 +185,33 @@ async fn connect_broker(settings: &Settings) -> anyhow::Result<Option<Arc<Rabbit
     Ok(Some(Arc::new(broker)))
 }
 
+/// The Qdrant index, when `QDRANT_URL` is set. Connects lazily: nothing is asked of Qdrant yet.
+fn vector_index(settings: &Settings) -> anyhow::Result<Option<Arc<dyn VectorIndex>>> {
+    let Some(options) = qdrant_options(settings)? else { return Ok(None) };
+    let index = QdrantIndex::connect(options).map_err(|err| anyhow::anyhow!("failed to set up Qdrant: {err}"))?;
+    Ok(Some(Arc::new(index)))
+}
+
+/// The Qdrant client's options from `QDRANT_*`, when `QDRANT_URL` is set.
+pub fn qdrant_options(settings: &Settings) -> anyhow::Result<Option<QdrantOptions>> {
+    let Some(url) = settings.qdrant.grpc_url()? else { return Ok(None) };
+    let qdrant = &settings.qdrant;
+    let options = QdrantOptions {
+        api_key: qdrant.api_key.as_ref().map(|key| key.expose_secret().to_owned()),
+        timeout: Duration::try_from_secs_f64(qdrant.timeout).unwrap_or(Duration::from_secs(60)),
+        collection: qdrant.collection.clone(),
+        hnsw_m: qdrant.hnsw_m,
+        hnsw_ef_construct: qdrant.hnsw_ef_construct,
+        full_scan_threshold: qdrant.full_scan_threshold,
+        search_hnsw_ef: qdrant.search_hnsw_ef,
+        ..QdrantOptions::new(url)
+    };
+    Ok(Some(options))
+}
+
 async fn open_primary_store(settings: &Settings) -> anyhow::Result<Stores> {
+    let index = vector_index(settings)?;
+    let vector_outbox = index.is_some();
     match settings.store_location()? {
         StoreLocation::Sqlite(path) => {
             let options = SqliteOptions {
@@ -158,11 +219,12 @@ async fn open_primary_store(settings: &Settings) -> anyhow::Result<Stores> {
                 read_pool_size: settings.database.pool_size,
                 durability: settings.sqlite_durability()?,
                 max_write_batch: settings.database.max_write_batch,
+                vector_outbox,
             };
             let store = SqliteStore::open(&options)
                 .await
                 .with_context(|| format!("failed to open the SQLite database {}", path.display()))?;
-            Ok(Stores::of(Arc::new(store)))
+            Ok(Stores::of(Arc::new(store), index))
         }
         StoreLocation::Postgres(url) => {
             let database = &settings.database;
@@ -171,12 +233,13 @@ async fn open_primary_store(settings: &Settings) -> anyhow::Result<Stores> {
                 pool_size: database.pool_size,
                 max_overflow: database.max_overflow,
                 pool_recycle: Duration::from_secs(database.pool_recycle.max(1)),
+                vector_outbox,
                 ..PostgresOptions::new("")
             };
             let store = PostgresStore::open(&options)
                 .await
                 .map_err(|err| anyhow::anyhow!("failed to open the PostgreSQL database: {err}"))?;
-            Ok(Stores::of(Arc::new(store)))
+            Ok(Stores::of(Arc::new(store), index))
         }
     }
 }
@@ -221,6 +284,25 @@ pub async fn memory_service(
     }
     memories.check_embedding_model().await.map_err(|err| anyhow::anyhow!("{err}"))?;
     Ok(memories)
+}
+
+/// Readies the external vector index for the model's vectors. A collection created now on a
+/// store that already has memories (Qdrant newly configured) is filled from the store first.
+pub async fn prepare_vector_index(stores: &Stores, dimension: usize) -> anyhow::Result<()> {
+    let Some(vectors) = &stores.vectors else { return Ok(()) };
+    let created = vectors.index.ensure(dimension).await.map_err(|err| anyhow::anyhow!("Qdrant: {err}"))?;
+    if created && stores.memories.count_memories().await? > 0 {
+        tracing::info!("the vector collection is new: copying every memory's vector into it");
+        let copied = contextiq_core::vector_index::copy_all_vectors(
+            vectors.outbox.as_ref(),
+            vectors.index.as_ref(),
+            256,
+            &|_| {},
+        )
+        .await?;
+        tracing::info!(copied, "copied the stored vectors into the new collection");
+    }
+    Ok(())
 }
 
 /// The generation service: the jobs of the store, the rules extractor, and the LLM extractor
@@ -305,6 +387,9 @@ impl Application {
         let keys = KeyService::new(stores.keys.clone());
         let embedder = build_embedder(&settings).await?;
         let memories = memory_service(&settings, &stores, embedder.clone()).await?;
+        if settings.server.role != Role::Gateway {
+            prepare_vector_index(&stores, embedder.dimension()).await?;
+        }
         let generation = generation_service(&settings, &stores, embedder)?;
         let job_queue_wake = Arc::new(Notify::new());
         let broker = connect_broker(&settings).await?;
@@ -348,6 +433,7 @@ impl Application {
             generation,
             job_queue_wake,
             broker,
+            vectors: stores.vectors.clone(),
             settings,
         })
     }
@@ -372,6 +458,7 @@ impl Application {
             generation,
             job_queue_wake,
             broker,
+            vectors,
             settings,
         } = self;
         let background = CancellationToken::new();
@@ -395,6 +482,9 @@ impl Application {
                 worker_options,
                 background.clone(),
             ));
+        }
+        if let Some(vectors) = vectors.filter(|_| role != Role::Gateway) {
+            background_tasks.push(tokio::spawn(relay_vectors(vectors, background.clone())));
         }
         let workers =
             crate::worker::spawn_workers(generation, dyn_broker, job_queue_wake, worker_options, background.clone());
@@ -521,6 +611,51 @@ where
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, what, "purging expired rows failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Brings the external vector index up to date with the primary store's outbox: the writes it
+/// missed while unreachable, and memories that left without a request (expiry).
+async fn relay_vectors(vectors: ExternalVectors, cancel: CancellationToken) {
+    const BATCH: u32 = 256;
+    const INTERVAL: Duration = Duration::from_secs(1);
+    // Entries younger than this belong to writes still mirroring themselves.
+    let grace = chrono::Duration::seconds(5);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(INTERVAL) => {}
+        }
+        loop {
+            let synced = contextiq_core::vector_index::sync_pending(
+                vectors.outbox.as_ref(),
+                vectors.index.as_ref(),
+                grace,
+                BATCH,
+            )
+            .await;
+            match synced {
+                Ok(n_synced) => {
+                    if failing {
+                        tracing::info!("the vector index is reachable again");
+                        failing = false;
+                    }
+                    metrics::counter!("vector_outbox_synced_total").increment(n_synced as u64);
+                    if n_synced < BATCH as usize || cancel.is_cancelled() {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    metrics::counter!("vector_index_errors_total").increment(1);
+                    if !failing {
+                        tracing::warn!(error = %err, "the vector index is behind the store; retrying every second");
+                        failing = true;
+                    }
                     break;
                 }
             }

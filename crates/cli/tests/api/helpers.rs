@@ -50,6 +50,11 @@ pub async fn spawn_app_in(data_dir: Arc<TempDir>, configure: impl FnOnce(&mut Se
         settings.rabbitmq.url = Some(url.into());
         settings.rabbitmq.queue_prefix = queue_prefix;
     }
+    if let Some(qdrant) = test_qdrant(data_dir.path()) {
+        settings.qdrant.url = Some(qdrant.url);
+        settings.qdrant.grpc_port = qdrant.port;
+        settings.qdrant.collection = qdrant.collection;
+    }
     configure(&mut settings);
     if std::env::var_os("TEST_LOG").is_some() {
         telemetry::init_logging(&settings.log, &settings.service_name);
@@ -161,6 +166,56 @@ pub fn test_rabbitmq(data_dir: &std::path::Path) -> Option<(String, String)> {
     Some((url, format!("test-{name}.")))
 }
 
+/// With `CONTEXTIQ_CONFORMANCE_QDRANT` set, the Qdrant server of the conformance run (Qdrant's
+/// engine behind its gRPC protocol, started once per test process) and a collection of the
+/// application on `data_dir`.
+pub fn test_qdrant(data_dir: &std::path::Path) -> Option<TestQdrant> {
+    std::env::var_os("CONTEXTIQ_CONFORMANCE_QDRANT").filter(|value| !value.is_empty())?;
+    let name = data_dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let (url, port) = shared_qdrant();
+    Some(TestQdrant { url, port, collection: format!("test-{name}") })
+}
+
+pub struct TestQdrant {
+    pub url: String,
+    pub port: u16,
+    pub collection: String,
+}
+
+/// One Qdrant test server per test process, on a thread and runtime of its own so that it
+/// outlives each test's runtime.
+fn shared_qdrant() -> (String, u16) {
+    static SERVER: std::sync::OnceLock<(String, u16)> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| start_qdrant_thread(None)).clone()
+}
+
+/// Starts a Qdrant test server on its own thread; it lives as long as the test process.
+pub fn start_qdrant_thread(api_key: Option<String>) -> (String, u16) {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime for Qdrant");
+        runtime.block_on(async move {
+            // Under target/tmp, which the test script empties: a test process exits without
+            // running destructors, so a temporary directory would stay behind.
+            let storage = tempfile::Builder::new()
+                .prefix("qdrant-")
+                .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+                .expect("a directory for Qdrant");
+            let address = "127.0.0.1:0".parse().expect("an address");
+            let server = contextiq_qdrant_edge_server::EdgeServer::start(address, storage.path(), api_key)
+                .await
+                .expect("the Qdrant test server starts");
+            sender.send((server.url(), server.port())).expect("the test waits");
+            std::future::pending::<()>().await;
+        });
+    });
+    receiver.recv().expect("the Qdrant test server's address")
+}
+
 /// The environment that points a `contextiq` process at the backends of `data_dir` (see
 /// [`test_database_url`], which must have run for it): nothing on the embedded default.
 pub fn backend_env(data_dir: &std::path::Path) -> Vec<(&'static str, String)> {
@@ -173,6 +228,13 @@ pub fn backend_env(data_dir: &std::path::Path) -> Vec<(&'static str, String)> {
     }
     if let Some((url, queue_prefix)) = test_rabbitmq(data_dir) {
         environment.extend([("RABBITMQ_URL", url), ("RABBITMQ_QUEUE_PREFIX", queue_prefix)]);
+    }
+    if let Some(qdrant) = test_qdrant(data_dir) {
+        environment.extend([
+            ("QDRANT_URL", qdrant.url),
+            ("QDRANT_GRPC_PORT", qdrant.port.to_string()),
+            ("QDRANT_COLLECTION", qdrant.collection),
+        ]);
     }
     environment
 }

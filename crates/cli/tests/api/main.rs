@@ -13,5 +13,6 @@ mod helpers;
 mod memories;
 mod otlp;
 mod process;
+mod qdrant;
 mod service;
 mod sessions;
