@@ -21,7 +21,10 @@ postgres_url="$(sed -n 's/^CONTEXTIQ_TEST_DATABASE_URL=//p' <<<"$services")"
 work="$(mktemp -d)"
 qdrant_pid=""
 cleanup() {
-    [ -n "$qdrant_pid" ] && kill "$qdrant_pid" 2>/dev/null
+    if [ -n "$qdrant_pid" ]; then
+        kill "$qdrant_pid" 2>/dev/null
+        wait "$qdrant_pid" 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
