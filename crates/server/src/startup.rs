@@ -387,7 +387,8 @@ impl Application {
         let keys = KeyService::new(stores.keys.clone());
         let embedder = build_embedder(&settings).await?;
         let memories = memory_service(&settings, &stores, embedder.clone()).await?;
-        if settings.server.role != Role::Gateway {
+        let role = settings.server.role;
+        if role.serves_memories() || role.runs_workers() {
             prepare_vector_index(&stores, embedder.dimension()).await?;
         }
         let generation = generation_service(&settings, &stores, embedder)?;
@@ -483,7 +484,8 @@ impl Application {
                 background.clone(),
             ));
         }
-        if let Some(vectors) = vectors.filter(|_| role != Role::Gateway) {
+        // Where memories are written: by requests, jobs and the purge of expired ones.
+        if let Some(vectors) = vectors.filter(|_| role.serves_memories() || role.runs_workers()) {
             background_tasks.push(tokio::spawn(relay_vectors(vectors, background.clone())));
         }
         let workers =
