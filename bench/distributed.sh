@@ -28,7 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 export EMBEDDING_MODEL_PATH="$PWD/models/all-MiniLM-L6-v2"
-export RATE_LIMIT_PER_SECOND=1000000000 RATE_LIMIT_BURST=1000000000 LOG_LEVEL=warn
+export RATE_LIMIT_PER_SECOND=0 LOG_LEVEL=warn
 
 # A new database per deployment, so each starts empty.
 database() {

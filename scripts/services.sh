@@ -37,6 +37,43 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# The Debian mirror and keyring this machine's own apt sources use (deb822 `.sources` files or
+# one-line `sources.list` entries), for the base suite of its release: pgvector's source package
+# comes from the same place as every other package.
+debian_mirror() {
+    local codename keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")"
+    local found
+    found="$(awk -v codename="$codename" -v keyring="$keyring" '
+        function flush() {
+            if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " codename " ") && uris != "" && !done) {
+                split(uris, list, " "); print list[1], (signed != "" ? signed : keyring); done = 1
+            }
+            types = ""; suites = ""; uris = ""; signed = ""
+        }
+        FNR == 1 { flush() }
+        FILENAME ~ /\.sources$/ {
+            if ($0 ~ /^[[:space:]]*$/) { flush(); next }
+            if (tolower($1) == "types:") { $1 = ""; types = $0 }
+            if (tolower($1) == "suites:") { $1 = ""; suites = $0 }
+            if (tolower($1) == "uris:") { $1 = ""; uris = $0; sub(/^ +/, "", uris) }
+            if (tolower($1) == "signed-by:") { signed = $2 }
+            next
+        }
+        FILENAME ~ /\.list$/ && $1 == "deb" && !done {
+            i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+            if ($(i + 1) == codename) { print $i, keyring; done = 1 }
+        }
+        END { flush() }
+    ' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n 1)" \
+        || true # awk fails on the files a machine lacks, after reading those it has
+    if [ -z "$found" ]; then
+        echo "no Debian source for $codename in /etc/apt/sources.list or /etc/apt/sources.list.d" >&2
+        exit 1
+    fi
+    echo "$found"
+}
+
 install_packages() {
     export DEBIAN_FRONTEND=noninteractive
     local packages=()
@@ -62,12 +99,14 @@ install_packages() {
         mkdir -p "$sources"
         # Debian's own trixie source of pgvector (bookworm has no build for PostgreSQL 15),
         # through a private sources list: the machine's apt sources stay as they are.
+        local mirror keyring
+        read -r mirror keyring < <(debian_mirror)
         cat >"$sources/trixie-src.sources" <<SOURCES
 Types: deb-src
-URIs: http://deb.debian.org/debian
+URIs: $mirror
 Suites: trixie
 Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+Signed-By: $keyring
 SOURCES
         local apt_options=(-o "Dir::Etc::sourcelist=/dev/null" -o "Dir::Etc::sourceparts=$sources"
             -o "Dir::State::Lists=$work/lists" -o "APT::Sandbox::User=root")

@@ -30,6 +30,9 @@ postgres_url="$(sed -n 's/^CONTEXTIQ_TEST_DATABASE_URL=//p' <<<"$services")"
 redis_url="$(sed -n 's/^CONTEXTIQ_TEST_REDIS_URL=//p' <<<"$services")"
 rabbitmq_url="$(sed -n 's/^CONTEXTIQ_TEST_RABBITMQ_URL=//p' <<<"$services")"
 
+# A test whose service is missing fails instead of skipping.
+export CONTEXTIQ_REQUIRE_SERVICES=1
+
 echo "== tests (embedded default; store tests of PostgreSQL, Redis and RabbitMQ)"
 CONTEXTIQ_TEST_DATABASE_URL="$postgres_url" CONTEXTIQ_TEST_REDIS_URL="$redis_url" \
     CONTEXTIQ_TEST_RABBITMQ_URL="$rabbitmq_url" \

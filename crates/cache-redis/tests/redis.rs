@@ -1,7 +1,7 @@
 //! The cache and the rate limiter against a real Redis, each test under a key prefix of its own
 //! so tests run in parallel on one server. Set `CONTEXTIQ_TEST_REDIS_URL` (see
-//! `scripts/services.sh`) to run them; without it they are skipped with a message. The tests of
-//! an unreachable Redis need no server and always run.
+//! `scripts/services.sh`) to run them; without it they are skipped with a message (or fail, under
+//! `CONTEXTIQ_REQUIRE_SERVICES=1`). The tests of an unreachable Redis need no server and always run.
 
 use std::time::Duration;
 
@@ -15,9 +15,19 @@ const REDIS_URL: &str = "CONTEXTIQ_TEST_REDIS_URL";
 fn redis_url(test: &str) -> Option<String> {
     let url = std::env::var(REDIS_URL).ok();
     if url.is_none() {
-        eprintln!("{test} skipped: {REDIS_URL} is not set");
+        skip_unless_required(test, &format!("{REDIS_URL} is not set"));
     }
     url
+}
+
+/// Skips a test whose service is not configured, with a message; fails it instead under
+/// `CONTEXTIQ_REQUIRE_SERVICES=1`, which `scripts/test.sh` sets, so the suite cannot pass
+/// without testing what it is meant to.
+fn skip_unless_required(test: &str, why: &str) {
+    if std::env::var_os("CONTEXTIQ_REQUIRE_SERVICES").is_some_and(|value| value == "1") {
+        panic!("{test}: {why}, and CONTEXTIQ_REQUIRE_SERVICES=1 forbids skipping");
+    }
+    eprintln!("{test} skipped: {why}");
 }
 
 fn options() -> RedisOptions {
@@ -228,7 +238,7 @@ async fn clients_reconnect_after_a_redis_restart() {
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let Some(mut server) = spawn_redis_server(port).await else {
-        eprintln!("clients_reconnect_after_a_redis_restart skipped: cannot run redis-server");
+        skip_unless_required("clients_reconnect_after_a_redis_restart", "cannot run redis-server");
         return;
     };
     let url = format!("redis://127.0.0.1:{port}/0");

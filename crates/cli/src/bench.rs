@@ -77,8 +77,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let mut settings = Settings::load(&Overrides::default())?;
             settings.server.bind = "127.0.0.1:0".to_owned();
             // The benchmark measures the server, not its rate limiter: one key sends everything.
-            settings.auth.rate_limit_per_second = u32::MAX;
-            settings.auth.rate_limit_burst = u32::MAX;
+            settings.auth.rate_limit_per_second = 0;
             settings.data_dir = args.data_dir.clone().unwrap_or_else(|| temp_dir.path().to_owned());
             if args.log {
                 contextiq_server::telemetry::init_logging(&settings.log, &settings.service_name);

@@ -75,8 +75,10 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Create(args) => create(&keys, args).await,
         KeysCommand::List(args) => list(&keys, args).await,
         KeysCommand::Revoke(args) => {
-            let key = keys.revoke(None, args.id, Utc::now()).await.context("cannot revoke the key")?;
-            eprintln!("revoked {} ({})", key.id, key.name);
+            let revoked = keys.revoke(None, args.id, Utc::now()).await.context("cannot revoke the key")?;
+            for key in revoked {
+                eprintln!("revoked {} ({})", key.id, key.name);
+            }
             Ok(())
         }
     };
@@ -94,6 +96,7 @@ async fn create(keys: &KeyService, args: CreateArgs) -> anyhow::Result<()> {
         scope: (!scope.is_empty()).then_some(scope),
         rate_limit_per_second: args.rate_limit,
         expires_at: args.expires_in.map(|lifetime| now + lifetime),
+        parent_id: None,
     };
     let (key, record) = keys.create(new, now).await.context("cannot create the key")?;
     // The key alone on stdout, so scripts can capture it; the rest on stderr.

@@ -97,6 +97,8 @@ pub struct ApiKey {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The key that minted this one over the API, if any: revoking it revokes this one too.
+    pub parent_id: Option<Uuid>,
 }
 
 impl ApiKey {
@@ -114,18 +116,27 @@ pub struct NewApiKey {
     pub scope: Option<Scope>,
     pub rate_limit_per_second: Option<u32>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The key minting this one, when a key does (not the CLI, not a JWT).
+    pub parent_id: Option<Uuid>,
 }
+
+/// The highest rate a key may be given, in requests per second.
+pub const MAX_RATE_PER_SECOND: u32 = 100_000;
 
 /// Persistence of API keys. Keys of every org live here; callers confine by org.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
+    /// Stores a new key. A key with a `parent_id` is created only while that parent is
+    /// unrevoked (checked in the same transaction as the insert): `Forbidden` otherwise.
     async fn create_key(&self, key: ApiKey) -> Result<ApiKey>;
     async fn find_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
     /// Keys of `org`, or of every org when `None`, newest first.
     async fn list_keys(&self, org: Option<&OrgId>) -> Result<Vec<ApiKey>>;
     async fn get_key(&self, org: Option<&OrgId>, id: Uuid) -> Result<ApiKey>;
-    /// Marks the key revoked (idempotent); `NotFound` if it is not in `org`.
-    async fn revoke_key(&self, org: Option<&OrgId>, id: Uuid, now: DateTime<Utc>) -> Result<ApiKey>;
+    /// Marks the key and every key minted under it (children, their children...) revoked, in
+    /// one transaction (idempotent); returns them, the named key first. `NotFound` if it is not
+    /// in `org`.
+    async fn revoke_key(&self, org: Option<&OrgId>, id: Uuid, now: DateTime<Utc>) -> Result<Vec<ApiKey>>;
     async fn touch_key(&self, id: Uuid, now: DateTime<Utc>) -> Result<()>;
     async fn count_keys(&self) -> Result<u64>;
 }
@@ -158,6 +169,7 @@ pub fn generate_key(new: NewApiKey, now: DateTime<Utc>) -> Result<(String, ApiKe
         expires_at: new.expires_at.map(crate::to_micros),
         revoked_at: None,
         last_used_at: None,
+        parent_id: new.parent_id,
     };
     Ok((key, record))
 }
@@ -179,8 +191,8 @@ pub fn check_new_key(new: &NewApiKey, now: DateTime<Utc>) -> Result<()> {
     if new.expires_at.is_some_and(|at| at <= now) {
         return Err(Error::validation("expires_at", "must be in the future"));
     }
-    if new.rate_limit_per_second == Some(0) {
-        return Err(Error::validation("rate_limit_per_second", "must be at least 1"));
+    if new.rate_limit_per_second.is_some_and(|rate| !(1..=MAX_RATE_PER_SECOND).contains(&rate)) {
+        return Err(Error::validation("rate_limit_per_second", format!("must be between 1 and {MAX_RATE_PER_SECOND}")));
     }
     Ok(())
 }
@@ -210,6 +222,7 @@ mod tests {
             scope: None,
             rate_limit_per_second: None,
             expires_at: None,
+            parent_id: None,
         };
         let (key, record) = generate_key(new.clone(), Utc::now()).unwrap();
         let (other, _) = generate_key(new, Utc::now()).unwrap();
@@ -260,7 +273,8 @@ impl KeyService {
         self.store.get_key(org, id).await
     }
 
-    pub async fn revoke(&self, org: Option<&OrgId>, id: Uuid, now: DateTime<Utc>) -> Result<ApiKey> {
+    /// Revokes a key and every key minted under it; returns them, the named key first.
+    pub async fn revoke(&self, org: Option<&OrgId>, id: Uuid, now: DateTime<Utc>) -> Result<Vec<ApiKey>> {
         self.store.revoke_key(org, id, now).await
     }
 

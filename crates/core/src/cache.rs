@@ -51,6 +51,13 @@ pub struct Rate {
     pub burst: u32,
 }
 
+impl Rate {
+    /// A rate with a burst of twice the rate.
+    pub fn per_second(per_second: u32) -> Rate {
+        Rate { per_second, burst: per_second.saturating_mul(2) }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct RateDecision {
     pub allowed: bool,

@@ -26,6 +26,10 @@ pub enum Error {
     /// The store is shutting down and accepts no more work.
     #[error("store is shutting down")]
     Unavailable,
+    /// The backend cannot serve now: unreachable, restarting, out of connections, memory or
+    /// disk, or locked. A retry may succeed; the message is for logs.
+    #[error("store unavailable: {0}")]
+    Outage(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -68,5 +72,9 @@ impl Error {
 
     pub fn store(err: impl std::error::Error + Send + Sync + 'static) -> Error {
         Error::Store(Box::new(err))
+    }
+
+    pub fn outage(err: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Outage(Box::new(err))
     }
 }

@@ -163,6 +163,10 @@ impl MemoryService {
         if let Some(expires_at) = expiry(patch.ttl_seconds, patch.expires_at, now)? {
             updated.expires_at = expires_at;
         }
+        // A patch that changes nothing writes nothing: no revision, and `updated_at` stays.
+        if updated == current {
+            return Ok(current);
+        }
         updated.updated_at = now.max(current.updated_at);
         let embedding = match updated.fact != current.fact {
             true => Some(self.embed_one(&updated.fact).await?),

@@ -216,6 +216,16 @@ impl SessionService {
             }
             None => Scope::from([("user_id".to_owned(), new.user_id.clone())]),
         };
+        // `user_id` labels the session in lists (`?user_id=`): it must name the user its scope
+        // and a user-limited credential name, or a credential of u1 could file sessions as u2.
+        if let Some(constraint) = access.scope.as_ref().and_then(|constraint| constraint.get("user_id"))
+            && *constraint != new.user_id
+        {
+            return Err(Error::Forbidden("user_id must be the credential's own user_id".to_owned()));
+        }
+        if scope.get("user_id").is_some_and(|scoped| *scoped != new.user_id) {
+            return Err(Error::validation("user_id", "must equal the user_id of the session's scope"));
+        }
         if !access.reaches(&scope) {
             return Err(Error::Forbidden("the session's scope is outside the credential's scope".to_owned()));
         }
@@ -379,6 +389,10 @@ impl SessionService {
         }
         // The merged state is no deeper than the stored state or the patch, both checked.
         check_value_depth("state", &patch)?;
+        // An empty patch changes nothing: no write, and `updated_at` stays.
+        if patch.as_object().is_some_and(|patch| patch.is_empty()) {
+            return self.get(access, session_id, false, now).await;
+        }
         self.check_reach(access, session_id, now).await?;
         self.store.patch_state(&access.org_id, session_id, patch, self.limits.max_state_bytes, to_micros(now)).await
     }
@@ -409,7 +423,7 @@ fn check_text(field: &str, value: &str, required: bool) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn check_scope(scope: &Scope) -> Result<()> {
+pub fn check_scope(scope: &Scope) -> Result<()> {
     if scope.is_empty() {
         return Err(Error::validation("scope", "must hold at least one key"));
     }

@@ -1,6 +1,7 @@
 //! The broker against a real RabbitMQ, each test under a queue prefix of its own so tests run in
 //! parallel on one server. Set `CONTEXTIQ_TEST_RABBITMQ_URL` (see `scripts/services.sh`) to run
-//! them; without it they are skipped with a message. The test of an unreachable RabbitMQ needs no
+//! them; without it they are skipped with a message (or fail, under
+//! `CONTEXTIQ_REQUIRE_SERVICES=1`). The test of an unreachable RabbitMQ needs no
 //! server and always runs. The restart test runs a private RabbitMQ node of its own (through
 //! `scripts/services.sh` with another port, node name and directory), never the shared one.
 
@@ -26,9 +27,19 @@ fn rabbitmq_url(test: &str) -> Option<String> {
     }
     let url = std::env::var(RABBITMQ_URL).ok();
     if url.is_none() {
-        eprintln!("{test} skipped: {RABBITMQ_URL} is not set");
+        skip_unless_required(test, &format!("{RABBITMQ_URL} is not set"));
     }
     url
+}
+
+/// Skips a test whose service is not configured, with a message; fails it instead under
+/// `CONTEXTIQ_REQUIRE_SERVICES=1`, which `scripts/test.sh` sets, so the suite cannot pass
+/// without testing what it is meant to.
+fn skip_unless_required(test: &str, why: &str) {
+    if std::env::var_os("CONTEXTIQ_REQUIRE_SERVICES").is_some_and(|value| value == "1") {
+        panic!("{test}: {why}, and CONTEXTIQ_REQUIRE_SERVICES=1 forbids skipping");
+    }
+    eprintln!("{test} skipped: {why}");
 }
 
 fn options() -> RabbitOptions {

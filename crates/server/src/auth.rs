@@ -5,15 +5,16 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use contextiq_core::auth::hash_key;
 use contextiq_core::{Access, ApiKey, KeyService, OrgId, Permission, Rate, RateLimiter, Scope};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -31,6 +32,11 @@ pub struct Principal {
     pub access: Access,
     pub permissions: BTreeSet<Permission>,
     pub credential: Credential,
+    /// The rate this credential is held to; `None`: it is not limited.
+    pub rate: Option<Rate>,
+    /// When the credential stops working: a key's expiry, a token's `exp`. A key it mints
+    /// never outlives it.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +47,11 @@ pub enum Credential {
     Jwt {
         subject: String,
     },
-    /// Authentication is turned off (`AUTH_REQUIRE_AUTH=false`).
-    Anonymous,
+    /// Authentication is turned off (`AUTH_REQUIRE_AUTH=false`); `client` is the peer's
+    /// address, when known.
+    Anonymous {
+        client: Option<IpAddr>,
+    },
 }
 
 impl Principal {
@@ -51,12 +60,26 @@ impl Principal {
         self.permissions.contains(&permission) || self.permissions.contains(&Permission::Admin)
     }
 
-    /// Who made a change, as revisions record it; also the credential's rate-limit bucket.
+    /// Who made a change, as revisions record it.
     pub fn actor(&self) -> String {
         match &self.credential {
             Credential::ApiKey { id } => format!("key:{id}"),
             Credential::Jwt { subject } => format!("jwt:{}:{subject}", self.access.org_id),
-            Credential::Anonymous => "anonymous".to_owned(),
+            Credential::Anonymous { .. } => "anonymous".to_owned(),
+        }
+    }
+
+    /// The rate-limit bucket of this credential. Unambiguous: an org and a subject are told
+    /// apart by the org's length, so no (org, subject) pair can name another pair's bucket.
+    pub fn rate_bucket(&self) -> String {
+        match &self.credential {
+            Credential::ApiKey { id } => format!("key:{id}"),
+            Credential::Jwt { subject } => {
+                let org = self.access.org_id.as_str();
+                format!("jwt:{}:{org}:{subject}", org.len())
+            }
+            Credential::Anonymous { client: Some(client) } => format!("client:{client}"),
+            Credential::Anonymous { client: None } => "client:unknown".to_owned(),
         }
     }
 }
@@ -107,7 +130,8 @@ pub struct Authenticator {
     exceptions: Vec<PathPattern>,
     /// `None` at the gateway: the services behind it limit, and answer with the headers.
     limiter: Option<Arc<dyn RateLimiter>>,
-    default_rate: Rate,
+    /// The rate of credentials without one of their own; `None`: not limited.
+    default_rate: Option<Rate>,
     /// When each key's `last_used_at` was last written, so it is written at most once a minute.
     touched: Mutex<HashMap<Uuid, Instant>>,
     /// Keys recently found, by hash, so most requests skip the store. A revocation through this
@@ -129,7 +153,7 @@ impl Authenticator {
             jwt: settings.jwt_secret_key.as_ref().map(|secret| JwtVerifier::new(secret, &settings.jwt_issuer)),
             exceptions: settings.require_auth_exceptions.split(',').filter_map(PathPattern::parse).collect(),
             limiter: Some(limiter),
-            default_rate: Rate { per_second: settings.rate_limit_per_second, burst: settings.rate_limit_burst },
+            default_rate: settings.default_rate(),
             touched: Mutex::new(HashMap::new()),
             key_cache: Mutex::new(HashMap::new()),
             key_cache_ttl: Duration::from_secs(settings.key_cache_seconds),
@@ -173,37 +197,47 @@ impl Authenticator {
         self.exceptions.iter().any(|pattern| pattern.matches(path))
     }
 
-    async fn principal(&self, headers: &HeaderMap) -> Result<(Principal, Rate), ApiError> {
+    async fn principal(&self, headers: &HeaderMap, client: Option<IpAddr>) -> Result<Principal, ApiError> {
         if !self.require_auth {
-            let principal = Principal {
+            return Ok(Principal {
                 access: Access::org(OrgId::default_org()),
                 permissions: Permission::ALL.into(),
-                credential: Credential::Anonymous,
-            };
-            return Ok((principal, self.default_rate));
+                credential: Credential::Anonymous { client },
+                rate: self.default_rate,
+                expires_at: None,
+            });
         }
-        if let Some(presented) = headers.get("x-api-key") {
+        let mut api_keys = headers.get_all("x-api-key").iter();
+        let mut authorizations = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+        let (api_key, authorization) = (api_keys.next(), authorizations.next());
+        // Which of several credentials would win is a guess a client must not rely on.
+        if api_keys.next().is_some() || authorizations.next().is_some() || (api_key.is_some() && authorization.is_some())
+        {
+            return Err(ApiError::ConflictingCredentials);
+        }
+        if let Some(presented) = api_key {
             let presented = presented.to_str().map_err(|_| ApiError::InvalidCredentials)?;
             let key = self.find_key(presented.trim()).await?.ok_or(ApiError::InvalidCredentials)?;
             self.touch(key.id);
-            let rate = key
-                .rate_limit_per_second
-                .map_or(self.default_rate, |per_second| Rate { per_second, burst: per_second.saturating_mul(2) });
-            let principal = Principal {
+            let rate = key.rate_limit_per_second.map(Rate::per_second).or(self.default_rate);
+            return Ok(Principal {
                 access: Access { org_id: key.org_id, scope: key.scope },
                 permissions: key.permissions,
                 credential: Credential::ApiKey { id: key.id },
-            };
-            return Ok((principal, rate));
+                rate,
+                expires_at: key.expires_at,
+            });
         }
-        if let Some(authorization) = headers.get(axum::http::header::AUTHORIZATION) {
+        if let Some(authorization) = authorization {
             let token = authorization
                 .to_str()
                 .ok()
                 .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
                 .ok_or(ApiError::InvalidCredentials)?;
             let verifier = self.jwt.as_ref().ok_or(ApiError::InvalidCredentials)?;
-            return Ok((verifier.verify(token.trim())?, self.default_rate));
+            let mut principal = verifier.verify(token.trim())?;
+            principal.rate = self.default_rate;
+            return Ok(principal);
         }
         Err(ApiError::MissingCredentials)
     }
@@ -232,15 +266,16 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     if authenticator.is_exempt(request.uri().path()) {
         return next.run(request).await;
     }
-    let (principal, rate) = match authenticator.principal(request.headers()).await {
+    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(address)| address.ip());
+    let principal = match authenticator.principal(request.headers(), client).await {
         Ok(found) => found,
         Err(err) => return err.into_response(),
     };
-    let Some(limiter) = &authenticator.limiter else {
+    let (Some(limiter), Some(rate)) = (&authenticator.limiter, principal.rate) else {
         request.extensions_mut().insert(principal);
         return next.run(request).await;
     };
-    let decision = limiter.check(&principal.actor(), rate).await;
+    let decision = limiter.check(&principal.rate_bucket(), rate).await;
     let mut response = if decision.allowed {
         request.extensions_mut().insert(principal);
         next.run(request).await
@@ -293,10 +328,18 @@ impl PathPattern {
 struct Claims {
     sub: String,
     org_id: String,
+    /// One string: a list, even one holding the issuer, is refused.
+    #[allow(dead_code)] // Checked by the library; declared so that its type is enforced.
+    iss: String,
+    exp: u64,
     #[serde(default)]
     permissions: Vec<String>,
     scope: Option<Scope>,
 }
+
+/// The longest `sub` a token may carry; `org_id` has the API keys' limit.
+const MAX_SUBJECT_CHARS: usize = 256;
+const MAX_ORG_CHARS: usize = 128;
 
 struct JwtVerifier {
     key: DecodingKey,
@@ -309,30 +352,52 @@ impl JwtVerifier {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.validate_nbf = true;
         validation.leeway = 30;
         JwtVerifier { key: DecodingKey::from_secret(secret.expose_secret().as_bytes()), validation }
     }
 
+    /// The principal of a valid token, held to the limits API keys are held to; anything else
+    /// is a 401, whatever is wrong with it.
     fn verify(&self, token: &str) -> Result<Principal, ApiError> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|err| {
-                tracing::debug!(error = %err, "JWT rejected");
-                ApiError::InvalidCredentials
-            })?
-            .claims;
+        let rejected = |reason: &str| {
+            tracing::debug!(reason, "JWT rejected");
+            ApiError::InvalidCredentials
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|err| {
+            tracing::debug!(error = %err, "JWT rejected");
+            ApiError::InvalidCredentials
+        })?;
+        // RFC 7515 §4.1.11: a token naming extensions its receiver must understand is refused
+        // by a receiver that understands none.
+        if data.header.crit.is_some() {
+            return Err(rejected("crit header"));
+        }
+        let claims = data.claims;
+        if claims.permissions.len() > 2 * Permission::ALL.len() {
+            return Err(rejected("too many permissions"));
+        }
         let permissions = claims
             .permissions
             .iter()
             .map(|name| name.parse::<Permission>())
             .collect::<Result<BTreeSet<_>, _>>()
-            .map_err(|_| ApiError::InvalidCredentials)?;
-        if claims.org_id.trim().is_empty() || claims.sub.trim().is_empty() {
-            return Err(ApiError::InvalidCredentials);
+            .map_err(|_| rejected("unknown permission"))?;
+        let bounded = |text: &str, max_chars: usize| !text.trim().is_empty() && text.chars().count() <= max_chars;
+        if !bounded(&claims.org_id, MAX_ORG_CHARS) || !bounded(&claims.sub, MAX_SUBJECT_CHARS) {
+            return Err(rejected("org_id or sub out of bounds"));
         }
+        let scope = claims.scope.filter(|scope| !scope.is_empty());
+        if let Some(scope) = &scope {
+            contextiq_core::session::check_scope(scope).map_err(|_| rejected("scope out of bounds"))?;
+        }
+        let expires_at = i64::try_from(claims.exp).ok().and_then(|exp| DateTime::from_timestamp(exp, 0));
         Ok(Principal {
-            access: Access { org_id: OrgId::new(claims.org_id), scope: claims.scope.filter(|scope| !scope.is_empty()) },
+            access: Access { org_id: OrgId::new(claims.org_id), scope },
             permissions,
             credential: Credential::Jwt { subject: claims.sub },
+            rate: None,
+            expires_at,
         })
     }
 }

@@ -175,8 +175,16 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "auth.key_cache_seconds",
         "How long a found API key is trusted without a lookup; 0: always look up [default: 5]",
     ),
-    ("RATE_LIMIT_PER_SECOND", "auth.rate_limit_per_second", "Requests per second per credential [default: 100]"),
-    ("RATE_LIMIT_BURST", "auth.rate_limit_burst", "Requests a credential may burst above the rate [default: 200]"),
+    (
+        "RATE_LIMIT_PER_SECOND",
+        "auth.rate_limit_per_second",
+        "Requests per second per credential without a rate of its own (per client address with AUTH_REQUIRE_AUTH=false), at most 100000; 0: not limited [default: 0]",
+    ),
+    (
+        "RATE_LIMIT_BURST",
+        "auth.rate_limit_burst",
+        "Requests a credential may burst above RATE_LIMIT_PER_SECOND; 0: twice the rate [default: 0]",
+    ),
     (
         "WORKER_CONCURRENCY",
         "worker.concurrency",
@@ -527,8 +535,22 @@ pub struct AuthSettings {
     pub require_auth_exceptions: String,
     /// Revocations made outside this process (the CLI) take effect within this many seconds.
     pub key_cache_seconds: u64,
+    /// 0: credentials without a rate of their own are not limited.
     pub rate_limit_per_second: u32,
+    /// 0: twice the rate.
     pub rate_limit_burst: u32,
+}
+
+impl AuthSettings {
+    /// The rate of credentials (or, without authentication, client addresses) that have none
+    /// of their own; `None`: they are not limited.
+    pub fn default_rate(&self) -> Option<contextiq_core::Rate> {
+        let per_second = self.rate_limit_per_second;
+        (per_second > 0).then(|| match self.rate_limit_burst {
+            0 => contextiq_core::Rate::per_second(per_second),
+            burst => contextiq_core::Rate { per_second, burst },
+        })
+    }
 }
 
 impl Default for AuthSettings {
@@ -539,8 +561,8 @@ impl Default for AuthSettings {
             jwt_issuer: "contextiq".to_owned(),
             require_auth_exceptions: "/health,/health/*,/docs,/docs/*,/openapi.json,/metrics".to_owned(),
             key_cache_seconds: 5,
-            rate_limit_per_second: 100,
-            rate_limit_burst: 200,
+            rate_limit_per_second: 0,
+            rate_limit_burst: 0,
         }
     }
 }
@@ -744,8 +766,9 @@ impl Settings {
         if self.sessions.purge_interval_seconds == 0 {
             bail!("SESSION_PURGE_INTERVAL_SECONDS must be at least 1");
         }
-        if self.auth.rate_limit_per_second == 0 || self.auth.rate_limit_burst == 0 {
-            bail!("RATE_LIMIT_PER_SECOND and RATE_LIMIT_BURST must be at least 1");
+        let max_rate = contextiq_core::auth::MAX_RATE_PER_SECOND;
+        if self.auth.rate_limit_per_second > max_rate || self.auth.rate_limit_burst > 2 * max_rate {
+            bail!("RATE_LIMIT_PER_SECOND must be at most {max_rate}, RATE_LIMIT_BURST at most {}", 2 * max_rate);
         }
         if self.auth.jwt_secret_key.as_ref().is_some_and(|secret| secret.expose_secret().len() < 32) {
             bail!("AUTH_JWT_SECRET_KEY must be at least 32 bytes long");

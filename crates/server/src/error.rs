@@ -35,6 +35,8 @@ pub enum ApiError {
     MissingCredentials,
     #[error("the credentials are invalid, expired or revoked")]
     InvalidCredentials,
+    #[error("send one credential: one X-API-Key header or one Authorization header, not several")]
+    ConflictingCredentials,
     #[error("the credential lacks the {0} permission")]
     MissingPermission(contextiq_core::Permission),
     #[error("too many requests: retry in {retry_after_seconds} s")]
@@ -88,6 +90,9 @@ impl ApiError {
             }
             ApiError::MissingCredentials => (StatusCode::UNAUTHORIZED, "missing_credentials", "Unauthorized"),
             ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", "Unauthorized"),
+            ApiError::ConflictingCredentials => {
+                (StatusCode::BAD_REQUEST, "conflicting_credentials", "Conflicting credentials")
+            }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests"),
             ApiError::Domain(E::Validation { .. }) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed")
@@ -97,6 +102,9 @@ impl ApiError {
             }
             ApiError::Domain(E::Unavailable) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "Service unavailable")
+            }
+            ApiError::Domain(E::Outage(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "Store unavailable")
             }
             ApiError::Domain(E::Embedding(_)) => (StatusCode::BAD_GATEWAY, "embedding_failed", "Embedding failed"),
             ApiError::Domain(E::Store(_)) | ApiError::Internal(_) => {
@@ -146,7 +154,18 @@ impl ApiError {
             ApiError::Domain(CoreError::Embedding(_)) => {
                 "the embedding model failed; the request changed nothing and may be retried".to_owned()
             }
+            ApiError::Domain(CoreError::Outage(_)) => {
+                "the database cannot serve now (unreachable, restarting or out of resources); retry shortly".to_owned()
+            }
             other => other.to_string(),
+        }
+    }
+
+    /// When to try again, for the failures a retry may cure: a backend that cannot serve now.
+    fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            ApiError::Domain(CoreError::Unavailable | CoreError::Outage(_)) | ApiError::Timeout => Some(1),
+            _ => None,
         }
     }
 
@@ -171,6 +190,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"contextiq\""));
+        }
+        if let Some(seconds) = self.retry_after_seconds() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if response.status().is_server_error() {
             response.extensions_mut().insert(ErrorChain(error_chain(&self)));

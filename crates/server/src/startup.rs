@@ -347,6 +347,7 @@ async fn bootstrap_admin_key(settings: &Settings, keys: &KeyService) -> anyhow::
         scope: None,
         rate_limit_per_second: None,
         expires_at: None,
+        parent_id: None,
     };
     let (key, record) = keys.create(new, chrono::Utc::now()).await?;
     std::fs::create_dir_all(&settings.data_dir)?;
@@ -528,6 +529,8 @@ impl Application {
 
         let stopping = CancellationToken::new();
         let grace = Duration::from_secs(settings.server.shutdown_timeout_seconds);
+        // The peer's address keys the rate limit of requests without credentials.
+        let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let serve = axum::serve(listener, router).with_graceful_shutdown({
             let stopping = stopping.clone();
             async move {

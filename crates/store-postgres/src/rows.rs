@@ -17,15 +17,30 @@ pub(crate) fn corrupt(table: &'static str, detail: impl ToString) -> Error {
 }
 
 /// Counts the operation in `db_operations_total` and maps a failure to a store error; a closed
-/// or exhausted pool means the store cannot serve now (503), not that it failed.
+/// pool (shutting down) and a server that cannot serve now are 503s, not failures.
 pub(crate) fn record<T>(operation: &'static str, table: &'static str, result: sqlx::Result<T>) -> Result<T> {
     let status = if result.is_ok() { "success" } else { "error" };
     metrics::counter!("db_operations_total", "operation" => operation, "table" => table, "status" => status)
         .increment(1);
     result.map_err(|err| match err {
-        sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut => Error::Unavailable,
+        sqlx::Error::PoolClosed => Error::Unavailable,
+        err if is_outage(&err) => Error::outage(err),
         err => Error::store(err),
     })
+}
+
+/// Whether a failure says PostgreSQL cannot serve now, not that the request was wrong: no
+/// connection (I/O, TLS, a lost connection task, none to be had within the acquire timeout), or SQLSTATE class 08 (connection exception),
+/// 57 (operator intervention: shutdown, crash recovery, cancelled by the admin) or 53
+/// (insufficient resources: disk full, out of memory, too many connections).
+pub(crate) fn is_outage(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| ["08", "57", "53"].iter().any(|class| code.starts_with(class)))
+        }
+        _ => false,
+    }
 }
 
 /// A column of a row, its decoding failure reported as a corrupt row of `table`.
@@ -94,5 +109,6 @@ pub(crate) fn key_from_row(row: &PgRow) -> Result<ApiKey> {
         expires_at: get(row, TABLE, "expires_at")?,
         revoked_at: get(row, TABLE, "revoked_at")?,
         last_used_at: get(row, TABLE, "last_used_at")?,
+        parent_id: get(row, TABLE, "parent_id")?,
     })
 }

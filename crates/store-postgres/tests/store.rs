@@ -1,6 +1,6 @@
 //! The memory and job stores against a real PostgreSQL with pgvector, each test in a scratch
 //! database of its own. Set `CONTEXTIQ_TEST_DATABASE_URL` (see `scripts/services.sh`) to run
-//! them; without it they are skipped with a message.
+//! them; without it they are skipped with a message (or fail, under `CONTEXTIQ_REQUIRE_SERVICES=1`).
 
 use chrono::{DateTime, Duration, Utc};
 use contextiq_core::generation::{
@@ -26,11 +26,21 @@ async fn scratch_store(test: &str) -> Option<(PostgresStore, String)> {
 /// [`scratch_store`] with the vector outbox on or off.
 async fn scratch_store_with(test: &str, vector_outbox: bool) -> Option<(PostgresStore, String)> {
     let Ok(url) = std::env::var(DATABASE_URL) else {
-        eprintln!("{test} skipped: {DATABASE_URL} is not set");
+        skip_unless_required(test, &format!("{DATABASE_URL} is not set"));
         return None;
     };
     let url = create_scratch_database(&url).await.expect("create a scratch database");
     Some((open_store(&url, vector_outbox).await, url))
+}
+
+/// Skips a test whose service is not configured, with a message; fails it instead under
+/// `CONTEXTIQ_REQUIRE_SERVICES=1`, which `scripts/test.sh` sets, so the suite cannot pass
+/// without testing what it is meant to.
+fn skip_unless_required(test: &str, why: &str) {
+    if std::env::var_os("CONTEXTIQ_REQUIRE_SERVICES").is_some_and(|value| value == "1") {
+        panic!("{test}: {why}, and CONTEXTIQ_REQUIRE_SERVICES=1 forbids skipping");
+    }
+    eprintln!("{test} skipped: {why}");
 }
 
 async fn open_store(url: &str, vector_outbox: bool) -> PostgresStore {

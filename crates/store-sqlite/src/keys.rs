@@ -39,7 +39,7 @@ impl KeyStore for SqliteStore {
         record("select", "api_keys", row)?.as_ref().map(key_from_row).transpose()?.ok_or_else(Error::key_not_found)
     }
 
-    async fn revoke_key(&self, org: Option<&OrgId>, id: Uuid, now: DateTime<Utc>) -> Result<ApiKey> {
+    async fn revoke_key(&self, org: Option<&OrgId>, id: Uuid, now: DateTime<Utc>) -> Result<Vec<ApiKey>> {
         let org = org.cloned();
         self.write(|reply| WriteOp::RevokeKey { org, id, now, reply }).await
     }

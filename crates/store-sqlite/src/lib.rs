@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use crate::rows::{event_from_row, micros, record, session_from_row};
 use crate::vectors::VectorCache;
-use crate::writer::{WriteOp, Writer};
+use crate::writer::{LastFailure, WriteOp, Writer};
 
 /// The migrations, embedded in the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -89,20 +89,89 @@ impl SqliteOptions {
     }
 }
 
+/// The database holds every tenant's data: only its owner may read it, whatever the umask.
+mod private_files {
+    use std::io;
+    use std::path::Path;
+
+    /// Creates the database's directory (0700) and an empty database file (0600) if missing,
+    /// and warns when an existing directory is open to the group or others.
+    pub(crate) fn prepare(path: &Path) -> io::Result<()> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            if dir.exists() {
+                warn_if_shared(dir);
+            } else {
+                let mut builder = std::fs::DirBuilder::new();
+                builder.recursive(true);
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+                builder.create(dir)?;
+                set_mode(dir, 0o700)?;
+            }
+        }
+        let mut file = std::fs::OpenOptions::new();
+        file.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+        file.open(path)?;
+        Ok(())
+    }
+
+    /// Sets 0600 on the database file and its `-wal` and `-shm` files, where they exist.
+    pub(crate) fn restrict(path: &Path) -> io::Result<()> {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = Path::new(&name);
+            if file.exists() {
+                set_mode(file, 0o600)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    }
+
+    #[cfg(not(unix))]
+    fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn warn_if_shared(dir: &Path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(metadata) = std::fs::metadata(dir)
+                && metadata.permissions().mode() & 0o077 != 0
+            {
+                tracing::warn!(
+                    directory = %dir.display(),
+                    mode = format!("{:o}", metadata.permissions().mode() & 0o777),
+                    "the data directory is open to other users of this machine; \
+                     `chmod 700` it so only the server's user can reach the database"
+                );
+            }
+        }
+    }
+}
+
 pub struct SqliteStore {
     pub(crate) readers: SqlitePool,
     pub(crate) vectors: Arc<VectorCache>,
     /// `None` once closed.
     writer: Mutex<Option<mpsc::Sender<WriteOp>>>,
     writer_task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    last_failure: Arc<LastFailure>,
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database and applies pending migrations.
     pub async fn open(options: &SqliteOptions) -> Result<SqliteStore> {
-        if let Some(dir) = options.path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(Error::store)?;
-        }
+        private_files::prepare(&options.path).map_err(Error::store)?;
         let connect = SqliteConnectOptions::new()
             .filename(&options.path)
             .create_if_missing(true)
@@ -118,6 +187,9 @@ impl SqliteStore {
         if options.vector_outbox {
             outbox::record_writes(&mut write_conn).await?;
         }
+        // SQLite gives `-wal` and `-shm` the database file's mode; this also tightens the files
+        // of a database made before the rule.
+        private_files::restrict(&options.path).map_err(Error::store)?;
         let readers = SqlitePoolOptions::new()
             .max_connections(options.read_pool_size.max(1))
             .connect_with(connect)
@@ -125,13 +197,15 @@ impl SqliteStore {
             .map_err(Error::store)?;
         let (sender, receiver) = mpsc::channel(4096);
         let vectors = Arc::new(VectorCache::default());
-        let writer = Writer::new(write_conn, options.max_write_batch.max(1), vectors.clone());
+        let last_failure = Arc::new(LastFailure::default());
+        let writer = Writer::new(write_conn, options.max_write_batch.max(1), vectors.clone(), last_failure.clone());
         let writer_task = tokio::spawn(writer.run(receiver));
         Ok(SqliteStore {
             readers,
             vectors,
             writer: Mutex::new(Some(sender)),
             writer_task: tokio::sync::Mutex::new(Some(writer_task)),
+            last_failure,
         })
     }
 
@@ -140,7 +214,10 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         sender.send(op(reply)).await.map_err(|_| Error::Unavailable)?;
         // A dropped reply means the group failed and rolled back: nothing was written.
-        answer.await.unwrap_or_else(|_| Err(Error::store(writer::NotCommitted)))
+        answer.await.unwrap_or_else(|_| match self.last_failure.was_outage() {
+            true => Err(Error::outage(writer::NotCommitted)),
+            false => Err(Error::store(writer::NotCommitted)),
+        })
     }
 }
 
@@ -190,11 +267,13 @@ impl SessionStore for SqliteStore {
         if let Some(agent_id) = &filter.agent_id {
             query.push(" AND agent_id = ").push_bind(agent_id.as_str());
         }
-        for (key, value) in filter.scope.iter().flatten() {
-            query
-                .push(" AND EXISTS (SELECT 1 FROM json_each(sessions.scope) WHERE json_each.key = ")
-                .push_bind(key.as_str());
-            query.push(" AND json_each.value = ").push_bind(value.as_str()).push(")");
+        if let Some(scope) = &filter.scope {
+            // Containment as one expression, however many pairs the constraint holds: no pair
+            // of the constraint is missing from the session's scope.
+            let constraint = serde_json::to_string(scope).map_err(Error::store)?;
+            query.push(" AND NOT EXISTS (SELECT 1 FROM json_each(").push_bind(constraint);
+            query.push(") AS wanted WHERE NOT EXISTS (SELECT 1 FROM json_each(sessions.scope) AS held ");
+            query.push("WHERE held.key = wanted.key AND held.value = wanted.value))");
         }
         push_page(&mut query, filter.cursor, filter.limit);
         let rows = record("select", "sessions", query.build().fetch_all(&self.readers).await)?;

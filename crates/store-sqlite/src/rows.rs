@@ -35,13 +35,34 @@ pub(crate) fn count<T>(operation: &'static str, table: &'static str, result: sql
     result
 }
 
-/// Counts the operation and maps a failure to a store error; a closed or exhausted pool means
-/// the store cannot serve now (503), not that it failed.
+/// Counts the operation and maps a failure to a store error; a closed pool (shutting down) and a
+/// database that cannot serve now are 503s, not failures.
 pub(crate) fn record<T>(operation: &'static str, table: &'static str, result: sqlx::Result<T>) -> Result<T> {
     count(operation, table, result).map_err(|err| match err {
-        sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut => Error::Unavailable,
+        sqlx::Error::PoolClosed => Error::Unavailable,
+        err if is_outage(&err) => Error::outage(err),
         err => Error::store(err),
     })
+}
+
+/// Whether a failure says SQLite cannot serve now, not that the request was wrong: the
+/// database is busy or locked past the busy timeout, out of memory or disk, or unreadable
+/// (I/O error, cannot open), or no connection within the acquire timeout. Primary result codes; extended codes carry them in the low byte.
+pub(crate) fn is_outage(err: &sqlx::Error) -> bool {
+    const BUSY: i64 = 5;
+    const LOCKED: i64 = 6;
+    const NOMEM: i64 = 7;
+    const IOERR: i64 = 10;
+    const FULL: i64 = 13;
+    const CANTOPEN: i64 = 14;
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| matches!(code & 0xff, BUSY | LOCKED | NOMEM | IOERR | FULL | CANTOPEN)),
+        _ => false,
+    }
 }
 
 fn json_object(table: &'static str, text: &str) -> Result<Map<String, Value>> {
@@ -111,6 +132,11 @@ pub(crate) fn key_from_row(row: &SqliteRow) -> Result<contextiq_core::ApiKey> {
         expires_at: get_opt_time("expires_at")?,
         revoked_at: get_opt_time("revoked_at")?,
         last_used_at: get_opt_time("last_used_at")?,
+        parent_id: row
+            .try_get::<Option<String>, _>("parent_id")
+            .map_err(|err| corrupt(TABLE, err))?
+            .map(|id| uuid(TABLE, &id))
+            .transpose()?,
     })
 }
 

@@ -60,7 +60,7 @@ pub(crate) enum WriteOp {
         org: Option<OrgId>,
         id: Uuid,
         now: DateTime<Utc>,
-        reply: Reply<ApiKey>,
+        reply: Reply<Vec<ApiKey>>,
     },
     TouchKey {
         id: Uuid,
@@ -124,6 +124,21 @@ pub(crate) enum WriteOp {
 #[error("the write was not committed")]
 pub(crate) struct NotCommitted;
 
+/// Whether the last group that failed failed because SQLite could not serve (busy, disk full,
+/// I/O): the writes of a failed group get no reply, so their waiters learn the cause here.
+#[derive(Debug, Default)]
+pub(crate) struct LastFailure(std::sync::atomic::AtomicBool);
+
+impl LastFailure {
+    pub(crate) fn was_outage(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn record(&self, err: &sqlx::Error) {
+        self.0.store(crate::rows::is_outage(err), std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// Sends a write's outcome; run only once its group has committed.
 pub(crate) type Completion = Box<dyn FnOnce() + Send>;
 
@@ -135,14 +150,20 @@ pub(crate) fn complete<T: Send + 'static>(reply: Reply<T>, outcome: Result<T>) -
 }
 
 pub(crate) struct Writer {
+    pub(crate) last_failure: Arc<LastFailure>,
     pub(crate) conn: SqliteConnection,
     max_batch: usize,
     vectors: Arc<VectorCache>,
 }
 
 impl Writer {
-    pub(crate) fn new(conn: SqliteConnection, max_batch: usize, vectors: Arc<VectorCache>) -> Writer {
-        Writer { conn, max_batch, vectors }
+    pub(crate) fn new(
+        conn: SqliteConnection,
+        max_batch: usize,
+        vectors: Arc<VectorCache>,
+        last_failure: Arc<LastFailure>,
+    ) -> Writer {
+        Writer { last_failure, conn, max_batch, vectors }
     }
 
     /// Runs until every sender is dropped and the queue is drained, then closes the
@@ -157,6 +178,7 @@ impl Writer {
                 Err(err) => {
                     // The group's replies were dropped with it: each waiting request fails
                     // and none of them was acknowledged.
+                    self.last_failure.record(&err);
                     tracing::error!(error = %err, n_writes, "SQLite write group failed and was rolled back");
                     if let Err(err) = sqlx::query("ROLLBACK").execute(&mut self.conn).await {
                         tracing::debug!(error = %err, "nothing to roll back");
@@ -238,9 +260,21 @@ impl Writer {
                 complete(reply, Ok(count("purge", "sessions", result)?.rows_affected()))
             }
             WriteOp::CreateKey { key, reply } => {
+                // The parent's revocation goes through this same writer, so the check and the
+                // insert cannot interleave with it.
+                if let Some(parent_id) = key.parent_id {
+                    let parent: sqlx::Result<Option<(Option<i64>,)>> =
+                        sqlx::query_as("SELECT revoked_at FROM api_keys WHERE id = ?")
+                            .bind(parent_id.to_string())
+                            .fetch_optional(&mut self.conn)
+                            .await;
+                    if !matches!(count("select", "api_keys", parent)?, Some((None,))) {
+                        return Ok(complete(reply, Err(Error::Forbidden("the key minting a key has been revoked".to_owned()))));
+                    }
+                }
                 let result = sqlx::query(concat!(
                     "INSERT INTO api_keys (id, org_id, name, key_hash, prefix, permissions, scope, ",
-                    "rate_limit_per_second, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    "rate_limit_per_second, created_at, expires_at, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 ))
                 .bind(key.id.to_string())
                 .bind(key.org_id.as_str())
@@ -252,6 +286,7 @@ impl Writer {
                 .bind(key.rate_limit_per_second.map(i64::from))
                 .bind(micros(key.created_at))
                 .bind(key.expires_at.map(micros))
+                .bind(key.parent_id.map(|id| id.to_string()))
                 .execute(&mut self.conn)
                 .await;
                 count("insert", "api_keys", result)?;
@@ -259,16 +294,23 @@ impl Writer {
             }
             WriteOp::RevokeKey { org, id, now, reply } => {
                 let result = sqlx::query(concat!(
+                    "WITH RECURSIVE minted (id) AS (",
+                    "SELECT id FROM api_keys WHERE id = ?2 AND (?3 IS NULL OR org_id = ?3) ",
+                    "UNION SELECT child.id FROM api_keys AS child JOIN minted ON child.parent_id = minted.id) ",
                     "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) ",
-                    "WHERE id = ?2 AND (?3 IS NULL OR org_id = ?3) RETURNING *"
+                    "WHERE id IN (SELECT id FROM minted) RETURNING *"
                 ))
                 .bind(micros(applied_at(now)))
                 .bind(id.to_string())
                 .bind(org.as_ref().map(OrgId::as_str))
-                .fetch_optional(&mut self.conn)
+                .fetch_all(&mut self.conn)
                 .await;
                 let revoked = count("update", "api_keys", result)?;
-                complete(reply, revoked.as_ref().map_or_else(|| Err(Error::key_not_found()), key_from_row))
+                let keys = revoked.iter().map(key_from_row).collect::<Result<Vec<_>>>().and_then(|mut keys| {
+                    keys.sort_by_key(|key| key.id != id);
+                    if keys.is_empty() { Err(Error::key_not_found()) } else { Ok(keys) }
+                });
+                complete(reply, keys)
             }
             WriteOp::InsertMemory { memory, embedding, revision, reply } => {
                 let change = self.insert_memory(&memory, embedding, &revision).await?;

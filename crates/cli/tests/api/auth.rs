@@ -28,7 +28,7 @@ pub fn token(org: &str, sub: &str, permissions: &[&str], scope: Option<Value>, s
     )
 }
 
-fn token_with(claims: Value, secret: &str, algorithm: jsonwebtoken::Algorithm) -> String {
+pub fn token_with(claims: Value, secret: &str, algorithm: jsonwebtoken::Algorithm) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(algorithm),
         &claims,
@@ -107,6 +107,7 @@ async fn jwts_are_verified_strictly() {
         claims.as_object_mut().unwrap().extend(overrides.as_object().unwrap().clone());
         claims
     };
+    let hs256 = |claims: Value| token_with(claims, JWT_SECRET, jsonwebtoken::Algorithm::HS256);
     let unsigned = format!(
         "{}.{}.",
         URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
@@ -125,6 +126,24 @@ async fn jwts_are_verified_strictly() {
         }),
         ("unknown permission", token("default", "alice", &["ROOT"], None, JWT_SECRET)),
         ("tampered", format!("{}x", &good[..good.len() - 1])),
+        ("not valid before an hour from now", hs256(claims(json!({"nbf": now + 3600})))),
+        ("issuer as a list", hs256(claims(json!({"iss": ["contextiq"]})))),
+        ("an unknown critical header", {
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+            header.crit = Some(vec!["exp-in-ms".to_owned()]);
+            let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes());
+            jsonwebtoken::encode(&header, &claims(json!({})), &key).unwrap()
+        }),
+        // A scope of a thousand keys once reached SQLite as a thousand nested conditions (500).
+        ("a scope of 1,000 keys", {
+            let scope: serde_json::Map<String, Value> =
+                (0..1000).map(|index| (format!("k{index}"), json!("v"))).collect();
+            hs256(claims(json!({"scope": scope})))
+        }),
+        ("a scope key of 65 characters", hs256(claims(json!({"scope": {"k".repeat(65): "v"}})))),
+        ("a scope value of 10,000 characters", hs256(claims(json!({"scope": {"user_id": "v".repeat(10_000)}})))),
+        ("an org_id of 129 characters", hs256(claims(json!({"org_id": "o".repeat(129)})))),
+        ("a sub of 257 characters", hs256(claims(json!({"sub": "s".repeat(257)})))),
     ];
     for (what, bad) in rejected {
         let response = client_with_token(&bad).get(app.url("/api/v1/sessions")).send().await.unwrap();
@@ -383,10 +402,19 @@ async fn isolation_matrix() {
                 .await
                 .unwrap();
             problem_of(response, StatusCode::FORBIDDEN, "forbidden").await;
+            // Within its scope, but labelled as another user: forbidden too.
             let response = who
                 .client
                 .post(app.url("/api/v1/sessions"))
                 .json(&json!({"user_id": other_user, "scope": {"user_id": who.user, "app": "x"}}))
+                .send()
+                .await
+                .unwrap();
+            problem_of(response, StatusCode::FORBIDDEN, "forbidden").await;
+            let response = who
+                .client
+                .post(app.url("/api/v1/sessions"))
+                .json(&json!({"user_id": who.user, "scope": {"user_id": who.user, "app": "x"}}))
                 .send()
                 .await
                 .unwrap();

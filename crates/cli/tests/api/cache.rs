@@ -75,6 +75,8 @@ async fn a_redis_that_is_down_costs_nothing_but_speed() {
     let app = spawn_app_with(|settings| {
         settings.redis.url = Some("redis://127.0.0.1:1/0".to_owned().into());
         settings.redis.socket_timeout = 0.5;
+        // Limits are off unless configured; configured, they hold per process.
+        settings.auth.rate_limit_per_second = 100_000;
     })
     .await;
     let session_id = id_of(&app.create_session(&json!({"user_id": "u1"})).await);

@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::fake_llm::{FakeLlm, Reply};
-use crate::helpers::{id_of, json_of, test_database_url};
+use crate::helpers::{id_of, json_of, skip_unless_required, test_database_url};
 use crate::otlp::OtlpReceiver;
 use crate::process::ServerProcess;
 
@@ -31,8 +31,13 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_roles_as_processes_survive_a_killed_worker_a_rabbitmq_restart_and_redis_down() {
     let data_dir = tempfile::tempdir().unwrap();
-    if test_database_url(data_dir.path()).await.is_none() || which("rabbitmq-server").is_none() {
-        eprintln!("skipped: needs the conformance run's PostgreSQL, and RabbitMQ and Redis installed");
+    // The embedded run has no PostgreSQL: the test belongs to the conformance runs.
+    if test_database_url(data_dir.path()).await.is_none() {
+        eprintln!("skipped: needs the conformance run's PostgreSQL");
+        return;
+    }
+    if which("rabbitmq-server").is_none() || which("redis-server").is_none() {
+        skip_unless_required("the roles as processes", "RabbitMQ and Redis are not installed");
         return;
     }
     let rabbitmq = tokio::task::spawn_blocking(PrivateRabbitMq::start).await.unwrap();

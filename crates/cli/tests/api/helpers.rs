@@ -33,9 +33,8 @@ pub async fn spawn_app_in(data_dir: Arc<TempDir>, configure: impl FnOnce(&mut Se
     let mut settings = Settings::default();
     settings.server.bind = "127.0.0.1:0".to_owned();
     settings.data_dir = data_dir.path().to_owned();
-    // Tests drive thousands of requests with one key; the rate-limit test sets its own.
-    settings.auth.rate_limit_per_second = 1_000_000;
-    settings.auth.rate_limit_burst = 1_000_000;
+    // No default rate limit (the default); the rate-limit tests set their own.
+    settings.auth.rate_limit_per_second = 0;
     settings.embedding.model_path = model_dir();
     if let Some(url) = test_database_url(data_dir.path()).await {
         settings.database.url = Some(url.into());
@@ -130,6 +129,16 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// Skips a test whose service is not installed or configured, with a message; fails it instead
+/// under `CONTEXTIQ_REQUIRE_SERVICES=1`, which `scripts/test.sh` sets, so the suite cannot pass
+/// without testing what it is meant to.
+pub fn skip_unless_required(test: &str, why: &str) {
+    if std::env::var_os("CONTEXTIQ_REQUIRE_SERVICES").is_some_and(|value| value == "1") {
+        panic!("{test}: {why}, and CONTEXTIQ_REQUIRE_SERVICES=1 forbids skipping");
+    }
+    eprintln!("{test} skipped: {why}");
 }
 
 /// With `CONTEXTIQ_CONFORMANCE_DATABASE_URL` set (the conformance run against PostgreSQL), the URL of

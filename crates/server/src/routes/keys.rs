@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::{Admin, Authorized};
+use crate::auth::{Admin, Authorized, Credential};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, KeyId};
 use crate::startup::AppState;
@@ -32,7 +32,8 @@ pub struct CreateKeyRequest {
     pub scope: Option<Scope>,
     pub expires_in_seconds: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
-    /// Requests per second for this key (burst twice that), instead of the default.
+    /// Requests per second for this key (burst twice that), instead of the default; at most
+    /// the creating credential's rate.
     pub rate_limit_per_second: Option<u32>,
 }
 
@@ -51,6 +52,8 @@ pub struct KeyBody {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The key that minted this one, if a key did: revoking it revoked or revokes this one.
+    pub parent_id: Option<Uuid>,
 }
 
 /// A new key: the only time its text is shown.
@@ -81,12 +84,15 @@ impl From<ApiKey> for KeyBody {
             expires_at: key.expires_at,
             revoked_at: key.revoked_at,
             last_used_at: key.last_used_at,
+            parent_id: key.parent_id,
         }
     }
 }
 
 /// Creates a key in the caller's org. A key never gets more than its creator holds: its
-/// permissions are a subset of the caller's and its scope within the caller's.
+/// permissions are a subset of the caller's, its scope within the caller's, its expiry no
+/// later than the caller's (the caller's when none is asked), its rate no higher than the
+/// caller's (the caller's when none is asked); and revoking the creating key revokes it.
 #[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = CreateKeyRequest,
     responses((status = 201, body = CreatedKeyBody), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_key(
@@ -115,13 +121,33 @@ pub async fn create_key(
         }
         (_, scope) => scope,
     };
+    let expires_at = match (principal.expires_at, expires_at) {
+        (Some(limit), Some(asked)) if asked > limit => {
+            return Err(CoreError::Forbidden(format!("a key cannot outlive its creator, which expires at {limit}")).into());
+        }
+        (Some(limit), None) => Some(limit),
+        (_, asked) => asked,
+    };
+    let rate_limit_per_second = match (principal.rate, request.rate_limit_per_second) {
+        (Some(limit), Some(asked)) if asked > limit.per_second => {
+            let limit = limit.per_second;
+            return Err(CoreError::Forbidden(format!("a key cannot be faster than its creator ({limit}/s)")).into());
+        }
+        (Some(limit), None) => Some(limit.per_second),
+        (_, asked) => asked,
+    };
+    let parent_id = match principal.credential {
+        Credential::ApiKey { id } => Some(id),
+        Credential::Jwt { .. } | Credential::Anonymous { .. } => None,
+    };
     let new = NewApiKey {
         org_id: principal.access.org_id.clone(),
         name: request.name,
         permissions: request.permissions,
         scope,
-        rate_limit_per_second: request.rate_limit_per_second,
+        rate_limit_per_second,
         expires_at,
+        parent_id,
     };
     let (key, record) = state.keys.create(new, now).await?;
     Ok((StatusCode::CREATED, Json(CreatedKeyBody { key, record: record.into() })))
@@ -151,7 +177,8 @@ pub async fn get_key(
     Ok(Json(key.into()))
 }
 
-/// Revokes a key: it stops working at once; its record stays, with `revoked_at`.
+/// Revokes a key and every key minted under it: they stop working at once on this server
+/// (within `AUTH_KEY_CACHE_SECONDS` on other processes); their records stay, with `revoked_at`.
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path)),
     responses((status = 200, body = KeyBody), (status = 404, body = Problem)))]
 pub async fn revoke_key(
@@ -165,8 +192,11 @@ pub async fn revoke_key(
         return Err(CoreError::key_not_found().into());
     }
     let revoked = state.keys.revoke(org, id, Utc::now()).await?;
-    state.authenticator.forget_key(&revoked.key_hash);
-    Ok(Json(revoked.into()))
+    for key in &revoked {
+        state.authenticator.forget_key(&key.key_hash);
+    }
+    let key = revoked.into_iter().next().ok_or_else(CoreError::key_not_found)?;
+    Ok(Json(key.into()))
 }
 
 /// A scope-limited admin sees only keys confined within its own scope.

@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Authorized, MemoryRead, MemoryWrite, Principal};
+use crate::routes::WriteReceipt;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, MemoryId};
 use crate::routes::sessions::{decode_page_cursor, encode_page_cursor};
@@ -328,15 +329,34 @@ pub async fn list_memories(
     }))
 }
 
+/// The memory a change left, to a credential that may read memories; a receipt otherwise.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum MemoryAnswer {
+    Memory(MemoryBody),
+    Receipt(WriteReceipt),
+}
+
+impl MemoryAnswer {
+    fn to(principal: &Principal, memory: Memory) -> MemoryAnswer {
+        match principal.may(contextiq_core::Permission::MemoryRead) {
+            true => MemoryAnswer::Memory(memory.into()),
+            false => MemoryAnswer::Receipt(WriteReceipt { id: memory.id, updated_at: memory.updated_at }),
+        }
+    }
+}
+
+/// Changes the fields given; a patch that changes nothing writes no revision. A credential
+/// without MEMORY_READ gets a receipt, not the memory.
 #[utoipa::path(patch, path = "/api/v1/memories/{id}", tag = "memories", params(("id" = Uuid, Path)),
     request_body = UpdateMemoryRequest,
-    responses((status = 200, body = MemoryBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = MemoryAnswer), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_memory(
     State(state): State<AppState>,
     Authorized(principal, _): Authorized<MemoryWrite>,
     MemoryId(id): MemoryId,
     ApiJson(request): ApiJson<UpdateMemoryRequest>,
-) -> Result<Json<MemoryBody>, ApiError> {
+) -> Result<Json<MemoryAnswer>, ApiError> {
     let patch = MemoryPatch {
         fact: request.fact,
         topic: request.topic,
@@ -346,7 +366,7 @@ pub async fn update_memory(
         expires_at: request.expires_at,
     };
     let memory = state.memories.update(&principal.access, &principal.actor(), id, patch, Utc::now()).await?;
-    Ok(Json(memory.into()))
+    Ok(Json(MemoryAnswer::to(&principal, memory)))
 }
 
 /// Deletes a memory (its history stays, and `restore` brings it back); `?purge=true` erases
@@ -375,19 +395,20 @@ pub async fn list_revisions(
     Ok(Json(RevisionList { revisions: revisions.into_iter().map(RevisionBody::from).collect() }))
 }
 
-/// Returns a memory, live or deleted, to the state a revision recorded; itself a revision.
+/// Returns a memory, live or deleted, to the state a revision recorded; itself a revision. A
+/// credential without MEMORY_READ gets a receipt, not the memory.
 #[utoipa::path(post, path = "/api/v1/memories/{id}/restore", tag = "memories", params(("id" = Uuid, Path)),
     request_body = RestoreRequest,
-    responses((status = 200, body = MemoryBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = MemoryAnswer), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn restore_memory(
     State(state): State<AppState>,
     Authorized(principal, _): Authorized<MemoryWrite>,
     MemoryId(id): MemoryId,
     ApiJson(request): ApiJson<RestoreRequest>,
-) -> Result<Json<MemoryBody>, ApiError> {
+) -> Result<Json<MemoryAnswer>, ApiError> {
     let memory =
         state.memories.restore(&principal.access, &principal.actor(), id, request.revision_id, Utc::now()).await?;
-    Ok(Json(memory.into()))
+    Ok(Json(MemoryAnswer::to(&principal, memory)))
 }
 
 /// Hybrid search (BM25 and embedding similarity, fused) within exactly one scope.

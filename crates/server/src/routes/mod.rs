@@ -93,6 +93,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
+/// The answer of a change (a PATCH, a restore) to a credential that may write but not read:
+/// that the change happened, and nothing of the stored data the request did not carry.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WriteReceipt {
+    pub id: uuid::Uuid,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
 async fn route_not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::RouteNotFound(uri.path().to_owned())
 }

@@ -16,7 +16,8 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::{Authorized, SessionRead, SessionWrite};
+use crate::auth::{Authorized, Principal, SessionRead, SessionWrite};
+use crate::routes::WriteReceipt;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, SessionId, from_value};
 use crate::startup::AppState;
@@ -349,18 +350,37 @@ pub async fn list_events(
     }))
 }
 
-/// Applies a JSON Merge Patch (RFC 7396) to the state: `null` deletes a key, objects merge.
+/// The session a state patch left, to a credential that may read sessions; a receipt otherwise.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SessionAnswer {
+    Session(SessionBody),
+    Receipt(WriteReceipt),
+}
+
+impl SessionAnswer {
+    fn to(principal: &Principal, session: Session) -> SessionAnswer {
+        match principal.may(contextiq_core::Permission::SessionRead) {
+            true => SessionAnswer::Session(session.into()),
+            false => SessionAnswer::Receipt(WriteReceipt { id: session.id, updated_at: session.updated_at }),
+        }
+    }
+}
+
+/// Applies a JSON Merge Patch (RFC 7396) to the state: `null` deletes a key, objects merge;
+/// an empty patch changes nothing. A credential without SESSION_READ gets a receipt, not the
+/// session.
 #[utoipa::path(patch, path = "/api/v1/sessions/{id}/state", tag = "sessions", params(("id" = Uuid, Path)),
     request_body(content = Object, content_type = "application/merge-patch+json"),
-    responses((status = 200, body = SessionBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = SessionAnswer), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn patch_state(
     State(state): State<AppState>,
     Authorized(principal, _): Authorized<SessionWrite>,
     SessionId(id): SessionId,
     ApiJson(patch): ApiJson<Value>,
-) -> Result<Json<SessionBody>, ApiError> {
+) -> Result<Json<SessionAnswer>, ApiError> {
     let session = state.sessions.patch_state(&principal.access, id, patch, Utc::now()).await?;
-    Ok(Json(session.into()))
+    Ok(Json(SessionAnswer::to(&principal, session)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path)),
