@@ -211,7 +211,9 @@ impl Authenticator {
         let mut authorizations = headers.get_all(axum::http::header::AUTHORIZATION).iter();
         let (api_key, authorization) = (api_keys.next(), authorizations.next());
         // Which of several credentials would win is a guess a client must not rely on.
-        if api_keys.next().is_some() || authorizations.next().is_some() || (api_key.is_some() && authorization.is_some())
+        if api_keys.next().is_some()
+            || authorizations.next().is_some()
+            || (api_key.is_some() && authorization.is_some())
         {
             return Err(ApiError::ConflictingCredentials);
         }

@@ -178,7 +178,6 @@ impl Writer {
                 Err(err) => {
                     // The group's replies were dropped with it: each waiting request fails
                     // and none of them was acknowledged.
-                    self.last_failure.record(&err);
                     tracing::error!(error = %err, n_writes, "SQLite write group failed and was rolled back");
                     if let Err(err) = sqlx::query("ROLLBACK").execute(&mut self.conn).await {
                         tracing::debug!(error = %err, "nothing to roll back");
@@ -191,14 +190,28 @@ impl Writer {
         }
     }
 
-    async fn commit_group(&mut self, writes: impl Iterator<Item = WriteOp>) -> sqlx::Result<Vec<Completion>> {
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await?;
+    async fn commit_group(&mut self, mut writes: impl Iterator<Item = WriteOp>) -> sqlx::Result<Vec<Completion>> {
         let mut completions = Vec::with_capacity(writes.size_hint().0);
+        let outcome = self.apply_group(&mut writes, &mut completions).await;
+        if let Err(err) = &outcome {
+            // Before the replies are dropped with `writes` and `completions`: their waiters
+            // read it as soon as they see the drop.
+            self.last_failure.record(err);
+        }
+        outcome.map(|()| completions)
+    }
+
+    async fn apply_group(
+        &mut self,
+        writes: &mut impl Iterator<Item = WriteOp>,
+        completions: &mut Vec<Completion>,
+    ) -> sqlx::Result<()> {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await?;
         for write in writes {
             completions.push(self.apply(write).await?);
         }
         sqlx::query("COMMIT").execute(&mut self.conn).await?;
-        Ok(completions)
+        Ok(())
     }
 
     /// Applies one write inside the open transaction. A domain failure (not found, too large)
@@ -269,7 +282,10 @@ impl Writer {
                             .fetch_optional(&mut self.conn)
                             .await;
                     if !matches!(count("select", "api_keys", parent)?, Some((None,))) {
-                        return Ok(complete(reply, Err(Error::Forbidden("the key minting a key has been revoked".to_owned()))));
+                        return Ok(complete(
+                            reply,
+                            Err(Error::Forbidden("the key minting a key has been revoked".to_owned())),
+                        ));
                     }
                 }
                 let result = sqlx::query(concat!(

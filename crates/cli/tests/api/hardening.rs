@@ -50,7 +50,10 @@ async fn minted_keys_never_outlive_or_outrun_their_parent_and_die_with_it() {
     }
     // Rates have a ceiling for every creator.
     let response = app
-        .post("/api/v1/keys", &json!({"name": "x", "permissions": ["ADMIN"], "rate_limit_per_second": 4_294_967_295u64}))
+        .post(
+            "/api/v1/keys",
+            &json!({"name": "x", "permissions": ["ADMIN"], "rate_limit_per_second": 4_294_967_295u64}),
+        )
         .await;
     let problem = problem_of(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(problem["field"], "rate_limit_per_second");
@@ -124,8 +127,12 @@ async fn a_key_minted_with_a_jwt_expires_with_it() {
     let app = spawn_app_with_jwt().await;
     let jwt = token("default", "ops", &["ADMIN"], None, JWT_SECRET);
     let client = client_with_token(&jwt);
-    let response =
-        client.post(app.url("/api/v1/keys")).json(&json!({"name": "k", "permissions": ["ADMIN"]})).send().await.unwrap();
+    let response = client
+        .post(app.url("/api/v1/keys"))
+        .json(&json!({"name": "k", "permissions": ["ADMIN"]}))
+        .send()
+        .await
+        .unwrap();
     let created = json_of(response, StatusCode::CREATED).await;
     let expires_at: chrono::DateTime<chrono::Utc> = created["expires_at"].as_str().unwrap().parse().unwrap();
     assert!(expires_at <= chrono::Utc::now() + chrono::Duration::seconds(600), "{created}");
@@ -184,9 +191,7 @@ async fn write_only_credentials_get_receipts_and_empty_changes_write_nothing() {
     assert_eq!(n_revisions, 3, "created, updated, restored; the empty patch wrote none");
 
     // Sessions: an empty merge patch from a SESSION_WRITE-only key shows no state.
-    let session = app
-        .create_session(&json!({"user_id": "u1", "state": {"card": "4111"}, "metadata": {"m": 1}}))
-        .await;
+    let session = app.create_session(&json!({"user_id": "u1", "state": {"card": "4111"}, "metadata": {"m": 1}})).await;
     let (session_writer_key, _) =
         create_key(&app, &app.client, json!({"name": "sw", "permissions": ["SESSION_WRITE"]})).await;
     let response = client_with_key(&session_writer_key)
@@ -222,8 +227,11 @@ async fn a_sessions_user_id_agrees_with_its_scope_and_the_credential() {
         let response = user.post(app.url("/api/v1/sessions")).json(&body).send().await.unwrap();
         problem_of(response, StatusCode::FORBIDDEN, "forbidden").await;
     }
-    json_of(user.post(app.url("/api/v1/sessions")).json(&json!({"user_id": "u1"})).send().await.unwrap(), StatusCode::CREATED)
-        .await;
+    json_of(
+        user.post(app.url("/api/v1/sessions")).json(&json!({"user_id": "u1"})).send().await.unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
     let response = app.post("/api/v1/sessions", &json!({"user_id": "u1", "scope": {"user_id": "u2"}})).await;
     let problem = problem_of(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(problem["field"], "user_id");
@@ -273,9 +281,8 @@ async fn default_limits_are_off_and_anonymous_clients_are_limited_per_address() 
         settings.auth.rate_limit_burst = 2;
     })
     .await;
-    let client_at = |address: [u8; 4]| {
-        reqwest::Client::builder().local_address(std::net::IpAddr::from(address)).build().unwrap()
-    };
+    let client_at =
+        |address: [u8; 4]| reqwest::Client::builder().local_address(std::net::IpAddr::from(address)).build().unwrap();
     let first = client_at([127, 0, 0, 1]);
     let mut statuses = Vec::new();
     for _ in 0..4 {
@@ -339,8 +346,9 @@ async fn a_locked_sqlite_database_is_a_503_not_a_500() {
     let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
     sqlx::query("BEGIN EXCLUSIVE").execute(&mut holder).await.unwrap();
     let response = app.post("/api/v1/sessions", &json!({"user_id": "u1"})).await;
-    assert!(response.headers().get("retry-after").is_some());
+    let retry_after = response.headers().get("retry-after").cloned();
     problem_of(response, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable").await;
+    assert!(retry_after.is_some());
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
     app.create_session(&json!({"user_id": "u1"})).await;
 }
@@ -411,7 +419,9 @@ async fn a_postgresql_outage_under_load_is_503s_and_loses_nothing() {
     postgres.start_again();
     let recovered = async {
         loop {
-            let response = app.post(&format!("/api/v1/sessions/{session_id}/events"), &json!({"author": "probe", "content": "x"})).await;
+            let response = app
+                .post(&format!("/api/v1/sessions/{session_id}/events"), &json!({"author": "probe", "content": "x"}))
+                .await;
             if response.status().is_success() {
                 return;
             }
@@ -429,8 +439,10 @@ async fn a_postgresql_outage_under_load_is_503s_and_loses_nothing() {
         acknowledged.extend(writes);
         statuses.extend(seen);
     }
-    let server_errors: Vec<_> =
-        statuses.iter().filter(|status| status.is_server_error() && **status != StatusCode::SERVICE_UNAVAILABLE).collect();
+    let server_errors: Vec<_> = statuses
+        .iter()
+        .filter(|status| status.is_server_error() && **status != StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
     assert!(server_errors.is_empty(), "{server_errors:?}");
     assert!(statuses.contains(&StatusCode::SERVICE_UNAVAILABLE), "the outage was seen");
 
@@ -444,7 +456,9 @@ async fn a_postgresql_outage_under_load_is_503s_and_loses_nothing() {
             StatusCode::OK,
         )
         .await;
-        facts.extend(page["memories"].as_array().unwrap().iter().map(|memory| memory["fact"].as_str().unwrap().to_owned()));
+        facts.extend(
+            page["memories"].as_array().unwrap().iter().map(|memory| memory["fact"].as_str().unwrap().to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(next) => cursor = format!("&cursor={next}"),
             None => break,
@@ -468,7 +482,8 @@ async fn a_data_directory_open_to_others_is_warned_about() {
     std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let server = crate::process::ServerProcess::start_with(data_dir.path(), &[]);
     let warned = server.log_lines().iter().any(|line| {
-        line["level"] == "WARN" && line["message"].as_str().is_some_and(|message| message.contains("open to other users"))
+        line["level"] == "WARN"
+            && line["message"].as_str().is_some_and(|message| message.contains("open to other users"))
     });
     assert!(warned, "{:?}", server.log_lines());
     let mode = std::fs::metadata(data_dir.path().join("contextiq.db")).unwrap().permissions().mode() & 0o777;

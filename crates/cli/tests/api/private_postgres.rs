@@ -22,7 +22,10 @@ impl PrivatePostgres {
             return None;
         }
         if !Path::new(BIN).join("initdb").exists() {
-            skip_unless_required("a private PostgreSQL", "PostgreSQL 15 is not installed (scripts/services.sh install)");
+            skip_unless_required(
+                "a private PostgreSQL",
+                "PostgreSQL 15 is not installed (scripts/services.sh install)",
+            );
             return None;
         }
         let dir = tempfile::Builder::new().prefix("pg-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a directory");
@@ -52,7 +55,15 @@ impl PrivatePostgres {
 
     /// Stops the server as a crash would: no checkpoint, connections cut.
     pub fn stop_immediately(&self) {
-        self.as_owner(&[&format!("{BIN}/pg_ctl"), "-D", &self.data().to_string_lossy(), "-m", "immediate", "-w", "stop"]);
+        self.as_owner(&[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            &self.data().to_string_lossy(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ]);
     }
 
     pub fn start_again(&self) {

@@ -123,7 +123,9 @@ pub async fn create_key(
     };
     let expires_at = match (principal.expires_at, expires_at) {
         (Some(limit), Some(asked)) if asked > limit => {
-            return Err(CoreError::Forbidden(format!("a key cannot outlive its creator, which expires at {limit}")).into());
+            return Err(
+                CoreError::Forbidden(format!("a key cannot outlive its creator, which expires at {limit}")).into()
+            );
         }
         (Some(limit), None) => Some(limit),
         (_, asked) => asked,

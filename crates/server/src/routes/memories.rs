@@ -17,9 +17,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Authorized, MemoryRead, MemoryWrite, Principal};
-use crate::routes::WriteReceipt;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, MemoryId};
+use crate::routes::WriteReceipt;
 use crate::routes::sessions::{decode_page_cursor, encode_page_cursor};
 use crate::startup::AppState;
 
@@ -333,14 +333,14 @@ pub async fn list_memories(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum MemoryAnswer {
-    Memory(MemoryBody),
+    Memory(Box<MemoryBody>),
     Receipt(WriteReceipt),
 }
 
 impl MemoryAnswer {
     fn to(principal: &Principal, memory: Memory) -> MemoryAnswer {
         match principal.may(contextiq_core::Permission::MemoryRead) {
-            true => MemoryAnswer::Memory(memory.into()),
+            true => MemoryAnswer::Memory(Box::new(memory.into())),
             false => MemoryAnswer::Receipt(WriteReceipt { id: memory.id, updated_at: memory.updated_at }),
         }
     }

@@ -17,9 +17,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Authorized, Principal, SessionRead, SessionWrite};
-use crate::routes::WriteReceipt;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, SessionId, from_value};
+use crate::routes::WriteReceipt;
 use crate::startup::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -354,14 +354,14 @@ pub async fn list_events(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum SessionAnswer {
-    Session(SessionBody),
+    Session(Box<SessionBody>),
     Receipt(WriteReceipt),
 }
 
 impl SessionAnswer {
     fn to(principal: &Principal, session: Session) -> SessionAnswer {
         match principal.may(contextiq_core::Permission::SessionRead) {
-            true => SessionAnswer::Session(session.into()),
+            true => SessionAnswer::Session(Box::new(session.into())),
             false => SessionAnswer::Receipt(WriteReceipt { id: session.id, updated_at: session.updated_at }),
         }
     }
