@@ -14,5 +14,6 @@ mod memories;
 mod otlp;
 mod process;
 mod qdrant;
+mod readme;
 mod service;
 mod sessions;
