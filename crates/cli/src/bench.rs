@@ -159,7 +159,8 @@ async fn bench_sessions(
     // One session per client for appends without contention, then one shared by all.
     let mut session_ids = Vec::with_capacity(args.clients);
     for client_idx in 0..args.clients {
-        let response = send(client.post(&sessions_url).json(&json!({"user_id": format!("bench-user-{client_idx}")}))).await?;
+        let response =
+            send(client.post(&sessions_url).json(&json!({"user_id": format!("bench-user-{client_idx}")}))).await?;
         let session: Value = expect_status(response, 201).await?;
         session_ids.push(session["id"].as_str().context("session without id")?.to_owned());
     }

@@ -73,15 +73,19 @@ async fn session_with_events(
     session: usize,
     n_events: usize,
 ) -> anyhow::Result<String> {
-    let response =
-        send(client.post(format!("{base_url}/api/v1/sessions")).json(&json!({"user_id": format!("bench-generation-{session}")})))
-            .await?;
+    let response = send(
+        client
+            .post(format!("{base_url}/api/v1/sessions"))
+            .json(&json!({"user_id": format!("bench-generation-{session}")})),
+    )
+    .await?;
     let created: Value = expect_status(response, 201).await?;
     let id = created["id"].as_str().context("a session id")?.to_owned();
     let events: Vec<Value> = (0..n_events).map(|turn| event(session, turn)).collect();
     for chunk in events.chunks(100) {
         let response =
-            send(client.post(format!("{base_url}/api/v1/sessions/{id}/events")).json(&json!({"events": chunk}))).await?;
+            send(client.post(format!("{base_url}/api/v1/sessions/{id}/events")).json(&json!({"events": chunk})))
+                .await?;
         expect_status(response, 201).await?;
     }
     Ok(id)
