@@ -290,7 +290,7 @@ fn throttling_hint(n_throttled: u64) -> String {
     )
 }
 
-/// A rate for people: `11,512/s`, `98.4/s`, `3.14/s`; figures past the third are noise.
+/// A rate for people: `11,512/s`, `98.4/s`, `4.26/s`; figures past the third are noise.
 pub(crate) fn format_rate(per_second: f64) -> String {
     let number = if !per_second.is_finite() || per_second < 0.0 {
         "-".to_owned()
@@ -393,7 +393,7 @@ mod tests {
             (1_234_567.8, "1,234,568/s"),
             (999.6, "1,000/s"),
             (100.0, "100/s"),
-            (3.14159, "3.14/s"),
+            (4.256, "4.26/s"),
             (0.0, "0.00/s"),
             (f64::INFINITY, "-/s"),
         ] {
