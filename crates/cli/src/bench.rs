@@ -1,12 +1,14 @@
 //! `contextiq bench sessions`: drives the sessions API over HTTP with concurrent clients and
 //! reports throughput and latency percentiles per operation.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use contextiq_server::{Application, Overrides, Settings};
+use contextiq_core::{KeyService, NewApiKey, OrgId, Permission};
+use contextiq_server::{Application, Overrides, Settings, open_stores};
 use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
@@ -83,6 +85,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 contextiq_server::telemetry::init_logging(&settings.log, &settings.service_name);
             }
             let key_file = settings.data_dir.join(contextiq_server::startup::ADMIN_KEY_FILE);
+            if api_key.is_none() && settings.auth.require_auth {
+                create_bench_key(&settings, &key_file).await?;
+            }
             let app = Application::build(settings).await?;
             if api_key.is_none() {
                 api_key = std::fs::read_to_string(&key_file).ok().map(|key| key.trim().to_owned());
@@ -111,14 +116,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("authentication: {}", if api_key.is_some() { "API key" } else { "none" });
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).default_headers(headers).build()?;
     let duration = Duration::from_secs(args.seconds);
-    match args.target {
-        BenchTarget::Sessions => bench_sessions(&args, &client, &base_url, duration).await?,
+    let measured = match args.target {
+        BenchTarget::Sessions => bench_sessions(&args, &client, &base_url, duration).await,
         BenchTarget::Memories => {
-            crate::bench_memories::run(&client, &base_url, args.memories, args.scopes, args.clients, duration).await?
+            crate::bench_memories::run(&client, &base_url, args.memories, args.scopes, args.clients, duration).await
         }
-        BenchTarget::Generation => crate::bench_generation::run(&client, &base_url, args.events, args.sessions).await?,
+        BenchTarget::Generation => crate::bench_generation::run(&client, &base_url, args.events, args.sessions).await,
         BenchTarget::Vectors => unreachable!("measured without a server, above"),
+    };
+    let n_throttled = THROTTLED.load(Ordering::Relaxed);
+    if n_throttled > 0 {
+        println!("\n{}", throttling_hint(n_throttled));
     }
+    measured?;
     if let Some((stop, task)) = server {
         let _ = stop.send(());
         task.await??;
@@ -139,7 +149,7 @@ async fn bench_sessions(
         let url = sessions_url.clone();
         async move {
             let body = json!({"user_id": format!("bench-user-{client_idx}"), "metadata": {"n": n}});
-            expect_status(client.post(&url).json(&body).send().await?, 201).await.map(|_| ())
+            expect_status(send(client.post(&url).json(&body)).await?, 201).await.map(|_| ())
         }
     })
     .await?;
@@ -149,7 +159,7 @@ async fn bench_sessions(
     let mut session_ids = Vec::with_capacity(args.clients);
     for client_idx in 0..args.clients {
         let response =
-            client.post(&sessions_url).json(&json!({"user_id": format!("bench-user-{client_idx}")})).send().await?;
+            send(client.post(&sessions_url).json(&json!({"user_id": format!("bench-user-{client_idx}")}))).await?;
         let session: Value = expect_status(response, 201).await?;
         session_ids.push(session["id"].as_str().context("session without id")?.to_owned());
     }
@@ -163,7 +173,7 @@ async fn bench_sessions(
             let client = client.clone();
             async move {
                 let body = json!({"author": "user", "role": "user", "content": format!("message {n} from client {client_idx}")});
-                expect_status(client.post(&url).json(&body).send().await?, 201).await.map(|_| ())
+                expect_status(send(client.post(&url).json(&body)).await?, 201).await.map(|_| ())
             }
         })
     };
@@ -173,7 +183,7 @@ async fn bench_sessions(
     let get = measure(args.clients, duration, |client_idx, _| {
         let url = format!("{sessions_url}/{}?include_events=false", session_ids[client_idx]);
         let client = client.clone();
-        async move { expect_status(client.get(&url).send().await?, 200).await.map(|_| ()) }
+        async move { expect_status(send(client.get(&url)).await?, 200).await.map(|_| ()) }
     })
     .await?;
     get.print("get session");
@@ -183,6 +193,8 @@ async fn bench_sessions(
 pub(crate) struct Measurement {
     latencies: Vec<Duration>,
     elapsed: Duration,
+    /// 429 answers waited out during the measurement.
+    n_throttled: u64,
 }
 
 impl Measurement {
@@ -192,11 +204,15 @@ impl Measurement {
             let idx = ((self.latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
             self.latencies.get(idx).map_or(0.0, |latency| latency.as_secs_f64() * 1000.0)
         };
+        let throttled = match self.n_throttled {
+            0 => String::new(),
+            n => format!("  ({n} throttled)"),
+        };
         println!(
-            "{:<22} {:>10} {:>12.0} {:>9.2} {:>9.2} {:>9.2}",
+            "{:<22} {:>10} {:>12} {:>9.2} {:>9.2} {:>9.2}{throttled}",
             operation,
             self.latencies.len(),
-            self.latencies.len() as f64 / self.elapsed.as_secs_f64(),
+            format_rate(self.latencies.len() as f64 / self.elapsed.as_secs_f64()),
             percentile(0.50),
             percentile(0.95),
             percentile(0.99)
@@ -210,6 +226,7 @@ where
     F: Fn(usize, usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
+    let n_throttled_before = THROTTLED.load(Ordering::Relaxed);
     let started = Instant::now();
     let deadline = started + duration;
     let loops = (0..clients).map(|client_idx| {
@@ -227,7 +244,113 @@ where
         }
     });
     let per_client = futures::future::try_join_all(loops).await?;
-    Ok(Measurement { latencies: per_client.into_iter().flatten().collect(), elapsed: started.elapsed() })
+    Ok(Measurement {
+        latencies: per_client.into_iter().flatten().collect(),
+        elapsed: started.elapsed(),
+        n_throttled: THROTTLED.load(Ordering::Relaxed) - n_throttled_before,
+    })
+}
+
+/// 429 answers the benchmark waited out and sent again, over the whole run.
+static THROTTLED: AtomicU64 = AtomicU64::new(0);
+
+/// Sends `request`; while the server answers 429 (its rate limit), waits as long as its
+/// `Retry-After` says (1 s without one) and sends the request again, counting each 429. The
+/// latency of such a request includes the waits.
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+    loop {
+        let attempt = request.try_clone().context("a request with a streamed body cannot be sent again")?;
+        let response = attempt.send().await?;
+        if response.status() != reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Ok(response);
+        }
+        THROTTLED.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(retry_after(response.headers())).await;
+    }
+}
+
+/// The wait a 429 asks for: `Retry-After` in seconds (at least 100 ms), else 1 s.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(1), |seconds| Duration::from_secs(seconds).max(Duration::from_millis(100)))
+}
+
+/// What to tell the user when the server's rate limit slowed the benchmark down.
+fn throttling_hint(n_throttled: u64) -> String {
+    format!(
+        "throttled: the server's rate limit answered 429 to {n_throttled} requests, which were sent again \
+         after its Retry-After; the numbers above measure that limit, not the server. To lift it, start the \
+         server with higher RATE_LIMIT_PER_SECOND and RATE_LIMIT_BURST (the limits of credentials without \
+         their own), or bench with a key created with a higher limit of its own \
+         (`contextiq keys create --rate-limit N`, or \"rate_limit_per_second\" in POST /api/v1/keys)."
+    )
+}
+
+/// A rate for people: `11,512/s`, `98.4/s`, `4.26/s`; figures past the third are noise.
+pub(crate) fn format_rate(per_second: f64) -> String {
+    let number = if !per_second.is_finite() || per_second < 0.0 {
+        "-".to_owned()
+    } else if per_second >= 100.0 {
+        let digits = format!("{:.0}", per_second);
+        let mut grouped = String::new();
+        for (idx, digit) in digits.chars().enumerate() {
+            if idx > 0 && (digits.len() - idx) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(digit);
+        }
+        grouped
+    } else if per_second >= 10.0 {
+        format!("{per_second:.1}")
+    } else {
+        format!("{per_second:.2}")
+    };
+    format!("{number}/s")
+}
+
+/// The `{rate}` of a progress bar, as [`format_rate`] writes it.
+pub(crate) fn progress_rate(state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write) {
+    let _ = out.write_str(&format_rate(state.per_sec()));
+}
+
+/// For the embedded server: when its store has no key yet, creates the admin key the server
+/// would create at its first start, without the server's banner (which announces a key for
+/// the user to keep, and this one dies with the benchmark's data directory), and saves it
+/// where the server would.
+async fn create_bench_key(settings: &Settings, key_file: &Path) -> anyhow::Result<()> {
+    let stores = open_stores(settings).await?;
+    let keys = KeyService::new(stores.keys.clone());
+    let created = async {
+        if keys.count().await? > 0 {
+            return anyhow::Ok(());
+        }
+        let new = NewApiKey {
+            org_id: OrgId::default_org(),
+            name: "bench-admin".to_owned(),
+            permissions: Permission::ALL.into(),
+            scope: None,
+            rate_limit_per_second: None,
+            expires_at: None,
+        };
+        let (key, _) = keys.create(new, chrono::Utc::now()).await.context("cannot create the benchmark's key")?;
+        std::fs::create_dir_all(&settings.data_dir)?;
+        write_private_file(key_file, &format!("{key}\n"))
+            .with_context(|| format!("cannot save the benchmark's key to {}", key_file.display()))
+    }
+    .await;
+    stores.sessions.close().await;
+    created
+}
+
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path)?, contents.as_bytes())
 }
 
 pub(crate) async fn expect_status(response: reqwest::Response, expected: u16) -> anyhow::Result<Value> {
@@ -255,4 +378,37 @@ pub(crate) fn machine_description() -> String {
 
 pub(crate) fn print_header() {
     println!("{:<22} {:>10} {:>12} {:>9} {:>9} {:>9}", "operation", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_rounded_for_people() {
+        for (per_second, expected) in [
+            (98.4336, "98.4/s"),
+            (11_512.3, "11,512/s"),
+            (1_234_567.8, "1,234,568/s"),
+            (999.6, "1,000/s"),
+            (100.0, "100/s"),
+            (4.256, "4.26/s"),
+            (0.0, "0.00/s"),
+            (f64::INFINITY, "-/s"),
+        ] {
+            assert_eq!(format_rate(per_second), expected, "{per_second}");
+        }
+    }
+
+    #[test]
+    fn waits_as_retry_after_says() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&headers), Duration::from_secs(1));
+        headers.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(retry_after(&headers), Duration::from_secs(3));
+        headers.insert(reqwest::header::RETRY_AFTER, "0".parse().unwrap());
+        assert_eq!(retry_after(&headers), Duration::from_millis(100));
+        headers.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&headers), Duration::from_secs(1));
+    }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::bench::expect_status;
+use crate::bench::{expect_status, format_rate, send};
 
 const PLACES: &[&str] = &["Lisbon", "Kyoto", "Oslo", "Austin", "Nairobi", "Lima", "Hanoi", "Tallinn", "Porto"];
 const THINGS: &[&str] = &[
@@ -73,20 +73,19 @@ async fn session_with_events(
     session: usize,
     n_events: usize,
 ) -> anyhow::Result<String> {
-    let response = client
-        .post(format!("{base_url}/api/v1/sessions"))
-        .json(&json!({"user_id": format!("bench-generation-{session}")}))
-        .send()
-        .await?;
+    let response = send(
+        client
+            .post(format!("{base_url}/api/v1/sessions"))
+            .json(&json!({"user_id": format!("bench-generation-{session}")})),
+    )
+    .await?;
     let created: Value = expect_status(response, 201).await?;
     let id = created["id"].as_str().context("a session id")?.to_owned();
     let events: Vec<Value> = (0..n_events).map(|turn| event(session, turn)).collect();
     for chunk in events.chunks(100) {
-        let response = client
-            .post(format!("{base_url}/api/v1/sessions/{id}/events"))
-            .json(&json!({"events": chunk}))
-            .send()
-            .await?;
+        let response =
+            send(client.post(format!("{base_url}/api/v1/sessions/{id}/events")).json(&json!({"events": chunk})))
+                .await?;
         expect_status(response, 201).await?;
     }
     Ok(id)
@@ -94,7 +93,7 @@ async fn session_with_events(
 
 async fn submit(client: &reqwest::Client, base_url: &str, session_id: &str) -> anyhow::Result<String> {
     let body = json!({"source_type": "session", "source_reference": session_id});
-    let response = client.post(format!("{base_url}/api/v1/memories/generate")).json(&body).send().await?;
+    let response = send(client.post(format!("{base_url}/api/v1/memories/generate")).json(&body)).await?;
     let job: Value = expect_status(response, 202).await?;
     Ok(job["id"].as_str().context("a job id")?.to_owned())
 }
@@ -102,7 +101,7 @@ async fn submit(client: &reqwest::Client, base_url: &str, session_id: &str) -> a
 /// Polls until the job finishes; returns its final body.
 async fn wait(client: &reqwest::Client, base_url: &str, job_id: &str) -> anyhow::Result<Value> {
     loop {
-        let response = client.get(format!("{base_url}/api/v1/jobs/{job_id}")).send().await?;
+        let response = send(client.get(format!("{base_url}/api/v1/jobs/{job_id}"))).await?;
         let job: Value = expect_status(response, 200).await?;
         match job["status"].as_str() {
             Some("completed") => return Ok(job),
@@ -151,9 +150,9 @@ pub async fn run(client: &reqwest::Client, base_url: &str, n_events: usize, n_se
     latencies.sort_by(f64::total_cmp);
     let percentile = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
     println!(
-        "  {n_sessions} jobs in {elapsed:.2} s: {:.1} sessions/s, {:.0} events/s; queued-to-completed p50 {:.0} ms, p95 {:.0} ms",
-        n_sessions as f64 / elapsed,
-        (n_sessions * per_session) as f64 / elapsed,
+        "  {n_sessions} jobs in {elapsed:.2} s: {} sessions, {} events; queued-to-completed p50 {:.0} ms, p95 {:.0} ms",
+        format_rate(n_sessions as f64 / elapsed),
+        format_rate((n_sessions * per_session) as f64 / elapsed),
         percentile(0.5),
         percentile(0.95)
     );

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
-use crate::bench::{expect_status, measure, print_header};
+use crate::bench::{expect_status, format_rate, measure, print_header, send};
 
 const SUBJECTS: &[&str] =
     &["sister", "manager", "dentist", "neighbour", "best friend", "daughter", "coach", "landlord"];
@@ -69,9 +69,9 @@ pub async fn run(
     println!("ingest: {n_memories} memories over {n_scopes} scopes, {clients} clients");
     let ingested = ingest(client, base_url, n_memories, |n| format!("bench-{}", n % n_scopes), clients).await?;
     println!(
-        "ingest: {n_memories} memories in {:.1} s: {:.0} memories/s",
+        "ingest: {n_memories} memories in {:.1} s: {} memories",
         ingested.as_secs_f64(),
-        n_memories as f64 / ingested.as_secs_f64()
+        format_rate(n_memories as f64 / ingested.as_secs_f64())
     );
     if let Some(mib) = resident_memory_mib() {
         println!("resident memory of this process (server and client) after ingest: {mib:.0} MiB");
@@ -87,7 +87,7 @@ pub async fn run(
             let body = json!({"scope": {"user_id": scope}, "search_query": format!("Who {} {}?", VERBS[n % VERBS.len()], THINGS[(n + client_idx) % THINGS.len()]), "top_k": 10});
             let client = client.clone();
             let url = url.clone();
-            async move { expect_status(client.post(&url).json(&body).send().await?, 200).await.map(|_| ()) }
+            async move { expect_status(send(client.post(&url).json(&body)).await?, 200).await.map(|_| ()) }
         })
     };
     let many_scopes: Arc<dyn Fn(usize) -> String + Send + Sync> = Arc::new(move |n| format!("bench-{}", n % n_scopes));
@@ -100,9 +100,9 @@ pub async fn run(
     println!("\ningest: {big} memories into one scope");
     let ingested = ingest(client, base_url, big, |_| "bench-one-big-scope".to_owned(), clients).await?;
     println!(
-        "ingest: {big} memories in {:.1} s: {:.0} memories/s",
+        "ingest: {big} memories in {:.1} s: {} memories",
         ingested.as_secs_f64(),
-        big as f64 / ingested.as_secs_f64()
+        format_rate(big as f64 / ingested.as_secs_f64())
     );
     print_header();
     let one_scope: Arc<dyn Fn(usize) -> String + Send + Sync> = Arc::new(|_| "bench-one-big-scope".to_owned());
@@ -124,8 +124,9 @@ async fn ingest(
 ) -> anyhow::Result<Duration> {
     let progress = indicatif::ProgressBar::new(n_memories as u64);
     progress.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} memories ({per_sec}, eta {eta})")
-            .context("progress bar template")?,
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} memories ({rate}, eta {eta})")
+            .context("progress bar template")?
+            .with_key("rate", crate::bench::progress_rate),
     );
     let next = AtomicUsize::new(0);
     let url = format!("{base_url}/api/v1/memories");
@@ -137,7 +138,7 @@ async fn ingest(
                 return anyhow::Ok(());
             }
             let body = json!({"scope": {"user_id": scope_of(n)}, "fact": fact(n), "metadata": {"n": n}});
-            expect_status(client.post(&url).json(&body).send().await?, 201).await?;
+            expect_status(send(client.post(&url).json(&body)).await?, 201).await?;
             progress.inc(1);
         }
     });

@@ -85,10 +85,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     progress.finish_and_clear();
     let load = started.elapsed();
     println!(
-        "stored {} memories in {:.1} s ({:.0}/s)\n",
+        "stored {} memories in {:.1} s ({})\n",
         args.memories,
         load.as_secs_f64(),
-        args.memories as f64 / load.as_secs_f64()
+        crate::bench::format_rate(args.memories as f64 / load.as_secs_f64())
     );
 
     if let Some(options) = contextiq_server::startup::qdrant_options(&settings)? {

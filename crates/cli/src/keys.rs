@@ -17,7 +17,11 @@ pub enum KeysCommand {
     Create(CreateArgs),
     /// List keys (never their text).
     List(ListArgs),
-    /// Revoke a key: it stops working at once.
+    /// Revoke a key: running servers refuse it within AUTH_KEY_CACHE_SECONDS.
+    ///
+    /// The store records the revocation at once, but a running server that used the key lately
+    /// keeps trusting it for up to AUTH_KEY_CACHE_SECONDS (default 5) more. `DELETE
+    /// /api/v1/keys/{id}` on a running server revokes the key there at once.
     Revoke(RevokeArgs),
 }
 

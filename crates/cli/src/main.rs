@@ -169,8 +169,9 @@ async fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
 
 fn progress_bar(total: u64, what: &str) -> anyhow::Result<indicatif::ProgressBar> {
     let progress = indicatif::ProgressBar::new(total);
-    let template = format!("{{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})");
-    progress.set_style(indicatif::ProgressStyle::with_template(&template).context("progress bar template")?);
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {what} ({{rate}}, eta {{eta}})");
+    let style = indicatif::ProgressStyle::with_template(&template).context("progress bar template")?;
+    progress.set_style(style.with_key("rate", bench::progress_rate));
     Ok(progress)
 }
 

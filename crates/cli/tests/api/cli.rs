@@ -168,3 +168,55 @@ async fn reindex_moves_every_memory_to_a_new_model() {
     assert_eq!(found["results"][0]["memory"]["fact"], "Allergic to peanuts");
     assert_eq!(found["results"].as_array().unwrap().len(), 3);
 }
+
+/// `bench sessions` against a server whose rate limit it exceeds: it waits out each 429 as
+/// Retry-After says, finishes, and says how many were throttled and how to lift the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_waits_out_the_rate_limit_and_says_how_to_lift_it() {
+    let app = spawn_app_with(|settings| {
+        settings.auth.rate_limit_per_second = 1;
+        settings.auth.rate_limit_burst = 1;
+    })
+    .await;
+    let (address, key) = (app.address.clone(), app.admin_key.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(binary())
+            .args(["bench", "sessions", "--url", &address, "--api-key", &key, "--clients", "2", "--seconds", "1"])
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let hint = stdout.lines().find(|line| line.starts_with("throttled: ")).unwrap_or_else(|| panic!("{stdout}"));
+    let n_throttled: u64 = hint
+        .split_whitespace()
+        .find_map(|word| word.parse().ok())
+        .unwrap_or_else(|| panic!("a count of throttled requests: {hint}"));
+    assert!(n_throttled > 0, "{hint}");
+    assert!(hint.contains("RATE_LIMIT_PER_SECOND") && hint.contains("--rate-limit"), "{hint}");
+    assert!(stdout.contains("throttled)"), "the operations that were throttled say so:\n{stdout}");
+}
+
+/// The embedded benchmark makes its own key on its throwaway server, without the banner that
+/// tells a user to keep the first admin key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_bench_announces_no_admin_key() {
+    let output = tokio::task::spawn_blocking(|| {
+        Command::new(binary())
+            .args(["bench", "sessions", "--clients", "1", "--seconds", "1"])
+            .env("EMBEDDING_MODEL_PATH", crate::helpers::model_dir())
+            .env_remove("CONTEXTIQ_API_KEY")
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("authentication: API key"), "{stdout}");
+    assert!(!stdout.contains("admin API key") && !stdout.contains("ck_"), "{stdout}");
+    assert!(stdout.contains("get session"), "{stdout}");
+}

@@ -16,5 +16,6 @@ mod otlp;
 mod private_postgres;
 mod process;
 mod qdrant;
+mod readme;
 mod service;
 mod sessions;
