@@ -334,6 +334,7 @@ async fn create_bench_key(settings: &Settings, key_file: &Path) -> anyhow::Resul
             scope: None,
             rate_limit_per_second: None,
             expires_at: None,
+            parent_id: None,
         };
         let (key, _) = keys.create(new, chrono::Utc::now()).await.context("cannot create the benchmark's key")?;
         std::fs::create_dir_all(&settings.data_dir)?;

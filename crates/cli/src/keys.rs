@@ -17,7 +17,8 @@ pub enum KeysCommand {
     Create(CreateArgs),
     /// List keys (never their text).
     List(ListArgs),
-    /// Revoke a key: running servers refuse it within AUTH_KEY_CACHE_SECONDS.
+    /// Revoke a key and every key minted under it: running servers refuse them within
+    /// AUTH_KEY_CACHE_SECONDS.
     ///
     /// The store records the revocation at once, but a running server that used the key lately
     /// keeps trusting it for up to AUTH_KEY_CACHE_SECONDS (default 5) more. `DELETE
