@@ -124,6 +124,16 @@ pub struct SessionBody {
     pub events_next_cursor: Option<String>,
 }
 
+/// A new session: the shape of `GET /sessions/{id}`, with its events, none yet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedSession {
+    #[serde(flatten)]
+    pub session: SessionBody,
+    /// Always the empty list.
+    #[schema(max_items = 0)]
+    pub events: Vec<EventBody>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventBody {
     pub id: Uuid,
@@ -241,13 +251,13 @@ const DEFAULT_SESSIONS_PAGE: u32 = 20;
 const DEFAULT_EVENTS_PAGE: u32 = 100;
 
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = CreateSessionRequest,
-    responses((status = 201, body = SessionBody), (status = 400, body = Problem), (status = 415, body = Problem),
+    responses((status = 201, body = CreatedSession), (status = 400, body = Problem), (status = 415, body = Problem),
         (status = 422, body = Problem)))]
 pub async fn create_session(
     State(state): State<AppState>,
     Authorized(principal, _): Authorized<SessionWrite>,
     ApiJson(request): ApiJson<CreateSessionRequest>,
-) -> Result<(StatusCode, Json<SessionBody>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedSession>), ApiError> {
     let new = NewSession {
         user_id: request.user_id,
         agent_id: request.agent_id,
@@ -258,7 +268,8 @@ pub async fn create_session(
         expires_at: request.expires_at,
     };
     let session = state.sessions.create(&principal.access, new, Utc::now()).await?;
-    Ok((StatusCode::CREATED, Json(session.into())))
+    let created = CreatedSession { session: SessionBody { events: None, ..SessionBody::from(session) }, events: Vec::new() };
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path), GetSessionQuery),
