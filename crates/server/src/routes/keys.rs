@@ -41,7 +41,7 @@ pub struct CreateKeyRequest {
     /// In the future; not with `expires_in_seconds`.
     pub expires_at: Option<DateTime<Utc>>,
     /// Requests per second for this key (burst twice that), instead of the default.
-    #[schema(minimum = 1)]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 4_294_967_295.0)]
     #[serde(default, deserialize_with = "crate::extract::integer")]
     pub rate_limit_per_second: Option<u32>,
 }
