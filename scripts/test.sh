@@ -49,3 +49,7 @@ echo "== conformance: the API suite against PostgreSQL + Qdrant + Redis + Rabbit
 CONTEXTIQ_CONFORMANCE_DATABASE_URL="$postgres_url" CONTEXTIQ_CONFORMANCE_REDIS_URL="$redis_url" \
     CONTEXTIQ_CONFORMANCE_RABBITMQ_URL="$rabbitmq_url" CONTEXTIQ_CONFORMANCE_QDRANT=edge \
     cargo nextest run -p contextiq --test api --locked --no-fail-fast
+
+# Schemathesis, an OpenAPI client we did not write, against the debug binary (its own venv).
+echo "== schemathesis: every check on requests derived from /openapi.json"
+./scripts/schemathesis.sh

@@ -1,12 +1,20 @@
 //! Extractors that turn every kind of bad input into an [`ApiError`], so rejections share the
 //! problem+json format.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use axum::http::{Method, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use contextiq_core::Error as CoreError;
 use serde::de::DeserializeOwned;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::{OpenApi, RefOr};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -144,6 +152,27 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// An optional integer field of a body, written `63` or `63.0`: JSON has one number type, and
+/// JSON Schema's `integer` (what the document declares) admits both.
+pub fn integer<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
+    let integral = match number.as_i64() {
+        Some(value) => Some(value),
+        // Exactly representable and in range: the cast cannot saturate.
+        None => number.as_f64().filter(|value| value.fract() == 0.0 && value.abs() < 9.0e15).map(|value| value as i64),
+    };
+    integral
+        .and_then(|value| T::try_from(value).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("invalid value: {number}, expected an integer in range")))
+}
+
 /// Query parameters; a value of the wrong type is a 422 naming the parameter.
 pub struct ApiQuery<T>(pub T);
 
@@ -166,6 +195,99 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             }
         }
     }
+}
+
+/// The query parameters each operation of the OpenAPI document declares, by method and route
+/// template: what a route accepts is written once, in its `#[utoipa::path]` annotation, and
+/// [`refuse_unknown_query`] refuses everything else, on every route, whether or not its
+/// handler reads a query.
+#[derive(Debug, Default)]
+pub struct QueryAllowlist {
+    operations: HashMap<(Method, String), BTreeSet<String>>,
+    /// Templates that take any query (the API documentation, the gateway's pass-through,
+    /// whose services check what they receive).
+    lenient: BTreeSet<String>,
+}
+
+impl QueryAllowlist {
+    /// The allowlist of every operation of `openapi`; `lenient` templates accept any query.
+    /// A route template the document does not describe accepts none.
+    pub fn from_openapi(openapi: &OpenApi, lenient: &[&str]) -> QueryAllowlist {
+        let mut operations = HashMap::new();
+        for (template, item) in &openapi.paths.paths {
+            let shared = query_names(item.parameters.iter().flatten());
+            let methods = [
+                (Method::GET, &item.get),
+                (Method::PUT, &item.put),
+                (Method::POST, &item.post),
+                (Method::DELETE, &item.delete),
+                (Method::OPTIONS, &item.options),
+                (Method::HEAD, &item.head),
+                (Method::PATCH, &item.patch),
+                (Method::TRACE, &item.trace),
+            ];
+            for (method, operation) in methods {
+                let Some(operation) = operation else { continue };
+                let mut names = shared.clone();
+                names.extend(query_names(operation.parameters.iter().flatten()));
+                operations.insert((method, template.clone()), names);
+            }
+        }
+        QueryAllowlist { operations, lenient: lenient.iter().map(|template| (*template).to_owned()).collect() }
+    }
+
+    /// Refuses the first query parameter of `uri` that the operation does not declare.
+    pub fn check(&self, method: &Method, template: &str, uri: &Uri) -> Result<(), ApiError> {
+        if uri.query().is_none_or(str::is_empty) || self.lenient.contains(template) {
+            return Ok(());
+        }
+        // axum answers HEAD with the GET handler.
+        let method = if *method == Method::HEAD { &Method::GET } else { method };
+        let allowed = match self.operations.get(&(method.clone(), template.to_owned())) {
+            Some(allowed) => allowed,
+            // A documented route asked with another method: axum answers 405.
+            None if self.operations.keys().any(|(_, known)| known == template) => return Ok(()),
+            None => &NO_PARAMETERS,
+        };
+        // Names are compared decoded (`lim%69t` is `limit`); what fails to parse is left to
+        // the handler's `ApiQuery`.
+        let Ok(Query(pairs)) = Query::<Vec<(String, String)>>::try_from_uri(uri) else { return Ok(()) };
+        let Some((name, _)) = pairs.iter().find(|(name, _)| !allowed.contains(name)) else { return Ok(()) };
+        let takes = match allowed.is_empty() {
+            true => "this route takes no query parameters".to_owned(),
+            false => format!("this route takes {}", allowed.iter().map(String::as_str).collect::<Vec<_>>().join(", ")),
+        };
+        Err(ApiError::InvalidQuery {
+            field: Some(name.clone()),
+            detail: format!("{name}: unknown query parameter; {takes}"),
+        })
+    }
+}
+
+static NO_PARAMETERS: BTreeSet<String> = BTreeSet::new();
+
+fn query_names<'a>(parameters: impl Iterator<Item = &'a RefOr<Parameter>>) -> BTreeSet<String> {
+    parameters
+        .filter_map(|parameter| match parameter {
+            RefOr::T(parameter) if parameter.parameter_in == ParameterIn::Query => Some(parameter.name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The middleware of [`QueryAllowlist`]: a query parameter the matched route does not declare
+/// is a 422 naming it. Requests that matched no route pass on to the 404.
+pub async fn refuse_unknown_query(
+    State(allowlist): State<Arc<QueryAllowlist>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(template) = request.extensions().get::<MatchedPath>()
+        && let Err(err) = allowlist.check(request.method(), template.as_str(), request.uri())
+    {
+        return err.into_response();
+    }
+    next.run(request).await
 }
 
 /// The `{id}` of a session route. Anything that is not a UUID cannot name a session: 404.
@@ -237,6 +359,36 @@ mod tests {
             match parse_json::<serde_json::Value>(body.as_bytes()) {
                 Err(ApiError::InvalidBody { field: found, .. }) => assert_eq!(found, field, "{body}"),
                 other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn integers_may_be_written_as_integral_floats() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Body {
+            #[serde(default, deserialize_with = "integer")]
+            top_k: Option<u32>,
+        }
+        for (body, expect) in [
+            (r#"{}"#, Some(None)),
+            (r#"{"top_k": null}"#, Some(None)),
+            (r#"{"top_k": 63}"#, Some(Some(63))),
+            (r#"{"top_k": 63.0}"#, Some(Some(63))),
+            (r#"{"top_k": 6.3e1}"#, Some(Some(63))),
+            (r#"{"top_k": 63.5}"#, None),
+            (r#"{"top_k": -1}"#, None),
+            (r#"{"top_k": 1e300}"#, None),
+            (r#"{"top_k": 4294967296}"#, None),
+            (r#"{"top_k": "63"}"#, None),
+        ] {
+            let parsed = parse_json::<Body>(body.as_bytes());
+            match expect {
+                Some(value) => assert_eq!(parsed.expect(body).top_k, value, "{body}"),
+                None => assert!(
+                    matches!(parsed, Err(ApiError::InvalidBody { ref field, .. }) if field == "top_k"),
+                    "{body}"
+                ),
             }
         }
     }

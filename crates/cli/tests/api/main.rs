@@ -4,6 +4,7 @@
 mod auth;
 mod cache;
 mod cli;
+mod contract;
 mod distributed;
 mod errors;
 mod fake_llm;

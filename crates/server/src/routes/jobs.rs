@@ -55,7 +55,9 @@ pub struct GenerateRequestBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventRange {
+    #[serde(default, deserialize_with = "crate::extract::integer")]
     pub from_seq: Option<i64>,
+    #[serde(default, deserialize_with = "crate::extract::integer")]
     pub to_seq: Option<i64>,
 }
 
@@ -103,8 +105,10 @@ pub struct GenerationConfigBody {
     #[serde(default)]
     pub disable_consolidation: bool,
     /// TTL of memories the job creates.
+    #[serde(default, deserialize_with = "crate::extract::integer")]
     pub created_ttl_seconds: Option<i64>,
     /// TTL set on memories the job updates.
+    #[serde(default, deserialize_with = "crate::extract::integer")]
     pub updated_ttl_seconds: Option<i64>,
 }
 

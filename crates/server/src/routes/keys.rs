@@ -24,17 +24,38 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
+    /// 1 to 128 characters, not blank.
+    #[schema(schema_with = name_schema)]
     pub name: String,
-    /// Any of SESSION_READ, SESSION_WRITE, MEMORY_READ, MEMORY_WRITE, ADMIN.
-    #[schema(value_type = Vec<String>)]
+    /// At least one of SESSION_READ, SESSION_WRITE, MEMORY_READ, MEMORY_WRITE, ADMIN, each
+    /// held by the caller.
+    #[schema(schema_with = permissions_schema)]
     pub permissions: BTreeSet<Permission>,
     /// Confines the key to resources whose scope holds these pairs.
+    #[schema(schema_with = crate::routes::optional_scope_schema)]
     pub scope: Option<Scope>,
+    /// Up to ten years; or give `expires_at`.
+    #[schema(minimum = 1, maximum = 316_224_000)]
+    #[serde(default, deserialize_with = "crate::extract::integer")]
     pub expires_in_seconds: Option<i64>,
+    /// In the future; not with `expires_in_seconds`.
     pub expires_at: Option<DateTime<Utc>>,
     /// Requests per second for this key (burst twice that), instead of the default; at most
-    /// the creating credential's rate.
+    /// 100,000, and at most the creating credential's rate.
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 100_000)]
+    #[serde(default, deserialize_with = "crate::extract::integer")]
     pub rate_limit_per_second: Option<u32>,
+}
+
+fn name_schema() -> utoipa::openapi::Object {
+    crate::routes::not_blank(128, false)
+}
+
+fn permissions_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let permission =
+        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(Permission::ALL.map(Permission::as_str)));
+    ArrayBuilder::new().items(permission).min_items(Some(1)).build()
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -36,17 +36,28 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateMemoryRequest {
     /// Flat string-to-string dict; the memory belongs to exactly this scope.
+    #[schema(schema_with = crate::routes::scope_schema)]
     pub scope: Scope,
+    /// 1 to 4,000 characters, not blank.
+    #[schema(schema_with = fact_schema)]
     pub fact: String,
+    #[schema(schema_with = topic_schema)]
     pub topic: Option<String>,
     /// From 0 to 1 (default 1).
+    #[schema(minimum = 0, maximum = 1)]
     pub confidence: Option<f64>,
     pub source_session_id: Option<Uuid>,
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub source_event_ids: Vec<Uuid>,
+    /// At most 64 KiB as JSON.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
+    /// Seconds until the memory expires (up to ten years); or give `expires_at`.
+    #[schema(minimum = 1, maximum = 316_224_000)]
+    #[serde(default, deserialize_with = "crate::extract::integer")]
     pub ttl_seconds: Option<i64>,
+    /// In the future, at most ten years ahead; not with `ttl_seconds`.
     pub expires_at: Option<DateTime<Utc>>,
     /// Run the fact through consolidation (duplicate detection, updates) as a job instead of
     /// adding it as is: the answer is then 202 with the job. Takes `fact`, `topic`,
@@ -59,18 +70,34 @@ pub struct CreateMemoryRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMemoryRequest {
+    #[schema(schema_with = optional_fact_schema)]
     pub fact: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = topic_schema)]
     pub topic: Option<Option<String>>,
+    #[schema(minimum = 0, maximum = 1)]
     pub confidence: Option<f64>,
     /// Replaces the metadata.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
+    #[schema(minimum = 1, maximum = 316_224_000)]
+    #[serde(default, deserialize_with = "crate::extract::integer")]
     pub ttl_seconds: Option<i64>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub expires_at: Option<Option<DateTime<Utc>>>,
+}
+
+fn fact_schema() -> utoipa::openapi::Object {
+    crate::routes::not_blank(4000, false)
+}
+
+fn optional_fact_schema() -> utoipa::openapi::Object {
+    crate::routes::not_blank(4000, true)
+}
+
+fn topic_schema() -> utoipa::openapi::Object {
+    crate::routes::not_blank(128, true)
 }
 
 /// A field that is present (even as `null`) is `Some`.
@@ -114,9 +141,14 @@ impl From<SearchFilter> for MemoryFilter {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
+    #[schema(schema_with = crate::routes::scope_schema)]
     pub scope: Scope,
+    /// 1 to 4,000 characters, not blank.
+    #[schema(schema_with = fact_schema)]
     pub search_query: String,
     /// 1 to 100 (default 10).
+    #[schema(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "crate::extract::integer")]
     pub top_k: Option<u32>,
     pub filter: Option<SearchFilter>,
 }
@@ -213,6 +245,7 @@ pub struct RevisionList {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListMemoriesQuery {
     /// The scope, as a URL-encoded JSON object, e.g. `{"user_id":"u1"}`.
     pub scope: String,
@@ -222,11 +255,14 @@ pub struct ListMemoriesQuery {
     pub updated_after: Option<DateTime<Utc>>,
     pub updated_before: Option<DateTime<Utc>>,
     /// 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteMemoryQuery {
     /// Erase the memory and its whole history for good.
     pub purge: Option<bool>,

@@ -7,6 +7,8 @@ pub mod keys;
 pub mod memories;
 pub mod sessions;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -17,6 +19,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Role;
 use crate::error::{ApiError, Problem};
+use crate::extract::{QueryAllowlist, refuse_unknown_query};
 use crate::startup::AppState;
 
 #[derive(OpenApi)]
@@ -79,12 +82,20 @@ pub fn router(role: Role) -> Router<AppState> {
         Role::Worker => Router::new().route("/health", get(health::health)),
         _ => Router::new().nest("/api/v1", api).route("/health", get(health::health)),
     };
+    let openapi = ApiDoc::openapi();
+    let allowlist = Arc::new(QueryAllowlist::from_openapi(&openapi, LENIENT_QUERY_ROUTES));
     router
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(route_not_found)
+        .layer(axum::middleware::from_fn_with_state(allowlist, refuse_unknown_query))
 }
+
+/// Routes that take any query: the API documentation (Swagger UI's own assets), and the
+/// gateway's pass-through, whose services refuse what they do not know. Every other route
+/// takes exactly the query parameters its OpenAPI operation declares.
+const LENIENT_QUERY_ROUTES: &[&str] = &["/openapi.json", "/docs", "/docs/", "/docs/{*rest}", "/api/v1/{*rest}"];
 
 /// Prometheus text exposition of every metric of this process.
 #[utoipa::path(get, path = "/metrics", tag = "service",
@@ -105,13 +116,20 @@ async fn route_not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::RouteNotFound(uri.path().to_owned())
 }
 
-/// Declares the two credentials (`X-API-Key`, a bearer JWT) and adds the responses every
-/// authenticated operation can give (401, 403, 429) to each of them.
+/// Declares the two credentials (`X-API-Key`, a bearer JWT) and makes every operation
+/// declare what the layers around its handler can answer, so no annotation can forget it:
+/// every error is `application/problem+json`; any operation can refuse an unknown query
+/// parameter (422), fail (500) or time out (503); an authenticated one (`/api/...`) can
+/// refuse credentials (401), a permission (403) or a request over the rate limit (429); one
+/// with a body can refuse malformed JSON (400), a body over the limit (413), a body that is
+/// not JSON (415) or invalid (422); one with an `{id}` can find nothing (404). The service
+/// endpoints need no credentials (the default `REQUIRE_AUTH_EXCEPTIONS`).
 struct SecuritySchemes;
 
 impl utoipa::Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
         let components = openapi.components.get_or_insert_with(Default::default);
         components
             .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
@@ -119,28 +137,140 @@ impl utoipa::Modify for SecuritySchemes {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
+        let problem_ref = || RefOr::Ref(Ref::from_schema_name("Problem"));
         let problem = |description: &str| {
-            utoipa::openapi::ResponseBuilder::new()
-                .description(description)
-                .content(
-                    crate::error::PROBLEM_JSON,
-                    utoipa::openapi::ContentBuilder::new()
-                        .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
-                        .build(),
-                )
-                .build()
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(crate::error::PROBLEM_JSON, ContentBuilder::new().schema(Some(problem_ref())).build())
+                    .build(),
+            )
         };
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/api/") {
-                continue;
-            }
+            let authenticated = path.starts_with("/api/");
             let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put];
             for operation in operations.into_iter().flatten() {
+                if !authenticated {
+                    operation.security = Some(Vec::new());
+                }
+                let has_body = operation.request_body.is_some();
                 let responses = &mut operation.responses.responses;
-                responses.insert("401".to_owned(), problem("Missing or invalid credentials").into());
-                responses.insert("403".to_owned(), problem("The credential lacks the permission").into());
-                responses.insert("429".to_owned(), problem("Rate limited; see Retry-After").into());
+                // `body = Problem` in an annotation means the problem+json media type.
+                for response in responses.values_mut() {
+                    let RefOr::T(response) = response else { continue };
+                    let is_problem = |content: &RefOr<utoipa::openapi::Content>| {
+                        matches!(content, RefOr::T(content)
+                            if matches!(&content.schema, Some(RefOr::Ref(schema)) if schema.ref_location.ends_with("/Problem")))
+                    };
+                    if let Some(content) = response.content.shift_remove("application/json") {
+                        let media_type =
+                            if is_problem(&content) { crate::error::PROBLEM_JSON } else { "application/json" };
+                        response.content.insert(media_type.to_owned(), content);
+                    }
+                }
+                let mut common = vec![
+                    ("422", "Invalid input: a query parameter the operation does not declare, or a value it refuses"),
+                    ("500", "Internal error (opaque; logged)"),
+                    ("503", "Service unavailable, or the request timed out"),
+                ];
+                if authenticated {
+                    common.extend([
+                        ("401", "Missing or invalid credentials"),
+                        ("403", "The credential lacks the permission"),
+                        ("429", "Rate limited; see Retry-After"),
+                    ]);
+                }
+                if has_body {
+                    common.extend([
+                        ("400", "Malformed JSON"),
+                        ("413", "The body exceeds MAX_REQUEST_BODY_BYTES"),
+                        ("415", "The body is not JSON"),
+                    ]);
+                }
+                if path.contains('{') {
+                    common.push(("404", "No such resource (or not within the credential's reach)"));
+                }
+                for (status, description) in common {
+                    responses.entry(status.to_owned()).or_insert_with(|| problem(description));
+                }
             }
         }
     }
+}
+
+// Schemas of the text rules of `core`, so the document bounds what the server accepts: ids,
+// names and scope values are 1 to 256 characters, not blank, without control characters
+// (Unicode Cc); a scope is 1 to 32 such values under keys of 1 to 64 characters.
+
+/// A character that is not a control character.
+const PRINTABLE: &str = r"[^\u0000-\u001f\u007f-\u009f]";
+/// A character that is neither a control character nor white space (what `str::trim` removes).
+const VISIBLE: &str = r"[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+
+fn text_schema(max_chars: usize, nullable: bool) -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let schema_type =
+        if nullable { SchemaType::from_iter([Type::String, Type::Null]) } else { SchemaType::Type(Type::String) };
+    ObjectBuilder::new()
+        .schema_type(schema_type)
+        .min_length(Some(1))
+        .max_length(Some(max_chars))
+        .pattern(Some(format!("^{PRINTABLE}*{VISIBLE}{PRINTABLE}*$")))
+        .build()
+}
+
+/// An id or name: 1 to 256 characters, not blank, no control characters.
+pub(crate) fn id_text() -> utoipa::openapi::Object {
+    text_schema(256, false)
+}
+
+/// [`id_text`], or null.
+pub(crate) fn optional_id_text() -> utoipa::openapi::Object {
+    text_schema(256, true)
+}
+
+/// A name of at most `max_chars` characters, not blank (control characters allowed).
+pub(crate) fn not_blank(max_chars: usize, nullable: bool) -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let schema_type =
+        if nullable { SchemaType::from_iter([Type::String, Type::Null]) } else { SchemaType::Type(Type::String) };
+    ObjectBuilder::new()
+        .schema_type(schema_type)
+        .min_length(Some(1))
+        .max_length(Some(max_chars))
+        .pattern(Some(r"[^\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"))
+        .build()
+}
+
+fn scope_schema_of(nullable: bool) -> utoipa::openapi::Object {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+    let schema_type =
+        if nullable { SchemaType::from_iter([Type::Object, Type::Null]) } else { SchemaType::Type(Type::Object) };
+    ObjectBuilder::new()
+        .schema_type(schema_type)
+        .description(Some("Flat string-to-string dict: 1 to 32 keys of 1 to 64 characters"))
+        .min_properties(Some(1))
+        .max_properties(Some(32))
+        .property_names(Some(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(64))))
+        .additional_properties(Some(RefOr::T(Schema::Object(id_text()))))
+        .build()
+}
+
+/// A scope in a request.
+pub(crate) fn scope_schema() -> utoipa::openapi::Object {
+    scope_schema_of(false)
+}
+
+/// [`scope_schema`], or null.
+pub(crate) fn optional_scope_schema() -> utoipa::openapi::Object {
+    scope_schema_of(true)
+}
+
+/// Any JSON value but null.
+pub(crate) fn any_but_null() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Number, Type::Boolean, Type::Object, Type::Array]))
+        .build()
 }

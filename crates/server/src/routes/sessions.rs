@@ -2,7 +2,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use base64::Engine;
@@ -33,32 +32,40 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSessionRequest {
+    #[schema(schema_with = crate::routes::id_text)]
     pub user_id: String,
+    #[schema(schema_with = crate::routes::optional_id_text)]
     pub agent_id: Option<String>,
     /// Flat string-to-string dict; defaults to `{"user_id": <user_id>}`.
+    #[schema(schema_with = crate::routes::optional_scope_schema)]
     pub scope: Option<Scope>,
     #[schema(value_type = Option<Object>)]
     pub state: Option<Map<String, Value>>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
-    /// Seconds until the session expires; or give `expires_at`.
+    /// Seconds until the session expires (up to ten years); or give `expires_at`.
+    #[schema(minimum = 1, maximum = 316_224_000)]
+    #[serde(default, deserialize_with = "crate::extract::integer")]
     pub ttl_seconds: Option<i64>,
+    /// In the future, at most ten years ahead; not with `ttl_seconds`.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendEventRequest {
+    #[schema(schema_with = crate::routes::id_text)]
     pub author: String,
     /// Defaults to `user`.
     pub role: Option<RoleBody>,
-    /// Text (a JSON string) or any structured JSON value.
-    #[schema(value_type = Object)]
+    /// Text (a JSON string) or any structured JSON value but null.
+    #[schema(schema_with = crate::routes::any_but_null)]
     pub content: Value,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
-    /// When the event happened; defaults to the time it is stored.
+    /// When the event happened (years 1 to 9999); defaults to the time it is stored.
     pub timestamp: Option<DateTime<Utc>>,
+    #[schema(schema_with = crate::routes::optional_id_text)]
     pub invocation_id: Option<String>,
 }
 
@@ -66,7 +73,26 @@ pub struct AppendEventRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendEventsRequest {
+    /// 1 to `MAX_EVENTS_PER_REQUEST` (default 100) events.
+    #[schema(min_items = 1, max_items = 100)]
     pub events: Vec<AppendEventRequest>,
+}
+
+/// The body of an append: one event, or several in `events`.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)] // Describes the body in the OpenAPI document; `append_events` parses it.
+#[serde(untagged)]
+pub enum AppendBody {
+    One(AppendEventRequest),
+    Many(AppendEventsRequest),
+}
+
+/// The answer of an append: the event, or the events of a batch.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Appended {
+    One(Box<EventBody>),
+    Many(EventBatch),
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
@@ -125,6 +151,16 @@ pub struct SessionBody {
     pub events_next_cursor: Option<String>,
 }
 
+/// A new session: the shape of `GET /sessions/{id}`, with its events, none yet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedSession {
+    #[serde(flatten)]
+    pub session: SessionBody,
+    /// Always the empty list.
+    #[schema(max_items = 0)]
+    pub events: Vec<EventBody>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventBody {
     pub id: Uuid,
@@ -133,7 +169,7 @@ pub struct EventBody {
     pub seq: i64,
     pub author: String,
     pub role: RoleBody,
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::routes::any_but_null)]
     pub content: Value,
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
@@ -215,24 +251,29 @@ impl From<AppendEventRequest> for NewEvent {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GetSessionQuery {
     /// Include the events (default true).
     pub include_events: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListSessionsQuery {
     pub user_id: Option<String>,
     pub agent_id: Option<String>,
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListEventsQuery {
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -242,13 +283,13 @@ const DEFAULT_SESSIONS_PAGE: u32 = 20;
 const DEFAULT_EVENTS_PAGE: u32 = 100;
 
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = CreateSessionRequest,
-    responses((status = 201, body = SessionBody), (status = 400, body = Problem), (status = 415, body = Problem),
+    responses((status = 201, body = CreatedSession), (status = 400, body = Problem), (status = 415, body = Problem),
         (status = 422, body = Problem)))]
 pub async fn create_session(
     State(state): State<AppState>,
     Authorized(principal, _): Authorized<SessionWrite>,
     ApiJson(request): ApiJson<CreateSessionRequest>,
-) -> Result<(StatusCode, Json<SessionBody>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedSession>), ApiError> {
     let new = NewSession {
         user_id: request.user_id,
         agent_id: request.agent_id,
@@ -259,7 +300,9 @@ pub async fn create_session(
         expires_at: request.expires_at,
     };
     let session = state.sessions.create(&principal.access, new, Utc::now()).await?;
-    Ok((StatusCode::CREATED, Json(session.into())))
+    let created =
+        CreatedSession { session: SessionBody { events: None, ..SessionBody::from(session) }, events: Vec::new() };
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path), GetSessionQuery),
@@ -298,15 +341,15 @@ pub async fn list_sessions(
 
 /// Appends one event (`{author, content, ...}`) or several atomically (`{events: [...]}`).
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/events", tag = "sessions", params(("id" = Uuid, Path)),
-    request_body(content = AppendEventRequest, description = "One event, or `{\"events\": [...]}` (AppendEventsRequest) for several"),
-    responses((status = 201, description = "The stored event, or `{\"events\": [...]}` for a batch", body = EventBody),
+    request_body(content = AppendBody, description = "One event, or `{\"events\": [...]}` for several"),
+    responses((status = 201, description = "The stored event, or `{\"events\": [...]}` for a batch", body = Appended),
         (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn append_events(
     State(state): State<AppState>,
     Authorized(principal, _): Authorized<SessionWrite>,
     SessionId(id): SessionId,
     ApiJson(body): ApiJson<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
     let is_batch = body.as_object().is_some_and(|object| object.contains_key("events"));
     let requests = if is_batch {
         from_value::<AppendEventsRequest>(body)?.events
@@ -323,14 +366,13 @@ pub async fn append_events(
             },
             err => err,
         })?;
-    let response = if is_batch {
-        let events = stored.into_iter().map(EventBody::from).collect();
-        (StatusCode::CREATED, Json(EventBatch { events })).into_response()
+    let appended = if is_batch {
+        Appended::Many(EventBatch { events: stored.into_iter().map(EventBody::from).collect() })
     } else {
         let event = stored.pop().ok_or_else(|| ApiError::Internal("the store returned no event".to_owned()))?;
-        (StatusCode::CREATED, Json(EventBody::from(event))).into_response()
+        Appended::One(Box::new(EventBody::from(event)))
     };
-    Ok(response)
+    Ok((StatusCode::CREATED, Json(appended)))
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/events", tag = "sessions", params(("id" = Uuid, Path), ListEventsQuery),
