@@ -107,6 +107,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 /// The answer of a change (a PATCH, a restore) to a credential that may write but not read:
 /// that the change happened, and nothing of the stored data the request did not carry.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+// Only for the schema (`additionalProperties: false`), so a full body never also matches it.
+#[serde(deny_unknown_fields)]
 pub struct WriteReceipt {
     pub id: uuid::Uuid,
     pub updated_at: chrono::DateTime<chrono::Utc>,
@@ -171,10 +173,12 @@ impl utoipa::Modify for SecuritySchemes {
                 let mut common = vec![
                     ("422", "Invalid input: a query parameter the operation does not declare, or a value it refuses"),
                     ("500", "Internal error (opaque; logged)"),
-                    ("503", "Service unavailable, or the request timed out"),
+                    ("503", "Service unavailable (shutting down, the database cannot serve, or the request timed out); see Retry-After"),
                 ];
                 if authenticated {
                     common.extend([
+                        // Taken before the body's 400 below: one description for both.
+                        ("400", "Several credentials at once (conflicting_credentials); with a body, malformed JSON"),
                         ("401", "Missing or invalid credentials"),
                         ("403", "The credential lacks the permission"),
                         ("429", "Rate limited; see Retry-After"),
