@@ -173,7 +173,10 @@ impl utoipa::Modify for SecuritySchemes {
                 let mut common = vec![
                     ("422", "Invalid input: a query parameter the operation does not declare, or a value it refuses"),
                     ("500", "Internal error (opaque; logged)"),
-                    ("503", "Service unavailable (shutting down, the database cannot serve, or the request timed out); see Retry-After"),
+                    (
+                        "503",
+                        "Service unavailable (shutting down, the database cannot serve, or the request timed out); see Retry-After",
+                    ),
                 ];
                 if authenticated {
                     common.extend([
