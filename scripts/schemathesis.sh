@@ -19,7 +19,9 @@ if [ "$("$venv/bin/schemathesis" --version 2>/dev/null || true)" != "schemathesi
     "$venv/bin/pip" install --quiet "schemathesis==$version"
 fi
 
-cargo build --locked -p contextiq --bin contextiq
+# Built with the workspace's test feature set, as scripts/test.sh's test run builds it, so after
+# that run nothing is recompiled (`-p contextiq --bin contextiq` would resolve features anew).
+cargo build --locked --workspace --tests
 ./scripts/fetch-model.sh
 
 data_dir=$(mktemp -d)

@@ -38,17 +38,19 @@ CONTEXTIQ_TEST_DATABASE_URL="$postgres_url" CONTEXTIQ_TEST_REDIS_URL="$redis_url
     CONTEXTIQ_TEST_RABBITMQ_URL="$rabbitmq_url" \
     cargo nextest run --workspace --locked --no-fail-fast
 
+# The conformance runs select the API suite from the whole workspace, so they reuse the test
+# run's build: `-p contextiq` would resolve features anew and recompile.
 echo "== conformance: the API suite against PostgreSQL + pgvector + Redis + RabbitMQ"
 CONTEXTIQ_CONFORMANCE_DATABASE_URL="$postgres_url" CONTEXTIQ_CONFORMANCE_REDIS_URL="$redis_url" \
     CONTEXTIQ_CONFORMANCE_RABBITMQ_URL="$rabbitmq_url" \
-    cargo nextest run -p contextiq --test api --locked --no-fail-fast
+    cargo nextest run --workspace --locked --no-fail-fast -E 'binary_id(contextiq::api)'
 
 # No Qdrant server can be installed from the package registries: the suite runs against
 # Qdrant's own engine (the qdrant-edge crate) behind Qdrant's gRPC protocol, in the test process.
 echo "== conformance: the API suite against PostgreSQL + Qdrant + Redis + RabbitMQ"
 CONTEXTIQ_CONFORMANCE_DATABASE_URL="$postgres_url" CONTEXTIQ_CONFORMANCE_REDIS_URL="$redis_url" \
     CONTEXTIQ_CONFORMANCE_RABBITMQ_URL="$rabbitmq_url" CONTEXTIQ_CONFORMANCE_QDRANT=edge \
-    cargo nextest run -p contextiq --test api --locked --no-fail-fast
+    cargo nextest run --workspace --locked --no-fail-fast -E 'binary_id(contextiq::api)'
 
 # Schemathesis, an OpenAPI client we did not write, against the debug binary (its own venv).
 echo "== schemathesis: every check on requests derived from /openapi.json"
