@@ -82,6 +82,7 @@ impl ConfigArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    contextiq_models::use_ring_for_tls();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     runtime.block_on(async move {
         match cli.command {

@@ -94,6 +94,7 @@ pub struct LlmChatModel {
 
 impl LlmChatModel {
     pub fn new(settings: LlmSettings) -> Result<LlmChatModel, ModelError> {
+        crate::use_ring_for_tls();
         let LlmSettings { provider, model, base_url, api_key, azure_api_version, timeout } = settings;
         let invalid = |reason: String| ModelError::InvalidSettings(format!("{}: {reason}", provider.as_str()));
         if model.trim().is_empty() {

@@ -3,12 +3,21 @@
 //! TEI, a LiteLLM proxy). Chat models for the LLM extractor: OpenAI, Anthropic, Gemini, Azure
 //! OpenAI and OpenAI-compatible servers, through genai.
 
+mod bert;
 pub mod chat;
 mod local;
 mod openai;
 
 pub use chat::{LlmChatModel, LlmProvider, LlmSettings};
 pub use local::{LocalEmbedder, MODEL_FILES};
+
+/// Makes rustls with ring the TLS provider of every HTTP client this process builds (reqwest
+/// panics when a client is built without one). Idempotent; called by whatever builds a client:
+/// the models here, the server's startup and telemetry, the CLI.
+pub fn use_ring_for_tls() {
+    // Err only when a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 pub use openai::{OpenAiEmbedder, OpenAiOptions};
 
 #[derive(Debug, thiserror::Error)]

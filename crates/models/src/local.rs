@@ -6,11 +6,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+
 use contextiq_core::Embedder;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::ModelError;
+use crate::bert::{BertModel, Config};
 
 /// The files a model directory must hold.
 pub const MODEL_FILES: [&str; 3] = ["model.safetensors", "config.json", "tokenizer.json"];
@@ -143,7 +144,7 @@ impl Inner {
         let input_ids = Tensor::from_vec(ids, shape, &self.device).map_err(inference)?;
         let attention_mask = Tensor::from_vec(mask, shape, &self.device).map_err(inference)?;
         let token_type_ids = input_ids.zeros_like().map_err(inference)?;
-        let hidden = self.model.forward(&input_ids, &token_type_ids, Some(&attention_mask)).map_err(inference)?;
+        let hidden = self.model.forward(&input_ids, &token_type_ids, &attention_mask).map_err(inference)?;
         // Mean over real tokens only, then unit length.
         let mask = attention_mask.to_dtype(DType::F32).map_err(inference)?.unsqueeze(2).map_err(inference)?;
         let summed = hidden.broadcast_mul(&mask).map_err(inference)?.sum(1).map_err(inference)?;

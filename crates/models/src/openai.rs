@@ -48,6 +48,7 @@ struct EmbeddingItem {
 
 impl OpenAiEmbedder {
     pub fn new(options: OpenAiOptions) -> Result<OpenAiEmbedder, ModelError> {
+        crate::use_ring_for_tls();
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
             .build()

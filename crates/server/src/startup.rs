@@ -379,6 +379,7 @@ fn write_private_file(path: &std::path::Path, contents: &str) -> std::io::Result
 impl Application {
     /// Opens the store and binds the listener (port 0 picks a free port); serves nothing yet.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        contextiq_models::use_ring_for_tls();
         for warning in settings.warnings() {
             tracing::warn!("{warning}");
         }

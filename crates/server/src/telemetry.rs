@@ -36,6 +36,8 @@ const EXPORTED_TARGETS: &str = "contextiq";
 /// the log level, so the debug spans of sqlx, hyper or lapin never leave the process.
 /// Call [`shutdown_tracing`] before exit to flush what is still queued.
 pub fn init_logging(settings: &LogSettings, service_name: &str) {
+    // Before the OTLP exporter builds its HTTP client.
+    contextiq_models::use_ring_for_tls();
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));

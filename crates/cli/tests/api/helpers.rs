@@ -266,6 +266,7 @@ pub fn admin_key(data_dir: &std::path::Path) -> String {
 
 /// A client that sends `key` as `X-API-Key` with every request.
 pub fn client_with_key(key: &str) -> reqwest::Client {
+    contextiq_models::use_ring_for_tls();
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("x-api-key", key.parse().expect("a key is a valid header value"));
     reqwest::Client::builder().default_headers(headers).build().expect("a client")
@@ -273,6 +274,7 @@ pub fn client_with_key(key: &str) -> reqwest::Client {
 
 /// A client that sends `Authorization: Bearer <token>`.
 pub fn client_with_token(token: &str) -> reqwest::Client {
+    contextiq_models::use_ring_for_tls();
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("authorization", format!("Bearer {token}").parse().expect("a valid header value"));
     reqwest::Client::builder().default_headers(headers).build().expect("a client")
@@ -321,5 +323,7 @@ pub fn id_of(body: &Value) -> String {
 
 /// The path of the built `contextiq` binary.
 pub fn binary() -> PathBuf {
+    // The test process talks to the spawned server with reqwest, which needs a TLS provider.
+    contextiq_models::use_ring_for_tls();
     PathBuf::from(env!("CARGO_BIN_EXE_contextiq"))
 }
