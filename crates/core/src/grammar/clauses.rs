@@ -77,6 +77,36 @@ enum Instruction {
 }
 
 fn read_instruction(tokens: &[String], lower: &[String], is_question: bool) -> Instruction {
+    let (idx, asked) = request_prefix_len(lower);
+    let Some((kind, keyword_len)) = instruction_keyword(&tokens[idx..], &lower[idx..]) else {
+        return Instruction::NotOne;
+    };
+    // "Can you remember that ...?" is a request; "Remember what I said?" is not.
+    if is_question && !asked {
+        return Instruction::Unusable;
+    }
+    let body_idx = instruction_body_idx(tokens, lower, idx + keyword_len, kind);
+    let body = &tokens[body_idx..];
+    let body_lower = &lower[body_idx..];
+    if names_no_fact(body_lower, kind) {
+        return Instruction::Unusable;
+    }
+    let fact = finish_fact(&restate(body, body_lower));
+    let usable = match kind {
+        FindingKind::Assert => match parse_fact(&fact) {
+            Some(parsed) => statement_topic(&parsed).is_some(),
+            None => fact.split_whitespace().count() >= 3,
+        },
+        FindingKind::Forget => fact.split_whitespace().any(|word| !is_function_word(&bare(word))),
+    };
+    if !usable {
+        return Instruction::Unusable;
+    }
+    Instruction::Found(Finding { fact, kind, topic: EXPLICIT_INSTRUCTIONS, confidence: EXPLICIT_CONFIDENCE })
+}
+
+/// How many leading words are "please" and ways of asking ("can you"), and whether one asked.
+fn request_prefix_len(lower: &[String]) -> (usize, bool) {
     let mut idx = 0;
     let mut asked = false;
     loop {
@@ -89,14 +119,12 @@ fn read_instruction(tokens: &[String], lower: &[String], is_question: bool) -> I
             break;
         }
     }
-    let Some((kind, keyword_len)) = instruction_keyword(&tokens[idx..], &lower[idx..]) else {
-        return Instruction::NotOne;
-    };
-    // "Can you remember that ...?" is a request; "Remember what I said?" is not.
-    if is_question && !asked {
-        return Instruction::Unusable;
-    }
-    let mut body_idx = idx + keyword_len;
+    (idx, asked)
+}
+
+/// Where what to remember or forget starts, after the keyword and markers such as "that", "the
+/// fact that", "this:" and (to forget) "about".
+fn instruction_body_idx(tokens: &[String], lower: &[String], mut body_idx: usize, kind: FindingKind) -> usize {
     let mut that_skipped = false;
     while let Some(word) = lower.get(body_idx) {
         let is_marker = match word.as_str() {
@@ -118,9 +146,13 @@ fn read_instruction(tokens: &[String], lower: &[String], is_question: bool) -> I
             break;
         }
     }
-    let body = &tokens[body_idx..];
-    let body_lower = &lower[body_idx..];
-    let Some(first) = body_lower.first() else { return Instruction::Unusable };
+    body_idx
+}
+
+/// An instruction's body too vague to act on: empty, a pronoun, a reminder, filler, or a quote of
+/// the conversation.
+fn names_no_fact(body_lower: &[String], kind: FindingKind) -> bool {
+    let Some(first) = body_lower.first() else { return true };
     let vague = match kind {
         FindingKind::Assert => REMEMBER_VAGUE.contains(&first.as_str()),
         FindingKind::Forget => {
@@ -132,21 +164,7 @@ fn read_instruction(tokens: &[String], lower: &[String], is_question: bool) -> I
     let quotes_the_conversation = body_lower
         .windows(2)
         .any(|pair| pair[0] == "i" && matches!(pair[1].as_str(), "said" | "told" | "mentioned" | "asked" | "wrote"));
-    if vague || quotes_the_conversation || is_filler(body_lower) {
-        return Instruction::Unusable;
-    }
-    let fact = finish_fact(&restate(body, body_lower));
-    let usable = match kind {
-        FindingKind::Assert => match parse_fact(&fact) {
-            Some(parsed) => statement_topic(&parsed).is_some(),
-            None => fact.split_whitespace().count() >= 3,
-        },
-        FindingKind::Forget => fact.split_whitespace().any(|word| !is_function_word(&bare(word))),
-    };
-    if !usable {
-        return Instruction::Unusable;
-    }
-    Instruction::Found(Finding { fact, kind, topic: EXPLICIT_INSTRUCTIONS, confidence: EXPLICIT_CONFIDENCE })
+    vague || quotes_the_conversation || is_filler(body_lower)
 }
 
 /// The remember or forget keyword a clause opens with, and how many words it takes.

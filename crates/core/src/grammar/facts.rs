@@ -178,14 +178,7 @@ fn base_form(lower: &str) -> String {
 pub(super) fn statement_topic(parsed: &ParsedFact) -> Option<(&'static str, f64)> {
     let predicate = &parsed.predicate;
     if !parsed.owner.is_empty() {
-        if predicate.is_empty() || predicate.iter().all(|word| is_function_word(word)) {
-            return None;
-        }
-        if parsed.owner[0] == "favourite" {
-            return Some((PREFERENCES, 0.9));
-        }
-        let is_copula = matches!(predicate[0].as_str(), "be" | "was");
-        return Some((PERSONAL_INFO, if is_copula { 0.9 } else { 0.8 }));
+        return possession_topic(parsed);
     }
     // Nothing after the verb but pronouns and little words: "User agrees", "User loves it". A
     // change needs no object: "User used to smoke".
@@ -207,6 +200,25 @@ pub(super) fn statement_topic(parsed: &ParsedFact) -> Option<(&'static str, f64)
     if object.first().is_some_and(|word| ASSISTANT_WORDS.contains(&word.as_str())) {
         return None;
     }
+    predicate_topic(parsed, is_modal)
+}
+
+/// A statement about one of the user's things: "User's favourite colour is blue".
+fn possession_topic(parsed: &ParsedFact) -> Option<(&'static str, f64)> {
+    let predicate = &parsed.predicate;
+    if predicate.is_empty() || predicate.iter().all(|word| is_function_word(word)) {
+        return None;
+    }
+    if parsed.owner[0] == "favourite" {
+        return Some((PREFERENCES, 0.9));
+    }
+    let is_copula = matches!(predicate[0].as_str(), "be" | "was");
+    Some((PERSONAL_INFO, if is_copula { 0.9 } else { 0.8 }))
+}
+
+/// The topic of a statement about the user with a verb and an object, by what the predicate says.
+fn predicate_topic(parsed: &ParsedFact, is_modal: bool) -> Option<(&'static str, f64)> {
+    let predicate = &parsed.predicate;
     if starts_with_any(predicate, &["would rather", "would prefer"]) {
         return Some((PREFERENCES, 0.85));
     }
