@@ -130,7 +130,7 @@ mod tests {
 
     use super::*;
     use crate::generation::TopicSpec;
-    use crate::grammar::{EXPLICIT_INSTRUCTIONS, PREFERENCES};
+    use crate::grammar::{EXPLICIT_INSTRUCTIONS, PREFERENCES, attribute_of};
 
     fn turn(role: Role, content: &str) -> Turn {
         Turn { event_id: Uuid::new_v4(), role, author: "someone".to_owned(), content: content.to_owned() }
