@@ -10,6 +10,7 @@ pub mod cached;
 pub mod embed;
 mod error;
 pub mod generation;
+mod grammar;
 pub mod memory;
 mod memory_service;
 pub mod merge_patch;

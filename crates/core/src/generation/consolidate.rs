@@ -14,11 +14,11 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use super::rules::{attribute_of, normalise};
 use super::{
     Candidate, CandidateKind, ExtractError, Extractor, Job, JobOutcome, LlmUsage, MemoryChange, Neighbour, Verdict,
 };
 use crate::embed::cosine;
+use crate::grammar::{attribute_of, normalise};
 use crate::memory::{MemorySnapshot, MemoryStore, Revision, RevisionAction, scope_key};
 use crate::{Memory, Result};
 

@@ -1,0 +1,144 @@
+//! Splitting a message into sentences, and a sentence into clauses.
+
+use super::lexicon::{ABBREVIATIONS, CLAUSE_CONJUNCTIONS, LEAD_INS, TITLES};
+use super::person::is_first_person_subject;
+use super::words::{lower_words, phrase_len, starts_with_phrase};
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Sentence {
+    pub(super) text: String,
+    pub(super) is_question: bool,
+}
+
+pub(super) fn split_sentences(content: &str) -> Vec<Sentence> {
+    let chars: Vec<char> = content.chars().collect();
+    let mut sentences = Vec::new();
+    let mut current = String::new();
+    let mut idx = 0;
+    while idx < chars.len() {
+        let ch = chars[idx];
+        let ends_sentence = if ch == '.' { dot_ends_sentence(&chars, idx, &current) } else { is_terminator(ch) };
+        if !ends_sentence {
+            current.push(ch);
+            idx += 1;
+            continue;
+        }
+        // "?!" and "..." end one sentence, not several empty ones.
+        let mut is_question = false;
+        while let Some(&next) = chars.get(idx) {
+            if next != '.' && !is_terminator(next) {
+                break;
+            }
+            is_question |= next == '?';
+            idx += 1;
+        }
+        finish_sentence(&mut sentences, &mut current, is_question);
+    }
+    finish_sentence(&mut sentences, &mut current, false);
+    sentences
+}
+
+fn is_terminator(ch: char) -> bool {
+    matches!(ch, '!' | '?' | ';' | '\n' | '\r' | '\u{2026}')
+}
+
+fn finish_sentence(sentences: &mut Vec<Sentence>, current: &mut String, is_question: bool) {
+    let text = current.trim();
+    if !text.is_empty() {
+        sentences.push(Sentence { text: text.to_owned(), is_question });
+    }
+    current.clear();
+}
+
+fn dot_ends_sentence(chars: &[char], dot_idx: usize, before: &str) -> bool {
+    // "5.5", "example.com", the inner dots of "e.g.": a dot glued to the next word is part of it.
+    let next = chars.get(dot_idx + 1).copied();
+    if next.is_some_and(char::is_alphanumeric) {
+        return false;
+    }
+    let last_word = before.split_whitespace().next_back().unwrap_or_default();
+    let last_word = last_word.trim_start_matches(|ch: char| !ch.is_alphanumeric()).to_lowercase();
+    if TITLES.contains(&last_word.as_str()) {
+        return false;
+    }
+    if ABBREVIATIONS.contains(&last_word.as_str()) {
+        // "Acme Inc. It is ..." ends a sentence; "6 a.m. every day" does not.
+        let next_letter = chars[dot_idx + 1..].iter().find(|ch| !ch.is_whitespace());
+        return next_letter.is_none_or(|ch| ch.is_uppercase());
+    }
+    // An initial, as in "J. R. R. Tolkien"; the pronoun "I" is not one.
+    let mut letters = last_word.chars();
+    if let (Some(letter), None) = (letters.next(), letters.next()) {
+        return !letter.is_alphabetic() || letter == 'i';
+    }
+    true
+}
+
+/// Splits a sentence where a new first-person clause starts after a comma or a conjunction, as in
+/// "I live in Paris, and I work at Acme". "My wife and I live here" stays whole: what comes before
+/// "and I" must stand alone as a statement.
+pub(super) fn split_clauses(sentence: &str) -> Vec<Vec<String>> {
+    let tokens: Vec<String> = sentence.split_whitespace().map(str::to_owned).collect();
+    let lower = lower_words(&tokens);
+    let mut clauses = Vec::new();
+    let mut start = 0;
+    for idx in 1..tokens.len() {
+        if !is_first_person_subject(&lower[idx]) {
+            continue;
+        }
+        let after_conjunction = idx - 1 > start && CLAUSE_CONJUNCTIONS.contains(&lower[idx - 1].as_str());
+        let after_comma = tokens[idx - 1].ends_with(',');
+        if !after_conjunction && !after_comma {
+            continue;
+        }
+        let cut = if after_conjunction { idx - 1 } else { idx };
+        if cut > start && stands_alone(&lower[start..cut]) {
+            clauses.push(tokens[start..cut].to_vec());
+            start = cut;
+        }
+    }
+    clauses.push(tokens[start..].to_vec());
+    clauses.retain(|clause| !clause.is_empty());
+    clauses
+}
+
+fn stands_alone(lower: &[String]) -> bool {
+    let body = &lower[lead_in_len(lower)..];
+    match body.first().map(String::as_str) {
+        Some(first) if is_first_person_subject(first) => true,
+        Some("my") => body.iter().any(|word| matches!(word.as_str(), "is" | "are" | "was" | "were")),
+        _ => false,
+    }
+}
+
+/// How many leading words are greetings and discourse markers ("Well, actually, by the way").
+pub(super) fn lead_in_len(lower: &[String]) -> usize {
+    let mut len = 0;
+    while let Some(phrase) = LEAD_INS.iter().find(|phrase| starts_with_phrase(&lower[len..], phrase)) {
+        len += phrase_len(phrase);
+    }
+    len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_sentences_on_terminators() {
+        let sentences = split_sentences("Is it 3.5? Yes! I live at example.com... e.g. here;done\nok");
+        let expected = [
+            ("Is it 3.5", true),
+            ("Yes", false),
+            ("I live at example.com", false),
+            ("e.g. here", false),
+            ("done", false),
+            ("ok", false),
+        ];
+        let expected: Vec<Sentence> = expected
+            .iter()
+            .map(|(text, is_question)| Sentence { text: (*text).to_owned(), is_question: *is_question })
+            .collect();
+        assert_eq!(sentences, expected);
+    }
+}
