@@ -45,7 +45,7 @@ fn fts_query(scope_tag: &str, text: &str) -> Option<String> {
 impl MemoryStore for SqliteStore {
     async fn write(&self, write: Write) -> Result<WriteOutcome> {
         let touched = write.touches();
-        let written = self.submit(|reply| WriteOp::Store { write, reply }).await?;
+        let written = self.submit(|reply| WriteOp::Store { write: Box::new(write), reply }).await?;
         Ok(WriteOutcome::new(touched, written))
     }
 

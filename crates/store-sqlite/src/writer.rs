@@ -22,7 +22,7 @@ pub(crate) enum WriteOp {
     Key(KeyWrite),
     /// A write of memories or jobs ([`contextiq_core::MemoryStore::write`]).
     Store {
-        write: Write,
+        write: Box<Write>,
         reply: Reply<Written>,
     },
     AckVectorEntries {
@@ -160,7 +160,7 @@ impl Writer {
             WriteOp::Session(write) => self.apply_session_write(write).await?,
             WriteOp::Key(write) => self.apply_key_write(write).await?,
             WriteOp::Store { write, reply } => {
-                let applied = self.apply_store_write(write).await?;
+                let applied = self.apply_store_write(*write).await?;
                 self.complete_with(applied.vectors, reply, applied.outcome)
             }
             WriteOp::AckVectorEntries { entries, reply } => complete(reply, self.ack_vector_entries(&entries).await?),
