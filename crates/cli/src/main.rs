@@ -183,8 +183,14 @@ async fn catch_up_vectors(stores: &contextiq_server::startup::Stores) -> anyhow:
     let Some(vectors) = &stores.vectors else { return Ok(()) };
     // Bounded, in case a server still running keeps writing.
     for _ in 0..100_000 {
-        let n_synced =
-            sync_pending(vectors.outbox.as_ref(), vectors.index.as_ref(), chrono::Duration::zero(), BATCH).await?;
+        let n_synced = sync_pending(
+            vectors.outbox.as_ref(),
+            vectors.index.as_ref(),
+            chrono::Utc::now(),
+            chrono::Duration::zero(),
+            BATCH,
+        )
+        .await?;
         if n_synced < BATCH as usize {
             return Ok(());
         }

@@ -21,11 +21,10 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::cache::{Cache, ttl};
-use crate::generation::{CommitResult, Job, JobCompletion, JobStore, LlmUsage, MemoryChange};
-use crate::memory::{MemoryPage, StoredMemory};
+use crate::generation::{Job, JobStore, MemoryChange};
 use crate::{
-    Error, Event, Memory, MemoryFilter, MemoryStore, NewEvent, OrgId, PageCursor, Result, Revision, Session,
-    SessionFilter, SessionPage, SessionStore,
+    Error, Event, Layered, Memory, NewEvent, OrgId, Result, Session, SessionFilter, SessionPage, SessionStore,
+    StoreLayer, Write, WriteOutcome,
 };
 
 /// The cache family of one session: its reads with and without events.
@@ -265,87 +264,104 @@ impl SessionStore for CachedSessionStore {
 
 /// A [`MemoryStore`] and [`JobStore`] that cache reads of one memory and of a job, and
 /// invalidate a memory, its scope's search rankings and a job on every write that touches them.
-pub struct CachedMemoryStore {
-    memories: Arc<dyn MemoryStore>,
-    jobs: Arc<dyn JobStore>,
+pub type CachedMemoryStore = Layered<MemoryCaching>;
+
+impl CachedMemoryStore {
+    pub fn new(inner: Arc<dyn JobStore>, cache: CacheLayer) -> CachedMemoryStore {
+        Layered::with(inner, MemoryCaching { cache })
+    }
+}
+
+/// The caching of [`CachedMemoryStore`]: single-record reads of memories and jobs.
+pub struct MemoryCaching {
     cache: CacheLayer,
 }
 
-impl CachedMemoryStore {
-    pub fn new(memories: Arc<dyn MemoryStore>, jobs: Arc<dyn JobStore>, cache: CacheLayer) -> CachedMemoryStore {
-        CachedMemoryStore { memories, jobs, cache }
-    }
-
+impl MemoryCaching {
     fn families_of(memory: &Memory) -> Vec<String> {
         vec![memory_family(memory.id), scope_family(&memory.org_id, &crate::memory::scope_key(&memory.scope))]
     }
 
     /// The families a change by id touches; the memory is looked up first, as its scope is
     /// needed and a purge leaves nothing to look up afterwards.
-    async fn families_of_id(&self, org: &OrgId, id: Uuid) -> Vec<String> {
-        match self.memories.find_memory(org, id).await {
-            Ok(Some(stored)) => CachedMemoryStore::families_of(&stored.memory),
+    async fn families_of_id(inner: &dyn JobStore, org: &OrgId, id: Uuid) -> Vec<String> {
+        match inner.find_memory(org, id).await {
+            Ok(Some(stored)) => MemoryCaching::families_of(&stored.memory),
             _ => vec![memory_family(id)],
         }
+    }
+
+    /// The families a write will change, known before it applies. Expired memories are purged
+    /// without invalidation (cached ones are checked for expiry on every hit); re-embedding
+    /// changes rankings, not records (rankings are cached per embedding model); publication is
+    /// not part of a job's visible state.
+    async fn families_written(inner: &dyn JobStore, write: &Write) -> Vec<String> {
+        let mut families = Vec::new();
+        match write {
+            Write::InsertMemory { memory, .. }
+            | Write::UpdateMemory { memory, .. }
+            | Write::RestoreMemory { memory, .. } => families.extend(MemoryCaching::families_of(memory)),
+            Write::DeleteMemory { org, id, .. } | Write::PurgeMemory { org, id } => {
+                families.extend(MemoryCaching::families_of_id(inner, org, *id).await);
+            }
+            Write::CompleteJob { completion } => {
+                families.push(job_family(completion.job_id));
+                for change in &completion.changes {
+                    match change {
+                        MemoryChange::Insert { memory, .. } | MemoryChange::Update { memory, .. } => {
+                            families.extend(MemoryCaching::families_of(memory));
+                        }
+                        MemoryChange::Delete { id, .. } => {
+                            families.extend(MemoryCaching::families_of_id(inner, &completion.org_id, *id).await);
+                        }
+                    }
+                }
+            }
+            Write::ClaimJob { only: Some(id), .. } | Write::RenewLease { id, .. } | Write::FailJob { id, .. } => {
+                families.push(job_family(*id));
+            }
+            Write::ClaimJob { only: None, .. }
+            | Write::PurgeExpiredMemories { .. }
+            | Write::SetEmbeddingModel { .. }
+            | Write::SetEmbeddings { .. }
+            | Write::EnqueueJob { .. }
+            | Write::MarkPublished { .. }
+            | Write::PurgeFinishedJobs { .. } => {}
+        }
+        families.sort();
+        families.dedup();
+        families
     }
 }
 
 #[async_trait]
-impl MemoryStore for CachedMemoryStore {
-    async fn insert_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> Result<Memory> {
-        let families = CachedMemoryStore::families_of(&memory);
-        let invalidation = self.cache.invalidation(families);
-        let inserted = self.memories.insert_memory(memory, embedding, revision).await;
+impl StoreLayer for MemoryCaching {
+    /// Invalidates what the write will change whatever its result, and after it succeeds the
+    /// jobs only its answer names (the one a claim took, those a purge removed).
+    async fn write(&self, inner: &dyn JobStore, write: Write) -> Result<WriteOutcome> {
+        let families = MemoryCaching::families_written(inner, &write).await;
+        let invalidation = self.cache.invalidation(families.clone());
+        let written = inner.write(write).await;
         invalidation.finish().await;
-        inserted
-    }
-
-    async fn update_memory(
-        &self,
-        memory: Memory,
-        embedding: Option<Vec<f32>>,
-        revision: Revision,
-        now: DateTime<Utc>,
-    ) -> Result<Memory> {
-        let families = CachedMemoryStore::families_of(&memory);
-        let invalidation = self.cache.invalidation(families);
-        let updated = self.memories.update_memory(memory, embedding, revision, now).await;
-        invalidation.finish().await;
-        updated
-    }
-
-    async fn delete_memory(&self, org: &OrgId, id: Uuid, revision: Revision, now: DateTime<Utc>) -> Result<()> {
-        let families = self.families_of_id(org, id).await;
-        let invalidation = self.cache.invalidation(families);
-        let deleted = self.memories.delete_memory(org, id, revision, now).await;
-        invalidation.finish().await;
-        deleted
-    }
-
-    async fn restore_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> Result<Memory> {
-        let families = CachedMemoryStore::families_of(&memory);
-        let invalidation = self.cache.invalidation(families);
-        let restored = self.memories.restore_memory(memory, embedding, revision).await;
-        invalidation.finish().await;
-        restored
-    }
-
-    async fn purge_memory(&self, org: &OrgId, id: Uuid) -> Result<()> {
-        let families = self.families_of_id(org, id).await;
-        let invalidation = self.cache.invalidation(families);
-        let purged = self.memories.purge_memory(org, id).await;
-        invalidation.finish().await;
-        purged
-    }
-
-    async fn find_memory(&self, org: &OrgId, id: Uuid) -> Result<Option<StoredMemory>> {
-        self.memories.find_memory(org, id).await
+        let written = written?;
+        let named_after: Vec<String> =
+            written.touched.jobs.iter().map(|id| job_family(*id)).filter(|family| !families.contains(family)).collect();
+        if !named_after.is_empty() {
+            self.cache.invalidation(named_after).finish().await;
+        }
+        Ok(written)
     }
 
     /// One id (`GET /memories/{id}`) reads through the cache; several (a search's candidates)
     /// go to the store in one query.
-    async fn get_memories(&self, org: &OrgId, ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<Memory>> {
-        let &[id] = ids else { return self.memories.get_memories(org, ids, now).await };
+    async fn get_memories(
+        &self,
+        inner: &dyn JobStore,
+        org: &OrgId,
+        ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Memory>> {
+        let &[id] = ids else { return inner.get_memories(org, ids, now).await };
         let family = memory_family(id);
         let generation = match self.cache.get::<Memory>("memory", &family, "live").await {
             Cached::Hit(memory) if &memory.org_id == org => {
@@ -354,173 +370,24 @@ impl MemoryStore for CachedMemoryStore {
             Cached::Hit(_) => return Ok(Vec::new()),
             Cached::Miss(generation) => generation,
         };
-        let found = self.memories.get_memories(org, ids, now).await?;
+        let found = inner.get_memories(org, ids, now).await?;
         if let [memory] = found.as_slice() {
             self.cache.put(&family, generation, "live", memory, ttl::MEMORY).await;
         }
         Ok(found)
     }
 
-    async fn list_memories(
-        &self,
-        org: &OrgId,
-        scope_key: &str,
-        filter: &MemoryFilter,
-        cursor: Option<PageCursor>,
-        limit: u32,
-        now: DateTime<Utc>,
-    ) -> Result<MemoryPage> {
-        self.memories.list_memories(org, scope_key, filter, cursor, limit, now).await
-    }
-
-    async fn list_revisions(&self, org: &OrgId, memory_id: Uuid) -> Result<Vec<Revision>> {
-        self.memories.list_revisions(org, memory_id).await
-    }
-
-    async fn lexical_candidates(
-        &self,
-        org: &OrgId,
-        scope_key: &str,
-        query: &str,
-        limit: usize,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<(Uuid, f64)>> {
-        self.memories.lexical_candidates(org, scope_key, query, limit, now).await
-    }
-
-    async fn vector_candidates(
-        &self,
-        org: &OrgId,
-        scope_key: &str,
-        vector: &[f32],
-        limit: usize,
-    ) -> Result<Vec<(Uuid, f64)>> {
-        self.memories.vector_candidates(org, scope_key, vector, limit).await
-    }
-
-    /// Only expired memories are purged, and cached ones are checked for expiry on every hit.
-    async fn purge_expired_memories(&self, now: DateTime<Utc>, batch: u32) -> Result<u64> {
-        self.memories.purge_expired_memories(now, batch).await
-    }
-
-    async fn embedding_model(&self) -> Result<Option<(String, usize)>> {
-        self.memories.embedding_model().await
-    }
-
-    async fn set_embedding_model(&self, model_id: &str, dimension: usize) -> Result<()> {
-        self.memories.set_embedding_model(model_id, dimension).await
-    }
-
-    async fn count_memories(&self) -> Result<u64> {
-        self.memories.count_memories().await
-    }
-
-    async fn memory_facts_after(&self, after: Option<Uuid>, limit: u32) -> Result<Vec<(Uuid, String)>> {
-        self.memories.memory_facts_after(after, limit).await
-    }
-
-    /// Re-embedding changes rankings, not records; search rankings are cached per embedding
-    /// model, and `reindex` moves to another model.
-    async fn set_embeddings(&self, embeddings: Vec<(Uuid, Vec<f32>)>) -> Result<()> {
-        self.memories.set_embeddings(embeddings).await
-    }
-}
-
-#[async_trait]
-impl JobStore for CachedMemoryStore {
-    async fn enqueue_job(&self, job: Job) -> Result<Job> {
-        self.jobs.enqueue_job(job).await
-    }
-
-    async fn get_job(&self, org: &OrgId, id: Uuid) -> Result<Option<Job>> {
+    async fn get_job(&self, inner: &dyn JobStore, org: &OrgId, id: Uuid) -> Result<Option<Job>> {
         let family = job_family(id);
         let generation = match self.cache.get::<Job>("job", &family, "job").await {
             Cached::Hit(job) => return Ok(Some(job).filter(|job| &job.org_id == org)),
             Cached::Miss(generation) => generation,
         };
-        let job = self.jobs.get_job(org, id).await?;
+        let job = inner.get_job(org, id).await?;
         if let Some(job) = &job {
             self.cache.put(&family, generation, "job", job, ttl::JOB).await;
         }
         Ok(job)
-    }
-
-    async fn claim_job(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
-        let claimed = self.jobs.claim_job(now, lease_until).await?;
-        if let Some(job) = &claimed {
-            self.cache.invalidation(vec![job_family(job.id)]).finish().await;
-        }
-        Ok(claimed)
-    }
-
-    async fn claim_job_by_id(&self, id: Uuid, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
-        let invalidation = self.cache.invalidation(vec![job_family(id)]);
-        let claimed = self.jobs.claim_job_by_id(id, now, lease_until).await;
-        invalidation.finish().await;
-        claimed
-    }
-
-    async fn jobs_to_publish(&self, now: DateTime<Utc>, stale_before: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
-        self.jobs.jobs_to_publish(now, stale_before, limit).await
-    }
-
-    /// Publication is not part of a job's visible state.
-    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<()> {
-        self.jobs.mark_published(ids, at).await
-    }
-
-    async fn renew_lease(&self, id: Uuid, attempt: u32, lease_until: DateTime<Utc>) -> Result<bool> {
-        let invalidation = self.cache.invalidation(vec![job_family(id)]);
-        let renewed = self.jobs.renew_lease(id, attempt, lease_until).await;
-        invalidation.finish().await;
-        renewed
-    }
-
-    async fn complete_job(&self, completion: JobCompletion) -> Result<CommitResult> {
-        let mut families = vec![job_family(completion.job_id)];
-        for change in &completion.changes {
-            match change {
-                MemoryChange::Insert { memory, .. } | MemoryChange::Update { memory, .. } => {
-                    families.extend(CachedMemoryStore::families_of(memory));
-                }
-                MemoryChange::Delete { id, .. } => families.extend(self.families_of_id(&completion.org_id, *id).await),
-            }
-        }
-        families.sort();
-        families.dedup();
-        let invalidation = self.cache.invalidation(families);
-        let completed = self.jobs.complete_job(completion).await;
-        invalidation.finish().await;
-        completed
-    }
-
-    async fn fail_job(
-        &self,
-        id: Uuid,
-        attempt: u32,
-        error: &str,
-        llm_usage: LlmUsage,
-        retry_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let invalidation = self.cache.invalidation(vec![job_family(id)]);
-        let failed = self.jobs.fail_job(id, attempt, error, llm_usage, retry_at, now).await;
-        invalidation.finish().await;
-        failed
-    }
-
-    async fn generation_watermark(&self, org: &OrgId, session_id: Uuid, scope_key: &str) -> Result<i64> {
-        self.jobs.generation_watermark(org, session_id, scope_key).await
-    }
-
-    async fn count_unfinished_jobs(&self) -> Result<u64> {
-        self.jobs.count_unfinished_jobs().await
-    }
-
-    async fn purge_finished_jobs(&self, finished_before: DateTime<Utc>, batch: u32) -> Result<Vec<Uuid>> {
-        let purged = self.jobs.purge_finished_jobs(finished_before, batch).await?;
-        self.cache.invalidation(purged.iter().map(|id| job_family(*id)).collect()).finish().await;
-        Ok(purged)
     }
 }
 
@@ -536,9 +403,9 @@ mod tests {
 
     use super::*;
     use crate::cache::{CacheError, CacheLookup};
-    use crate::generation::{GenerationConfig, JobOutcome, JobStatus, Source};
-    use crate::memory::{MemorySnapshot, RevisionAction, scope_key};
-    use crate::{Resource, Role, Scope};
+    use crate::generation::{CommitResult, GenerationConfig, JobCompletion, JobOutcome, JobStatus, Source};
+    use crate::memory::{MemoryFilter, MemoryPage, MemorySnapshot, RevisionAction, StoredMemory, scope_key};
+    use crate::{MemoryStore, PageCursor, Resource, Revision, Role, Scope, Written};
 
     #[tokio::test]
     async fn session_reads_are_cached_until_a_write() {
@@ -875,7 +742,7 @@ mod tests {
             let sessions = Arc::new(FakeSessions::default());
             let memories = Arc::new(FakeMemories::default());
             let session_store = CachedSessionStore::new(sessions.clone(), layer.clone());
-            let memory_store = CachedMemoryStore::new(memories.clone(), memories.clone(), layer.clone());
+            let memory_store = CachedMemoryStore::new(memories.clone(), layer.clone());
             Fixture { cache, layer, sessions, memories, session_store, memory_store }
         }
     }
@@ -1192,40 +1059,60 @@ mod tests {
 
     #[async_trait]
     impl MemoryStore for FakeMemories {
-        async fn insert_memory(&self, memory: Memory, _: Vec<f32>, _: Revision) -> Result<Memory> {
-            let stored = StoredMemory { memory: memory.clone(), deleted_at: None };
-            self.memories.lock().unwrap().insert(memory.id, stored);
-            Ok(memory)
-        }
-
-        async fn update_memory(
-            &self,
-            memory: Memory,
-            _: Option<Vec<f32>>,
-            _: Revision,
-            _: DateTime<Utc>,
-        ) -> Result<Memory> {
-            self.change_live(&memory.org_id, memory.id, |stored| stored.memory = memory.clone())?;
-            Ok(memory)
-        }
-
-        async fn delete_memory(&self, org: &OrgId, id: Uuid, _: Revision, now: DateTime<Utc>) -> Result<()> {
-            self.change_live(org, id, |stored| stored.deleted_at = Some(now))
-        }
-
-        async fn restore_memory(&self, _: Memory, _: Vec<f32>, _: Revision) -> Result<Memory> {
-            Err(Error::Unavailable)
-        }
-
-        async fn purge_memory(&self, org: &OrgId, id: Uuid) -> Result<()> {
-            let mut memories = self.memories.lock().unwrap();
-            match memories.get(&id) {
-                Some(stored) if &stored.memory.org_id == org => {
-                    memories.remove(&id);
-                    Ok(())
+        async fn write(&self, write: Write) -> Result<WriteOutcome> {
+            let touched = write.touches();
+            let written = match write {
+                Write::InsertMemory { memory, .. } => {
+                    let stored = StoredMemory { memory: memory.clone(), deleted_at: None };
+                    self.memories.lock().unwrap().insert(memory.id, stored);
+                    Written::Memory(Box::new(memory))
                 }
-                _ => Err(Error::memory_not_found()),
-            }
+                Write::UpdateMemory { memory, .. } => {
+                    self.change_live(&memory.org_id, memory.id, |stored| stored.memory = memory.clone())?;
+                    Written::Memory(Box::new(memory))
+                }
+                Write::DeleteMemory { org, id, now, .. } => {
+                    self.change_live(&org, id, |stored| stored.deleted_at = Some(now))?;
+                    Written::Done
+                }
+                Write::PurgeMemory { org, id } => {
+                    let mut memories = self.memories.lock().unwrap();
+                    match memories.get(&id) {
+                        Some(stored) if stored.memory.org_id == org => memories.remove(&id),
+                        _ => return Err(Error::memory_not_found()),
+                    };
+                    Written::Done
+                }
+                Write::EnqueueJob { job } => {
+                    self.jobs.lock().unwrap().insert(job.id, (*job).clone());
+                    Written::Job(job)
+                }
+                Write::CompleteJob { completion } => {
+                    for change in completion.changes {
+                        let MemoryChange::Update { memory, .. } = change else { return Err(Error::Unavailable) };
+                        self.change_live(&completion.org_id, memory.id, |stored| stored.memory = memory.clone())?;
+                    }
+                    if let Some(job) = self.jobs.lock().unwrap().get_mut(&completion.job_id) {
+                        job.status = JobStatus::Completed;
+                        job.outcome = completion.outcome;
+                        job.updated_at = completion.now;
+                        job.finished_at = Some(completion.now);
+                        job.lease_until = None;
+                    }
+                    Written::Commit(CommitResult::Committed)
+                }
+                Write::PurgeFinishedJobs { finished_before, batch } => {
+                    let mut jobs = self.jobs.lock().unwrap();
+                    let finished = jobs.values().filter(|job| job.finished_at.is_some_and(|at| at < finished_before));
+                    let purged: Vec<Uuid> = finished.map(|job| job.id).take(batch as usize).collect();
+                    for id in &purged {
+                        jobs.remove(id);
+                    }
+                    Written::Purged(purged)
+                }
+                _ => return Err(Error::Unavailable),
+            };
+            Ok(WriteOutcome::new(touched, written))
         }
 
         async fn find_memory(&self, org: &OrgId, id: Uuid) -> Result<Option<StoredMemory>> {
@@ -1269,15 +1156,7 @@ mod tests {
             Err(Error::Unavailable)
         }
 
-        async fn purge_expired_memories(&self, _: DateTime<Utc>, _: u32) -> Result<u64> {
-            Err(Error::Unavailable)
-        }
-
         async fn embedding_model(&self) -> Result<Option<(String, usize)>> {
-            Err(Error::Unavailable)
-        }
-
-        async fn set_embedding_model(&self, _: &str, _: usize) -> Result<()> {
             Err(Error::Unavailable)
         }
 
@@ -1288,68 +1167,16 @@ mod tests {
         async fn memory_facts_after(&self, _: Option<Uuid>, _: u32) -> Result<Vec<(Uuid, String)>> {
             Err(Error::Unavailable)
         }
-
-        async fn set_embeddings(&self, _: Vec<(Uuid, Vec<f32>)>) -> Result<()> {
-            Err(Error::Unavailable)
-        }
     }
 
     #[async_trait]
     impl JobStore for FakeMemories {
-        async fn enqueue_job(&self, job: Job) -> Result<Job> {
-            self.jobs.lock().unwrap().insert(job.id, job.clone());
-            Ok(job)
-        }
-
         async fn get_job(&self, org: &OrgId, id: Uuid) -> Result<Option<Job>> {
             self.n_job_gets.fetch_add(1, Ordering::SeqCst);
             Ok(self.jobs.lock().unwrap().get(&id).filter(|job| &job.org_id == org).cloned())
         }
 
-        async fn claim_job(&self, _: DateTime<Utc>, _: DateTime<Utc>) -> Result<Option<Job>> {
-            Err(Error::Unavailable)
-        }
-
-        async fn claim_job_by_id(&self, _: Uuid, _: DateTime<Utc>, _: DateTime<Utc>) -> Result<Option<Job>> {
-            Err(Error::Unavailable)
-        }
-
         async fn jobs_to_publish(&self, _: DateTime<Utc>, _: DateTime<Utc>, _: u32) -> Result<Vec<Job>> {
-            Err(Error::Unavailable)
-        }
-
-        async fn mark_published(&self, _: &[Uuid], _: DateTime<Utc>) -> Result<()> {
-            Err(Error::Unavailable)
-        }
-
-        async fn renew_lease(&self, _: Uuid, _: u32, _: DateTime<Utc>) -> Result<bool> {
-            Err(Error::Unavailable)
-        }
-
-        async fn complete_job(&self, completion: JobCompletion) -> Result<CommitResult> {
-            for change in completion.changes {
-                let MemoryChange::Update { memory, .. } = change else { return Err(Error::Unavailable) };
-                self.change_live(&completion.org_id, memory.id, |stored| stored.memory = memory.clone())?;
-            }
-            if let Some(job) = self.jobs.lock().unwrap().get_mut(&completion.job_id) {
-                job.status = JobStatus::Completed;
-                job.outcome = completion.outcome;
-                job.updated_at = completion.now;
-                job.finished_at = Some(completion.now);
-                job.lease_until = None;
-            }
-            Ok(CommitResult::Committed)
-        }
-
-        async fn fail_job(
-            &self,
-            _: Uuid,
-            _: u32,
-            _: &str,
-            _: LlmUsage,
-            _: Option<DateTime<Utc>>,
-            _: DateTime<Utc>,
-        ) -> Result<bool> {
             Err(Error::Unavailable)
         }
 
@@ -1359,16 +1186,6 @@ mod tests {
 
         async fn count_unfinished_jobs(&self) -> Result<u64> {
             Err(Error::Unavailable)
-        }
-
-        async fn purge_finished_jobs(&self, finished_before: DateTime<Utc>, batch: u32) -> Result<Vec<Uuid>> {
-            let mut jobs = self.jobs.lock().unwrap();
-            let finished = jobs.values().filter(|job| job.finished_at.is_some_and(|at| at < finished_before));
-            let purged: Vec<Uuid> = finished.map(|job| job.id).take(batch as usize).collect();
-            for id in &purged {
-                jobs.remove(id);
-            }
-            Ok(purged)
         }
     }
 }

@@ -29,5 +29,5 @@ pub use session::{
     Event, EventPage, NewEvent, NewSession, OrgId, PageCursor, Role, Scope, Session, SessionFilter, SessionLimits,
     SessionPage, SessionService,
 };
-pub use store::SessionStore;
+pub use store::{Layered, SessionStore, StoreLayer, Touched, Write, WriteOutcome, Written};
 pub use vector_index::{IndexedMemoryStore, VectorIndex, VectorOutbox, VectorRecord, VectorState};

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::store::{Write, WriteOutcome};
 use crate::{OrgId, Scope};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,23 +178,16 @@ pub struct StoredMemory {
 
 /// Persistence of memories, their revisions and their search indexes. Every write carries its
 /// revision and is atomic with it.
+///
+/// Every change goes through [`write`](MemoryStore::write), jobs' included (a job's completion
+/// writes memories): that is the one method a decorator ([`crate::StoreLayer`]) intercepts. The
+/// typed methods below it (`insert_memory` and so on) are shorthands for one [`Write`] each;
+/// implementations do not override them.
 #[async_trait::async_trait]
 pub trait MemoryStore: Send + Sync + 'static {
-    async fn insert_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> crate::Result<Memory>;
-    /// Replaces the fields (and the embedding, when given) of a live memory.
-    async fn update_memory(
-        &self,
-        memory: Memory,
-        embedding: Option<Vec<f32>>,
-        revision: Revision,
-        now: DateTime<Utc>,
-    ) -> crate::Result<Memory>;
-    /// Marks a live memory deleted; its record and history stay, for `restore`.
-    async fn delete_memory(&self, org: &OrgId, id: Uuid, revision: Revision, now: DateTime<Utc>) -> crate::Result<()>;
-    /// Brings a memory (live or deleted) back to `memory`'s fields, live again.
-    async fn restore_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> crate::Result<Memory>;
-    /// Erases a memory and all its revisions.
-    async fn purge_memory(&self, org: &OrgId, id: Uuid) -> crate::Result<()>;
+    /// Applies one write; answers what it wrote and the records it changed.
+    async fn write(&self, write: Write) -> crate::Result<WriteOutcome>;
+
     /// A memory in any state; `None` if it never existed or was purged.
     async fn find_memory(&self, org: &OrgId, id: Uuid) -> crate::Result<Option<StoredMemory>>;
     /// Live memories (not deleted, not expired) among `ids`, in no particular order.
@@ -228,12 +222,44 @@ pub trait MemoryStore: Send + Sync + 'static {
         vector: &[f32],
         limit: usize,
     ) -> crate::Result<Vec<(Uuid, f64)>>;
-    async fn purge_expired_memories(&self, now: DateTime<Utc>, batch: u32) -> crate::Result<u64>;
     /// The model every stored vector came from, once any was stored.
     async fn embedding_model(&self) -> crate::Result<Option<(String, usize)>>;
-    async fn set_embedding_model(&self, model_id: &str, dimension: usize) -> crate::Result<()>;
     async fn count_memories(&self) -> crate::Result<u64>;
     /// For re-embedding: `(id, fact)` of every memory record after `after`, in id order.
     async fn memory_facts_after(&self, after: Option<Uuid>, limit: u32) -> crate::Result<Vec<(Uuid, String)>>;
-    async fn set_embeddings(&self, embeddings: Vec<(Uuid, Vec<f32>)>) -> crate::Result<()>;
+
+    async fn insert_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> crate::Result<Memory> {
+        self.write(Write::InsertMemory { memory, embedding, revision }).await?.memory()
+    }
+    /// Replaces the fields (and the embedding, when given) of a live memory.
+    async fn update_memory(
+        &self,
+        memory: Memory,
+        embedding: Option<Vec<f32>>,
+        revision: Revision,
+        now: DateTime<Utc>,
+    ) -> crate::Result<Memory> {
+        self.write(Write::UpdateMemory { memory, embedding, revision, now }).await?.memory()
+    }
+    /// Marks a live memory deleted; its record and history stay, for `restore`.
+    async fn delete_memory(&self, org: &OrgId, id: Uuid, revision: Revision, now: DateTime<Utc>) -> crate::Result<()> {
+        self.write(Write::DeleteMemory { org: org.clone(), id, revision, now }).await?.done()
+    }
+    /// Brings a memory (live or deleted) back to `memory`'s fields, live again.
+    async fn restore_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> crate::Result<Memory> {
+        self.write(Write::RestoreMemory { memory, embedding, revision }).await?.memory()
+    }
+    /// Erases a memory and all its revisions.
+    async fn purge_memory(&self, org: &OrgId, id: Uuid) -> crate::Result<()> {
+        self.write(Write::PurgeMemory { org: org.clone(), id }).await?.done()
+    }
+    async fn purge_expired_memories(&self, now: DateTime<Utc>, batch: u32) -> crate::Result<u64> {
+        self.write(Write::PurgeExpiredMemories { now, batch }).await?.count()
+    }
+    async fn set_embedding_model(&self, model_id: &str, dimension: usize) -> crate::Result<()> {
+        self.write(Write::SetEmbeddingModel { model_id: model_id.to_owned(), dimension }).await?.done()
+    }
+    async fn set_embeddings(&self, embeddings: Vec<(Uuid, Vec<f32>)>) -> crate::Result<()> {
+        self.write(Write::SetEmbeddings { embeddings }).await?.done()
+    }
 }

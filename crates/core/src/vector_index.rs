@@ -20,9 +20,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::generation::{CommitResult, Job, JobCompletion, JobStore, LlmUsage, MemoryChange};
-use crate::memory::{MemoryFilter, MemoryPage, StoredMemory};
-use crate::{Memory, MemoryStore, OrgId, PageCursor, Result, Revision};
+use crate::generation::JobStore;
+use crate::{Layered, OrgId, Result, StoreLayer, Write, WriteOutcome};
 
 /// What the index holds of one live memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,16 +107,17 @@ pub async fn sync_memories(outbox: &dyn VectorOutbox, index: &dyn VectorIndex, i
     Ok(false)
 }
 
-/// One round of the relay: mirrors memories whose outbox entries are older than `grace` (so
-/// writes still mirroring themselves are left alone). Answers how many memories it synced;
+/// One round of the relay: mirrors memories whose outbox entries are older than `grace` at
+/// `now` (so writes still mirroring themselves are left alone). Answers how many memories it synced;
 /// fewer than `batch` means the backlog is done, or only memories the index refuses are left.
 pub async fn sync_pending(
     outbox: &dyn VectorOutbox,
     index: &dyn VectorIndex,
+    now: DateTime<Utc>,
     grace: chrono::Duration,
     batch: u32,
 ) -> Result<usize> {
-    let ids = outbox.pending_vector_memories(Utc::now() - grace, batch).await?;
+    let ids = outbox.pending_vector_memories(now - grace, batch).await?;
     if let Err(err) = sync_memories(outbox, index, &ids).await {
         // One by one, so that a memory the index refuses does not hold back the rest; the
         // round fails only when none gets through (the index is down).
@@ -155,29 +155,36 @@ pub async fn copy_all_vectors(
     }
 }
 
-/// A [`MemoryStore`] (and [`JobStore`], whose completions write memories) whose vectors live
+/// A [`MemoryStore`](crate::MemoryStore) (and [`JobStore`], whose completions write memories) whose vectors live
 /// in a [`VectorIndex`]: writes go to the primary store (which records them in its outbox) and
 /// are mirrored into the index before they return; vector searches ask the index.
-pub struct IndexedMemoryStore {
-    memories: Arc<dyn MemoryStore>,
-    jobs: Arc<dyn JobStore>,
+pub type IndexedMemoryStore = Layered<VectorMirror>;
+
+impl IndexedMemoryStore {
+    pub fn new(
+        inner: Arc<dyn JobStore>,
+        outbox: Arc<dyn VectorOutbox>,
+        index: Arc<dyn VectorIndex>,
+    ) -> IndexedMemoryStore {
+        Layered::with(inner, VectorMirror { outbox, index })
+    }
+}
+
+/// The mirroring of [`IndexedMemoryStore`]: the memories every committed write changed, into
+/// the index; vector searches, from it.
+pub struct VectorMirror {
     outbox: Arc<dyn VectorOutbox>,
     index: Arc<dyn VectorIndex>,
 }
 
-impl IndexedMemoryStore {
-    pub fn new(
-        memories: Arc<dyn MemoryStore>,
-        jobs: Arc<dyn JobStore>,
-        outbox: Arc<dyn VectorOutbox>,
-        index: Arc<dyn VectorIndex>,
-    ) -> IndexedMemoryStore {
-        IndexedMemoryStore { memories, jobs, outbox, index }
-    }
-
-    /// Mirrors a committed write. Its failure does not fail the write, which is durable and
-    /// acknowledged: the outbox keeps the memory for the relay.
-    async fn mirror(&self, ids: &[Uuid]) {
+#[async_trait]
+impl StoreLayer for VectorMirror {
+    /// Mirrors what a committed write changed. A failed mirror does not fail the write, which
+    /// is durable and acknowledged: the outbox keeps the memories for the relay. Expired
+    /// memories leave through the outbox too: the relay removes their vectors.
+    async fn write(&self, inner: &dyn JobStore, write: Write) -> Result<WriteOutcome> {
+        let written = inner.write(write).await?;
+        let ids = &written.touched.memories;
         match sync_memories(self.outbox.as_ref(), self.index.as_ref(), ids).await {
             Ok(true) => {}
             Ok(false) => tracing::debug!(?ids, "memories kept changing while mirrored; left to the relay"),
@@ -186,84 +193,12 @@ impl IndexedMemoryStore {
                 tracing::warn!(error = %err, ?ids, "the vector index missed a write; the outbox keeps it");
             }
         }
-    }
-}
-
-#[async_trait]
-impl MemoryStore for IndexedMemoryStore {
-    async fn insert_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> Result<Memory> {
-        let inserted = self.memories.insert_memory(memory, embedding, revision).await?;
-        self.mirror(&[inserted.id]).await;
-        Ok(inserted)
-    }
-
-    async fn update_memory(
-        &self,
-        memory: Memory,
-        embedding: Option<Vec<f32>>,
-        revision: Revision,
-        now: DateTime<Utc>,
-    ) -> Result<Memory> {
-        let updated = self.memories.update_memory(memory, embedding, revision, now).await?;
-        self.mirror(&[updated.id]).await;
-        Ok(updated)
-    }
-
-    async fn delete_memory(&self, org: &OrgId, id: Uuid, revision: Revision, now: DateTime<Utc>) -> Result<()> {
-        self.memories.delete_memory(org, id, revision, now).await?;
-        self.mirror(&[id]).await;
-        Ok(())
-    }
-
-    async fn restore_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> Result<Memory> {
-        let restored = self.memories.restore_memory(memory, embedding, revision).await?;
-        self.mirror(&[restored.id]).await;
-        Ok(restored)
-    }
-
-    async fn purge_memory(&self, org: &OrgId, id: Uuid) -> Result<()> {
-        self.memories.purge_memory(org, id).await?;
-        self.mirror(&[id]).await;
-        Ok(())
-    }
-
-    async fn find_memory(&self, org: &OrgId, id: Uuid) -> Result<Option<StoredMemory>> {
-        self.memories.find_memory(org, id).await
-    }
-
-    async fn get_memories(&self, org: &OrgId, ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<Memory>> {
-        self.memories.get_memories(org, ids, now).await
-    }
-
-    async fn list_memories(
-        &self,
-        org: &OrgId,
-        scope_key: &str,
-        filter: &MemoryFilter,
-        cursor: Option<PageCursor>,
-        limit: u32,
-        now: DateTime<Utc>,
-    ) -> Result<MemoryPage> {
-        self.memories.list_memories(org, scope_key, filter, cursor, limit, now).await
-    }
-
-    async fn list_revisions(&self, org: &OrgId, memory_id: Uuid) -> Result<Vec<Revision>> {
-        self.memories.list_revisions(org, memory_id).await
-    }
-
-    async fn lexical_candidates(
-        &self,
-        org: &OrgId,
-        scope_key: &str,
-        query: &str,
-        limit: usize,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<(Uuid, f64)>> {
-        self.memories.lexical_candidates(org, scope_key, query, limit, now).await
+        Ok(written)
     }
 
     async fn vector_candidates(
         &self,
+        inner: &dyn JobStore,
         org: &OrgId,
         scope_key: &str,
         vector: &[f32],
@@ -276,109 +211,9 @@ impl MemoryStore for IndexedMemoryStore {
             Err(err) => {
                 metrics::counter!("vector_index_errors_total").increment(1);
                 tracing::warn!(error = %err, "the vector index failed a search; searching the primary store");
-                self.memories.vector_candidates(org, scope_key, vector, limit).await
+                inner.vector_candidates(org, scope_key, vector, limit).await
             }
         }
-    }
-
-    /// Expired memories leave through the outbox: the relay removes their vectors.
-    async fn purge_expired_memories(&self, now: DateTime<Utc>, batch: u32) -> Result<u64> {
-        self.memories.purge_expired_memories(now, batch).await
-    }
-
-    async fn embedding_model(&self) -> Result<Option<(String, usize)>> {
-        self.memories.embedding_model().await
-    }
-
-    async fn set_embedding_model(&self, model_id: &str, dimension: usize) -> Result<()> {
-        self.memories.set_embedding_model(model_id, dimension).await
-    }
-
-    async fn count_memories(&self) -> Result<u64> {
-        self.memories.count_memories().await
-    }
-
-    async fn memory_facts_after(&self, after: Option<Uuid>, limit: u32) -> Result<Vec<(Uuid, String)>> {
-        self.memories.memory_facts_after(after, limit).await
-    }
-
-    async fn set_embeddings(&self, embeddings: Vec<(Uuid, Vec<f32>)>) -> Result<()> {
-        let ids: Vec<Uuid> = embeddings.iter().map(|(id, _)| *id).collect();
-        self.memories.set_embeddings(embeddings).await?;
-        self.mirror(&ids).await;
-        Ok(())
-    }
-}
-
-/// Jobs pass through; a completion's memory changes are mirrored like any other write.
-#[async_trait]
-impl JobStore for IndexedMemoryStore {
-    async fn enqueue_job(&self, job: Job) -> Result<Job> {
-        self.jobs.enqueue_job(job).await
-    }
-
-    async fn get_job(&self, org: &OrgId, id: Uuid) -> Result<Option<Job>> {
-        self.jobs.get_job(org, id).await
-    }
-
-    async fn claim_job(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
-        self.jobs.claim_job(now, lease_until).await
-    }
-
-    async fn claim_job_by_id(&self, id: Uuid, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
-        self.jobs.claim_job_by_id(id, now, lease_until).await
-    }
-
-    async fn jobs_to_publish(&self, now: DateTime<Utc>, stale_before: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
-        self.jobs.jobs_to_publish(now, stale_before, limit).await
-    }
-
-    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<()> {
-        self.jobs.mark_published(ids, at).await
-    }
-
-    async fn renew_lease(&self, id: Uuid, attempt: u32, lease_until: DateTime<Utc>) -> Result<bool> {
-        self.jobs.renew_lease(id, attempt, lease_until).await
-    }
-
-    async fn complete_job(&self, completion: JobCompletion) -> Result<CommitResult> {
-        let ids: Vec<Uuid> = completion
-            .changes
-            .iter()
-            .map(|change| match change {
-                MemoryChange::Insert { memory, .. } | MemoryChange::Update { memory, .. } => memory.id,
-                MemoryChange::Delete { id, .. } => *id,
-            })
-            .collect();
-        let completed = self.jobs.complete_job(completion).await?;
-        if completed == CommitResult::Committed {
-            self.mirror(&ids).await;
-        }
-        Ok(completed)
-    }
-
-    async fn fail_job(
-        &self,
-        id: Uuid,
-        attempt: u32,
-        error: &str,
-        llm_usage: LlmUsage,
-        retry_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        self.jobs.fail_job(id, attempt, error, llm_usage, retry_at, now).await
-    }
-
-    async fn generation_watermark(&self, org: &OrgId, session_id: Uuid, scope_key: &str) -> Result<i64> {
-        self.jobs.generation_watermark(org, session_id, scope_key).await
-    }
-
-    async fn count_unfinished_jobs(&self) -> Result<u64> {
-        self.jobs.count_unfinished_jobs().await
-    }
-
-    async fn purge_finished_jobs(&self, finished_before: DateTime<Utc>, batch: u32) -> Result<Vec<Uuid>> {
-        self.jobs.purge_finished_jobs(finished_before, batch).await
     }
 }
 
@@ -540,9 +375,12 @@ mod tests {
         outbox.write(Some(record(id, 1.0)), id);
         assert!(sync_memories(outbox.as_ref(), index.as_ref(), &[id]).await.is_err());
         assert_eq!(outbox.entries.lock().unwrap().len(), 1, "kept for the relay");
-        assert!(sync_pending(outbox.as_ref(), index.as_ref(), chrono::Duration::zero(), 10).await.is_err());
+        assert!(sync_pending(outbox.as_ref(), index.as_ref(), Utc::now(), chrono::Duration::zero(), 10).await.is_err());
         index.down.store(false, Ordering::SeqCst);
-        assert_eq!(sync_pending(outbox.as_ref(), index.as_ref(), chrono::Duration::zero(), 10).await.unwrap(), 1);
+        assert_eq!(
+            sync_pending(outbox.as_ref(), index.as_ref(), Utc::now(), chrono::Duration::zero(), 10).await.unwrap(),
+            1
+        );
         assert_eq!(index.count().await.unwrap(), 1);
         assert!(outbox.entries.lock().unwrap().is_empty());
         let copied = copy_all_vectors(outbox.as_ref(), index.as_ref(), 1, &|_| {}).await.unwrap();

@@ -104,7 +104,7 @@ impl Stores {
             };
         };
         let outbox: Arc<dyn VectorOutbox> = store.clone();
-        let indexed = Arc::new(IndexedMemoryStore::new(store.clone(), store.clone(), outbox.clone(), index.clone()));
+        let indexed = Arc::new(IndexedMemoryStore::new(store.clone(), outbox.clone(), index.clone()));
         Stores {
             sessions: store.clone(),
             keys: store,
@@ -128,7 +128,7 @@ pub async fn open_stores(settings: &Settings) -> anyhow::Result<Stores> {
         .map_err(|err| anyhow::anyhow!("failed to connect to Redis: {err}"))?;
     // A write whose request timed out still invalidates what it changed, in the background.
     let cache = CacheLayer::new(Arc::new(cache), Arc::new(|invalidation| drop(tokio::spawn(invalidation))));
-    let memories = Arc::new(CachedMemoryStore::new(stores.memories, stores.jobs, cache.clone()));
+    let memories = Arc::new(CachedMemoryStore::new(stores.jobs, cache.clone()));
     Ok(Stores {
         sessions: Arc::new(CachedSessionStore::new(stores.sessions, cache.clone())),
         keys: stores.keys,
@@ -641,6 +641,7 @@ async fn relay_vectors(vectors: ExternalVectors, cancel: CancellationToken) {
             let synced = contextiq_core::vector_index::sync_pending(
                 vectors.outbox.as_ref(),
                 vectors.index.as_ref(),
+                chrono::Utc::now(),
                 grace,
                 BATCH,
             )

@@ -4,12 +4,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use contextiq_core::generation::{CommitResult, Job, JobCompletion, JobStatus, JobStore, LlmUsage, MemoryChange};
+use contextiq_core::generation::{self, CommitResult, CompletionTx, Job, JobCompletion, JobStatus, JobStore, LlmUsage};
 use contextiq_core::memory::scope_key;
-use contextiq_core::{OrgId, Result};
-use sqlx::Row;
+use contextiq_core::{Memory, OrgId, Result, Revision, Written};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::PostgresStore;
@@ -36,7 +36,56 @@ macro_rules! runnable_at_1 {
 
 #[async_trait]
 impl JobStore for PostgresStore {
-    async fn enqueue_job(&self, job: Job) -> Result<Job> {
+    async fn get_job(&self, org: &OrgId, id: Uuid) -> Result<Option<Job>> {
+        let row = sqlx::query("SELECT * FROM memory_generation_jobs WHERE org_id = $1 AND id = $2")
+            .bind(org.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await;
+        record("select", TABLE, row)?.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn jobs_to_publish(&self, now: DateTime<Utc>, stale_before: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
+        let rows = sqlx::query(concat!(
+            "SELECT j.* FROM memory_generation_jobs j WHERE ",
+            runnable_at_1!(),
+            "AND (j.published_at IS NULL OR j.published_at < $2 OR j.published_at < ",
+            "CASE WHEN j.status = 'pending' THEN j.run_after ELSE j.lease_until END) ",
+            "ORDER BY j.run_after, j.created_at, j.id LIMIT $3"
+        ))
+        .bind(now)
+        .bind(stale_before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await;
+        // An unreadable row is failed by the claim that meets it; it is not announced.
+        Ok(record("select", TABLE, rows)?.iter().filter_map(|row| job_from_row(row).ok()).collect())
+    }
+
+    async fn generation_watermark(&self, org: &OrgId, session_id: Uuid, scope_key: &str) -> Result<i64> {
+        let row: sqlx::Result<Option<(i64,)>> = sqlx::query_as(
+            "SELECT last_seq FROM generation_watermarks WHERE org_id = $1 AND session_id = $2 AND scope_key = $3",
+        )
+        .bind(org.as_str())
+        .bind(session_id)
+        .bind(scope_key)
+        .fetch_optional(&self.pool)
+        .await;
+        Ok(record("select", "generation_watermarks", row)?.map_or(0, |(last_seq,)| last_seq))
+    }
+
+    async fn count_unfinished_jobs(&self) -> Result<u64> {
+        let count: sqlx::Result<(i64,)> =
+            sqlx::query_as("SELECT count(*) FROM memory_generation_jobs WHERE status IN ('pending', 'running')")
+                .fetch_one(&self.pool)
+                .await;
+        Ok(record("select", TABLE, count)?.0.max(0) as u64)
+    }
+}
+
+/// The job writes.
+impl PostgresStore {
+    pub(crate) async fn enqueue(&self, job: Job) -> Result<Written> {
         let inserted = sqlx::query(concat!(
             "INSERT INTO memory_generation_jobs (id, org_id, scope, scope_key, status, source, config, actor, ",
             "attempts, max_attempts, error, outcome, created_at, updated_at, started_at, finished_at, run_after, ",
@@ -65,198 +114,16 @@ impl JobStore for PostgresStore {
         .execute(&self.pool)
         .await;
         record("insert", TABLE, inserted)?;
-        Ok(job)
+        Ok(Written::Job(Box::new(job)))
     }
 
-    async fn get_job(&self, org: &OrgId, id: Uuid) -> Result<Option<Job>> {
-        let row = sqlx::query("SELECT * FROM memory_generation_jobs WHERE org_id = $1 AND id = $2")
-            .bind(org.as_str())
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await;
-        record("select", TABLE, row)?.as_ref().map(job_from_row).transpose()
-    }
-
-    async fn claim_job(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
-        self.claim(None, now, lease_until).await
-    }
-
-    async fn claim_job_by_id(&self, id: Uuid, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
-        self.claim(Some(id), now, lease_until).await
-    }
-
-    async fn jobs_to_publish(&self, now: DateTime<Utc>, stale_before: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
-        let rows = sqlx::query(concat!(
-            "SELECT j.* FROM memory_generation_jobs j WHERE ",
-            runnable_at_1!(),
-            "AND (j.published_at IS NULL OR j.published_at < $2 OR j.published_at < ",
-            "CASE WHEN j.status = 'pending' THEN j.run_after ELSE j.lease_until END) ",
-            "ORDER BY j.run_after, j.created_at, j.id LIMIT $3"
-        ))
-        .bind(now)
-        .bind(stale_before)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await;
-        // An unreadable row is failed by the claim that meets it; it is not announced.
-        Ok(record("select", TABLE, rows)?.iter().filter_map(|row| job_from_row(row).ok()).collect())
-    }
-
-    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<()> {
-        let marked = sqlx::query("UPDATE memory_generation_jobs SET published_at = $1 WHERE id = ANY($2)")
-            .bind(at)
-            .bind(ids)
-            .execute(&self.pool)
-            .await;
-        record("publish", TABLE, marked).map(|_| ())
-    }
-    async fn renew_lease(&self, id: Uuid, attempt: u32, lease_until: DateTime<Utc>) -> Result<bool> {
-        let renewed = sqlx::query(concat!(
-            "UPDATE memory_generation_jobs SET lease_until = $1 ",
-            "WHERE id = $2 AND attempts = $3 AND status = 'running' AND lease_until >= $4"
-        ))
-        .bind(lease_until)
-        .bind(id)
-        .bind(i64::from(attempt))
-        .bind(Utc::now())
-        .execute(&self.pool)
-        .await;
-        Ok(record("renew", TABLE, renewed)?.rows_affected() == 1)
-    }
-
-    async fn complete_job(&self, completion: JobCompletion) -> Result<CommitResult> {
-        let mut tx = record("begin", TABLE, self.pool.begin().await)?;
-        let finished = sqlx::query(concat!(
-            "UPDATE memory_generation_jobs SET status = 'completed', outcome = $1, error = NULL, lease_until = NULL, ",
-            "finished_at = $2, updated_at = $2 WHERE id = $3 AND attempts = $4 AND status = 'running' ",
-            "AND lease_until >= $5"
-        ))
-        .bind(Json(&completion.outcome))
-        .bind(completion.now)
-        .bind(completion.job_id)
-        .bind(i64::from(completion.attempt))
-        // A lapsed lease may already have let the next job of the scope start.
-        .bind(Utc::now())
-        .execute(&mut *tx)
-        .await;
-        if record("complete", TABLE, finished)?.rows_affected() != 1 {
-            record("rollback", TABLE, tx.rollback().await)?;
-            return Ok(CommitResult::LeaseLost);
-        }
-        for change in &completion.changes {
-            let applied = match change {
-                MemoryChange::Insert { memory, embedding, revision } => {
-                    insert_memory(&mut tx, memory, embedding, revision).await?;
-                    true
-                }
-                MemoryChange::Update { memory, expected_updated_at, embedding, revision } => {
-                    let live_at = Some(completion.now);
-                    rewrite_memory(&mut tx, memory, Some(embedding), revision, live_at, Some(*expected_updated_at))
-                        .await?
-                }
-                MemoryChange::Delete { id, expected_updated_at, revision } => {
-                    delete_memory(
-                        &mut tx,
-                        &completion.org_id,
-                        *id,
-                        revision,
-                        completion.now,
-                        Some(*expected_updated_at),
-                    )
-                    .await?
-                }
-            };
-            if !applied {
-                record("rollback", TABLE, tx.rollback().await)?;
-                return Ok(CommitResult::Conflict);
-            }
-        }
-        if let Some((session_id, scope_key, last_seq)) = &completion.watermark {
-            let advanced = sqlx::query(concat!(
-                "INSERT INTO generation_watermarks (org_id, session_id, scope_key, last_seq) VALUES ($1, $2, $3, $4) ",
-                "ON CONFLICT (org_id, session_id, scope_key) ",
-                "DO UPDATE SET last_seq = GREATEST(generation_watermarks.last_seq, EXCLUDED.last_seq)"
-            ))
-            .bind(completion.org_id.as_str())
-            .bind(session_id)
-            .bind(scope_key.as_str())
-            .bind(last_seq)
-            .execute(&mut *tx)
-            .await;
-            record("upsert", "generation_watermarks", advanced)?;
-        }
-        record("commit", TABLE, tx.commit().await)?;
-        Ok(CommitResult::Committed)
-    }
-
-    async fn fail_job(
-        &self,
-        id: Uuid,
-        attempt: u32,
-        error: &str,
-        llm_usage: LlmUsage,
-        retry_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let (status, run_after, finished_at) = match retry_at {
-            Some(at) => (JobStatus::Pending, Some(at), None),
-            None => (JobStatus::Failed, None, Some(now)),
-        };
-        let failed = sqlx::query(concat!(
-            "UPDATE memory_generation_jobs SET status = $1, error = $2, run_after = COALESCE($3, run_after), ",
-            "finished_at = $4, lease_until = NULL, updated_at = $5, outcome = jsonb_set(outcome, '{llm_usage}', $6) ",
-            "WHERE id = $7 AND attempts = $8 AND status = 'running'"
-        ))
-        .bind(status.as_str())
-        .bind(error)
-        .bind(run_after)
-        .bind(finished_at)
-        .bind(now)
-        .bind(Json(llm_usage))
-        .bind(id)
-        .bind(i64::from(attempt))
-        .execute(&self.pool)
-        .await;
-        Ok(record("fail", TABLE, failed)?.rows_affected() == 1)
-    }
-
-    async fn generation_watermark(&self, org: &OrgId, session_id: Uuid, scope_key: &str) -> Result<i64> {
-        let row: sqlx::Result<Option<(i64,)>> = sqlx::query_as(
-            "SELECT last_seq FROM generation_watermarks WHERE org_id = $1 AND session_id = $2 AND scope_key = $3",
-        )
-        .bind(org.as_str())
-        .bind(session_id)
-        .bind(scope_key)
-        .fetch_optional(&self.pool)
-        .await;
-        Ok(record("select", "generation_watermarks", row)?.map_or(0, |(last_seq,)| last_seq))
-    }
-
-    async fn count_unfinished_jobs(&self) -> Result<u64> {
-        let count: sqlx::Result<(i64,)> =
-            sqlx::query_as("SELECT count(*) FROM memory_generation_jobs WHERE status IN ('pending', 'running')")
-                .fetch_one(&self.pool)
-                .await;
-        Ok(record("select", TABLE, count)?.0.max(0) as u64)
-    }
-
-    async fn purge_finished_jobs(&self, finished_before: DateTime<Utc>, batch: u32) -> Result<Vec<Uuid>> {
-        // SKIP LOCKED: concurrent purgers take different rows instead of waiting on each other.
-        let purged = sqlx::query(concat!(
-            "DELETE FROM memory_generation_jobs WHERE id IN (SELECT id FROM memory_generation_jobs ",
-            "WHERE status IN ('completed', 'failed') AND finished_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id"
-        ))
-        .bind(finished_before)
-        .bind(i64::from(batch))
-        .fetch_all(&self.pool)
-        .await;
-        Ok(record("purge", TABLE, purged)?.iter().map(|row| row.get::<Uuid, _>(0)).collect())
-    }
-}
-
-impl PostgresStore {
     /// Claims the next runnable job, or job `only` if it is runnable.
-    async fn claim(&self, only: Option<Uuid>, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
+    pub(crate) async fn claim(
+        &self,
+        only: Option<Uuid>,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Written> {
         // The next job skips rows other transactions hold, so concurrent workers take different
         // jobs. A named job waits for them instead: the lock may be the relay recording that
         // the job's message was published, and skipping the job then would drop the message.
@@ -279,9 +146,9 @@ impl PostgresStore {
             ),
         };
         let claimed = sqlx::query(sql).bind(now).bind(lease_until).bind(only).fetch_optional(&self.pool).await;
-        let Some(row) = record("claim", TABLE, claimed)? else { return Ok(None) };
+        let Some(row) = record("claim", TABLE, claimed)? else { return Ok(Written::Claimed(None)) };
         match job_from_row(&row) {
-            Ok(job) => Ok(Some(job)),
+            Ok(job) => Ok(Written::Claimed(Some(Box::new(job)))),
             Err(err) => {
                 // A row this version cannot read would be claimed again at every lease:
                 // dead-letter it with the reason instead.
@@ -297,9 +164,156 @@ impl PostgresStore {
                 .execute(&self.pool)
                 .await;
                 record("fail", TABLE, failed)?;
-                Ok(None)
+                Ok(Written::Claimed(None))
             }
         }
+    }
+
+    pub(crate) async fn mark_jobs_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<Written> {
+        let marked = sqlx::query("UPDATE memory_generation_jobs SET published_at = $1 WHERE id = ANY($2)")
+            .bind(at)
+            .bind(ids)
+            .execute(&self.pool)
+            .await;
+        record("publish", TABLE, marked)?;
+        Ok(Written::Done)
+    }
+
+    pub(crate) async fn renew(&self, id: Uuid, attempt: u32, lease_until: DateTime<Utc>) -> Result<Written> {
+        let renewed = sqlx::query(concat!(
+            "UPDATE memory_generation_jobs SET lease_until = $1 ",
+            "WHERE id = $2 AND attempts = $3 AND status = 'running' AND lease_until >= $4"
+        ))
+        .bind(lease_until)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await;
+        Ok(Written::Held(record("renew", TABLE, renewed)?.rows_affected() == 1))
+    }
+
+    /// [`generation::complete_job`] in one transaction, committed only if it committed.
+    pub(crate) async fn complete(&self, completion: &JobCompletion) -> Result<Written> {
+        let mut tx = record("begin", TABLE, self.pool.begin().await)?;
+        let result = generation::complete_job(&mut TxCompletion(&mut tx), completion).await?;
+        if result == CommitResult::Committed {
+            record("commit", TABLE, tx.commit().await)?;
+        } else {
+            record("rollback", TABLE, tx.rollback().await)?;
+        }
+        Ok(Written::Commit(result))
+    }
+
+    pub(crate) async fn fail(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        error: &str,
+        llm_usage: LlmUsage,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Written> {
+        let (status, run_after, finished_at) = match retry_at {
+            Some(at) => (JobStatus::Pending, Some(at), None),
+            None => (JobStatus::Failed, None, Some(now)),
+        };
+        let failed = sqlx::query(concat!(
+            "UPDATE memory_generation_jobs SET status = $1, error = $2, run_after = COALESCE($3, run_after), ",
+            "finished_at = $4, lease_until = NULL, updated_at = $5, outcome = jsonb_set(outcome, '{llm_usage}', $6) ",
+            "WHERE id = $7 AND attempts = $8 AND status = 'running'"
+        ))
+        .bind(status.as_str())
+        .bind(error)
+        .bind(run_after)
+        .bind(finished_at)
+        .bind(now)
+        .bind(Json(llm_usage))
+        .bind(id)
+        .bind(i64::from(attempt))
+        .execute(&self.pool)
+        .await;
+        Ok(Written::Held(record("fail", TABLE, failed)?.rows_affected() == 1))
+    }
+
+    pub(crate) async fn purge_finished(&self, finished_before: DateTime<Utc>, batch: u32) -> Result<Written> {
+        // SKIP LOCKED: concurrent purgers take different rows instead of waiting on each other.
+        let purged = sqlx::query(concat!(
+            "DELETE FROM memory_generation_jobs WHERE id IN (SELECT id FROM memory_generation_jobs ",
+            "WHERE status IN ('completed', 'failed') AND finished_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id"
+        ))
+        .bind(finished_before)
+        .bind(i64::from(batch))
+        .fetch_all(&self.pool)
+        .await;
+        Ok(Written::Purged(record("purge", TABLE, purged)?.iter().map(|row| row.get::<Uuid, _>(0)).collect()))
+    }
+}
+
+/// A job's completion in a PostgreSQL transaction.
+struct TxCompletion<'c>(&'c mut PgConnection);
+
+#[async_trait]
+impl CompletionTx for TxCompletion<'_> {
+    type Error = contextiq_core::Error;
+
+    async fn finish_job(&mut self, completion: &JobCompletion) -> Result<bool> {
+        let finished = sqlx::query(concat!(
+            "UPDATE memory_generation_jobs SET status = 'completed', outcome = $1, error = NULL, lease_until = NULL, ",
+            "finished_at = $2, updated_at = $2 WHERE id = $3 AND attempts = $4 AND status = 'running' ",
+            "AND lease_until >= $5"
+        ))
+        .bind(Json(&completion.outcome))
+        .bind(completion.now)
+        .bind(completion.job_id)
+        .bind(i64::from(completion.attempt))
+        // A lapsed lease may already have let the next job of the scope start.
+        .bind(Utc::now())
+        .execute(&mut *self.0)
+        .await;
+        Ok(record("complete", TABLE, finished)?.rows_affected() == 1)
+    }
+
+    async fn insert_memory(&mut self, memory: &Memory, embedding: &[f32], revision: &Revision) -> Result<()> {
+        insert_memory(self.0, memory, embedding, revision).await
+    }
+
+    async fn update_memory(
+        &mut self,
+        memory: &Memory,
+        embedding: &[f32],
+        revision: &Revision,
+        now: DateTime<Utc>,
+        expected_updated_at: DateTime<Utc>,
+    ) -> Result<bool> {
+        rewrite_memory(self.0, memory, Some(embedding), revision, Some(now), Some(expected_updated_at)).await
+    }
+
+    async fn delete_memory(
+        &mut self,
+        org: &OrgId,
+        id: Uuid,
+        revision: &Revision,
+        now: DateTime<Utc>,
+        expected_updated_at: DateTime<Utc>,
+    ) -> Result<bool> {
+        delete_memory(self.0, org, id, revision, now, Some(expected_updated_at)).await
+    }
+
+    async fn advance_watermark(&mut self, org: &OrgId, session_id: Uuid, scope_key: &str, last_seq: i64) -> Result<()> {
+        let advanced = sqlx::query(concat!(
+            "INSERT INTO generation_watermarks (org_id, session_id, scope_key, last_seq) VALUES ($1, $2, $3, $4) ",
+            "ON CONFLICT (org_id, session_id, scope_key) ",
+            "DO UPDATE SET last_seq = GREATEST(generation_watermarks.last_seq, EXCLUDED.last_seq)"
+        ))
+        .bind(org.as_str())
+        .bind(session_id)
+        .bind(scope_key)
+        .bind(last_seq)
+        .execute(&mut *self.0)
+        .await;
+        record("upsert", "generation_watermarks", advanced)?;
+        Ok(())
     }
 }
 

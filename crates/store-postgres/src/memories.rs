@@ -8,7 +8,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use contextiq_core::memory::{MemoryFilter, MemoryPage, MemorySnapshot, StoredMemory, scope_key};
-use contextiq_core::{Error, Memory, MemoryStore, OrgId, PageCursor, Result, Revision, RevisionAction};
+use contextiq_core::{
+    Error, Memory, MemoryStore, OrgId, PageCursor, Result, Revision, RevisionAction, Write, WriteOutcome, Written,
+};
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -38,57 +40,32 @@ macro_rules! memory_columns {
 
 #[async_trait]
 impl MemoryStore for PostgresStore {
-    async fn insert_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> Result<Memory> {
-        let mut tx = record("begin", TABLE, self.pool.begin().await)?;
-        insert_memory(&mut tx, &memory, &embedding, &revision).await?;
-        record("commit", TABLE, tx.commit().await)?;
-        Ok(memory)
-    }
-
-    async fn update_memory(
-        &self,
-        memory: Memory,
-        embedding: Option<Vec<f32>>,
-        revision: Revision,
-        now: DateTime<Utc>,
-    ) -> Result<Memory> {
-        let mut tx = record("begin", TABLE, self.pool.begin().await)?;
-        let live_at = Some(applied_at(now));
-        if !rewrite_memory(&mut tx, &memory, embedding.as_deref(), &revision, live_at, None).await? {
-            return Err(Error::memory_not_found());
-        }
-        record("commit", TABLE, tx.commit().await)?;
-        Ok(memory)
-    }
-
-    async fn delete_memory(&self, org: &OrgId, id: Uuid, revision: Revision, now: DateTime<Utc>) -> Result<()> {
-        let mut tx = record("begin", TABLE, self.pool.begin().await)?;
-        if !delete_memory(&mut tx, org, id, &revision, applied_at(now), None).await? {
-            return Err(Error::memory_not_found());
-        }
-        record("commit", TABLE, tx.commit().await)
-    }
-
-    async fn restore_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> Result<Memory> {
-        let mut tx = record("begin", TABLE, self.pool.begin().await)?;
-        if !rewrite_memory(&mut tx, &memory, Some(&embedding), &revision, None, None).await? {
-            return Err(Error::memory_not_found());
-        }
-        record("commit", TABLE, tx.commit().await)?;
-        Ok(memory)
-    }
-
-    async fn purge_memory(&self, org: &OrgId, id: Uuid) -> Result<()> {
-        // The revisions go with the record: their foreign key cascades.
-        let purged = sqlx::query("DELETE FROM memories WHERE org_id = $1 AND id = $2")
-            .bind(org.as_str())
-            .bind(id)
-            .execute(&self.pool)
-            .await;
-        if record("purge", TABLE, purged)?.rows_affected() == 0 {
-            return Err(Error::memory_not_found());
-        }
-        Ok(())
+    async fn write(&self, write: Write) -> Result<WriteOutcome> {
+        let touched = write.touches();
+        let written = match write {
+            Write::InsertMemory { memory, embedding, revision } => self.insert(memory, &embedding, &revision).await?,
+            Write::UpdateMemory { memory, embedding, revision, now } => {
+                self.update(memory, embedding.as_deref(), &revision, now).await?
+            }
+            Write::DeleteMemory { org, id, revision, now } => self.delete(&org, id, &revision, now).await?,
+            Write::RestoreMemory { memory, embedding, revision } => self.restore(memory, &embedding, &revision).await?,
+            Write::PurgeMemory { org, id } => self.purge(&org, id).await?,
+            Write::PurgeExpiredMemories { now, batch } => self.purge_expired(now, batch).await?,
+            Write::SetEmbeddingModel { model_id, dimension } => {
+                self.store_embedding_model(&model_id, dimension).await?
+            }
+            Write::SetEmbeddings { embeddings } => self.store_embeddings(&embeddings).await?,
+            Write::EnqueueJob { job } => self.enqueue(*job).await?,
+            Write::ClaimJob { only, now, lease_until } => self.claim(only, now, lease_until).await?,
+            Write::MarkPublished { ids, at } => self.mark_jobs_published(&ids, at).await?,
+            Write::RenewLease { id, attempt, lease_until } => self.renew(id, attempt, lease_until).await?,
+            Write::CompleteJob { completion } => self.complete(&completion).await?,
+            Write::FailJob { id, attempt, error, llm_usage, retry_at, now } => {
+                self.fail(id, attempt, &error, llm_usage, retry_at, now).await?
+            }
+            Write::PurgeFinishedJobs { finished_before, batch } => self.purge_finished(finished_before, batch).await?,
+        };
+        Ok(WriteOutcome::new(touched, written))
     }
 
     async fn find_memory(&self, org: &OrgId, id: Uuid) -> Result<Option<StoredMemory>> {
@@ -245,7 +222,86 @@ impl MemoryStore for PostgresStore {
         record("search", TABLE, rows)
     }
 
-    async fn purge_expired_memories(&self, now: DateTime<Utc>, batch: u32) -> Result<u64> {
+    async fn embedding_model(&self) -> Result<Option<(String, usize)>> {
+        let row: sqlx::Result<Option<(String, i32)>> =
+            sqlx::query_as("SELECT model_id, dimension FROM embedding_model").fetch_optional(&self.pool).await;
+        Ok(record("select", "embedding_model", row)?
+            .map(|(model, dimension)| (model, usize::try_from(dimension).unwrap_or(0))))
+    }
+
+    async fn count_memories(&self) -> Result<u64> {
+        let count: sqlx::Result<(i64,)> = sqlx::query_as("SELECT count(*) FROM memories").fetch_one(&self.pool).await;
+        Ok(record("select", TABLE, count)?.0.max(0) as u64)
+    }
+
+    async fn memory_facts_after(&self, after: Option<Uuid>, limit: u32) -> Result<Vec<(Uuid, String)>> {
+        let rows: sqlx::Result<Vec<(Uuid, String)>> =
+            sqlx::query_as("SELECT id, fact FROM memories WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await;
+        record("select", TABLE, rows)
+    }
+}
+
+/// The memory writes, each in a transaction of its own.
+impl PostgresStore {
+    async fn insert(&self, memory: Memory, embedding: &[f32], revision: &Revision) -> Result<Written> {
+        let mut tx = record("begin", TABLE, self.pool.begin().await)?;
+        insert_memory(&mut tx, &memory, embedding, revision).await?;
+        record("commit", TABLE, tx.commit().await)?;
+        Ok(Written::Memory(Box::new(memory)))
+    }
+
+    async fn update(
+        &self,
+        memory: Memory,
+        embedding: Option<&[f32]>,
+        revision: &Revision,
+        now: DateTime<Utc>,
+    ) -> Result<Written> {
+        let mut tx = record("begin", TABLE, self.pool.begin().await)?;
+        let live_at = Some(applied_at(now));
+        if !rewrite_memory(&mut tx, &memory, embedding, revision, live_at, None).await? {
+            return Err(Error::memory_not_found());
+        }
+        record("commit", TABLE, tx.commit().await)?;
+        Ok(Written::Memory(Box::new(memory)))
+    }
+
+    async fn delete(&self, org: &OrgId, id: Uuid, revision: &Revision, now: DateTime<Utc>) -> Result<Written> {
+        let mut tx = record("begin", TABLE, self.pool.begin().await)?;
+        if !delete_memory(&mut tx, org, id, revision, applied_at(now), None).await? {
+            return Err(Error::memory_not_found());
+        }
+        record("commit", TABLE, tx.commit().await)?;
+        Ok(Written::Done)
+    }
+
+    async fn restore(&self, memory: Memory, embedding: &[f32], revision: &Revision) -> Result<Written> {
+        let mut tx = record("begin", TABLE, self.pool.begin().await)?;
+        if !rewrite_memory(&mut tx, &memory, Some(embedding), revision, None, None).await? {
+            return Err(Error::memory_not_found());
+        }
+        record("commit", TABLE, tx.commit().await)?;
+        Ok(Written::Memory(Box::new(memory)))
+    }
+
+    async fn purge(&self, org: &OrgId, id: Uuid) -> Result<Written> {
+        // The revisions go with the record: their foreign key cascades.
+        let purged = sqlx::query("DELETE FROM memories WHERE org_id = $1 AND id = $2")
+            .bind(org.as_str())
+            .bind(id)
+            .execute(&self.pool)
+            .await;
+        if record("purge", TABLE, purged)?.rows_affected() == 0 {
+            return Err(Error::memory_not_found());
+        }
+        Ok(Written::Done)
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>, batch: u32) -> Result<Written> {
         // SKIP LOCKED: concurrent purgers take different rows instead of waiting on each other.
         let purged = sqlx::query(concat!(
             "DELETE FROM memories WHERE id IN (SELECT id FROM memories ",
@@ -255,17 +311,10 @@ impl MemoryStore for PostgresStore {
         .bind(i64::from(batch))
         .execute(&self.pool)
         .await;
-        Ok(record("purge", TABLE, purged)?.rows_affected())
+        Ok(Written::Count(record("purge", TABLE, purged)?.rows_affected()))
     }
 
-    async fn embedding_model(&self) -> Result<Option<(String, usize)>> {
-        let row: sqlx::Result<Option<(String, i32)>> =
-            sqlx::query_as("SELECT model_id, dimension FROM embedding_model").fetch_optional(&self.pool).await;
-        Ok(record("select", "embedding_model", row)?
-            .map(|(model, dimension)| (model, usize::try_from(dimension).unwrap_or(0))))
-    }
-
-    async fn set_embedding_model(&self, model_id: &str, dimension: usize) -> Result<()> {
+    async fn store_embedding_model(&self, model_id: &str, dimension: usize) -> Result<Written> {
         let mut tx = record("begin", "embedding_model", self.pool.begin().await)?;
         lock_vector_indexes(&mut tx).await?;
         let upserted = sqlx::query(concat!(
@@ -294,26 +343,12 @@ impl MemoryStore for PostgresStore {
                 "pgvector cannot index vectors this large: vector search scans every memory of the scope"
             );
         }
-        record("commit", "embedding_model", tx.commit().await)
+        record("commit", "embedding_model", tx.commit().await)?;
+        Ok(Written::Done)
     }
 
-    async fn count_memories(&self) -> Result<u64> {
-        let count: sqlx::Result<(i64,)> = sqlx::query_as("SELECT count(*) FROM memories").fetch_one(&self.pool).await;
-        Ok(record("select", TABLE, count)?.0.max(0) as u64)
-    }
-
-    async fn memory_facts_after(&self, after: Option<Uuid>, limit: u32) -> Result<Vec<(Uuid, String)>> {
-        let rows: sqlx::Result<Vec<(Uuid, String)>> =
-            sqlx::query_as("SELECT id, fact FROM memories WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2")
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await;
-        record("select", TABLE, rows)
-    }
-
-    async fn set_embeddings(&self, embeddings: Vec<(Uuid, Vec<f32>)>) -> Result<()> {
-        let Some((_, first)) = embeddings.first() else { return Ok(()) };
+    async fn store_embeddings(&self, embeddings: &[(Uuid, Vec<f32>)]) -> Result<Written> {
+        let Some((_, first)) = embeddings.first() else { return Ok(Written::Done) };
         // A re-embedding may change the dimension: an index casting to the old one would refuse
         // the new vectors, so it goes first (`set_embedding_model` builds the new one after).
         let first_dimension = first.len();
@@ -332,7 +367,8 @@ impl MemoryStore for PostgresStore {
         .execute(&mut *tx)
         .await;
         record("update", TABLE, updated)?;
-        record("commit", TABLE, tx.commit().await)
+        record("commit", TABLE, tx.commit().await)?;
+        Ok(Written::Done)
     }
 }
 

@@ -12,6 +12,7 @@ mod keys;
 mod memories;
 mod outbox;
 mod rows;
+mod sessions;
 mod vectors;
 mod writer;
 
@@ -33,6 +34,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::rows::{event_from_row, micros, record, session_from_row};
+use crate::sessions::SessionWrite;
 use crate::vectors::VectorCache;
 use crate::writer::{LastFailure, WriteOp, Writer};
 
@@ -209,7 +211,7 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) async fn write<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
+    pub(crate) async fn submit<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
         let sender = self.writer.lock().expect("writer lock poisoned").clone().ok_or(Error::Unavailable)?;
         let (reply, answer) = oneshot::channel();
         sender.send(op(reply)).await.map_err(|_| Error::Unavailable)?;
@@ -224,7 +226,7 @@ impl SqliteStore {
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create_session(&self, session: Session) -> Result<Session> {
-        self.write(|reply| WriteOp::CreateSession { session, reply }).await
+        self.submit(|reply| WriteOp::Session(SessionWrite::Create { session: Box::new(session), reply })).await
     }
 
     async fn get_session(
@@ -290,7 +292,7 @@ impl SessionStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>> {
         let org = org.clone();
-        self.write(|reply| WriteOp::AppendEvents { org, session_id, events, now, reply }).await
+        self.submit(|reply| WriteOp::Session(SessionWrite::AppendEvents { org, session_id, events, now, reply })).await
     }
 
     async fn list_events(
@@ -326,16 +328,19 @@ impl SessionStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Session> {
         let org = org.clone();
-        self.write(|reply| WriteOp::PatchState { org, session_id, patch, max_state_bytes, now, reply }).await
+        self.submit(|reply| {
+            WriteOp::Session(SessionWrite::PatchState { org, session_id, patch, max_state_bytes, now, reply })
+        })
+        .await
     }
 
     async fn delete_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<()> {
         let org = org.clone();
-        self.write(|reply| WriteOp::DeleteSession { org, id, now, reply }).await
+        self.submit(|reply| WriteOp::Session(SessionWrite::Delete { org, id, now, reply })).await
     }
 
     async fn purge_expired_sessions(&self, now: DateTime<Utc>, batch: u32) -> Result<u64> {
-        self.write(|reply| WriteOp::PurgeExpiredSessions { now, batch, reply }).await
+        self.submit(|reply| WriteOp::Session(SessionWrite::PurgeExpired { now, batch, reply })).await
     }
 
     async fn ping(&self) -> Result<()> {

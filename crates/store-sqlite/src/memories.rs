@@ -5,14 +5,14 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use contextiq_core::memory::{MemoryFilter, MemoryPage, StoredMemory};
-use contextiq_core::{Error, Memory, MemoryStore, OrgId, PageCursor, Result, Revision};
+use contextiq_core::memory::{MemoryFilter, MemoryPage, StoredMemory, scope_key};
+use contextiq_core::{Error, Memory, MemoryStore, OrgId, PageCursor, Result, Revision, Write, WriteOutcome, Written};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use crate::rows::{memory_from_row, micros, record, revision_from_row};
-use crate::vectors::{decode, top_k};
-use crate::writer::WriteOp;
+use crate::rows::{count, memory_from_row, micros, record, revision_from_row};
+use crate::vectors::{VectorChange, decode, encode, top_k};
+use crate::writer::{Applied, WriteOp, Writer, json_text};
 use crate::{SqliteStore, cut_page, push_page};
 
 /// One FTS token per (org, scope): `s` and 32 hex digits of a SHA-256.
@@ -43,32 +43,10 @@ fn fts_query(scope_tag: &str, text: &str) -> Option<String> {
 
 #[async_trait]
 impl MemoryStore for SqliteStore {
-    async fn insert_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> Result<Memory> {
-        self.write(|reply| WriteOp::InsertMemory { memory, embedding, revision, reply }).await
-    }
-
-    async fn update_memory(
-        &self,
-        memory: Memory,
-        embedding: Option<Vec<f32>>,
-        revision: Revision,
-        now: DateTime<Utc>,
-    ) -> Result<Memory> {
-        self.write(|reply| WriteOp::UpdateMemory { memory, embedding, revision, now, reply }).await
-    }
-
-    async fn delete_memory(&self, org: &OrgId, id: Uuid, revision: Revision, now: DateTime<Utc>) -> Result<()> {
-        let org = org.clone();
-        self.write(|reply| WriteOp::DeleteMemory { org, id, revision, now, reply }).await
-    }
-
-    async fn restore_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> Result<Memory> {
-        self.write(|reply| WriteOp::RestoreMemory { memory, embedding, revision, reply }).await
-    }
-
-    async fn purge_memory(&self, org: &OrgId, id: Uuid) -> Result<()> {
-        let org = org.clone();
-        self.write(|reply| WriteOp::PurgeMemory { org, id, reply }).await
+    async fn write(&self, write: Write) -> Result<WriteOutcome> {
+        let touched = write.touches();
+        let written = self.submit(|reply| WriteOp::Store { write: Box::new(write), reply }).await?;
+        Ok(WriteOutcome::new(touched, written))
     }
 
     async fn find_memory(&self, org: &OrgId, id: Uuid) -> Result<Option<StoredMemory>> {
@@ -209,19 +187,10 @@ impl MemoryStore for SqliteStore {
         Ok(found)
     }
 
-    async fn purge_expired_memories(&self, now: DateTime<Utc>, batch: u32) -> Result<u64> {
-        self.write(|reply| WriteOp::PurgeExpiredMemories { now, batch, reply }).await
-    }
-
     async fn embedding_model(&self) -> Result<Option<(String, usize)>> {
         let row: sqlx::Result<Option<(String, i64)>> =
             sqlx::query_as("SELECT model_id, dimension FROM embedding_model").fetch_optional(&self.readers).await;
         Ok(record("select", "embedding_model", row)?.map(|(model, dimension)| (model, dimension.max(0) as usize)))
-    }
-
-    async fn set_embedding_model(&self, model_id: &str, dimension: usize) -> Result<()> {
-        let model_id = model_id.to_owned();
-        self.write(|reply| WriteOp::SetEmbeddingModel { model_id, dimension, reply }).await
     }
 
     async fn count_memories(&self) -> Result<u64> {
@@ -242,10 +211,280 @@ impl MemoryStore for SqliteStore {
             .map(|(id, fact)| Ok((Uuid::parse_str(&id).map_err(Error::store)?, fact)))
             .collect()
     }
+}
 
-    async fn set_embeddings(&self, embeddings: Vec<(Uuid, Vec<f32>)>) -> Result<()> {
-        self.write(|reply| WriteOp::SetEmbeddings { embeddings, reply }).await
+/// The memory writes, applied by the writer inside its group's transaction.
+impl Writer {
+    pub(crate) async fn insert_memory_write(
+        &mut self,
+        memory: Memory,
+        embedding: Vec<f32>,
+        revision: &Revision,
+    ) -> sqlx::Result<Applied> {
+        let change = self.insert_memory(&memory, embedding, revision).await?;
+        Ok(Applied::written(Written::Memory(Box::new(memory))).with_vectors(vec![change]))
     }
+
+    pub(crate) async fn update_memory_write(
+        &mut self,
+        memory: Memory,
+        embedding: Option<Vec<f32>>,
+        revision: &Revision,
+        now: DateTime<Utc>,
+    ) -> sqlx::Result<Applied> {
+        Ok(match self.rewrite_memory(&memory, embedding, revision, Some(now), None).await? {
+            Some(changes) => Applied::written(Written::Memory(Box::new(memory))).with_vectors(changes),
+            None => Applied::refused(Error::memory_not_found()),
+        })
+    }
+
+    pub(crate) async fn delete_memory_write(
+        &mut self,
+        org: &OrgId,
+        id: Uuid,
+        revision: &Revision,
+        now: DateTime<Utc>,
+    ) -> sqlx::Result<Applied> {
+        Ok(match self.delete_memory(org, id, revision, now, None).await? {
+            Some(change) => Applied::written(Written::Done).with_vectors(vec![change]),
+            None => Applied::refused(Error::memory_not_found()),
+        })
+    }
+
+    pub(crate) async fn restore_memory_write(
+        &mut self,
+        memory: Memory,
+        embedding: Vec<f32>,
+        revision: &Revision,
+    ) -> sqlx::Result<Applied> {
+        Ok(match self.rewrite_memory(&memory, Some(embedding), revision, None, None).await? {
+            Some(changes) => Applied::written(Written::Memory(Box::new(memory))).with_vectors(changes),
+            None => Applied::refused(Error::memory_not_found()),
+        })
+    }
+
+    pub(crate) async fn purge_memory(&mut self, org: &OrgId, id: Uuid) -> sqlx::Result<Applied> {
+        let purged = sqlx::query("DELETE FROM memories WHERE org_id = ? AND id = ? RETURNING rowid, scope")
+            .bind(org.as_str())
+            .bind(id.to_string())
+            .fetch_optional(&mut self.conn)
+            .await;
+        let Some(row) = count("purge", "memories", purged)? else {
+            return Ok(Applied::refused(Error::memory_not_found()));
+        };
+        let (rowid, scope): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+        self.unindex_fact(rowid).await?;
+        self.erase_history(org.as_str(), &id.to_string()).await?;
+        let change = VectorChange::Remove { scope_tag: scope_tag(org, &scope), id };
+        Ok(Applied::written(Written::Done).with_vectors(vec![change]))
+    }
+
+    pub(crate) async fn purge_expired_memories(&mut self, now: DateTime<Utc>, batch: u32) -> sqlx::Result<Applied> {
+        let expired = sqlx::query(concat!(
+            "DELETE FROM memories WHERE rowid IN (SELECT rowid FROM memories ",
+            "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?) RETURNING rowid, id, org_id"
+        ))
+        .bind(micros(now))
+        .bind(i64::from(batch))
+        .fetch_all(&mut self.conn)
+        .await;
+        let expired = count("purge", "memories", expired)?;
+        for row in &expired {
+            let (rowid, id, org): (i64, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            self.unindex_fact(rowid).await?;
+            self.erase_history(&org, &id).await?;
+        }
+        let n_purged = expired.len() as u64;
+        let applied = Applied::written(Written::Count(n_purged));
+        Ok(if n_purged == 0 { applied } else { applied.with_vectors(vec![VectorChange::Reset]) })
+    }
+
+    pub(crate) async fn set_embedding_model(&mut self, model_id: &str, dimension: usize) -> sqlx::Result<Applied> {
+        let result =
+            sqlx::query("INSERT OR REPLACE INTO embedding_model (singleton, model_id, dimension) VALUES (1, ?, ?)")
+                .bind(model_id)
+                .bind(dimension as i64)
+                .execute(&mut self.conn)
+                .await;
+        count("upsert", "embedding_model", result)?;
+        Ok(Applied::written(Written::Done))
+    }
+
+    pub(crate) async fn set_embeddings(&mut self, embeddings: &[(Uuid, Vec<f32>)]) -> sqlx::Result<Applied> {
+        for (id, vector) in embeddings {
+            let result = sqlx::query("UPDATE memories SET embedding = ? WHERE id = ?")
+                .bind(encode(vector))
+                .bind(id.to_string())
+                .execute(&mut self.conn)
+                .await;
+            count("update", "memories", result)?;
+        }
+        Ok(Applied::written(Written::Done).with_vectors(vec![VectorChange::Reset]))
+    }
+}
+
+impl Writer {
+    /// Inserts a new memory with its revision and indexes; returns the vector change to apply
+    /// after the commit.
+    pub(crate) async fn insert_memory(
+        &mut self,
+        memory: &Memory,
+        embedding: Vec<f32>,
+        revision: &Revision,
+    ) -> sqlx::Result<VectorChange> {
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO memories (org_id, id, scope, fact, topic, confidence, source_session_id, ",
+            "source_event_ids, metadata, embedding, created_at, updated_at, expires_at) ",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rowid"
+        ))
+        .bind(memory.org_id.as_str())
+        .bind(memory.id.to_string())
+        .bind(scope_key(&memory.scope))
+        .bind(memory.fact.as_str())
+        .bind(memory.topic.as_deref())
+        .bind(memory.confidence)
+        .bind(memory.source_session_id.map(|id| id.to_string()))
+        .bind(json_text(&memory.source_event_ids)?)
+        .bind(json_text(&memory.metadata)?)
+        .bind(encode(&embedding))
+        .bind(micros(memory.created_at))
+        .bind(micros(memory.updated_at))
+        .bind(memory.expires_at.map(micros))
+        .fetch_one(&mut self.conn)
+        .await;
+        let rowid: i64 = count("insert", "memories", inserted)?.try_get(0)?;
+        self.index_fact(rowid, memory).await?;
+        self.insert_revision(revision).await?;
+        Ok(VectorChange::Upsert { scope_tag: memory_scope_tag(memory), id: memory.id, vector: embedding })
+    }
+
+    /// Replaces a memory's fields (and its vector, when given) and records the revision.
+    /// With `live_at`, only a memory live at that time qualifies (an update); without, a
+    /// deleted or expired one does too, and comes back to life (a restore). With
+    /// `expected_updated_at`, only a memory not changed since qualifies. `None`: nothing
+    /// qualified and nothing was written.
+    pub(crate) async fn rewrite_memory(
+        &mut self,
+        memory: &Memory,
+        embedding: Option<Vec<f32>>,
+        revision: &Revision,
+        live_at: Option<DateTime<Utc>>,
+        expected_updated_at: Option<DateTime<Utc>>,
+    ) -> sqlx::Result<Option<Vec<VectorChange>>> {
+        let rewritten = sqlx::query(concat!(
+            "UPDATE memories SET fact = ?, topic = ?, confidence = ?, source_session_id = ?, ",
+            "source_event_ids = ?, metadata = ?, embedding = COALESCE(?, embedding), updated_at = ?, ",
+            "expires_at = ?, deleted_at = NULL WHERE org_id = ? AND id = ? ",
+            "AND (?12 IS NULL OR (deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?12))) ",
+            "AND (?13 IS NULL OR updated_at = ?13) RETURNING rowid"
+        ))
+        .bind(memory.fact.as_str())
+        .bind(memory.topic.as_deref())
+        .bind(memory.confidence)
+        .bind(memory.source_session_id.map(|id| id.to_string()))
+        .bind(json_text(&memory.source_event_ids)?)
+        .bind(json_text(&memory.metadata)?)
+        .bind(embedding.as_deref().map(encode))
+        .bind(micros(memory.updated_at))
+        .bind(memory.expires_at.map(micros))
+        .bind(memory.org_id.as_str())
+        .bind(memory.id.to_string())
+        .bind(live_at.map(micros))
+        .bind(expected_updated_at.map(micros))
+        .fetch_optional(&mut self.conn)
+        .await;
+        let Some(row) = count("update", "memories", rewritten)? else {
+            return Ok(None);
+        };
+        let rowid: i64 = row.try_get(0)?;
+        self.unindex_fact(rowid).await?;
+        self.index_fact(rowid, memory).await?;
+        self.insert_revision(revision).await?;
+        Ok(Some(match embedding {
+            Some(vector) => {
+                vec![VectorChange::Upsert { scope_tag: memory_scope_tag(memory), id: memory.id, vector }]
+            }
+            None => Vec::new(),
+        }))
+    }
+
+    /// Marks a live memory deleted (not changed since `expected_updated_at`, when given) and
+    /// records the revision. `None`: nothing qualified and nothing was written.
+    pub(crate) async fn delete_memory(
+        &mut self,
+        org: &OrgId,
+        id: Uuid,
+        revision: &Revision,
+        now: DateTime<Utc>,
+        expected_updated_at: Option<DateTime<Utc>>,
+    ) -> sqlx::Result<Option<VectorChange>> {
+        let deleted = sqlx::query(concat!(
+            "UPDATE memories SET deleted_at = ?1 WHERE org_id = ?2 AND id = ?3 AND deleted_at IS NULL ",
+            "AND (expires_at IS NULL OR expires_at > ?1) AND (?4 IS NULL OR updated_at = ?4) RETURNING rowid, scope"
+        ))
+        .bind(micros(now))
+        .bind(org.as_str())
+        .bind(id.to_string())
+        .bind(expected_updated_at.map(micros))
+        .fetch_optional(&mut self.conn)
+        .await;
+        let Some(row) = count("delete", "memories", deleted)? else {
+            return Ok(None);
+        };
+        let (rowid, scope): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+        self.unindex_fact(rowid).await?;
+        self.insert_revision(revision).await?;
+        Ok(Some(VectorChange::Remove { scope_tag: scope_tag(org, &scope), id }))
+    }
+
+    async fn index_fact(&mut self, rowid: i64, memory: &Memory) -> sqlx::Result<()> {
+        let result = sqlx::query("INSERT INTO memories_fts (rowid, fact, scope_tag) VALUES (?, ?, ?)")
+            .bind(rowid)
+            .bind(memory.fact.as_str())
+            .bind(memory_scope_tag(memory))
+            .execute(&mut self.conn)
+            .await;
+        count("insert", "memories_fts", result).map(|_| ())
+    }
+
+    async fn unindex_fact(&mut self, rowid: i64) -> sqlx::Result<()> {
+        let result = sqlx::query("DELETE FROM memories_fts WHERE rowid = ?").bind(rowid).execute(&mut self.conn).await;
+        count("delete", "memories_fts", result).map(|_| ())
+    }
+
+    /// Erases every revision of a memory being purged.
+    async fn erase_history(&mut self, org: &str, memory_id: &str) -> sqlx::Result<()> {
+        let result = sqlx::query("DELETE FROM memory_revisions WHERE org_id = ? AND memory_id = ?")
+            .bind(org)
+            .bind(memory_id)
+            .execute(&mut self.conn)
+            .await;
+        count("purge", "memory_revisions", result).map(|_| ())
+    }
+
+    async fn insert_revision(&mut self, revision: &Revision) -> sqlx::Result<()> {
+        let result = sqlx::query(concat!(
+            "INSERT INTO memory_revisions (id, memory_id, org_id, action, before, after, actor, job_id, cause, created_at) ",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(revision.id.to_string())
+        .bind(revision.memory_id.to_string())
+        .bind(revision.org_id.as_str())
+        .bind(revision.action.as_str())
+        .bind(revision.before.as_ref().map(json_text).transpose()?)
+        .bind(revision.after.as_ref().map(json_text).transpose()?)
+        .bind(revision.actor.as_str())
+        .bind(revision.job_id.map(|id| id.to_string()))
+        .bind(revision.cause.as_ref().map(json_text).transpose()?)
+        .bind(micros(revision.created_at))
+        .execute(&mut self.conn)
+        .await;
+        count("insert", "memory_revisions", result).map(|_| ())
+    }
+}
+
+fn memory_scope_tag(memory: &Memory) -> String {
+    scope_tag(&memory.org_id, &scope_key(&memory.scope))
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::memory::Revision;
-use crate::{Memory, OrgId, Role, Scope};
+use crate::{Memory, MemoryStore, OrgId, Role, Scope, Write};
 
 pub use consolidate::ConsolidationSettings;
 pub use service::{Attempt, GenerationService, GenerationSettings, derived_event_id};
@@ -367,6 +367,15 @@ pub enum MemoryChange {
     },
 }
 
+impl MemoryChange {
+    pub fn memory_id(&self) -> Uuid {
+        match self {
+            MemoryChange::Insert { memory, .. } | MemoryChange::Update { memory, .. } => memory.id,
+            MemoryChange::Delete { id, .. } => *id,
+        }
+    }
+}
+
 /// Everything a successful attempt writes, applied in one transaction.
 #[derive(Debug, Clone)]
 pub struct JobCompletion {
@@ -390,23 +399,12 @@ pub enum CommitResult {
     Conflict,
 }
 
-/// The durable job queue and the transaction that finishes a job.
+/// The durable job queue and the transaction that finishes a job. Its writes go through
+/// [`MemoryStore::write`] like the memories' (a completion writes memories); the typed methods
+/// are shorthands for one [`Write`] each, which implementations do not override.
 #[async_trait::async_trait]
-pub trait JobStore: Send + Sync + 'static {
-    async fn enqueue_job(&self, job: Job) -> crate::Result<Job>;
+pub trait JobStore: MemoryStore {
     async fn get_job(&self, org: &OrgId, id: Uuid) -> crate::Result<Option<Job>>;
-    /// Takes the next runnable job (pending and due, or running with an expired lease) whose
-    /// scope has no other job under a live lease, so jobs of one scope never overlap; marks it
-    /// running, counts the attempt and leases it until `lease_until`.
-    async fn claim_job(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> crate::Result<Option<Job>>;
-    /// Claims job `id` as `claim_job` would (due, and first of its scope); `None` when it is not
-    /// runnable now: finished, under a live lease, waiting for a retry or for its scope.
-    async fn claim_job_by_id(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> crate::Result<Option<Job>>;
     /// Runnable jobs (due and first of their scope) that a broker must announce: never
     /// announced since they last became due (created, retry time reached, lease lapsed), or
     /// announced before `stale_before` and still not taken (the message went astray).
@@ -416,15 +414,45 @@ pub trait JobStore: Send + Sync + 'static {
         stale_before: DateTime<Utc>,
         limit: u32,
     ) -> crate::Result<Vec<Job>>;
+    /// The last event `seq` of a session already processed for a scope (0 if none).
+    async fn generation_watermark(&self, org: &OrgId, session_id: Uuid, scope_key: &str) -> crate::Result<i64>;
+    /// Jobs waiting or running, for the queue-depth metric.
+    async fn count_unfinished_jobs(&self) -> crate::Result<u64>;
+
+    async fn enqueue_job(&self, job: Job) -> crate::Result<Job> {
+        self.write(Write::EnqueueJob { job: Box::new(job) }).await?.job()
+    }
+    /// Takes the next runnable job (pending and due, or running with an expired lease) whose
+    /// scope has no other job under a live lease, so jobs of one scope never overlap; marks it
+    /// running, counts the attempt and leases it until `lease_until`.
+    async fn claim_job(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> crate::Result<Option<Job>> {
+        self.write(Write::ClaimJob { only: None, now, lease_until }).await?.claimed()
+    }
+    /// Claims job `id` as `claim_job` would (due, and first of its scope); `None` when it is not
+    /// runnable now: finished, under a live lease, waiting for a retry or for its scope.
+    async fn claim_job_by_id(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> crate::Result<Option<Job>> {
+        self.write(Write::ClaimJob { only: Some(id), now, lease_until }).await?.claimed()
+    }
     /// Records that the jobs' messages were confirmed by the broker at `at`.
-    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> crate::Result<()>;
+    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> crate::Result<()> {
+        self.write(Write::MarkPublished { ids: ids.to_vec(), at }).await?.done()
+    }
     /// Extends the lease while `attempt` still holds the job under a live lease; false once it
     /// lost it.
-    async fn renew_lease(&self, id: Uuid, attempt: u32, lease_until: DateTime<Utc>) -> crate::Result<bool>;
+    async fn renew_lease(&self, id: Uuid, attempt: u32, lease_until: DateTime<Utc>) -> crate::Result<bool> {
+        self.write(Write::RenewLease { id, attempt, lease_until }).await?.held()
+    }
     /// Applies the changes, advances the watermark and marks the job completed, atomically;
     /// `LeaseLost` unless the attempt still holds the job under a live lease (a lapsed lease
-    /// may have let the next job of the scope start).
-    async fn complete_job(&self, completion: JobCompletion) -> crate::Result<CommitResult>;
+    /// may have let the next job of the scope start). Backends run [`complete_job`].
+    async fn complete_job(&self, completion: JobCompletion) -> crate::Result<CommitResult> {
+        self.write(Write::CompleteJob { completion: Box::new(completion) }).await?.commit()
+    }
     /// Records a failed attempt: pending again from `retry_at`, or failed for good when `None`,
     /// with the LLM usage of all attempts so far. False if `attempt` no longer holds the job.
     async fn fail_job(
@@ -435,14 +463,95 @@ pub trait JobStore: Send + Sync + 'static {
         llm_usage: LlmUsage,
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
-    ) -> crate::Result<bool>;
-    /// The last event `seq` of a session already processed for a scope (0 if none).
-    async fn generation_watermark(&self, org: &OrgId, session_id: Uuid, scope_key: &str) -> crate::Result<i64>;
-    /// Jobs waiting or running, for the queue-depth metric.
-    async fn count_unfinished_jobs(&self) -> crate::Result<u64>;
+    ) -> crate::Result<bool> {
+        let error = error.to_owned();
+        self.write(Write::FailJob { id, attempt, error, llm_usage, retry_at, now }).await?.held()
+    }
     /// Deletes up to `batch` completed or failed jobs that finished before `finished_before`;
     /// their ids.
-    async fn purge_finished_jobs(&self, finished_before: DateTime<Utc>, batch: u32) -> crate::Result<Vec<Uuid>>;
+    async fn purge_finished_jobs(&self, finished_before: DateTime<Utc>, batch: u32) -> crate::Result<Vec<Uuid>> {
+        self.write(Write::PurgeFinishedJobs { finished_before, batch }).await?.purged()
+    }
+}
+
+/// The statements of a job's completion, inside one transaction a backend opened: what
+/// [`complete_job`] needs of it.
+#[async_trait::async_trait]
+pub trait CompletionTx: Send {
+    /// A database failure: it fails the transaction, and the backend rolls it back.
+    type Error: Send;
+
+    /// Marks the job completed with its outcome if `attempt` still holds it under a live lease;
+    /// false otherwise.
+    async fn finish_job(&mut self, completion: &JobCompletion) -> Result<bool, Self::Error>;
+    async fn insert_memory(
+        &mut self,
+        memory: &Memory,
+        embedding: &[f32],
+        revision: &Revision,
+    ) -> Result<(), Self::Error>;
+    /// Replaces a memory live at `now` and not changed since `expected_updated_at`; false if
+    /// there is none.
+    async fn update_memory(
+        &mut self,
+        memory: &Memory,
+        embedding: &[f32],
+        revision: &Revision,
+        now: DateTime<Utc>,
+        expected_updated_at: DateTime<Utc>,
+    ) -> Result<bool, Self::Error>;
+    /// Marks deleted a memory live at `now` and not changed since `expected_updated_at`; false
+    /// if there is none.
+    async fn delete_memory(
+        &mut self,
+        org: &OrgId,
+        id: Uuid,
+        revision: &Revision,
+        now: DateTime<Utc>,
+        expected_updated_at: DateTime<Utc>,
+    ) -> Result<bool, Self::Error>;
+    /// Moves the (session, scope) watermark to `last_seq`, never back.
+    async fn advance_watermark(
+        &mut self,
+        org: &OrgId,
+        session_id: Uuid,
+        scope_key: &str,
+        last_seq: i64,
+    ) -> Result<(), Self::Error>;
+}
+
+/// A job's completion, the one algorithm of every backend: the lease check, the guarded memory
+/// changes, the watermark. The backend commits the transaction only on
+/// [`CommitResult::Committed`]; on anything else it rolls back, and nothing was written.
+pub async fn complete_job<T: CompletionTx + ?Sized>(
+    tx: &mut T,
+    completion: &JobCompletion,
+) -> Result<CommitResult, T::Error> {
+    if !tx.finish_job(completion).await? {
+        return Ok(CommitResult::LeaseLost);
+    }
+    let now = completion.now;
+    for change in &completion.changes {
+        let applied = match change {
+            MemoryChange::Insert { memory, embedding, revision } => {
+                tx.insert_memory(memory, embedding, revision).await?;
+                true
+            }
+            MemoryChange::Update { memory, expected_updated_at, embedding, revision } => {
+                tx.update_memory(memory, embedding, revision, now, *expected_updated_at).await?
+            }
+            MemoryChange::Delete { id, expected_updated_at, revision } => {
+                tx.delete_memory(&completion.org_id, *id, revision, now, *expected_updated_at).await?
+            }
+        };
+        if !applied {
+            return Ok(CommitResult::Conflict);
+        }
+    }
+    if let Some((session_id, scope_key, last_seq)) = &completion.watermark {
+        tx.advance_watermark(&completion.org_id, *session_id, scope_key, *last_seq).await?;
+    }
+    Ok(CommitResult::Committed)
 }
 
 /// A JSON value that describes why consolidation did something, kept in the revision.

@@ -1,0 +1,213 @@
+//! Session writes on SQLite, applied by the writer: creation, appends (sequence numbers reserved
+//! on the session row), state patches, deletion and the expiry purge.
+
+use chrono::{DateTime, Utc};
+use contextiq_core::session::check_state_size;
+use contextiq_core::{Error, Event, NewEvent, OrgId, Result, Session, merge_patch};
+use serde_json::Value;
+use sqlx::{QueryBuilder, Sqlite};
+use uuid::Uuid;
+
+use crate::rows::{count, micros, session_from_row};
+use crate::writer::{Completion, Reply, Writer, applied_at, complete, json_text};
+
+/// A session write waiting for the writer.
+pub(crate) enum SessionWrite {
+    Create {
+        session: Box<Session>,
+        reply: Reply<Session>,
+    },
+    AppendEvents {
+        org: OrgId,
+        session_id: Uuid,
+        events: Vec<NewEvent>,
+        now: DateTime<Utc>,
+        reply: Reply<Vec<Event>>,
+    },
+    PatchState {
+        org: OrgId,
+        session_id: Uuid,
+        patch: Value,
+        max_state_bytes: u64,
+        now: DateTime<Utc>,
+        reply: Reply<Session>,
+    },
+    Delete {
+        org: OrgId,
+        id: Uuid,
+        now: DateTime<Utc>,
+        reply: Reply<()>,
+    },
+    PurgeExpired {
+        now: DateTime<Utc>,
+        batch: u32,
+        reply: Reply<u64>,
+    },
+}
+
+impl Writer {
+    pub(crate) async fn apply_session_write(&mut self, write: SessionWrite) -> sqlx::Result<Completion> {
+        Ok(match write {
+            SessionWrite::Create { session, reply } => complete(reply, self.create_session(*session).await?),
+            SessionWrite::AppendEvents { org, session_id, events, now, reply } => {
+                complete(reply, self.append_events(&org, session_id, events, applied_at(now)).await?)
+            }
+            SessionWrite::PatchState { org, session_id, patch, max_state_bytes, now, reply } => {
+                let patched = self.patch_state(&org, session_id, &patch, max_state_bytes, applied_at(now)).await?;
+                complete(reply, patched)
+            }
+            SessionWrite::Delete { org, id, now, reply } => {
+                complete(reply, self.delete_session(&org, id, applied_at(now)).await?)
+            }
+            SessionWrite::PurgeExpired { now, batch, reply } => {
+                complete(reply, self.purge_expired_sessions(now, batch).await?)
+            }
+        })
+    }
+
+    async fn create_session(&mut self, session: Session) -> sqlx::Result<Result<Session>> {
+        let result = sqlx::query(concat!(
+            "INSERT INTO sessions (org_id, id, user_id, agent_id, scope, state, metadata, ",
+            "created_at, updated_at, expires_at, event_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+        ))
+        .bind(session.org_id.as_str())
+        .bind(session.id.to_string())
+        .bind(session.user_id.as_str())
+        .bind(session.agent_id.as_deref())
+        .bind(json_text(&session.scope)?)
+        .bind(json_text(&session.state)?)
+        .bind(json_text(&session.metadata)?)
+        .bind(micros(session.created_at))
+        .bind(micros(session.updated_at))
+        .bind(session.expires_at.map(micros))
+        .execute(&mut self.conn)
+        .await;
+        count("insert", "sessions", result)?;
+        Ok(Ok(session))
+    }
+
+    async fn delete_session(&mut self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> sqlx::Result<Result<()>> {
+        let result =
+            sqlx::query("DELETE FROM sessions WHERE org_id = ? AND id = ? AND (expires_at IS NULL OR expires_at > ?)")
+                .bind(org.as_str())
+                .bind(id.to_string())
+                .bind(micros(now))
+                .execute(&mut self.conn)
+                .await;
+        let n_deleted = count("delete", "sessions", result)?.rows_affected();
+        Ok(if n_deleted == 0 { Err(Error::session_not_found()) } else { Ok(()) })
+    }
+
+    async fn purge_expired_sessions(&mut self, now: DateTime<Utc>, batch: u32) -> sqlx::Result<Result<u64>> {
+        let result = sqlx::query(concat!(
+            "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions ",
+            "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)"
+        ))
+        .bind(micros(now))
+        .bind(i64::from(batch))
+        .execute(&mut self.conn)
+        .await;
+        Ok(Ok(count("purge", "sessions", result)?.rows_affected()))
+    }
+
+    async fn append_events(
+        &mut self,
+        org: &OrgId,
+        session_id: Uuid,
+        new_events: Vec<NewEvent>,
+        now: DateTime<Utc>,
+    ) -> sqlx::Result<Result<Vec<Event>>> {
+        let n_events = new_events.len() as i64;
+        // Checks the session is alive and reserves the sequence numbers in one statement; the
+        // single writer makes the reservation race-free.
+        let reserved: sqlx::Result<Option<(i64,)>> = sqlx::query_as(concat!(
+            "UPDATE sessions SET event_count = event_count + ?, updated_at = ? ",
+            "WHERE org_id = ? AND id = ? AND (expires_at IS NULL OR expires_at > ?) RETURNING event_count"
+        ))
+        .bind(n_events)
+        .bind(micros(now))
+        .bind(org.as_str())
+        .bind(session_id.to_string())
+        .bind(micros(now))
+        .fetch_optional(&mut self.conn)
+        .await;
+        let Some((last_seq,)) = count("update", "sessions", reserved)? else {
+            return Ok(Err(Error::session_not_found()));
+        };
+        let events: Vec<Event> = new_events
+            .into_iter()
+            .zip(last_seq - n_events + 1..)
+            .map(|(new, seq)| Event {
+                id: Uuid::now_v7(),
+                session_id,
+                seq,
+                author: new.author,
+                role: new.role,
+                content: new.content,
+                metadata: new.metadata,
+                timestamp: new.timestamp.unwrap_or(now),
+                invocation_id: new.invocation_id,
+            })
+            .collect();
+        let mut encoded = Vec::with_capacity(events.len());
+        for event in &events {
+            encoded.push((json_text(&event.content)?, json_text(&event.metadata)?));
+        }
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (session_id, seq, org_id, id, author, role, content, metadata, timestamp, invocation_id) ",
+        );
+        insert.push_values(events.iter().zip(encoded), |mut row, (event, (content, metadata))| {
+            row.push_bind(session_id.to_string())
+                .push_bind(event.seq)
+                .push_bind(org.as_str())
+                .push_bind(event.id.to_string())
+                .push_bind(event.author.as_str())
+                .push_bind(event.role.as_str())
+                .push_bind(content)
+                .push_bind(metadata)
+                .push_bind(micros(event.timestamp))
+                .push_bind(event.invocation_id.as_deref());
+        });
+        count("insert", "events", insert.build().execute(&mut self.conn).await)?;
+        Ok(Ok(events))
+    }
+
+    async fn patch_state(
+        &mut self,
+        org: &OrgId,
+        session_id: Uuid,
+        patch: &Value,
+        max_state_bytes: u64,
+        now: DateTime<Utc>,
+    ) -> sqlx::Result<Result<Session>> {
+        let current: sqlx::Result<Option<(String,)>> = sqlx::query_as(
+            "SELECT state FROM sessions WHERE org_id = ? AND id = ? AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(org.as_str())
+        .bind(session_id.to_string())
+        .bind(micros(now))
+        .fetch_optional(&mut self.conn)
+        .await;
+        let Some((state_text,)) = count("select", "sessions", current)? else {
+            return Ok(Err(Error::session_not_found()));
+        };
+        let mut state: Value = serde_json::from_str(&state_text).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+        merge_patch::apply(&mut state, patch);
+        let Value::Object(state) = state else {
+            return Ok(Err(Error::validation("state", "a merge patch of the state must be a JSON object")));
+        };
+        if let Err(err) = check_state_size(&state, max_state_bytes) {
+            return Ok(Err(err));
+        }
+        let updated =
+            sqlx::query("UPDATE sessions SET state = ?, updated_at = ? WHERE org_id = ? AND id = ? RETURNING *")
+                .bind(json_text(&state)?)
+                .bind(micros(now))
+                .bind(org.as_str())
+                .bind(session_id.to_string())
+                .fetch_one(&mut self.conn)
+                .await;
+        let row = count("update", "sessions", updated)?;
+        Ok(session_from_row(&row))
+    }
+}
