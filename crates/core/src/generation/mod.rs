@@ -26,8 +26,12 @@ pub use consolidate::ConsolidationSettings;
 pub use service::{Attempt, GenerationService, GenerationSettings, derived_event_id};
 
 /// The topics of Memory Bank, used when a request names none.
-pub const MANAGED_TOPICS: [&str; 4] =
-    ["USER_PERSONAL_INFO", "USER_PREFERENCES", "KEY_CONVERSATION_DETAILS", "EXPLICIT_INSTRUCTIONS"];
+pub const MANAGED_TOPICS: [&str; 4] = [
+    crate::grammar::PERSONAL_INFO,
+    crate::grammar::PREFERENCES,
+    crate::grammar::CONVERSATION_DETAILS,
+    crate::grammar::EXPLICIT_INSTRUCTIONS,
+];
 
 /// What a job reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
