@@ -361,7 +361,7 @@ fn llm_settings(fake: &FakeLlm, provider: &str) -> impl FnOnce(&mut contextiq_se
     let base_url = fake.base_url.clone();
     let provider = provider.to_owned();
     move |settings| {
-        settings.llm.provider = provider;
+        settings.llm.provider = provider.parse().expect("a provider name");
         settings.llm.model = Some("test-model".to_owned());
         settings.llm.base_url = Some(base_url);
         settings.llm.api_key = Some("sk-test-secret".to_owned().into());
