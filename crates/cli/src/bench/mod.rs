@@ -94,29 +94,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (base_url, server) = match &args.url {
         Some(url) => (url.trim_end_matches('/').to_owned(), None),
         None => {
-            // The environment applies (e.g. DATABASE_SQLITE_DURABILITY); bind and data dir are ours.
-            let mut settings = Settings::load(&Overrides::default())?;
-            settings.server.bind = "127.0.0.1:0".to_owned();
-            // The benchmark measures the server, not its rate limiter: one key sends everything.
-            settings.auth.rate_limit_per_second = 0;
-            settings.data_dir = args.data_dir.clone().unwrap_or_else(|| temp_dir.path().to_owned());
-            if args.log {
-                contextiq_server::telemetry::init_logging(&settings.log, &settings.service_name);
-            }
-            let key_file = settings.data_dir.join(contextiq_server::startup::ADMIN_KEY_FILE);
-            if api_key.is_none() && settings.auth.require_auth {
-                create_bench_key(&settings, &key_file).await?;
-            }
-            let app = Application::build(settings).await?;
-            if api_key.is_none() {
-                api_key = std::fs::read_to_string(&key_file).ok().map(|key| key.trim().to_owned());
-            }
-            let url = format!("http://{}", app.local_addr());
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let task = tokio::spawn(app.run_until_stopped(async move {
-                let _ = stopped.await;
-            }));
-            (url, Some((stop, task)))
+            let server = EmbeddedServer::start(&args, temp_dir.path(), &mut api_key).await?;
+            (server.url.clone(), Some((server.stop, server.task)))
         }
     };
 
@@ -153,6 +132,43 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         task.await??;
     }
     Ok(())
+}
+
+/// The server a benchmark starts in this process when it is given no `--url`.
+struct EmbeddedServer {
+    url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl EmbeddedServer {
+    /// Starts the server on `--data-dir` or `temp_dir`, with its first admin key as `api_key`
+    /// unless one was given.
+    async fn start(args: &BenchArgs, temp_dir: &Path, api_key: &mut Option<String>) -> anyhow::Result<EmbeddedServer> {
+        // The environment applies (e.g. DATABASE_SQLITE_DURABILITY); bind and data dir are ours.
+        let mut settings = Settings::load(&Overrides::default())?;
+        settings.server.bind = "127.0.0.1:0".to_owned();
+        // The benchmark measures the server, not its rate limiter: one key sends everything.
+        settings.auth.rate_limit_per_second = 0;
+        settings.data_dir = args.data_dir.clone().unwrap_or_else(|| temp_dir.to_owned());
+        if args.log {
+            contextiq_server::telemetry::init_logging(&settings.log, &settings.service_name);
+        }
+        let key_file = settings.data_dir.join(contextiq_server::startup::ADMIN_KEY_FILE);
+        if api_key.is_none() && settings.auth.require_auth {
+            create_bench_key(&settings, &key_file).await?;
+        }
+        let app = Application::build(settings).await?;
+        if api_key.is_none() {
+            *api_key = std::fs::read_to_string(&key_file).ok().map(|key| key.trim().to_owned());
+        }
+        let url = format!("http://{}", app.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Ok(EmbeddedServer { url, stop, task })
+    }
 }
 
 /// For the embedded server: when its store has no key yet, creates the admin key the server

@@ -498,7 +498,7 @@ async fn the_llm_judges_only_the_ambiguous_band() {
 async fn finished_jobs_are_purged_after_their_retention() {
     let app = spawn_app_with(|settings| {
         settings.worker.job_retention_seconds = 0;
-        settings.search.purge_interval_seconds = 1;
+        settings.jobs.purge_interval_seconds = 1;
     })
     .await;
     let job = completed(
