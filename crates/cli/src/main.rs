@@ -2,9 +2,6 @@
 //! migrations, `bench` measures the HTTP API.
 
 mod bench;
-mod bench_generation;
-mod bench_memories;
-mod bench_vectors;
 mod keys;
 
 use std::path::PathBuf;
@@ -12,7 +9,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use contextiq_core::vector_index::{copy_all_vectors, sync_pending};
-use contextiq_server::startup::build_embedder;
+use contextiq_server::backends::{Stores, build_embedder};
+use contextiq_server::config::Role;
 use contextiq_server::{Application, Overrides, Settings, open_stores, shutdown_signal, telemetry};
 
 #[derive(Debug, Parser)]
@@ -70,8 +68,8 @@ struct ServeArgs {
     bind: Option<String>,
     /// What this process serves and runs (CONTEXTIQ_ROLE): all (default), or one part of the
     /// distributed deployment: gateway, sessions, memory, worker.
-    #[arg(long, value_parser = ["all", "gateway", "sessions", "memory", "worker"])]
-    role: Option<String>,
+    #[arg(long, value_enum)]
+    role: Option<Role>,
 }
 
 impl ConfigArgs {
@@ -96,7 +94,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let overrides = Overrides { role: args.role.clone(), ..args.config.overrides(args.bind.clone()) };
+    let overrides = Overrides { role: args.role, ..args.config.overrides(args.bind.clone()) };
     let settings = Settings::load(&overrides)?;
     telemetry::init_logging(&settings.log, &settings.service_name);
     let app = Application::build(settings).await?;
@@ -172,13 +170,13 @@ fn progress_bar(total: u64, what: &str) -> anyhow::Result<indicatif::ProgressBar
     let progress = indicatif::ProgressBar::new(total);
     let template = format!("{{bar:40}} {{pos}}/{{len}} {what} ({{rate}}, eta {{eta}})");
     let style = indicatif::ProgressStyle::with_template(&template).context("progress bar template")?;
-    progress.set_style(style.with_key("rate", bench::progress_rate));
+    progress.set_style(style.with_key("rate", bench::measure::progress_rate));
     Ok(progress)
 }
 
 /// Mirrors whatever the outbox still holds (batches Qdrant refused along the way), so the
 /// collection is complete when the command returns.
-async fn catch_up_vectors(stores: &contextiq_server::startup::Stores) -> anyhow::Result<()> {
+async fn catch_up_vectors(stores: &Stores) -> anyhow::Result<()> {
     const BATCH: u32 = 256;
     let Some(vectors) = &stores.vectors else { return Ok(()) };
     // Bounded, in case a server still running keeps writing.

@@ -121,7 +121,7 @@ pub struct NewApiKey {
 }
 
 /// The highest rate a key may be given, in requests per second.
-pub const MAX_RATE_PER_SECOND: u32 = 100_000;
+pub use crate::limits::MAX_RATE_PER_SECOND;
 
 /// Persistence of API keys. Keys of every org live here; callers confine by org.
 #[async_trait]
@@ -176,11 +176,12 @@ pub fn generate_key(new: NewApiKey, now: DateTime<Utc>) -> Result<(String, ApiKe
 
 /// Validates what a new key asks for; the rules the CLI and the REST API share.
 pub fn check_new_key(new: &NewApiKey, now: DateTime<Utc>) -> Result<()> {
-    if new.name.trim().is_empty() || new.name.chars().count() > 128 {
-        return Err(Error::validation("name", "must be 1 to 128 characters"));
+    let max_chars = crate::limits::MAX_KEY_NAME_CHARS;
+    if new.name.trim().is_empty() || new.name.chars().count() > max_chars {
+        return Err(Error::validation("name", format!("must be 1 to {max_chars} characters")));
     }
-    if new.org_id.as_str().trim().is_empty() || new.org_id.as_str().chars().count() > 128 {
-        return Err(Error::validation("org_id", "must be 1 to 128 characters"));
+    if new.org_id.as_str().trim().is_empty() || new.org_id.as_str().chars().count() > max_chars {
+        return Err(Error::validation("org_id", format!("must be 1 to {max_chars} characters")));
     }
     if new.permissions.is_empty() {
         return Err(Error::validation("permissions", "must name at least one permission"));
@@ -236,6 +237,46 @@ mod tests {
     }
 }
 
+/// Who mints a key over the API, or looks at keys: what its own credential holds.
+#[derive(Debug, Clone)]
+pub struct Creator {
+    pub access: Access,
+    /// ADMIN holds every permission.
+    pub permissions: BTreeSet<Permission>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The rate the creator is held to, in requests per second; `None`: not limited.
+    pub rate_per_second: Option<u32>,
+    /// The creating key, when a key (not a token) creates: the new key's parent.
+    pub key_id: Option<Uuid>,
+}
+
+impl Creator {
+    fn may(&self, permission: Permission) -> bool {
+        self.permissions.contains(&permission) || self.permissions.contains(&Permission::Admin)
+    }
+
+    /// A scope-limited creator sees only keys confined within its own scope.
+    pub fn sees(&self, key: &ApiKey) -> bool {
+        match (&self.access.scope, &key.scope) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(scope)) => self.access.reaches(scope),
+        }
+    }
+}
+
+/// What a creator asks for in a new key.
+#[derive(Debug, Clone)]
+pub struct KeyRequest {
+    pub name: String,
+    pub permissions: BTreeSet<Permission>,
+    pub scope: Option<Scope>,
+    /// Up to [`crate::limits::MAX_TTL_SECONDS`]; not with `expires_at`.
+    pub expires_in_seconds: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub rate_limit_per_second: Option<u32>,
+}
+
 /// The rules of API keys over any [`KeyStore`].
 #[derive(Clone)]
 pub struct KeyService {
@@ -253,6 +294,80 @@ impl KeyService {
         let (key, record) = generate_key(new, now)?;
         let record = self.store.create_key(record).await?;
         Ok((key, record))
+    }
+
+    /// Creates a key in the creator's org that never gets more than its creator holds: its
+    /// permissions a subset of the creator's, its scope within the creator's (the creator's
+    /// when none is asked), its expiry no later than the creator's (the creator's when none is
+    /// asked), its rate no higher (the creator's when none is asked); revoking the creating key
+    /// revokes it.
+    pub async fn mint(&self, creator: &Creator, request: KeyRequest, now: DateTime<Utc>) -> Result<(String, ApiKey)> {
+        let expires_at = match (request.expires_in_seconds, request.expires_at) {
+            (Some(_), Some(_)) => {
+                return Err(Error::validation("expires_at", "give either expires_in_seconds or expires_at"));
+            }
+            (Some(seconds), None) if !(1..=crate::limits::MAX_TTL_SECONDS).contains(&seconds) => {
+                return Err(Error::validation("expires_in_seconds", "must be between 1 and ten years"));
+            }
+            (Some(seconds), None) => Some(now + chrono::Duration::seconds(seconds)),
+            (None, at) => at,
+        };
+        if let Some(denied) = request.permissions.iter().find(|permission| !creator.may(**permission)) {
+            return Err(Error::Forbidden(format!("a key cannot get {denied}, which its creator lacks")));
+        }
+        let scope = match (&creator.access.scope, request.scope) {
+            (Some(constraint), None) => Some(constraint.clone()),
+            (_, Some(scope)) if !creator.access.reaches(&scope) => {
+                return Err(Error::Forbidden("a key's scope must lie within its creator's".to_owned()));
+            }
+            (_, scope) => scope,
+        };
+        let expires_at = match (creator.expires_at, expires_at) {
+            (Some(limit), Some(asked)) if asked > limit => {
+                return Err(Error::Forbidden(format!("a key cannot outlive its creator, which expires at {limit}")));
+            }
+            (Some(limit), None) => Some(limit),
+            (_, asked) => asked,
+        };
+        let rate_limit_per_second = match (creator.rate_per_second, request.rate_limit_per_second) {
+            (Some(limit), Some(asked)) if asked > limit => {
+                return Err(Error::Forbidden(format!("a key cannot be faster than its creator ({limit}/s)")));
+            }
+            (Some(limit), None) => Some(limit),
+            (_, asked) => asked,
+        };
+        let new = NewApiKey {
+            org_id: creator.access.org_id.clone(),
+            name: request.name,
+            permissions: request.permissions,
+            scope,
+            rate_limit_per_second,
+            expires_at,
+            parent_id: creator.key_id,
+        };
+        self.create(new, now).await
+    }
+
+    /// The keys of the viewer's org it sees (see [`Creator::sees`]), newest first.
+    pub async fn list_seen(&self, viewer: &Creator) -> Result<Vec<ApiKey>> {
+        let keys = self.store.list_keys(Some(&viewer.access.org_id)).await?;
+        Ok(keys.into_iter().filter(|key| viewer.sees(key)).collect())
+    }
+
+    /// A key the viewer sees; `NotFound` otherwise.
+    pub async fn get_seen(&self, viewer: &Creator, id: Uuid) -> Result<ApiKey> {
+        let key = self.store.get_key(Some(&viewer.access.org_id), id).await?;
+        if !viewer.sees(&key) {
+            return Err(Error::key_not_found());
+        }
+        Ok(key)
+    }
+
+    /// Revokes a key the viewer sees, and every key minted under it; returns them, the named
+    /// key first.
+    pub async fn revoke_seen(&self, viewer: &Creator, id: Uuid, now: DateTime<Utc>) -> Result<Vec<ApiKey>> {
+        self.get_seen(viewer, id).await?;
+        self.store.revoke_key(Some(&viewer.access.org_id), id, now).await
     }
 
     /// The usable key a client presented, if any: unknown, revoked and expired keys are

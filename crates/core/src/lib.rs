@@ -1,8 +1,11 @@
-//! The domain of ContextIQ: sessions and their events, the store traits every backend
-//! implements, and the services that hold the rules (validation, TTLs, limits, merge patch).
+//! The domain of ContextIQ: sessions and their events, memories and their revisions, API keys
+//! and access, memory generation jobs (extractors, consolidation); the traits every backend
+//! implements (stores, cache, vector index, broker, embedder), the decorators over them (cache,
+//! external vector index), and the services that hold the rules (validation, TTLs, `limits`,
+//! key privileges, merge patch, hybrid search).
 //!
-//! This crate does no IO and knows nothing of HTTP or SQL: backends implement its traits,
-//! the server maps its errors to status codes.
+//! This crate does no IO and knows nothing of HTTP or SQL: backends implement its traits, the
+//! server maps its errors to status codes. Time comes in as an argument.
 
 pub mod auth;
 pub mod cache;
@@ -11,6 +14,7 @@ pub mod embed;
 mod error;
 pub mod generation;
 mod grammar;
+pub mod limits;
 pub mod memory;
 mod memory_service;
 pub mod merge_patch;
@@ -19,7 +23,7 @@ pub use session::to_micros;
 mod store;
 pub mod vector_index;
 
-pub use auth::{Access, ApiKey, KeyService, KeyStore, NewApiKey, Permission};
+pub use auth::{Access, ApiKey, Creator, KeyRequest, KeyService, KeyStore, NewApiKey, Permission};
 pub use cache::{Cache, CacheError, CacheLookup, InProcessRateLimiter, Rate, RateDecision, RateLimiter};
 pub use embed::Embedder;
 pub use error::{Error, Resource, Result};

@@ -1,4 +1,9 @@
-//! Sessions: the event log and state of one conversation, and the rules that guard them.
+//! Sessions: the event log and state of one conversation, and the rules that guard them
+//! (`SessionService`: validation, TTLs, limits, paging, scope constraints).
+//!
+//! Also the types and checks every part of the domain shares: the tenant (`OrgId`), a
+//! `Scope` and its bounds (`check_scope`), the role of an event's author (`Role`), JSON size
+//! and depth checks, and `to_micros` (timestamps at the precision every store keeps).
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -22,9 +22,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::config::AuthSettings;
+use crate::clock::Clock;
+use crate::config::{AuthSettings, PathPatterns};
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 /// Who is asking: the access they carry and what they may do.
 #[derive(Debug, Clone)]
@@ -58,6 +58,20 @@ impl Principal {
     /// ADMIN holds every permission.
     pub fn may(&self, permission: Permission) -> bool {
         self.permissions.contains(&permission) || self.permissions.contains(&Permission::Admin)
+    }
+
+    /// What this principal holds, as the rules of keys it mints or sees know it.
+    pub fn creator(&self) -> contextiq_core::Creator {
+        contextiq_core::Creator {
+            access: self.access.clone(),
+            permissions: self.permissions.clone(),
+            expires_at: self.expires_at,
+            rate_per_second: self.rate.map(|rate| rate.per_second),
+            key_id: match self.credential {
+                Credential::ApiKey { id } => Some(id),
+                Credential::Jwt { .. } | Credential::Anonymous { .. } => None,
+            },
+        }
     }
 
     /// Who made a change, as revisions record it.
@@ -115,10 +129,17 @@ impl<R: Requirement, S: Send + Sync> FromRequestParts<S> for Authorized<R> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let principal = parts.extensions.get::<Principal>().cloned().ok_or(ApiError::MissingCredentials)?;
-        if !principal.may(R::PERMISSION) {
-            return Err(ApiError::MissingPermission(R::PERMISSION));
-        }
+        require(&principal, R::PERMISSION)?;
         Ok(Authorized(principal, PhantomData))
+    }
+}
+
+/// 403 unless the principal holds `permission`: for a permission that depends on the request
+/// (an extractor's check after reading the body), where [`Authorized`] cannot name it.
+pub fn require(principal: &Principal, permission: Permission) -> Result<(), ApiError> {
+    match principal.may(permission) {
+        true => Ok(()),
+        false => Err(ApiError::MissingPermission(permission)),
     }
 }
 
@@ -127,7 +148,7 @@ pub struct Authenticator {
     keys: KeyService,
     require_auth: bool,
     jwt: Option<JwtVerifier>,
-    exceptions: Vec<PathPattern>,
+    exceptions: PathPatterns,
     /// `None` at the gateway: the services behind it limit, and answer with the headers.
     limiter: Option<Arc<dyn RateLimiter>>,
     /// The rate of credentials without one of their own; `None`: not limited.
@@ -138,6 +159,7 @@ pub struct Authenticator {
     /// process's API evicts at once; one made elsewhere (the CLI) holds within `key_cache_ttl`.
     key_cache: Mutex<HashMap<String, (ApiKey, Instant)>>,
     key_cache_ttl: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 /// Past this many cached keys the cache is emptied; it refills from use.
@@ -146,17 +168,23 @@ const MAX_CACHED_KEYS: usize = 10_000;
 const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Authenticator {
-    pub fn new(settings: &AuthSettings, keys: KeyService, limiter: Arc<dyn RateLimiter>) -> Authenticator {
+    pub fn new(
+        settings: &AuthSettings,
+        keys: KeyService,
+        limiter: Arc<dyn RateLimiter>,
+        clock: Arc<dyn Clock>,
+    ) -> Authenticator {
         Authenticator {
             keys,
             require_auth: settings.require_auth,
             jwt: settings.jwt_secret_key.as_ref().map(|secret| JwtVerifier::new(secret, &settings.jwt_issuer)),
-            exceptions: settings.require_auth_exceptions.split(',').filter_map(PathPattern::parse).collect(),
+            exceptions: settings.require_auth_exceptions.clone(),
             limiter: Some(limiter),
             default_rate: settings.default_rate(),
             touched: Mutex::new(HashMap::new()),
             key_cache: Mutex::new(HashMap::new()),
             key_cache_ttl: Duration::from_secs(settings.key_cache_seconds),
+            clock,
         }
     }
 
@@ -172,7 +200,7 @@ impl Authenticator {
 
     /// The usable key behind a presented key text, from the cache when fresh.
     async fn find_key(&self, presented: &str) -> Result<Option<ApiKey>, ApiError> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let key_hash = hash_key(presented);
         let cached = self.key_cache.lock().expect("key cache lock poisoned").get(&key_hash).cloned();
         if let Some((key, fetched)) = cached
@@ -194,7 +222,7 @@ impl Authenticator {
     }
 
     fn is_exempt(&self, path: &str) -> bool {
-        self.exceptions.iter().any(|pattern| pattern.matches(path))
+        self.exceptions.matches(path)
     }
 
     async fn principal(&self, headers: &HeaderMap, client: Option<IpAddr>) -> Result<Principal, ApiError> {
@@ -254,8 +282,9 @@ impl Authenticator {
         touched.insert(id, now);
         drop(touched);
         let keys = self.keys.clone();
+        let now = self.clock.now();
         tokio::spawn(async move {
-            if let Err(err) = keys.touch(id, Utc::now()).await {
+            if let Err(err) = keys.touch(id, now).await {
                 tracing::warn!(error = %err, key_id = %id, "recording a key's last use failed");
             }
         });
@@ -263,8 +292,11 @@ impl Authenticator {
 }
 
 /// The middleware: exempt paths pass; everything else needs a valid credential within its rate.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let authenticator = &state.authenticator;
+pub async fn authenticate(
+    State(authenticator): State<Arc<Authenticator>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     if authenticator.is_exempt(request.uri().path()) {
         return next.run(request).await;
     }
@@ -296,33 +328,6 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(decision.retry_after_seconds));
     }
     response
-}
-
-/// `/x` matches exactly; `/x/*` matches anything below `/x/`.
-#[derive(Debug, Clone)]
-enum PathPattern {
-    Exact(String),
-    Below(String),
-}
-
-impl PathPattern {
-    fn parse(text: &str) -> Option<PathPattern> {
-        let text = text.trim();
-        if text.is_empty() {
-            return None;
-        }
-        Some(match text.strip_suffix('*') {
-            Some(prefix) => PathPattern::Below(prefix.to_owned()),
-            None => PathPattern::Exact(text.to_owned()),
-        })
-    }
-
-    fn matches(&self, path: &str) -> bool {
-        match self {
-            PathPattern::Exact(exact) => path == exact,
-            PathPattern::Below(prefix) => path.starts_with(prefix.as_str()),
-        }
-    }
 }
 
 /// JWT claims as the seed defines them.
@@ -410,8 +415,8 @@ mod tests {
 
     #[test]
     fn exceptions_match_exact_paths_and_subtrees() {
-        let patterns: Vec<PathPattern> = "/health, /docs/*,,".split(',').filter_map(PathPattern::parse).collect();
-        let exempt = |path: &str| patterns.iter().any(|pattern| pattern.matches(path));
+        let patterns = PathPatterns::from("/health, /docs/*,,".to_owned());
+        let exempt = |path: &str| patterns.matches(path);
         assert!(exempt("/health"));
         assert!(!exempt("/health/ready"));
         assert!(exempt("/docs/index.html"));

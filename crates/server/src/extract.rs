@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{Method, Uri};
@@ -18,23 +18,26 @@ use utoipa::openapi::{OpenApi, RefOr};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::BodyLimit;
 
 /// A JSON object body. Content type must be JSON (`application/json` or
 /// `application/*+json`); syntax errors are 400, anything but an object and type errors are
 /// 422 naming the field.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T>
+where
+    BodyLimit: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         if !is_json(request.headers().get(CONTENT_TYPE).and_then(|value| value.to_str().ok())) {
             return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit: state.max_body_bytes }
+                ApiError::PayloadTooLarge { limit: BodyLimit::from_ref(state).0 }
             } else {
                 ApiError::MalformedJson(rejection.body_text())
             }
@@ -133,9 +136,9 @@ fn body_error(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         return ApiError::MalformedJson(inner.to_string());
     }
     let path = err.path().to_string();
-    let message = strip_position(&inner.to_string());
+    let message = without_position(inner);
     // serde reports a missing field at its parent; name the field itself.
-    let field = match message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
+    let field = match missing_field(&message) {
         Some(missing) if path == "." => missing.to_owned(),
         Some(missing) => format!("{path}.{missing}"),
         None if path == "." => "body".to_owned(),
@@ -144,12 +147,22 @@ fn body_error(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     ApiError::InvalidBody { field, detail: message }
 }
 
-/// serde_json appends " at line L column C"; useful for syntax errors, noise for data errors.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(idx) => message[..idx].to_owned(),
-        None => message.to_owned(),
+/// The message of a serde_json error without the position serde_json appends to it (" at line
+/// L column C", from its own `line()` and `column()`): useful for syntax errors, noise for data
+/// errors.
+fn without_position(err: &serde_json::Error) -> String {
+    let message = err.to_string();
+    let position = format!(" at line {} column {}", err.line(), err.column());
+    match message.strip_suffix(&position) {
+        Some(message) => message.to_owned(),
+        None => message,
     }
+}
+
+/// The field a "missing field" error names. serde raises it through `de::Error::missing_field`,
+/// which serde_json turns into this message and nothing else: the message is the only record.
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.strip_suffix('`')
 }
 
 /// An optional integer field of a body, written `63` or `63.0`: JSON has one number type, and
@@ -179,21 +192,21 @@ pub struct ApiQuery<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
         if query.to_ascii_lowercase().contains("%00") {
             let detail = "parameters must not contain NUL characters".to_owned();
             return Err(ApiError::InvalidQuery { field: None, detail });
         }
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(value)) => Ok(ApiQuery(value)),
-            Err(rejection) => {
-                let detail = rejection.body_text();
-                let detail = detail.strip_prefix("Failed to deserialize query string: ").unwrap_or(&detail).to_owned();
-                let field = detail.split(':').next().filter(|name| !name.contains(' ')).map(str::to_owned);
-                Err(ApiError::InvalidQuery { field, detail })
-            }
-        }
+        // As axum's `Query` parses, with the path of the offending parameter kept apart.
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer).map(ApiQuery).map_err(|err| {
+            // The detail names the parameter (`limit: invalid digit ...`) when its path is known.
+            let known = !err.path().iter().all(|segment| matches!(segment, serde_path_to_error::Segment::Unknown));
+            let path = err.path().to_string();
+            let field = (known && !path.contains(' ')).then_some(path);
+            ApiError::InvalidQuery { field, detail: err.to_string() }
+        })
     }
 }
 

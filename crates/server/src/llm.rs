@@ -7,21 +7,21 @@ use std::time::Duration;
 use anyhow::Context;
 use contextiq_core::generation::Extractor;
 use contextiq_core::generation::llm::LlmExtractor;
-use contextiq_models::chat::{LlmChatModel, LlmProvider, LlmSettings};
+use contextiq_models::chat::{LlmChatModel, LlmProvider as ChatProvider, LlmSettings};
 
-use crate::config::Settings;
+use crate::config::{LlmProvider, Settings};
 
 /// `None` when no provider is configured (`LLM_PROVIDER=none`): jobs asking for the llm
 /// extractor are then refused with a 422.
 pub fn build_llm_extractor(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Extractor>>> {
     let llm = &settings.llm;
-    let (provider, fallback_key) = match llm.provider.as_str() {
-        "openai" => (LlmProvider::OpenAi, settings.embedding.openai_api_key.clone()),
-        "anthropic" => (LlmProvider::Anthropic, llm.anthropic_api_key.clone()),
-        "gemini" => (LlmProvider::Gemini, llm.gemini_api_key.clone()),
-        "azure" => (LlmProvider::Azure, llm.azure_api_key.clone()),
-        "openai_compatible" => (LlmProvider::OpenAiCompatible, None),
-        _ => return Ok(None),
+    let (provider, fallback_key) = match llm.provider {
+        LlmProvider::Openai => (ChatProvider::OpenAi, settings.embedding.openai_api_key.clone()),
+        LlmProvider::Anthropic => (ChatProvider::Anthropic, llm.anthropic_api_key.clone()),
+        LlmProvider::Gemini => (ChatProvider::Gemini, llm.gemini_api_key.clone()),
+        LlmProvider::Azure => (ChatProvider::Azure, llm.azure_api_key.clone()),
+        LlmProvider::OpenaiCompatible => (ChatProvider::OpenAiCompatible, None),
+        LlmProvider::None => return Ok(None),
     };
     let model = LlmChatModel::new(LlmSettings {
         provider,

@@ -8,9 +8,8 @@ use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    TestApp, client_with_key, client_with_token, id_of, json_of, problem_of, spawn_app, spawn_app_with,
-};
+use crate::helpers::without_model::{spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, client_with_key, client_with_token, id_of, json_of, problem_of};
 
 pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-0123456789";
 
@@ -230,7 +229,7 @@ async fn keys_can_be_revoked_expire_and_never_exceed_their_creator() {
     .await;
     let client = client_with_key(&short_lived);
     json_of(client.get(app.url("/api/v1/sessions")).send().await.unwrap(), StatusCode::OK).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.clock.advance(std::time::Duration::from_millis(1100));
     problem_of(
         client.get(app.url("/api/v1/sessions")).send().await.unwrap(),
         StatusCode::UNAUTHORIZED,

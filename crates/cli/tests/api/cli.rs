@@ -133,7 +133,7 @@ async fn reindex_moves_every_memory_to_a_new_model() {
 
     let base_url = fake_openai().await;
     let openai = |settings: &mut contextiq_server::Settings| {
-        settings.embedding.provider = "openai".to_owned();
+        settings.embedding.provider = contextiq_server::config::EmbeddingProvider::Openai;
         settings.embedding.base_url = base_url.clone();
         settings.embedding.dimension = 8;
     };

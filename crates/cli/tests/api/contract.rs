@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::auth::create_key;
-use crate::helpers::{TestApp, client_with_key, id_of, json_of, problem_of, spawn_app, spawn_app_with};
+use crate::helpers::without_model::{spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, client_with_key, id_of, json_of, problem_of};
 
 /// `/openapi.json` as the application serves it.
 struct Contract {

@@ -3,7 +3,8 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, id_of, json_of, problem_of, spawn_app};
+use crate::helpers::without_model::spawn_app;
+use crate::helpers::{TestApp, id_of, json_of, problem_of};
 
 async fn send_raw(
     app: &TestApp,

@@ -7,7 +7,8 @@ use proptest::test_runner::{Config, TestRunner};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{id_of, json_of, spawn_app};
+use crate::helpers::without_model::spawn_app;
+use crate::helpers::{id_of, json_of};
 
 #[derive(Debug, Clone)]
 struct FuzzRequest {

@@ -361,7 +361,7 @@ fn llm_settings(fake: &FakeLlm, provider: &str) -> impl FnOnce(&mut contextiq_se
     let base_url = fake.base_url.clone();
     let provider = provider.to_owned();
     move |settings| {
-        settings.llm.provider = provider;
+        settings.llm.provider = provider.parse().expect("a provider name");
         settings.llm.model = Some("test-model".to_owned());
         settings.llm.base_url = Some(base_url);
         settings.llm.api_key = Some("sk-test-secret".to_owned().into());
@@ -498,7 +498,7 @@ async fn the_llm_judges_only_the_ambiguous_band() {
 async fn finished_jobs_are_purged_after_their_retention() {
     let app = spawn_app_with(|settings| {
         settings.worker.job_retention_seconds = 0;
-        settings.search.purge_interval_seconds = 1;
+        settings.jobs.purge_interval_seconds = 1;
     })
     .await;
     let job = completed(

@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use contextiq_core::Embedder;
+use contextiq_server::clock::TestClock;
 use contextiq_server::{Application, Settings, telemetry};
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
@@ -16,8 +18,20 @@ pub struct TestApp {
     /// The first admin key (org "default", every permission).
     pub admin_key: String,
     pub data_dir: Arc<TempDir>,
+    /// The application's clock: `advance` it to let time pass at once.
+    pub clock: Arc<TestClock>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// The embedding model of a test application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// The configured one: the real model, for tests of search and generation.
+    Configured,
+    /// [`WordHashEmbedder`], for tests that store memories but do not test what search finds
+    /// first; it costs no model load.
+    WordHash,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -30,6 +44,30 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Starts the application on an existing data directory (to test restarts).
 pub async fn spawn_app_in(data_dir: Arc<TempDir>, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_of(Model::Configured, data_dir, configure).await
+}
+
+/// The same helpers for tests that do not test search: the application embeds with
+/// [`WordHashEmbedder`] instead of loading the model.
+pub mod without_model {
+    use super::*;
+
+    pub async fn spawn_app() -> TestApp {
+        spawn_app_with(|_| {}).await
+    }
+
+    pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+        spawn_app_in(Arc::new(tempfile::tempdir().expect("temp dir")), configure).await
+    }
+
+    pub async fn spawn_app_in(data_dir: Arc<TempDir>, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        spawn_app_of(Model::WordHash, data_dir, configure).await
+    }
+}
+
+/// Starts the application on `data_dir` with `model`, a [`TestClock`] and the backends of the
+/// conformance run, if any.
+pub async fn spawn_app_of(model: Model, data_dir: Arc<TempDir>, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::default();
     settings.server.bind = "127.0.0.1:0".to_owned();
     settings.data_dir = data_dir.path().to_owned();
@@ -58,7 +96,12 @@ pub async fn spawn_app_in(data_dir: Arc<TempDir>, configure: impl FnOnce(&mut Se
     if std::env::var_os("TEST_LOG").is_some() {
         telemetry::init_logging(&settings.log, &settings.service_name);
     }
-    let app = Application::build(settings).await.expect("the application builds");
+    let clock = Arc::new(TestClock::default());
+    let mut builder = Application::builder(settings).clock(clock.clone());
+    if model == Model::WordHash {
+        builder = builder.embedder(Arc::new(WordHashEmbedder));
+    }
+    let app = builder.build().await.expect("the application builds");
     let address = format!("http://{}", app.local_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
@@ -73,7 +116,47 @@ pub async fn spawn_app_in(data_dir: Arc<TempDir>, configure: impl FnOnce(&mut Se
         }
         false => (reqwest::Client::new(), String::new()),
     };
-    TestApp { address, client, admin_key, data_dir, stop: Some(stop), task: Some(task) }
+    TestApp { address, client, admin_key, data_dir, clock, stop: Some(stop), task: Some(task) }
+}
+
+/// A deterministic stand-in for the embedding model: each word (lowercased, split at anything
+/// not alphanumeric) adds ±1 to one of 384 dimensions chosen by its hash; the sum is
+/// normalised. Texts sharing words are similar, nothing more: no test of search quality may
+/// use it.
+pub struct WordHashEmbedder;
+
+#[async_trait::async_trait]
+impl Embedder for WordHashEmbedder {
+    fn model_id(&self) -> &str {
+        "test/word-hash-384"
+    }
+
+    fn dimension(&self) -> usize {
+        384
+    }
+
+    async fn embed(&self, texts: Vec<String>) -> contextiq_core::Result<Vec<Vec<f32>>> {
+        Ok(texts.iter().map(|text| word_hash_vector(text, self.dimension())).collect())
+    }
+}
+
+fn word_hash_vector(text: &str, dimension: usize) -> Vec<f32> {
+    let mut vector = vec![0f32; dimension];
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|word| !word.is_empty()) {
+        // FNV-1a: stable across runs and platforms.
+        let hash = word
+            .to_lowercase()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
+        let sign = if hash >> 63 == 0 { 1.0 } else { -1.0 };
+        vector[(hash % dimension as u64) as usize] += sign;
+    }
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    match norm > 0.0 {
+        true => vector.iter_mut().for_each(|x| *x /= norm),
+        false => vector[0] = 1.0,
+    }
+    vector
 }
 
 impl TestApp {

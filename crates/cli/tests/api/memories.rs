@@ -248,7 +248,7 @@ async fn expired_memories_are_never_returned() {
         &remember(&app, json!({"scope": scope, "fact": "A passing thought about kites", "ttl_seconds": 1})).await,
     );
     remember(&app, json!({"scope": scope, "fact": "A lasting thought about kites"})).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.clock.advance(Duration::from_millis(1100));
     problem_of(app.get(&format!("/api/v1/memories/{id}")).await, StatusCode::NOT_FOUND, "memory_not_found").await;
     assert_eq!(
         facts(&search(&app, json!({"scope": scope, "search_query": "kites"})).await),
@@ -308,7 +308,7 @@ async fn a_changed_embedding_model_is_refused_until_reindexed() {
     app.stop().await;
     let mut settings = contextiq_server::Settings { data_dir: data_dir.path().to_owned(), ..Default::default() };
     settings.server.bind = "127.0.0.1:0".to_owned();
-    settings.embedding.provider = "openai".to_owned();
+    settings.embedding.provider = contextiq_server::config::EmbeddingProvider::Openai;
     settings.embedding.base_url = "http://127.0.0.1:1/v1".to_owned();
     settings.database.url = crate::helpers::test_database_url(data_dir.path()).await.map(Into::into);
     let err = contextiq_server::Application::build(settings).await.err().expect("a different model is refused");

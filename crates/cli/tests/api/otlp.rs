@@ -13,7 +13,7 @@ use contextiq_server::telemetry;
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::without_model::spawn_app_with;
 
 /// One span as a collector received it. Ids are lowercase hex, as OTLP/JSON encodes them.
 #[derive(Debug, Clone)]

@@ -3,7 +3,8 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{id_of, json_of, spawn_app, spawn_app_in};
+use crate::helpers::without_model::{spawn_app, spawn_app_in};
+use crate::helpers::{id_of, json_of};
 
 #[tokio::test]
 async fn health_and_readiness() {
@@ -111,4 +112,36 @@ async fn data_survives_a_restart() {
     assert_eq!(after, before);
     let appended = app.append(&session_id, &json!({"author": "u", "content": "after restart"})).await;
     assert_eq!(appended["seq"], 11, "numbering continues after a restart");
+}
+
+/// Only the roles that serve memories or run jobs load the embedding model: a gateway and a
+/// sessions process start, and serve, with no model directory at all, where the `all` role
+/// refuses to start.
+#[tokio::test]
+async fn the_gateway_and_sessions_roles_start_without_the_model_directory() {
+    use contextiq_server::config::Role;
+    let without_model = |role: Role| {
+        move |settings: &mut contextiq_server::Settings| {
+            settings.server.role = role;
+            settings.embedding.model_path = settings.data_dir.join("no-such-model");
+            settings.gateway.sessions_url = Some("http://127.0.0.1:9".to_owned());
+            settings.gateway.memory_url = Some("http://127.0.0.1:9".to_owned());
+        }
+    };
+    for role in [Role::Gateway, Role::Sessions] {
+        let data_dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+        let app = crate::helpers::spawn_app_of(crate::helpers::Model::Configured, data_dir, without_model(role)).await;
+        assert!(!app.data_dir.path().join("no-such-model").exists());
+        let ready = json_of(app.get("/health/ready").await, StatusCode::OK).await;
+        assert_eq!(ready["status"], "ready", "{role}");
+        assert_eq!(app.get("/metrics").await.status(), StatusCode::OK, "{role}");
+        app.stop().await;
+    }
+
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = contextiq_server::Settings::default();
+    settings.server.bind = "127.0.0.1:0".to_owned();
+    settings.data_dir = data_dir.path().to_owned();
+    without_model(Role::All)(&mut settings);
+    assert!(contextiq_server::Application::build(settings).await.is_err(), "the all role needs the model");
 }

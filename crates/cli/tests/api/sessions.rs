@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{all_events, id_of, json_of, problem_of, spawn_app, spawn_app_with};
+use crate::helpers::without_model::{spawn_app, spawn_app_with};
+use crate::helpers::{all_events, id_of, json_of, problem_of};
 
 fn timestamp(value: &Value) -> DateTime<Utc> {
     value.as_str().and_then(|text| text.parse().ok()).unwrap_or_else(|| panic!("not a timestamp: {value}"))
@@ -339,7 +340,7 @@ async fn expired_sessions_read_as_not_found_everywhere() {
     let session_id = id_of(&app.create_session(&json!({"user_id": "ttl-user", "ttl_seconds": 1})).await);
     let keeper_id = id_of(&app.create_session(&json!({"user_id": "ttl-user"})).await);
     app.append(&session_id, &json!({"author": "u", "content": "x"})).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.clock.advance(Duration::from_millis(1100));
 
     let session_path = format!("/api/v1/sessions/{session_id}");
     problem_of(app.get(&session_path).await, StatusCode::NOT_FOUND, "session_not_found").await;

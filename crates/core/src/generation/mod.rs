@@ -4,7 +4,9 @@
 //! The pieces: the request and job types, the [`JobStore`] a backend implements (a durable
 //! queue with leases, and the one transaction that applies a job's changes), the extractors
 //! (`rules`, offline and deterministic; `llm`, any chat model behind [`ChatModel`]), the
-//! consolidation engine, and the workers that run it all.
+//! consolidation engine, the `broker` trait of job messages, and `GenerationService`, which
+//! validates and queues jobs and runs one attempt of a job. The workers that claim jobs and
+//! call it live in the server; time comes in as an argument.
 
 pub mod broker;
 pub mod consolidate;

@@ -3,18 +3,28 @@
 //! `SESSIONS_URL`, memories and jobs to `MEMORY_URL`. The services verify the credentials again,
 //! so they never trust the network. The correlation id and the trace context travel along.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::config::CorsOrigins;
 use crate::error::ApiError;
 use crate::middleware::CORRELATION_ID;
-use crate::startup::AppState;
+
+/// What the gateway's handlers reach.
+#[derive(Clone)]
+pub struct GatewayState {
+    pub gateway: Arc<Gateway>,
+    pub service_name: Arc<str>,
+    /// `MAX_REQUEST_BODY_BYTES`.
+    pub max_body_bytes: usize,
+}
 
 /// Where the gateway sends each request.
 pub struct Gateway {
@@ -61,8 +71,8 @@ fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
 }
 
 /// Forwards an `/api/v1` request to its service and relays the answer as it is.
-pub async fn forward(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let Some(gateway) = &state.gateway else { return Err(ApiError::RouteNotFound(request.uri().path().to_owned())) };
+pub async fn forward(State(state): State<GatewayState>, request: Request) -> Result<Response, ApiError> {
+    let gateway = &state.gateway;
     let path = request.uri().path().to_owned();
     let Some(upstream) = gateway.upstream_of(&path) else { return Err(ApiError::RouteNotFound(path)) };
     let path_and_query = request.uri().path_and_query().map_or(path.as_str(), |value| value.as_str());
@@ -97,8 +107,8 @@ pub async fn forward(State(state): State<AppState>, request: Request) -> Result<
 }
 
 /// The gateway is healthy when the services behind it are: each one's `/health`, side by side.
-pub async fn health(State(state): State<AppState>) -> Response {
-    let Some(gateway) = &state.gateway else { return StatusCode::NOT_FOUND.into_response() };
+pub async fn health(State(state): State<GatewayState>) -> Response {
+    let gateway = &state.gateway;
     let check = |name: &'static str, base: String| {
         let client = gateway.client.clone();
         async move {
@@ -126,23 +136,13 @@ pub async fn health(State(state): State<AppState>) -> Response {
     (status, body).into_response()
 }
 
-/// The CORS origins of `CORS_ORIGINS`: `*`, or a comma-separated list.
-pub fn cors_layer(origins: &str) -> Option<tower_http::cors::CorsLayer> {
+/// The CORS layer of `CORS_ORIGINS`; `None` when no origin is allowed.
+pub fn cors_layer(origins: &CorsOrigins) -> Option<tower_http::cors::CorsLayer> {
     use tower_http::cors::{AllowOrigin, Any, CorsLayer};
-    let origins = origins.trim();
-    if origins.is_empty() {
-        return None;
-    }
-    let allow_origin = if origins == "*" {
-        AllowOrigin::any()
-    } else {
-        let list: Vec<HeaderValue> = origins
-            .split(',')
-            .map(str::trim)
-            .filter(|origin| !origin.is_empty())
-            .filter_map(|o| o.parse().ok())
-            .collect();
-        AllowOrigin::list(list)
+    let allow_origin = match origins {
+        CorsOrigins::None => return None,
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => AllowOrigin::list(list.iter().filter_map(|origin| origin.parse().ok())),
     };
     Some(
         CorsLayer::new()

@@ -1,6 +1,6 @@
 //! `POST /api/v1/memories/generate` and `GET /api/v1/jobs/{id}`: memory generation jobs.
 
-use axum::extract::State;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Response};
@@ -8,8 +8,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use contextiq_core::generation::{
-    DirectFact, Example, ExtractorKind, GenerateRequest, GenerationConfig, InlineEvent, Job, LlmUsage, Source,
-    TopicSpec, derived_event_id,
+    DirectFact, Example, ExtractorKind, GenerateRequest, GenerationConfig, InlineEvent, Job, JobStatus, LlmUsage,
+    Source, TopicSpec, derived_event_id,
 };
 use contextiq_core::{Permission, Role, Scope};
 use serde::{Deserialize, Serialize};
@@ -19,18 +19,66 @@ use uuid::Uuid;
 use crate::auth::{Authorized, MemoryRead, MemoryWrite, Principal};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, JobId};
-use crate::startup::AppState;
+use crate::state::MemoryState;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<MemoryState> {
     Router::new().route("/memories/generate", post(generate_memories)).route("/jobs/{id}", get(get_job))
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceType {
     Session,
     Events,
     Memories,
+}
+
+impl From<&Source> for SourceType {
+    fn from(source: &Source) -> SourceType {
+        match source {
+            Source::Session { .. } => SourceType::Session,
+            Source::Events { .. } => SourceType::Events,
+            Source::Memories { .. } => SourceType::Memories,
+        }
+    }
+}
+
+/// A job's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatusBody {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl From<JobStatus> for JobStatusBody {
+    fn from(status: JobStatus) -> JobStatusBody {
+        match status {
+            JobStatus::Pending => JobStatusBody::Pending,
+            JobStatus::Running => JobStatusBody::Running,
+            JobStatus::Completed => JobStatusBody::Completed,
+            JobStatus::Failed => JobStatusBody::Failed,
+        }
+    }
+}
+
+/// The extractor of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtractorBody {
+    Rules,
+    Llm,
+}
+
+impl From<ExtractorKind> for ExtractorBody {
+    fn from(kind: ExtractorKind) -> ExtractorBody {
+        match kind {
+            ExtractorKind::Rules => ExtractorBody::Rules,
+            ExtractorKind::Llm => ExtractorBody::Llm,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -161,8 +209,11 @@ impl GenerateRequestBody {
                 Source::Session { session_id, from_seq, to_seq }
             }
             SourceType::Events => {
-                if self.source_reference.is_some() || self.event_range.is_some() {
+                if self.source_reference.is_some() {
                     return unexpected("source_reference");
+                }
+                if self.event_range.is_some() {
+                    return unexpected("event_range");
                 }
                 if self.memories.is_some() {
                     return unexpected("memories");
@@ -181,8 +232,11 @@ impl GenerateRequestBody {
                 Source::Events { events }
             }
             SourceType::Memories => {
-                if self.source_reference.is_some() || self.event_range.is_some() {
+                if self.source_reference.is_some() {
                     return unexpected("source_reference");
+                }
+                if self.event_range.is_some() {
+                    return unexpected("event_range");
                 }
                 if self.events.is_some() {
                     return unexpected("events");
@@ -206,12 +260,14 @@ fn required(field: &str) -> ApiError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobBody {
     pub id: Uuid,
-    /// pending, running, completed or failed.
-    pub status: String,
-    pub source_type: String,
+    #[schema(inline)]
+    pub status: JobStatusBody,
+    #[schema(inline)]
+    pub source_type: SourceType,
     pub source_reference: Option<Uuid>,
     pub scope: Scope,
-    pub extractor: String,
+    #[schema(inline)]
+    pub extractor: ExtractorBody,
     pub attempts: u32,
     pub max_attempts: u32,
     /// The last failure: the reason of a failed job, or of the attempt before a retry.
@@ -250,19 +306,15 @@ impl From<Job> for JobBody {
             Source::Session { session_id, .. } => Some(*session_id),
             _ => None,
         };
-        let retry_at =
-            (job.status == contextiq_core::generation::JobStatus::Pending && job.attempts > 0).then_some(job.run_after);
+        let retry_at = (job.status == JobStatus::Pending && job.attempts > 0).then_some(job.run_after);
         let outcome = job.outcome;
         JobBody {
             id: job.id,
-            status: job.status.as_str().to_owned(),
-            source_type: job.source.type_name().to_owned(),
+            status: job.status.into(),
+            source_type: SourceType::from(&job.source),
             source_reference,
             scope: job.scope,
-            extractor: match job.config.extractor {
-                ExtractorKind::Rules => "rules".to_owned(),
-                ExtractorKind::Llm => "llm".to_owned(),
-            },
+            extractor: job.config.extractor.into(),
             attempts: job.attempts,
             max_attempts: job.max_attempts,
             error: job.error,
@@ -292,25 +344,40 @@ impl From<Job> for JobBody {
 #[utoipa::path(post, path = "/api/v1/memories/generate", tag = "memories", request_body = GenerateRequestBody,
     responses((status = 202, body = JobBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn generate_memories(
-    State(state): State<AppState>,
-    Authorized(principal, _): Authorized<MemoryWrite>,
-    ApiJson(body): ApiJson<GenerateRequestBody>,
+    State(state): State<MemoryState>,
+    Generate(principal, request): Generate,
 ) -> Result<Response, ApiError> {
-    let request = body.into_request()?;
-    if matches!(request.source, Source::Session { .. }) && !principal.may(Permission::SessionRead) {
-        // Generating from a session reads it.
-        return Err(ApiError::MissingPermission(Permission::SessionRead));
-    }
     submit(&state, &principal, request).await
 }
 
+/// A generation request and its principal, who holds MEMORY_WRITE, and SESSION_READ too when
+/// the job reads a session (403 otherwise); the body is checked between the two permissions.
+pub struct Generate(Principal, GenerateRequest);
+
+impl FromRequest<MemoryState> for Generate {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &MemoryState) -> Result<Generate, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let Authorized(principal, _) = Authorized::<MemoryWrite>::from_request_parts(&mut parts, state).await?;
+        let ApiJson(body) =
+            ApiJson::<GenerateRequestBody>::from_request(Request::from_parts(parts, body), state).await?;
+        let request = body.into_request()?;
+        if matches!(request.source, Source::Session { .. }) {
+            // Generating from a session reads it.
+            crate::auth::require(&principal, Permission::SessionRead)?;
+        }
+        Ok(Generate(principal, request))
+    }
+}
+
 pub(crate) async fn submit(
-    state: &AppState,
+    state: &MemoryState,
     principal: &Principal,
     mut request: GenerateRequest,
 ) -> Result<Response, ApiError> {
     request.trace_context = crate::trace_context::current_context_map();
-    let job = state.generation.submit(&principal.access, &principal.actor(), request, Utc::now()).await?;
+    let job = state.generation.submit(&principal.access, &principal.actor(), request, state.clock.now()).await?;
     state.job_queue_wake.notify_one();
     let location = format!("/api/v1/jobs/{}", job.id);
     Ok((StatusCode::ACCEPTED, [(LOCATION, location)], Json(JobBody::from(job))).into_response())
@@ -319,7 +386,7 @@ pub(crate) async fn submit(
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "memories", params(("id" = Uuid, Path)),
     responses((status = 200, body = JobBody), (status = 404, body = Problem)))]
 pub async fn get_job(
-    State(state): State<AppState>,
+    State(state): State<MemoryState>,
     Authorized(principal, _): Authorized<MemoryRead>,
     JobId(id): JobId,
 ) -> Result<Json<JobBody>, ApiError> {

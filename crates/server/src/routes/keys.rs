@@ -6,16 +6,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Duration, Utc};
-use contextiq_core::{ApiKey, Error as CoreError, NewApiKey, Permission, Scope};
+use chrono::{DateTime, Utc};
+use contextiq_core::{ApiKey, Error as CoreError, KeyRequest, Permission, Scope};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::{Admin, Authorized, Credential};
+use crate::auth::{Admin, Authorized};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, KeyId};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/keys", get(list_keys).post(create_key)).route("/keys/{id}", get(get_key).delete(revoke_key))
@@ -48,7 +48,7 @@ pub struct CreateKeyRequest {
 }
 
 fn name_schema() -> utoipa::openapi::Object {
-    crate::routes::not_blank(128, false)
+    crate::routes::not_blank(contextiq_core::limits::MAX_KEY_NAME_CHARS, false)
 }
 
 fn permissions_schema() -> utoipa::openapi::schema::Array {
@@ -110,10 +110,11 @@ impl From<ApiKey> for KeyBody {
     }
 }
 
-/// Creates a key in the caller's org. A key never gets more than its creator holds: its
-/// permissions are a subset of the caller's, its scope within the caller's, its expiry no
-/// later than the caller's (the caller's when none is asked), its rate no higher than the
-/// caller's (the caller's when none is asked); and revoking the creating key revokes it.
+/// Creates a key in the caller's org. A key never gets more than its creator holds (the rules
+/// are `KeyService::mint`'s): its permissions are a subset of the caller's, its scope within
+/// the caller's, its expiry no later than the caller's (the caller's when none is asked), its
+/// rate no higher than the caller's (the caller's when none is asked); and revoking the
+/// creating key revokes it.
 #[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = CreateKeyRequest,
     responses((status = 201, body = CreatedKeyBody), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_key(
@@ -121,58 +122,15 @@ pub async fn create_key(
     Authorized(principal, _): Authorized<Admin>,
     ApiJson(request): ApiJson<CreateKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedKeyBody>), ApiError> {
-    let now = Utc::now();
-    let expires_at = match (request.expires_in_seconds, request.expires_at) {
-        (Some(_), Some(_)) => {
-            return Err(CoreError::validation("expires_at", "give either expires_in_seconds or expires_at").into());
-        }
-        (Some(seconds), None) if !(1..=10 * 366 * 86_400).contains(&seconds) => {
-            return Err(CoreError::validation("expires_in_seconds", "must be between 1 and ten years").into());
-        }
-        (Some(seconds), None) => Some(now + Duration::seconds(seconds)),
-        (None, at) => at,
-    };
-    if let Some(denied) = request.permissions.iter().find(|permission| !principal.may(**permission)) {
-        return Err(CoreError::Forbidden(format!("a key cannot get {denied}, which its creator lacks")).into());
-    }
-    let scope = match (&principal.access.scope, request.scope) {
-        (Some(constraint), None) => Some(constraint.clone()),
-        (_, Some(scope)) if !principal.access.reaches(&scope) => {
-            return Err(CoreError::Forbidden("a key's scope must lie within its creator's".to_owned()).into());
-        }
-        (_, scope) => scope,
-    };
-    let expires_at = match (principal.expires_at, expires_at) {
-        (Some(limit), Some(asked)) if asked > limit => {
-            return Err(
-                CoreError::Forbidden(format!("a key cannot outlive its creator, which expires at {limit}")).into()
-            );
-        }
-        (Some(limit), None) => Some(limit),
-        (_, asked) => asked,
-    };
-    let rate_limit_per_second = match (principal.rate, request.rate_limit_per_second) {
-        (Some(limit), Some(asked)) if asked > limit.per_second => {
-            let limit = limit.per_second;
-            return Err(CoreError::Forbidden(format!("a key cannot be faster than its creator ({limit}/s)")).into());
-        }
-        (Some(limit), None) => Some(limit.per_second),
-        (_, asked) => asked,
-    };
-    let parent_id = match principal.credential {
-        Credential::ApiKey { id } => Some(id),
-        Credential::Jwt { .. } | Credential::Anonymous { .. } => None,
-    };
-    let new = NewApiKey {
-        org_id: principal.access.org_id.clone(),
+    let request = KeyRequest {
         name: request.name,
         permissions: request.permissions,
-        scope,
-        rate_limit_per_second,
-        expires_at,
-        parent_id,
+        scope: request.scope,
+        expires_in_seconds: request.expires_in_seconds,
+        expires_at: request.expires_at,
+        rate_limit_per_second: request.rate_limit_per_second,
     };
-    let (key, record) = state.keys.create(new, now).await?;
+    let (key, record) = state.keys.mint(&principal.creator(), request, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(CreatedKeyBody { key, record: record.into() })))
 }
 
@@ -181,9 +139,8 @@ pub async fn list_keys(
     State(state): State<AppState>,
     Authorized(principal, _): Authorized<Admin>,
 ) -> Result<Json<KeyList>, ApiError> {
-    let keys = state.keys.list(Some(&principal.access.org_id)).await?;
-    let keys = keys.into_iter().filter(|key| within_reach(&principal, key)).map(KeyBody::from).collect();
-    Ok(Json(KeyList { keys }))
+    let keys = state.keys.list_seen(&principal.creator()).await?;
+    Ok(Json(KeyList { keys: keys.into_iter().map(KeyBody::from).collect() }))
 }
 
 #[utoipa::path(get, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path)),
@@ -193,11 +150,7 @@ pub async fn get_key(
     Authorized(principal, _): Authorized<Admin>,
     KeyId(id): KeyId,
 ) -> Result<Json<KeyBody>, ApiError> {
-    let key = state.keys.get(Some(&principal.access.org_id), id).await?;
-    if !within_reach(&principal, &key) {
-        return Err(CoreError::key_not_found().into());
-    }
-    Ok(Json(key.into()))
+    Ok(Json(state.keys.get_seen(&principal.creator(), id).await?.into()))
 }
 
 /// Revokes a key and every key minted under it: they stop working at once on this server
@@ -209,24 +162,10 @@ pub async fn revoke_key(
     Authorized(principal, _): Authorized<Admin>,
     KeyId(id): KeyId,
 ) -> Result<Json<KeyBody>, ApiError> {
-    let org = Some(&principal.access.org_id);
-    let key = state.keys.get(org, id).await?;
-    if !within_reach(&principal, &key) {
-        return Err(CoreError::key_not_found().into());
-    }
-    let revoked = state.keys.revoke(org, id, Utc::now()).await?;
+    let revoked = state.keys.revoke_seen(&principal.creator(), id, state.clock.now()).await?;
     for key in &revoked {
         state.authenticator.forget_key(&key.key_hash);
     }
     let key = revoked.into_iter().next().ok_or_else(CoreError::key_not_found)?;
     Ok(Json(key.into()))
-}
-
-/// A scope-limited admin sees only keys confined within its own scope.
-fn within_reach(principal: &crate::auth::Principal, key: &ApiKey) -> bool {
-    match (&principal.access.scope, &key.scope) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(_), Some(scope)) => principal.access.reaches(scope),
-    }
 }

@@ -21,9 +21,9 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, MemoryId};
 use crate::routes::WriteReceipt;
 use crate::routes::sessions::{decode_page_cursor, encode_page_cursor};
-use crate::startup::AppState;
+use crate::state::MemoryState;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<MemoryState> {
     Router::new()
         .route("/memories", post(create_memory).get(list_memories))
         .route("/memories/search", post(search_memories))
@@ -89,15 +89,15 @@ pub struct UpdateMemoryRequest {
 }
 
 fn fact_schema() -> utoipa::openapi::Object {
-    crate::routes::not_blank(4000, false)
+    crate::routes::not_blank(contextiq_core::limits::MAX_FACT_CHARS, false)
 }
 
 fn optional_fact_schema() -> utoipa::openapi::Object {
-    crate::routes::not_blank(4000, true)
+    crate::routes::not_blank(contextiq_core::limits::MAX_FACT_CHARS, true)
 }
 
 fn topic_schema() -> utoipa::openapi::Object {
-    crate::routes::not_blank(128, true)
+    crate::routes::not_blank(contextiq_core::limits::MAX_TOPIC_CHARS, true)
 }
 
 /// A field that is present (even as `null`) is `Some`.
@@ -272,7 +272,7 @@ pub struct DeleteMemoryQuery {
     responses((status = 201, body = MemoryBody), (status = 202, body = crate::routes::jobs::JobBody,
         description = "With consolidate: the queued job"), (status = 422, body = Problem)))]
 pub async fn create_memory(
-    State(state): State<AppState>,
+    State(state): State<MemoryState>,
     Authorized(principal, _): Authorized<MemoryWrite>,
     ApiJson(request): ApiJson<CreateMemoryRequest>,
 ) -> Result<Response, ApiError> {
@@ -290,13 +290,13 @@ pub async fn create_memory(
         ttl_seconds: request.ttl_seconds,
         expires_at: request.expires_at,
     };
-    let memory = state.memories.create(&principal.access, &principal.actor(), new, Utc::now()).await?;
+    let memory = state.memories.create(&principal.access, &principal.actor(), new, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(MemoryBody::from(memory))).into_response())
 }
 
 /// A direct memory through consolidation: a `memories` generation job of one fact.
 async fn consolidate_memory(
-    state: &AppState,
+    state: &MemoryState,
     principal: &Principal,
     request: CreateMemoryRequest,
 ) -> Result<Response, ApiError> {
@@ -330,17 +330,17 @@ async fn consolidate_memory(
 #[utoipa::path(get, path = "/api/v1/memories/{id}", tag = "memories", params(("id" = Uuid, Path)),
     responses((status = 200, body = MemoryBody), (status = 404, body = Problem)))]
 pub async fn get_memory(
-    State(state): State<AppState>,
+    State(state): State<MemoryState>,
     Authorized(principal, _): Authorized<MemoryRead>,
     MemoryId(id): MemoryId,
 ) -> Result<Json<MemoryBody>, ApiError> {
-    Ok(Json(state.memories.get(&principal.access, id, Utc::now()).await?.into()))
+    Ok(Json(state.memories.get(&principal.access, id, state.clock.now()).await?.into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/memories", tag = "memories", params(ListMemoriesQuery),
     responses((status = 200, body = MemoryList), (status = 422, body = Problem)))]
 pub async fn list_memories(
-    State(state): State<AppState>,
+    State(state): State<MemoryState>,
     Authorized(principal, _): Authorized<MemoryRead>,
     ApiQuery(query): ApiQuery<ListMemoriesQuery>,
 ) -> Result<Json<MemoryList>, ApiError> {
@@ -358,7 +358,7 @@ pub async fn list_memories(
     };
     let cursor = query.cursor.as_deref().map(decode_page_cursor).transpose()?;
     let limit = query.limit.unwrap_or(20);
-    let page = state.memories.list(&principal.access, &scope, &filter, cursor, limit, Utc::now()).await?;
+    let page = state.memories.list(&principal.access, &scope, &filter, cursor, limit, state.clock.now()).await?;
     Ok(Json(MemoryList {
         memories: page.memories.into_iter().map(MemoryBody::from).collect(),
         next_cursor: page.next_cursor.map(encode_page_cursor),
@@ -388,7 +388,7 @@ impl MemoryAnswer {
     request_body = UpdateMemoryRequest,
     responses((status = 200, body = MemoryAnswer), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_memory(
-    State(state): State<AppState>,
+    State(state): State<MemoryState>,
     Authorized(principal, _): Authorized<MemoryWrite>,
     MemoryId(id): MemoryId,
     ApiJson(request): ApiJson<UpdateMemoryRequest>,
@@ -401,7 +401,7 @@ pub async fn update_memory(
         ttl_seconds: request.ttl_seconds,
         expires_at: request.expires_at,
     };
-    let memory = state.memories.update(&principal.access, &principal.actor(), id, patch, Utc::now()).await?;
+    let memory = state.memories.update(&principal.access, &principal.actor(), id, patch, state.clock.now()).await?;
     Ok(Json(MemoryAnswer::to(&principal, memory)))
 }
 
@@ -410,20 +410,20 @@ pub async fn update_memory(
 #[utoipa::path(delete, path = "/api/v1/memories/{id}", tag = "memories", params(("id" = Uuid, Path), DeleteMemoryQuery),
     responses((status = 204, description = "Deleted"), (status = 404, body = Problem)))]
 pub async fn delete_memory(
-    State(state): State<AppState>,
+    State(state): State<MemoryState>,
     Authorized(principal, _): Authorized<MemoryWrite>,
     MemoryId(id): MemoryId,
     ApiQuery(query): ApiQuery<DeleteMemoryQuery>,
 ) -> Result<StatusCode, ApiError> {
     let purge = query.purge.unwrap_or(false);
-    state.memories.delete(&principal.access, &principal.actor(), id, purge, Utc::now()).await?;
+    state.memories.delete(&principal.access, &principal.actor(), id, purge, state.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/memories/{id}/revisions", tag = "memories", params(("id" = Uuid, Path)),
     responses((status = 200, body = RevisionList), (status = 404, body = Problem)))]
 pub async fn list_revisions(
-    State(state): State<AppState>,
+    State(state): State<MemoryState>,
     Authorized(principal, _): Authorized<MemoryRead>,
     MemoryId(id): MemoryId,
 ) -> Result<Json<RevisionList>, ApiError> {
@@ -437,13 +437,15 @@ pub async fn list_revisions(
     request_body = RestoreRequest,
     responses((status = 200, body = MemoryAnswer), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn restore_memory(
-    State(state): State<AppState>,
+    State(state): State<MemoryState>,
     Authorized(principal, _): Authorized<MemoryWrite>,
     MemoryId(id): MemoryId,
     ApiJson(request): ApiJson<RestoreRequest>,
 ) -> Result<Json<MemoryAnswer>, ApiError> {
-    let memory =
-        state.memories.restore(&principal.access, &principal.actor(), id, request.revision_id, Utc::now()).await?;
+    let memory = state
+        .memories
+        .restore(&principal.access, &principal.actor(), id, request.revision_id, state.clock.now())
+        .await?;
     Ok(Json(MemoryAnswer::to(&principal, memory)))
 }
 
@@ -451,7 +453,7 @@ pub async fn restore_memory(
 #[utoipa::path(post, path = "/api/v1/memories/search", tag = "memories", request_body = SearchRequest,
     responses((status = 200, body = SearchResponse), (status = 422, body = Problem)))]
 pub async fn search_memories(
-    State(state): State<AppState>,
+    State(state): State<MemoryState>,
     Authorized(principal, _): Authorized<MemoryRead>,
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
@@ -459,7 +461,7 @@ pub async fn search_memories(
     let top_k = request.top_k.unwrap_or(10);
     let found = state
         .memories
-        .search(&principal.access, &request.scope, &request.search_query, top_k, &filter, Utc::now())
+        .search(&principal.access, &request.scope, &request.search_query, top_k, &filter, state.clock.now())
         .await?;
     let results =
         found.into_iter().map(|ScoredMemory { memory, score }| SearchResult { memory: memory.into(), score }).collect();

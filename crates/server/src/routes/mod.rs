@@ -14,13 +14,14 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
+use contextiq_core::limits;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::config::Role;
 use crate::error::{ApiError, Problem};
 use crate::extract::{QueryAllowlist, refuse_unknown_query};
-use crate::startup::AppState;
+use crate::plan::Routes;
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -65,22 +66,31 @@ use crate::startup::AppState;
 )]
 pub struct ApiDoc;
 
-/// The routes a role serves: its part of `/api/v1` (the gateway forwards all of it), and
-/// health, metrics and the API documentation on every role.
-pub fn router(role: Role) -> Router<AppState> {
-    let mut api = Router::new();
-    if role.serves_sessions() {
-        api = api.merge(sessions::router()).merge(keys::router());
-    }
-    if role.serves_memories() {
-        api = api.merge(memories::router()).merge(jobs::router());
-    }
-    let router = match role {
-        Role::Gateway => {
-            Router::new().route("/api/v1/{*rest}", any(gateway::forward)).route("/health", get(gateway::health))
+/// The routes of a role's plan: its part of `/api/v1` (the gateway forwards all of it), and
+/// health, metrics and the API documentation on every role. The memory routes get the memory
+/// services and the gateway its upstreams, both of which `state` holds when the plan built them.
+pub fn router(routes: Routes, state: &AppState) -> Router<AppState> {
+    let router = match routes {
+        Routes::Gateway => {
+            let gateway = state.gateway.clone().expect("a gateway plan builds the gateway");
+            let gateway = Router::new()
+                .route("/api/v1/{*rest}", any(gateway::forward))
+                .route("/health", get(gateway::health))
+                .with_state(gateway);
+            Router::new().merge(gateway)
         }
-        Role::Worker => Router::new().route("/health", get(health::health)),
-        _ => Router::new().nest("/api/v1", api).route("/health", get(health::health)),
+        Routes::None => Router::new().route("/health", get(health::health)),
+        Routes::Api { sessions, memories } => {
+            let mut api = Router::new();
+            if sessions {
+                api = api.merge(sessions::router()).merge(keys::router());
+            }
+            if memories {
+                let memory = state.memory.clone().expect("a plan serving memories builds the memory services");
+                api = api.merge(memories::router().merge(jobs::router()).with_state(memory));
+            }
+            Router::new().nest("/api/v1", api).route("/health", get(health::health))
+        }
     };
     let openapi = ApiDoc::openapi();
     let allowlist = Arc::new(QueryAllowlist::from_openapi(&openapi, LENIENT_QUERY_ROUTES));
@@ -228,12 +238,12 @@ fn text_schema(max_chars: usize, nullable: bool) -> utoipa::openapi::Object {
 
 /// An id or name: 1 to 256 characters, not blank, no control characters.
 pub(crate) fn id_text() -> utoipa::openapi::Object {
-    text_schema(256, false)
+    text_schema(limits::MAX_ID_CHARS, false)
 }
 
 /// [`id_text`], or null.
 pub(crate) fn optional_id_text() -> utoipa::openapi::Object {
-    text_schema(256, true)
+    text_schema(limits::MAX_ID_CHARS, true)
 }
 
 /// A name of at most `max_chars` characters, not blank (control characters allowed).
@@ -258,8 +268,13 @@ fn scope_schema_of(nullable: bool) -> utoipa::openapi::Object {
         .schema_type(schema_type)
         .description(Some("Flat string-to-string dict: 1 to 32 keys of 1 to 64 characters"))
         .min_properties(Some(1))
-        .max_properties(Some(32))
-        .property_names(Some(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(64))))
+        .max_properties(Some(limits::MAX_SCOPE_KEYS))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(limits::MAX_SCOPE_KEY_CHARS)),
+        ))
         .additional_properties(Some(RefOr::T(Schema::Object(id_text()))))
         .build()
 }
@@ -280,4 +295,32 @@ pub(crate) fn any_but_null() -> utoipa::openapi::Object {
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::String, Type::Number, Type::Boolean, Type::Object, Type::Array]))
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The maxima the document declares in schema annotations are the limits `core` checks.
+    #[test]
+    fn declared_maxima_are_the_core_limits() {
+        let document = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let expected = |name: &str| match name {
+            "ttl_seconds" | "expires_in_seconds" => Some(limits::MAX_TTL_SECONDS as f64),
+            "rate_limit_per_second" => Some(f64::from(limits::MAX_RATE_PER_SECOND)),
+            "top_k" => Some(f64::from(limits::MAX_TOP_K)),
+            _ => None,
+        };
+        let mut n_checked = 0;
+        let schemas = document["components"]["schemas"].as_object().unwrap();
+        for (schema_name, schema) in schemas {
+            let Some(properties) = schema["properties"].as_object() else { continue };
+            for (name, property) in properties {
+                let (Some(expected), Some(maximum)) = (expected(name), property["maximum"].as_f64()) else { continue };
+                assert_eq!(maximum, expected, "{schema_name}.{name}");
+                n_checked += 1;
+            }
+        }
+        assert!(n_checked >= 4, "only {n_checked} maxima found");
+    }
 }

@@ -19,7 +19,7 @@ use crate::auth::{Authorized, Principal, SessionRead, SessionWrite};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, SessionId, from_value};
 use crate::routes::WriteReceipt;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -299,7 +299,7 @@ pub async fn create_session(
         ttl_seconds: request.ttl_seconds,
         expires_at: request.expires_at,
     };
-    let session = state.sessions.create(&principal.access, new, Utc::now()).await?;
+    let session = state.sessions.create(&principal.access, new, state.clock.now()).await?;
     let created =
         CreatedSession { session: SessionBody { events: None, ..SessionBody::from(session) }, events: Vec::new() };
     Ok((StatusCode::CREATED, Json(created)))
@@ -314,7 +314,7 @@ pub async fn get_session(
     ApiQuery(query): ApiQuery<GetSessionQuery>,
 ) -> Result<Json<SessionBody>, ApiError> {
     let include_events = query.include_events.unwrap_or(true);
-    let session = state.sessions.get(&principal.access, id, include_events, Utc::now()).await?;
+    let session = state.sessions.get(&principal.access, id, include_events, state.clock.now()).await?;
     Ok(Json(session.into()))
 }
 
@@ -332,7 +332,7 @@ pub async fn list_sessions(
         limit: query.limit.unwrap_or(DEFAULT_SESSIONS_PAGE),
         cursor: query.cursor.as_deref().map(decode_page_cursor).transpose()?,
     };
-    let page = state.sessions.list(&principal.access, filter, Utc::now()).await?;
+    let page = state.sessions.list(&principal.access, filter, state.clock.now()).await?;
     Ok(Json(SessionList {
         sessions: page.sessions.into_iter().map(SessionBody::from).collect(),
         next_cursor: page.next_cursor.map(encode_page_cursor),
@@ -358,7 +358,7 @@ pub async fn append_events(
     };
     let events = requests.into_iter().map(NewEvent::from).collect();
     let mut stored =
-        state.sessions.append(&principal.access, id, events, Utc::now()).await.map_err(|err| match err {
+        state.sessions.append(&principal.access, id, events, state.clock.now()).await.map_err(|err| match err {
             // The service names fields by their place in a batch; a single event has no batch.
             CoreError::Validation { field, message } if !is_batch => CoreError::Validation {
                 field: field.strip_prefix("events[0].").map_or(field.clone(), str::to_owned),
@@ -385,7 +385,7 @@ pub async fn list_events(
 ) -> Result<Json<EventList>, ApiError> {
     let after_seq = query.cursor.as_deref().map(decode_events_cursor).transpose()?.unwrap_or(0);
     let limit = query.limit.unwrap_or(DEFAULT_EVENTS_PAGE);
-    let page = state.sessions.events(&principal.access, id, after_seq, limit, Utc::now()).await?;
+    let page = state.sessions.events(&principal.access, id, after_seq, limit, state.clock.now()).await?;
     Ok(Json(EventList {
         events: page.events.into_iter().map(EventBody::from).collect(),
         next_cursor: page.next_after_seq.map(encode_events_cursor),
@@ -421,7 +421,7 @@ pub async fn patch_state(
     SessionId(id): SessionId,
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Json<SessionAnswer>, ApiError> {
-    let session = state.sessions.patch_state(&principal.access, id, patch, Utc::now()).await?;
+    let session = state.sessions.patch_state(&principal.access, id, patch, state.clock.now()).await?;
     Ok(Json(SessionAnswer::to(&principal, session)))
 }
 
@@ -432,7 +432,7 @@ pub async fn delete_session(
     Authorized(principal, _): Authorized<SessionWrite>,
     SessionId(id): SessionId,
 ) -> Result<StatusCode, ApiError> {
-    state.sessions.delete(&principal.access, id, Utc::now()).await?;
+    state.sessions.delete(&principal.access, id, state.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

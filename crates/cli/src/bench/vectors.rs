@@ -15,11 +15,12 @@ use anyhow::Context;
 use async_trait::async_trait;
 use contextiq_core::memory::{NewMemory, scope_key};
 use contextiq_core::{Access, Embedder, MemoryService, OrgId, Scope, SearchSettings};
-use contextiq_server::startup::{build_embedder, open_stores, prepare_vector_index};
+use contextiq_server::backends::{build_embedder, open_stores, prepare_vector_index};
 use contextiq_server::{Overrides, Settings};
 use futures::StreamExt;
 
-use crate::bench::{BenchArgs, measure, print_header};
+use super::measure::{format_rate, machine_description, measure, print_header};
+use super::memories::fact;
 
 const BASE_FACTS: usize = 1_000;
 const TOP_K: usize = 10;
@@ -27,7 +28,16 @@ const TOP_K: usize = 10;
 const CANDIDATES: usize = 100;
 const RECALL_QUERIES: usize = 200;
 
-pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+/// What `bench vectors` measures.
+pub struct Options {
+    pub memories: usize,
+    pub scopes: usize,
+    pub clients: usize,
+    pub seconds: u64,
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+pub async fn run(args: &Options) -> anyhow::Result<()> {
     let temp_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let mut settings = Settings::load(&Overrides::default())?;
     settings.data_dir = args.data_dir.clone().unwrap_or_else(|| temp_dir.path().to_owned());
@@ -36,12 +46,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         (None, Some(_)) => "PostgreSQL + pgvector",
         (None, None) => "embedded (SQLite, in-process index)",
     };
-    println!("{}", crate::bench::machine_description());
+    println!("{}", machine_description());
     println!("vector backend: {backend}; {} memories over {} scopes\n", args.memories, args.scopes);
 
     let model = build_embedder(&settings).await?;
     let started = Instant::now();
-    let bases = model.embed((0..BASE_FACTS).map(crate::bench_memories::fact).collect()).await?;
+    let bases = model.embed((0..BASE_FACTS).map(fact).collect()).await?;
     println!("embedded {BASE_FACTS} base facts in {:.1} s", started.elapsed().as_secs_f64());
     let vectors: Arc<Vec<Vec<f32>>> = Arc::new((0..args.memories).map(|n| derived(&bases, n)).collect());
 
@@ -88,10 +98,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "stored {} memories in {:.1} s ({})\n",
         args.memories,
         load.as_secs_f64(),
-        crate::bench::format_rate(args.memories as f64 / load.as_secs_f64())
+        format_rate(args.memories as f64 / load.as_secs_f64())
     );
 
-    if let Some(options) = contextiq_server::startup::qdrant_options(&settings)? {
+    if let Some(options) = contextiq_server::backends::qdrant_options(&settings)? {
         wait_until_indexed(&contextiq_vector_qdrant::QdrantIndex::connect(options)?).await?;
     }
 
@@ -164,7 +174,7 @@ fn scope_of(n: usize) -> Scope {
 /// The share of the exact top 10 (by brute force over the scope's vectors) that the store's
 /// search returns in its top 10.
 async fn recall_at_k(
-    stores: &contextiq_server::startup::Stores,
+    stores: &contextiq_server::backends::Stores,
     org: &OrgId,
     queries: &[(String, Vec<f32>)],
     vectors: &[Vec<f32>],

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
-use crate::bench::{expect_status, format_rate, measure, print_header, send};
+use super::measure::{expect_status, format_rate, measure, print_header, send};
 
 const SUBJECTS: &[&str] =
     &["sister", "manager", "dentist", "neighbour", "best friend", "daughter", "coach", "landlord"];
@@ -126,7 +126,7 @@ async fn ingest(
     progress.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} memories ({rate}, eta {eta})")
             .context("progress bar template")?
-            .with_key("rate", crate::bench::progress_rate),
+            .with_key("rate", super::measure::progress_rate),
     );
     let next = AtomicUsize::new(0);
     let url = format!("{base_url}/api/v1/memories");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::bench::{expect_status, format_rate, send};
+use super::measure::{expect_status, format_rate, send};
 
 const PLACES: &[&str] = &["Lisbon", "Kyoto", "Oslo", "Austin", "Nairobi", "Lima", "Hanoi", "Tallinn", "Porto"];
 const THINGS: &[&str] = &[

@@ -10,240 +10,16 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+mod environment;
+mod values;
+
+pub use environment::{ENVIRONMENT, default_of};
+pub use values::{
+    CorsOrigins, EmbeddingProvider, LlmProvider, LogFormat, PathPattern, PathPatterns, Role, SqliteDurability,
+};
+
 /// The file read when present in the working directory and no other file is named.
 pub const DEFAULT_CONFIG_FILE: &str = "contextiq.toml";
-
-/// Environment variables: name, settings key, meaning. The names are the seed's where it
-/// has one.
-pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
-    ("CONTEXTIQ_BIND", "server.bind", "Listen address [default: 127.0.0.1:8000]; port 0 picks a free port"),
-    ("CONTEXTIQ_DATA_DIR", "data_dir", "Directory of the embedded database [default: ./data]"),
-    (
-        "CONTEXTIQ_ROLE",
-        "server.role",
-        "all (default), gateway, sessions, memory or worker: what this process serves and runs",
-    ),
-    ("SESSIONS_URL", "gateway.sessions_url", "Gateway: base URL of the sessions role (sessions and keys)"),
-    ("MEMORY_URL", "gateway.memory_url", "Gateway: base URL of the memory role (memories and jobs)"),
-    (
-        "CORS_ORIGINS",
-        "gateway.cors_origins",
-        "Origins browsers may call the API from, comma-separated, or * [default: none]",
-    ),
-    (
-        "EMBEDDING_PROVIDER",
-        "embedding.provider",
-        "local (all-MiniLM-L6-v2 on the CPU, default) or openai (any OpenAI-compatible API)",
-    ),
-    (
-        "EMBEDDING_MODEL_PATH",
-        "embedding.model_path",
-        "Directory of the local model [default: ./models/all-MiniLM-L6-v2]",
-    ),
-    ("EMBEDDING_MODEL", "embedding.model", "Model name for the openai provider [default: text-embedding-3-small]"),
-    (
-        "EMBEDDING_BASE_URL",
-        "embedding.base_url",
-        "Base URL of the openai provider [default: https://api.openai.com/v1]",
-    ),
-    ("EMBEDDING_API_KEY", "embedding.api_key", "API key of the openai provider (falls back to OPENAI_API_KEY)"),
-    ("OPENAI_API_KEY", "embedding.openai_api_key", "OpenAI API key"),
-    ("EMBEDDING_DIMENSION", "embedding.dimension", "Vector size of the openai provider's model [default: 1536]"),
-    (
-        "EMBEDDING_SEND_DIMENSIONS",
-        "embedding.send_dimensions",
-        "Ask the openai provider for EMBEDDING_DIMENSION (text-embedding-3 models) [default: false]",
-    ),
-    (
-        "SEARCH_LEXICAL_WEIGHT",
-        "search.lexical_weight",
-        "Weight of BM25 against embeddings in hybrid search, 0 to 1 [default: 0.5]",
-    ),
-    ("SEARCH_CANDIDATES", "search.candidates", "Candidates taken from each index before fusion [default: 100]"),
-    (
-        "MEMORY_PURGE_INTERVAL_SECONDS",
-        "search.purge_interval_seconds",
-        "How often expired memories are purged [default: 60]",
-    ),
-    (
-        "DATABASE_URL",
-        "database.url",
-        "Primary store: unset (SQLite in DATA_DIR), sqlite://PATH or postgres://USER@HOST/DB",
-    ),
-    ("DATABASE_POOL_SIZE", "database.pool_size", "Connections to the database (SQLite: readers) [default: 8]"),
-    (
-        "DATABASE_MAX_OVERFLOW",
-        "database.max_overflow",
-        "PostgreSQL: connections opened beyond the pool size under load [default: 16]",
-    ),
-    (
-        "DATABASE_POOL_RECYCLE",
-        "database.pool_recycle",
-        "PostgreSQL: seconds after which a connection is replaced [default: 3600]",
-    ),
-    (
-        "REDIS_URL",
-        "redis.url",
-        "Redis (redis://HOST:PORT/DB): shared cache and rate limits; unset: no cache, in-process limits",
-    ),
-    ("REDIS_SOCKET_TIMEOUT", "redis.socket_timeout", "Seconds one Redis command may take [default: 5.0]"),
-    (
-        "REDIS_KEY_PREFIX",
-        "redis.key_prefix",
-        "Prefix of every Redis key, so deployments can share a server [default: ciq]",
-    ),
-    (
-        "RABBITMQ_URL",
-        "rabbitmq.url",
-        "RabbitMQ (amqp://USER:PASSWORD@HOST:PORT/VHOST): generation jobs go through its durable queues; unset: in-process",
-    ),
-    ("RABBITMQ_HEARTBEAT", "rabbitmq.heartbeat", "AMQP heartbeat in seconds [default: 60]"),
-    (
-        "RABBITMQ_QUEUE_PREFIX",
-        "rabbitmq.queue_prefix",
-        "Prefix of the queue names, so deployments can share a virtual host [default: none]",
-    ),
-    (
-        "RABBITMQ_CONNECTION_ATTEMPTS",
-        "rabbitmq.connection_attempts",
-        "Attempts to reach RabbitMQ at start before giving up [default: 3]",
-    ),
-    (
-        "QDRANT_URL",
-        "qdrant.url",
-        "Qdrant (http://HOST:6333): memory vectors live in its collection; unset: in the primary store",
-    ),
-    ("QDRANT_GRPC_PORT", "qdrant.grpc_port", "Qdrant's gRPC port on QDRANT_URL's host [default: 6334]"),
-    ("QDRANT_TIMEOUT", "qdrant.timeout", "Seconds one Qdrant request may take [default: 60]"),
-    ("QDRANT_API_KEY", "qdrant.api_key", "Qdrant API key [default: none]"),
-    ("QDRANT_COLLECTION", "qdrant.collection", "The Qdrant collection of memory vectors [default: memories]"),
-    ("QDRANT_HNSW_M", "qdrant.hnsw_m", "HNSW edges per node, when the collection is created [default: 16]"),
-    (
-        "QDRANT_HNSW_EF_CONSTRUCT",
-        "qdrant.hnsw_ef_construct",
-        "HNSW build-time candidates, when the collection is created [default: 100]",
-    ),
-    (
-        "QDRANT_FULL_SCAN_THRESHOLD",
-        "qdrant.full_scan_threshold",
-        "KiB of vectors under which a filtered search scans exactly, when the collection is created [default: 10000]",
-    ),
-    (
-        "QDRANT_SEARCH_HNSW_EF",
-        "qdrant.search_hnsw_ef",
-        "HNSW search-time candidates; 0 lets Qdrant choose [default: 0]",
-    ),
-    (
-        "WORKER_PREFETCH_COUNT",
-        "worker.prefetch_count",
-        "RabbitMQ messages a process holds unacknowledged [default: 10]",
-    ),
-    ("DATABASE_SQLITE_DURABILITY", "database.sqlite_durability", "full (fsync per commit, default) or normal"),
-    ("REQUEST_TIMEOUT_SECONDS", "server.request_timeout_seconds", "Longest a request may run; 503 after [default: 30]"),
-    (
-        "SHUTDOWN_TIMEOUT_SECONDS",
-        "server.shutdown_timeout_seconds",
-        "Grace period for in-flight requests [default: 30]",
-    ),
-    ("MAX_REQUEST_BODY_BYTES", "limits.max_body_bytes", "Largest request body; 413 beyond [default: 1048576]"),
-    ("MAX_EVENTS_PER_REQUEST", "sessions.max_events_per_request", "Events in one append [default: 100]"),
-    ("MAX_STATE_BYTES", "sessions.max_state_bytes", "Largest session state, or metadata, as JSON [default: 65536]"),
-    (
-        "SESSION_DEFAULT_TTL_SECONDS",
-        "sessions.default_ttl_seconds",
-        "TTL of sessions created without one [default: none]",
-    ),
-    (
-        "SESSION_PURGE_INTERVAL_SECONDS",
-        "sessions.purge_interval_seconds",
-        "How often expired sessions are purged [default: 60]",
-    ),
-    (
-        "AUTH_REQUIRE_AUTH",
-        "auth.require_auth",
-        "false turns authentication off, for local development only [default: true]",
-    ),
-    ("AUTH_JWT_SECRET_KEY", "auth.jwt_secret_key", "HS256 secret of JWT bearer tokens; unset: JWTs are refused"),
-    ("AUTH_JWT_ISSUER", "auth.jwt_issuer", "The iss every JWT must carry [default: contextiq]"),
-    (
-        "AUTH_REQUIRE_AUTH_EXCEPTIONS",
-        "auth.require_auth_exceptions",
-        "Comma-separated paths served without credentials; /x/* matches below /x",
-    ),
-    (
-        "AUTH_KEY_CACHE_SECONDS",
-        "auth.key_cache_seconds",
-        "How long a found API key is trusted without a lookup; 0: always look up [default: 5]",
-    ),
-    (
-        "RATE_LIMIT_PER_SECOND",
-        "auth.rate_limit_per_second",
-        "Requests per second per credential without a rate of its own (per client address with AUTH_REQUIRE_AUTH=false), at most 100000; 0: not limited [default: 0]",
-    ),
-    (
-        "RATE_LIMIT_BURST",
-        "auth.rate_limit_burst",
-        "Requests a credential may burst above RATE_LIMIT_PER_SECOND; 0: twice the rate [default: 0]",
-    ),
-    (
-        "WORKER_CONCURRENCY",
-        "worker.concurrency",
-        "Memory generation jobs run at once in this process; 0: none [default: 2]",
-    ),
-    (
-        "WORKER_LEASE_SECONDS",
-        "worker.lease_seconds",
-        "A running job is taken over by another worker when its lease lapses this long [default: 60]",
-    ),
-    ("WORKER_MAX_ATTEMPTS", "worker.max_attempts", "Attempts before a job is dead-lettered as failed [default: 3]"),
-    (
-        "WORKER_RETRY_BASE_SECONDS",
-        "worker.retry_base_seconds",
-        "Wait before the first retry of a failed job; doubles per attempt [default: 2]",
-    ),
-    (
-        "WORKER_POLL_INTERVAL_MS",
-        "worker.poll_interval_ms",
-        "How often idle workers look for due retries and lapsed leases [default: 500]",
-    ),
-    (
-        "WORKER_MAX_EVENTS_PER_JOB",
-        "worker.max_events_per_job",
-        "Session events one job reads; a job leaves the rest for the next generate [default: 10000]",
-    ),
-    (
-        "JOB_RETENTION_SECONDS",
-        "worker.job_retention_seconds",
-        "How long finished jobs stay queryable before they are purged [default: 604800, a week]",
-    ),
-    (
-        "CONSOLIDATION_DUPLICATE_THRESHOLD",
-        "consolidation.duplicate_threshold",
-        "Cosine similarity at which an extracted fact counts as already known [default: 0.92]",
-    ),
-    (
-        "CONSOLIDATION_RELATED_THRESHOLD",
-        "consolidation.related_threshold",
-        "Similarity from which a fact is ambiguous and judged by the LLM (llm extractor) [default: 0.75]",
-    ),
-    ("LLM_PROVIDER", "llm.provider", "none (default), openai, anthropic, gemini, azure or openai_compatible"),
-    ("LLM_MODEL", "llm.model", "Model name (the deployment name for azure), e.g. gpt-4o-mini"),
-    ("LLM_BASE_URL", "llm.base_url", "Endpoint override: Ollama, vLLM, LiteLLM, an Azure resource URL"),
-    ("LLM_API_KEY", "llm.api_key", "API key of the LLM provider (else OPENAI_API_KEY, ANTHROPIC_API_KEY, ...)"),
-    ("ANTHROPIC_API_KEY", "llm.anthropic_api_key", "Anthropic API key"),
-    ("GEMINI_API_KEY", "llm.gemini_api_key", "Google Gemini API key"),
-    ("AZURE_OPENAI_API_KEY", "llm.azure_api_key", "Azure OpenAI API key"),
-    ("LLM_API_VERSION", "llm.api_version", "Azure OpenAI api-version [default: 2024-10-21]"),
-    ("LLM_TIMEOUT_SECONDS", "llm.timeout_seconds", "Longest one LLM call may take [default: 120]"),
-    ("SERVICE_NAME", "service_name", "The service label of logs and metrics [default: contextiq]"),
-    ("LOG_FORMAT", "log.format", "json (default) or pretty"),
-    ("LOG_LEVEL", "log.level", "A tracing filter, e.g. info or contextiq_server=debug [default: info]"),
-    (
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "log.otlp_endpoint",
-        "OTLP/HTTP collector (e.g. http://collector:4318): spans are exported there; unset: none",
-    ),
-];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -259,6 +35,7 @@ pub struct Settings {
     pub embedding: EmbeddingSettings,
     pub search: SearchSettings,
     pub worker: WorkerSettings,
+    pub jobs: JobSettings,
     pub consolidation: ConsolidationSettings,
     pub llm: LlmSettings,
     pub redis: RedisSettings,
@@ -267,52 +44,12 @@ pub struct Settings {
     pub gateway: GatewaySettings,
 }
 
-/// What one process serves and runs. `all` is the single-process deployment; the others split
-/// it into services behind a gateway, sharing the same database, Redis and RabbitMQ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    All,
-    /// Authenticates and routes `/api/v1/*` to the sessions and memory roles.
-    Gateway,
-    /// `/api/v1/sessions*` and `/api/v1/keys*`.
-    Sessions,
-    /// `/api/v1/memories*` and `/api/v1/jobs*`; announces queued jobs to the broker.
-    Memory,
-    /// Runs generation jobs; serves only health and metrics.
-    Worker,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::All => "all",
-            Role::Gateway => "gateway",
-            Role::Sessions => "sessions",
-            Role::Memory => "memory",
-            Role::Worker => "worker",
-        }
-    }
-
-    pub fn serves_sessions(self) -> bool {
-        matches!(self, Role::All | Role::Sessions)
-    }
-
-    pub fn serves_memories(self) -> bool {
-        matches!(self, Role::All | Role::Memory)
-    }
-
-    pub fn runs_workers(self) -> bool {
-        matches!(self, Role::All | Role::Worker)
-    }
-}
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewaySettings {
     pub sessions_url: Option<String>,
     pub memory_url: Option<String>,
-    pub cors_origins: String,
+    pub cors_origins: CorsOrigins,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -425,6 +162,20 @@ impl Default for WorkerSettings {
     }
 }
 
+/// The job table's upkeep.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSettings {
+    /// How often finished jobs past `worker.job_retention_seconds` are purged.
+    pub purge_interval_seconds: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> JobSettings {
+        JobSettings { purge_interval_seconds: 60 }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsolidationSettings {
@@ -445,7 +196,7 @@ impl Default for ConsolidationSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LlmSettings {
-    pub provider: String,
+    pub provider: LlmProvider,
     pub model: Option<String>,
     pub base_url: Option<String>,
     #[serde(serialize_with = "serialize_secret")]
@@ -463,7 +214,7 @@ pub struct LlmSettings {
 impl Default for LlmSettings {
     fn default() -> LlmSettings {
         LlmSettings {
-            provider: "none".to_owned(),
+            provider: LlmProvider::None,
             model: None,
             base_url: None,
             api_key: None,
@@ -479,7 +230,7 @@ impl Default for LlmSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmbeddingSettings {
-    pub provider: String,
+    pub provider: EmbeddingProvider,
     pub model_path: PathBuf,
     pub model: String,
     pub base_url: String,
@@ -494,7 +245,7 @@ pub struct EmbeddingSettings {
 impl Default for EmbeddingSettings {
     fn default() -> EmbeddingSettings {
         EmbeddingSettings {
-            provider: "local".to_owned(),
+            provider: EmbeddingProvider::Local,
             model_path: PathBuf::from("./models/all-MiniLM-L6-v2"),
             model: "text-embedding-3-small".to_owned(),
             base_url: "https://api.openai.com/v1".to_owned(),
@@ -532,7 +283,7 @@ pub struct AuthSettings {
     #[serde(serialize_with = "serialize_secret")]
     pub jwt_secret_key: Option<SecretString>,
     pub jwt_issuer: String,
-    pub require_auth_exceptions: String,
+    pub require_auth_exceptions: PathPatterns,
     /// Revocations made outside this process (the CLI) take effect within this many seconds.
     pub key_cache_seconds: u64,
     /// 0: credentials without a rate of their own are not limited.
@@ -559,7 +310,9 @@ impl Default for AuthSettings {
             require_auth: true,
             jwt_secret_key: None,
             jwt_issuer: "contextiq".to_owned(),
-            require_auth_exceptions: "/health,/health/*,/docs,/docs/*,/openapi.json,/metrics".to_owned(),
+            require_auth_exceptions: PathPatterns::from(
+                "/health,/health/*,/docs,/docs/*,/openapi.json,/metrics".to_owned(),
+            ),
             key_cache_seconds: 5,
             rate_limit_per_second: 0,
             rate_limit_burst: 0,
@@ -585,7 +338,7 @@ pub struct DatabaseSettings {
     pub pool_size: u32,
     pub max_overflow: u32,
     pub pool_recycle: u64,
-    pub sqlite_durability: String,
+    pub sqlite_durability: SqliteDurability,
     pub max_write_batch: usize,
 }
 
@@ -602,13 +355,6 @@ pub struct SessionSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
     pub max_body_bytes: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Json,
-    Pretty,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -634,6 +380,7 @@ impl Default for Settings {
             embedding: EmbeddingSettings::default(),
             search: SearchSettings::default(),
             worker: WorkerSettings::default(),
+            jobs: JobSettings::default(),
             consolidation: ConsolidationSettings::default(),
             llm: LlmSettings::default(),
             redis: RedisSettings::default(),
@@ -662,7 +409,7 @@ impl Default for DatabaseSettings {
             pool_size: 8,
             max_overflow: 16,
             pool_recycle: 3600,
-            sqlite_durability: "full".to_owned(),
+            sqlite_durability: SqliteDurability::Full,
             max_write_batch: 256,
         }
     }
@@ -697,8 +444,7 @@ impl Default for LogSettings {
 pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub bind: Option<String>,
-    /// One of the [`Role`] names.
-    pub role: Option<String>,
+    pub role: Option<Role>,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -756,9 +502,9 @@ impl Settings {
         if self.limits.max_body_bytes < 1024 {
             bail!("MAX_REQUEST_BODY_BYTES must be at least 1024");
         }
-        // Each event binds 10 SQL parameters; SQLite allows 32,766 per statement.
-        if !(1..=1000).contains(&self.sessions.max_events_per_request) {
-            bail!("MAX_EVENTS_PER_REQUEST must be between 1 and 1000");
+        let max_events = contextiq_core::limits::MAX_EVENTS_PER_REQUEST;
+        if !(1..=max_events).contains(&self.sessions.max_events_per_request) {
+            bail!("MAX_EVENTS_PER_REQUEST must be between 1 and {max_events}");
         }
         if self.sessions.default_ttl_seconds == Some(0) {
             bail!("SESSION_DEFAULT_TTL_SECONDS must be at least 1 (leave it unset for no TTL)");
@@ -766,7 +512,7 @@ impl Settings {
         if self.sessions.purge_interval_seconds == 0 {
             bail!("SESSION_PURGE_INTERVAL_SECONDS must be at least 1");
         }
-        let max_rate = contextiq_core::auth::MAX_RATE_PER_SECOND;
+        let max_rate = contextiq_core::limits::MAX_RATE_PER_SECOND;
         if self.auth.rate_limit_per_second > max_rate || self.auth.rate_limit_burst > 2 * max_rate {
             bail!("RATE_LIMIT_PER_SECOND must be at most {max_rate}, RATE_LIMIT_BURST at most {}", 2 * max_rate);
         }
@@ -779,9 +525,8 @@ impl Settings {
         if !(1..=10_000).contains(&self.search.candidates) || self.search.purge_interval_seconds == 0 {
             bail!("SEARCH_CANDIDATES must be 1 to 10000 and MEMORY_PURGE_INTERVAL_SECONDS at least 1");
         }
-        match self.embedding.provider.as_str() {
-            "local" | "openai" => {}
-            other => bail!("EMBEDDING_PROVIDER {other:?} is not one of local, openai"),
+        if self.jobs.purge_interval_seconds == 0 {
+            bail!("JOB_PURGE_INTERVAL_SECONDS must be at least 1");
         }
         if self.worker.max_events_per_job == 0 {
             bail!("WORKER_MAX_EVENTS_PER_JOB must be at least 1");
@@ -797,25 +542,22 @@ impl Settings {
         {
             bail!("consolidation thresholds must satisfy 0 <= RELATED <= DUPLICATE <= 1");
         }
-        match self.llm.provider.as_str() {
-            "none" => {}
-            "openai" | "anthropic" | "gemini" | "azure" | "openai_compatible" if self.llm.model.is_some() => {}
-            "openai" | "anthropic" | "gemini" | "azure" | "openai_compatible" => {
-                bail!("LLM_PROVIDER={} needs LLM_MODEL", self.llm.provider)
-            }
-            other => {
-                bail!("LLM_PROVIDER {other:?} is not one of none, openai, anthropic, gemini, azure, openai_compatible")
-            }
+        if self.llm.provider != LlmProvider::None && self.llm.model.is_none() {
+            bail!("LLM_PROVIDER={} needs LLM_MODEL", self.llm.provider)
         }
-        if matches!(self.llm.provider.as_str(), "azure" | "openai_compatible") && self.llm.base_url.is_none() {
+        if matches!(self.llm.provider, LlmProvider::Azure | LlmProvider::OpenaiCompatible)
+            && self.llm.base_url.is_none()
+        {
             bail!("LLM_PROVIDER={} needs LLM_BASE_URL", self.llm.provider);
         }
-        self.sqlite_durability()?;
         Ok(())
     }
 
-    pub fn sqlite_durability(&self) -> anyhow::Result<contextiq_store_sqlite::Durability> {
-        self.database.sqlite_durability.parse().map_err(anyhow::Error::msg)
+    pub fn sqlite_durability(&self) -> contextiq_store_sqlite::Durability {
+        match self.database.sqlite_durability {
+            SqliteDurability::Full => contextiq_store_sqlite::Durability::Full,
+            SqliteDurability::Normal => contextiq_store_sqlite::Durability::Normal,
+        }
     }
 
     /// Where the primary store lives.
@@ -841,7 +583,7 @@ impl Settings {
     /// Advice for values that work but are probably not what the operator meant.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        if self.database.sqlite_durability.eq_ignore_ascii_case("normal") {
+        if self.database.sqlite_durability == SqliteDurability::Normal {
             warnings.push(
                 "DATABASE_SQLITE_DURABILITY=normal: writes survive a crash of the process, not a power loss".to_owned(),
             );
@@ -857,15 +599,6 @@ impl Settings {
             warnings.push("REQUEST_TIMEOUT_SECONDS=0 disables the request timeout".to_owned());
         }
         warnings
-    }
-
-    /// The environment table, for `--help`.
-    pub fn environment_help() -> String {
-        let mut help = String::from("Configuration (environment variables; also [section] keys in contextiq.toml):\n");
-        for (name, key, meaning) in ENVIRONMENT {
-            help.push_str(&format!("  {name:<32} {meaning}\n  {:<32} (key: {key})\n", ""));
-        }
-        help
     }
 }
 

@@ -1,0 +1,59 @@
+//! What handlers reach: [`AppState`] for every route, [`MemoryState`] for the routes of
+//! memories and jobs, which only the roles that build the memory services mount.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use contextiq_core::generation::GenerationService;
+use contextiq_core::{KeyService, MemoryService, SessionService, SessionStore};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Notify;
+
+use crate::auth::Authenticator;
+use crate::clock::Clock;
+use crate::routes::gateway::GatewayState;
+
+/// What every handler can reach. Cheap to clone: services and stores are behind `Arc`s.
+#[derive(Clone)]
+pub struct AppState {
+    pub sessions: SessionService,
+    pub keys: KeyService,
+    pub authenticator: Arc<Authenticator>,
+    pub store: Arc<dyn SessionStore>,
+    pub metrics: PrometheusHandle,
+    pub service_name: Arc<str>,
+    pub body_limit: BodyLimit,
+    pub clock: Arc<dyn Clock>,
+    /// The gateway role's upstream services.
+    pub gateway: Option<GatewayState>,
+    /// The memory services, in the roles that build them.
+    pub memory: Option<MemoryState>,
+}
+
+/// What the routes of memories and jobs reach.
+#[derive(Clone)]
+pub struct MemoryState {
+    pub memories: MemoryService,
+    pub generation: GenerationService,
+    /// Wakes an idle worker (and the job relay) when a job is queued.
+    pub job_queue_wake: Arc<Notify>,
+    pub body_limit: BodyLimit,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The largest request body (`MAX_REQUEST_BODY_BYTES`), which a body extractor names when it
+/// refuses one.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+impl FromRef<AppState> for BodyLimit {
+    fn from_ref(state: &AppState) -> BodyLimit {
+        state.body_limit
+    }
+}
+
+impl FromRef<MemoryState> for BodyLimit {
+    fn from_ref(state: &MemoryState) -> BodyLimit {
+        state.body_limit
+    }
+}
