@@ -15,13 +15,10 @@ use crate::memory::{
 use crate::session::{check_scope, to_micros};
 use crate::{Access, Embedder, Error, PageCursor, Result, Scope};
 
-const MAX_FACT_CHARS: usize = 4000;
-const MAX_TOPIC_CHARS: usize = 128;
-const MAX_QUERY_CHARS: usize = 4000;
+use crate::limits::{MAX_FACT_CHARS, MAX_QUERY_CHARS, MAX_TOP_K, MAX_TOPIC_CHARS, MAX_TTL_SECONDS};
+
 const MAX_METADATA_BYTES: usize = 64 * 1024;
 const MAX_SOURCE_EVENTS: usize = 1000;
-pub(crate) const MAX_TTL_SECONDS: i64 = 10 * 366 * 24 * 3600;
-pub const MAX_TOP_K: u32 = 100;
 pub const MAX_MEMORIES_PAGE: u32 = 100;
 
 /// How lexical and embedding relevance are fused. Each list of candidates is min-max

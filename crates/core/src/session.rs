@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::limits::{MAX_ID_CHARS, MAX_SCOPE_KEY_CHARS, MAX_SCOPE_KEYS, MAX_TTL_SECONDS};
 use crate::{Access, Error, Result, SessionStore};
 
 /// The tenant every row belongs to. Until authentication exists every request acts for
@@ -183,14 +184,9 @@ impl Default for SessionLimits {
     }
 }
 
-const MAX_ID_CHARS: usize = 256;
-const MAX_SCOPE_KEYS: usize = 32;
-const MAX_SCOPE_KEY_CHARS: usize = 64;
 /// Timestamps outside these years are refused: they cannot all round-trip through storage.
 const MIN_YEAR: i32 = 1;
 const MAX_YEAR: i32 = 9999;
-/// Ten years: long enough for any real TTL, short enough that timestamps never overflow.
-const MAX_TTL_SECONDS: i64 = 10 * 366 * 24 * 3600;
 
 /// The rules of the sessions API over any [`SessionStore`].
 #[derive(Clone)]

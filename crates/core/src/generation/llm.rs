@@ -18,7 +18,7 @@ use super::{
 use crate::Role;
 
 /// The longest fact accepted from a model, in characters.
-pub const MAX_FACT_CHARS: usize = 4000;
+use crate::limits::MAX_FACT_CHARS;
 
 /// Extracts facts and judges near-duplicates with a chat model.
 pub struct LlmExtractor {

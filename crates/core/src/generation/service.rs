@@ -13,8 +13,9 @@ use super::{
     Candidate, CandidateKind, CommitResult, ExtractError, Extractor, ExtractorKind, GenerateRequest, GenerationConfig,
     Job, JobCompletion, JobOutcome, JobStatus, JobStore, LlmUsage, MANAGED_TOPICS, Source, Turn,
 };
+use crate::limits::MAX_TTL_SECONDS;
 use crate::memory::scope_key;
-use crate::memory_service::{MAX_TTL_SECONDS, check_confidence, check_fact, check_topic};
+use crate::memory_service::{check_confidence, check_fact, check_topic};
 use crate::session::{check_scope, to_micros};
 use crate::{Access, Embedder, Error, MemoryStore, Resource, Result, SessionStore};
 
