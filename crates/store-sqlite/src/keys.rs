@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::SqliteStore;
 use crate::rows::{count, key_from_row, micros, record};
-use crate::writer::{Completion, Reply, WriteOp, Writer, applied_at, complete, json_text};
+use crate::writer::{Completion, KeyWrite, WriteOp, Writer, applied_at, complete, json_text};
 
 #[async_trait]
 impl KeyStore for SqliteStore {
@@ -53,26 +53,6 @@ impl KeyStore for SqliteStore {
             sqlx::query_as("SELECT count(*) FROM api_keys").fetch_one(&self.readers).await;
         Ok(record("select", "api_keys", count)?.0.max(0) as u64)
     }
-}
-
-/// A key write waiting for the writer.
-pub(crate) enum KeyWrite {
-    Create {
-        key: Box<ApiKey>,
-        reply: Reply<ApiKey>,
-    },
-    /// Revokes the key and every key minted under it.
-    Revoke {
-        org: Option<OrgId>,
-        id: Uuid,
-        now: DateTime<Utc>,
-        reply: Reply<Vec<ApiKey>>,
-    },
-    Touch {
-        id: Uuid,
-        now: DateTime<Utc>,
-        reply: Reply<()>,
-    },
 }
 
 impl Writer {

@@ -34,9 +34,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::rows::{event_from_row, micros, record, session_from_row};
-use crate::sessions::SessionWrite;
 use crate::vectors::VectorCache;
-use crate::writer::{LastFailure, WriteOp, Writer};
+use crate::writer::{LastFailure, SessionWrite, WriteOp, Writer};
 
 /// The migrations, embedded in the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -9,41 +9,7 @@ use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use crate::rows::{count, micros, session_from_row};
-use crate::writer::{Completion, Reply, Writer, applied_at, complete, json_text};
-
-/// A session write waiting for the writer.
-pub(crate) enum SessionWrite {
-    Create {
-        session: Box<Session>,
-        reply: Reply<Session>,
-    },
-    AppendEvents {
-        org: OrgId,
-        session_id: Uuid,
-        events: Vec<NewEvent>,
-        now: DateTime<Utc>,
-        reply: Reply<Vec<Event>>,
-    },
-    PatchState {
-        org: OrgId,
-        session_id: Uuid,
-        patch: Value,
-        max_state_bytes: u64,
-        now: DateTime<Utc>,
-        reply: Reply<Session>,
-    },
-    Delete {
-        org: OrgId,
-        id: Uuid,
-        now: DateTime<Utc>,
-        reply: Reply<()>,
-    },
-    PurgeExpired {
-        now: DateTime<Utc>,
-        batch: u32,
-        reply: Reply<u64>,
-    },
-}
+use crate::writer::{Completion, SessionWrite, Writer, applied_at, complete, json_text};
 
 impl Writer {
     pub(crate) async fn apply_session_write(&mut self, write: SessionWrite) -> sqlx::Result<Completion> {

@@ -1,17 +1,18 @@
 //! The one writer: applies queued writes in groups, one transaction per group. `apply` only
 //! dispatches: the SQL of each kind of write lives in its module (`sessions.rs`, `keys.rs`,
-//! `memories.rs`, `jobs.rs`, `outbox.rs`).
+//! `memories.rs`, `jobs.rs`, `outbox.rs`), in `impl Writer` blocks there, and the kinds of write
+//! are declared here, so the writer depends on none of those modules.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use contextiq_core::{Error, Result, Write, Written, to_micros};
+use contextiq_core::{ApiKey, Error, Event, NewEvent, OrgId, Result, Session, Write, Written, to_micros};
 use serde::Serialize;
+use serde_json::Value;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
-use crate::keys::KeyWrite;
-use crate::sessions::SessionWrite;
 use crate::vectors::{VectorCache, VectorChange};
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
@@ -27,6 +28,60 @@ pub(crate) enum WriteOp {
     },
     AckVectorEntries {
         entries: Vec<i64>,
+        reply: Reply<()>,
+    },
+}
+
+/// A session write waiting for the writer.
+pub(crate) enum SessionWrite {
+    Create {
+        session: Box<Session>,
+        reply: Reply<Session>,
+    },
+    AppendEvents {
+        org: OrgId,
+        session_id: Uuid,
+        events: Vec<NewEvent>,
+        now: DateTime<Utc>,
+        reply: Reply<Vec<Event>>,
+    },
+    PatchState {
+        org: OrgId,
+        session_id: Uuid,
+        patch: Value,
+        max_state_bytes: u64,
+        now: DateTime<Utc>,
+        reply: Reply<Session>,
+    },
+    Delete {
+        org: OrgId,
+        id: Uuid,
+        now: DateTime<Utc>,
+        reply: Reply<()>,
+    },
+    PurgeExpired {
+        now: DateTime<Utc>,
+        batch: u32,
+        reply: Reply<u64>,
+    },
+}
+
+/// A key write waiting for the writer.
+pub(crate) enum KeyWrite {
+    Create {
+        key: Box<ApiKey>,
+        reply: Reply<ApiKey>,
+    },
+    /// Revokes the key and every key minted under it.
+    Revoke {
+        org: Option<OrgId>,
+        id: Uuid,
+        now: DateTime<Utc>,
+        reply: Reply<Vec<ApiKey>>,
+    },
+    Touch {
+        id: Uuid,
+        now: DateTime<Utc>,
         reply: Reply<()>,
     },
 }
