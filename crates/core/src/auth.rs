@@ -180,9 +180,7 @@ pub fn check_new_key(new: &NewApiKey, now: DateTime<Utc>) -> Result<()> {
     if new.name.trim().is_empty() || new.name.chars().count() > max_chars {
         return Err(Error::validation("name", format!("must be 1 to {max_chars} characters")));
     }
-    if new.org_id.as_str().trim().is_empty() || new.org_id.as_str().chars().count() > max_chars {
-        return Err(Error::validation("org_id", format!("must be 1 to {max_chars} characters")));
-    }
+    crate::engine::check_org_id(new.org_id.as_str(), max_chars)?;
     if new.permissions.is_empty() {
         return Err(Error::validation("permissions", "must name at least one permission"));
     }

@@ -16,7 +16,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -208,10 +207,11 @@ impl SessionStore for CachedSessionStore {
         org: &OrgId,
         session_id: Uuid,
         events: Vec<NewEvent>,
+        max_state_bytes: u64,
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>> {
         let invalidation = self.cache.invalidation(vec![session_family(session_id)]);
-        let appended = self.inner.append_events(org, session_id, events, now).await;
+        let appended = self.inner.append_events(org, session_id, events, max_state_bytes, now).await;
         invalidation.finish().await;
         appended
     }
@@ -231,7 +231,7 @@ impl SessionStore for CachedSessionStore {
         &self,
         org: &OrgId,
         session_id: Uuid,
-        patch: Value,
+        patch: crate::session::SessionPatch,
         max_state_bytes: u64,
         now: DateTime<Utc>,
     ) -> Result<Session> {
@@ -500,7 +500,7 @@ mod tests {
         fixture.session_store.get_session(&org, id, None, now()).await.unwrap();
         fixture.sessions.hang_after_write.store(true, Ordering::SeqCst);
         // A request timeout drops the write after the store committed it.
-        let patch = fixture.session_store.patch_state(&org, id, json!({"step": 2}), 1 << 20, now());
+        let patch = fixture.session_store.patch_state(&org, id, json!({"step": 2}).into(), 1 << 20, now());
         assert!(tokio::time::timeout(Duration::from_millis(10), patch).await.is_err());
         // The invalidation runs in the background; let it.
         tokio::task::yield_now().await;
@@ -650,10 +650,13 @@ mod tests {
                         metadata: Map::new(),
                         timestamp: None,
                         invocation_id: None,
+                        state_delta: Default::default(),
                     };
-                    store.append_events(org, id, vec![event], now()).await.map(drop)
+                    store.append_events(org, id, vec![event], 1 << 20, now()).await.map(drop)
                 }
-                SessionWrite::Patch => store.patch_state(org, id, json!({"step": 2}), 1 << 20, now()).await.map(drop),
+                SessionWrite::Patch => {
+                    store.patch_state(org, id, json!({"step": 2}).into(), 1 << 20, now()).await.map(drop)
+                }
                 SessionWrite::Delete => store.delete_session(org, id, now()).await,
             }
         }
@@ -955,6 +958,7 @@ mod tests {
             org: &OrgId,
             session_id: Uuid,
             events: Vec<NewEvent>,
+            _: u64,
             now: DateTime<Utc>,
         ) -> Result<Vec<Event>> {
             self.read_before_writing(org, session_id, now).await;
@@ -984,15 +988,15 @@ mod tests {
             &self,
             org: &OrgId,
             session_id: Uuid,
-            patch: Value,
+            patch: crate::session::SessionPatch,
             _: u64,
             now: DateTime<Utc>,
         ) -> Result<Session> {
             self.read_before_writing(org, session_id, now).await;
             self.change(org, session_id, now, |session| {
-                let mut state = Value::Object(std::mem::take(&mut session.state));
-                crate::merge_patch::apply(&mut state, &patch);
-                let Value::Object(state) = state else { panic!("the tests patch with objects") };
+                let mut state = serde_json::Value::Object(std::mem::take(&mut session.state));
+                crate::merge_patch::apply(&mut state, &patch.state);
+                let serde_json::Value::Object(state) = state else { panic!("the tests patch with objects") };
                 session.state = state;
                 session.clone()
             })?;
@@ -1128,7 +1132,7 @@ mod tests {
         async fn list_memories(
             &self,
             _: &OrgId,
-            _: &str,
+            _: Option<&str>,
             _: &MemoryFilter,
             _: Option<PageCursor>,
             _: u32,

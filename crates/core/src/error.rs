@@ -7,6 +7,10 @@ pub enum Error {
     /// tell these apart, by design.
     #[error("{resource} not found")]
     NotFound { resource: Resource },
+    /// A client named the record it creates, and a record of that name exists already (live,
+    /// deleted or expired: a name is never reused).
+    #[error("{resource} already exists")]
+    AlreadyExists { resource: Resource },
     /// A request field breaks a rule; `field` is its JSON path as the client sent it.
     #[error("{field}: {message}")]
     Validation { field: String, message: String },
@@ -40,6 +44,10 @@ pub enum Resource {
     ApiKey,
     Memory,
     Job,
+    /// A memory's revision.
+    Revision,
+    /// An operation of the Agent Engine surface.
+    Operation,
 }
 
 impl fmt::Display for Resource {
@@ -49,6 +57,8 @@ impl fmt::Display for Resource {
             Resource::ApiKey => "API key",
             Resource::Memory => "memory",
             Resource::Job => "job",
+            Resource::Revision => "revision",
+            Resource::Operation => "operation",
         })
     }
 }

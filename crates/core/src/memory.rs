@@ -138,6 +138,8 @@ impl MemoryFilter {
 /// A memory as a client asks for it, before validation.
 #[derive(Debug, Clone, Default)]
 pub struct NewMemory {
+    /// The id the client chose (Agent Engine's `memoryId`); `None`: a new one.
+    pub id: Option<Uuid>,
     pub scope: Scope,
     pub fact: String,
     pub topic: Option<String>,
@@ -193,10 +195,12 @@ pub trait MemoryStore: Send + Sync + 'static {
     /// Live memories (not deleted, not expired) among `ids`, in no particular order.
     async fn get_memories(&self, org: &OrgId, ids: &[Uuid], now: DateTime<Utc>) -> crate::Result<Vec<Memory>>;
     /// Live memories of one scope, newest first.
+    /// Live memories of one scope, or with `scope_key` `None` of every scope of the org,
+    /// newest first.
     async fn list_memories(
         &self,
         org: &OrgId,
-        scope_key: &str,
+        scope_key: Option<&str>,
         filter: &MemoryFilter,
         cursor: Option<crate::PageCursor>,
         limit: u32,

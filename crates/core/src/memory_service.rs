@@ -90,7 +90,7 @@ impl MemoryService {
         let expires_at = expiry(new.ttl_seconds, new.expires_at.map(Some), now)?.flatten();
         let memory = Memory {
             org_id: access.org_id.clone(),
-            id: Uuid::now_v7(),
+            id: new.id.unwrap_or_else(Uuid::now_v7),
             scope: new.scope,
             fact,
             topic: new.topic,
@@ -129,7 +129,26 @@ impl MemoryService {
         if !access.reaches(scope) {
             return Ok(MemoryPage { memories: Vec::new(), next_cursor: None });
         }
-        self.store.list_memories(&access.org_id, &scope_key(scope), filter, cursor, limit, now).await
+        self.store.list_memories(&access.org_id, Some(&scope_key(scope)), filter, cursor, limit, now).await
+    }
+
+    /// Live memories of every scope within reach, newest first: a page of the org's memories
+    /// with those outside the credential's scope left out (so a page may hold fewer than
+    /// `limit`; `next_cursor` says whether more follow).
+    pub async fn list_all(
+        &self,
+        access: &Access,
+        filter: &MemoryFilter,
+        cursor: Option<PageCursor>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<MemoryPage> {
+        if !(1..=MAX_MEMORIES_PAGE).contains(&limit) {
+            return Err(Error::validation("limit", format!("must be between 1 and {MAX_MEMORIES_PAGE}")));
+        }
+        let mut page = self.store.list_memories(&access.org_id, None, filter, cursor, limit, now).await?;
+        page.memories.retain(|memory| access.reaches(&memory.scope));
+        Ok(page)
     }
 
     pub async fn update(

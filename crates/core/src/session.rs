@@ -112,6 +112,8 @@ pub struct Event {
 /// A session as a client asks for it, before validation.
 #[derive(Debug, Clone, Default)]
 pub struct NewSession {
+    /// The id the client chose (Agent Engine's `sessionId`); `None`: a new one.
+    pub id: Option<Uuid>,
     pub user_id: String,
     pub agent_id: Option<String>,
     pub scope: Option<Scope>,
@@ -130,6 +132,56 @@ pub struct NewEvent {
     pub metadata: Map<String, Value>,
     pub timestamp: Option<DateTime<Utc>>,
     pub invocation_id: Option<String>,
+    /// Keys to set in the session's state with the append (ADK's `actions.state_delta`): each
+    /// replaces the key's value whole, `null` included; empty for none.
+    pub state_delta: Map<String, Value>,
+}
+
+/// Merge patches (RFC 7396) of a session's state and of its metadata, applied together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionPatch {
+    pub state: Value,
+    pub metadata: Value,
+}
+
+impl From<Value> for SessionPatch {
+    /// A patch of the state alone.
+    fn from(state: Value) -> SessionPatch {
+        SessionPatch { state, metadata: Value::Object(Map::new()) }
+    }
+}
+
+impl SessionPatch {
+    /// Applies the patch to a session's state and metadata; either outgrowing `max_bytes`, or
+    /// a patch that is no object, fails it.
+    pub fn apply(
+        &self,
+        state: Map<String, Value>,
+        metadata: Map<String, Value>,
+        max_bytes: u64,
+    ) -> Result<(Map<String, Value>, Map<String, Value>)> {
+        let merged = |current: Map<String, Value>, patch: &Value, field: &str| {
+            let mut value = Value::Object(current);
+            crate::merge_patch::apply(&mut value, patch);
+            match value {
+                Value::Object(merged) => Ok(merged),
+                _ => Err(Error::validation(field, "a merge patch must be a JSON object")),
+            }
+        };
+        let state = merged(state, &self.state, "state")?;
+        let metadata = merged(metadata, &self.metadata, "metadata")?;
+        check_state_size(&state, max_bytes)?;
+        check_json_size("metadata", &metadata, max_bytes)?;
+        Ok((state, metadata))
+    }
+}
+
+/// Sets each key of `delta` in `state`, replacing its value whole (ADK's `state.update(delta)`,
+/// unlike a merge patch, which would merge objects and delete on null).
+pub fn apply_state_delta(state: &mut Map<String, Value>, delta: &Map<String, Value>) {
+    for (key, value) in delta {
+        state.insert(key.clone(), value.clone());
+    }
 }
 
 /// Position after the last session of a page, in the newest-first order.
@@ -239,7 +291,7 @@ impl SessionService {
         let expires_at = self.expiry(new.ttl_seconds, new.expires_at, now)?;
         let session = Session {
             org_id: access.org_id.clone(),
-            id: Uuid::now_v7(),
+            id: new.id.unwrap_or_else(Uuid::now_v7),
             user_id: new.user_id,
             agent_id: new.agent_id,
             scope,
@@ -338,6 +390,7 @@ impl SessionService {
             }
             check_value_depth(&format!("{prefix}content"), &event.content)?;
             check_json_depth(&format!("{prefix}metadata"), &event.metadata)?;
+            check_json_depth(&format!("{prefix}state_delta"), &event.state_delta)?;
             if event.content.is_null() {
                 return Err(Error::validation(format!("{prefix}content"), "must be text or a JSON value, not null"));
             }
@@ -353,7 +406,7 @@ impl SessionService {
             checked.push(event);
         }
         self.check_reach(access, session_id, now).await?;
-        self.store.append_events(&access.org_id, session_id, checked, to_micros(now)).await
+        self.store.append_events(&access.org_id, session_id, checked, self.limits.max_state_bytes, to_micros(now)).await
     }
 
     pub async fn events(
@@ -385,16 +438,34 @@ impl SessionService {
         patch: Value,
         now: DateTime<Utc>,
     ) -> Result<Session> {
+        self.patch(access, session_id, SessionPatch::from(patch), now).await
+    }
+
+    /// Patches a session's state and metadata in one write.
+    pub async fn patch(
+        &self,
+        access: &Access,
+        session_id: Uuid,
+        patch: SessionPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Session> {
+        let SessionPatch { state: patch, metadata } = patch;
+        if !metadata.is_object() {
+            return Err(Error::validation("metadata", "a merge patch of the metadata must be a JSON object"));
+        }
+        check_value_depth("metadata", &metadata)?;
         if !patch.is_object() {
             return Err(Error::validation("state", "a merge patch of the state must be a JSON object"));
         }
         // The merged state is no deeper than the stored state or the patch, both checked.
         check_value_depth("state", &patch)?;
         // An empty patch changes nothing: no write, and `updated_at` stays.
-        if patch.as_object().is_some_and(|patch| patch.is_empty()) {
+        let is_empty = |patch: &Value| patch.as_object().is_some_and(|patch| patch.is_empty());
+        if is_empty(&patch) && is_empty(&metadata) {
             return self.get(access, session_id, false, now).await;
         }
         self.check_reach(access, session_id, now).await?;
+        let patch = SessionPatch { state: patch, metadata };
         self.store.patch_state(&access.org_id, session_id, patch, self.limits.max_state_bytes, to_micros(now)).await
     }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::generation::{CommitResult, Job, JobCompletion, JobStore, LlmUsage, MemoryChange};
@@ -40,12 +39,15 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn list_sessions(&self, org: &OrgId, filter: &SessionFilter, now: DateTime<Utc>) -> Result<SessionPage>;
 
     /// Appends all `events` atomically after the session's last event and returns them with
-    /// their ids and sequence numbers.
+    /// their ids and sequence numbers. In the same transaction, each event's `state_delta` is
+    /// applied to the session's state in order ([`apply_state_delta`](crate::session::apply_state_delta));
+    /// a state that would outgrow `max_state_bytes` fails the whole append.
     async fn append_events(
         &self,
         org: &OrgId,
         session_id: Uuid,
         events: Vec<NewEvent>,
+        max_state_bytes: u64,
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>>;
 
@@ -63,14 +65,15 @@ pub trait SessionStore: Send + Sync + 'static {
     /// the later of `now` and their own clock at the moment the write applies, so a write that
     /// waited in a queue cannot revive an expired session or go back in time.
     ///
-    /// Applies an RFC 7396 merge patch to the state atomically; fails with
-    /// `LimitExceeded` (and changes nothing) if the merged state serialises to more than
+    /// Applies RFC 7396 merge patches to the state and the metadata atomically
+    /// ([`SessionPatch::apply`](crate::session::SessionPatch::apply)); fails with
+    /// `LimitExceeded` (and changes nothing) if either serialises to more than
     /// `max_state_bytes`.
     async fn patch_state(
         &self,
         org: &OrgId,
         session_id: Uuid,
-        patch: Value,
+        patch: crate::session::SessionPatch,
         max_state_bytes: u64,
         now: DateTime<Utc>,
     ) -> Result<Session>;
@@ -376,7 +379,7 @@ impl<L: StoreLayer> MemoryStore for Layered<L> {
     async fn list_memories(
         &self,
         org: &OrgId,
-        scope_key: &str,
+        scope_key: Option<&str>,
         filter: &MemoryFilter,
         cursor: Option<PageCursor>,
         limit: u32,

@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use contextiq_core::auth::hash_key;
-use contextiq_core::{Access, ApiKey, KeyService, OrgId, Permission, Rate, RateLimiter, Scope};
+use contextiq_core::{Access, ApiKey, EngineId, KeyService, OrgId, Permission, Rate, RateLimiter, Scope};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -143,6 +143,12 @@ pub fn require(principal: &Principal, permission: Permission) -> Result<(), ApiE
     }
 }
 
+/// A credential header as the request carried it.
+enum Presented<'a> {
+    ApiKey(&'a HeaderValue),
+    Authorization(&'a HeaderValue),
+}
+
 /// Turns credentials into a principal, once per request.
 pub struct Authenticator {
     keys: KeyService,
@@ -235,19 +241,42 @@ impl Authenticator {
                 expires_at: None,
             });
         }
-        let mut api_keys = headers.get_all("x-api-key").iter();
-        let mut authorizations = headers.get_all(axum::http::header::AUTHORIZATION).iter();
-        let (api_key, authorization) = (api_keys.next(), authorizations.next());
-        // Which of several credentials would win is a guess a client must not rely on.
-        if api_keys.next().is_some()
-            || authorizations.next().is_some()
-            || (api_key.is_some() && authorization.is_some())
-        {
-            return Err(ApiError::ConflictingCredentials);
+        // An API key comes as `X-API-Key`, as Google's clients send one (`x-goog-api-key`), or as
+        // a bearer token (what an Agent Engine client holding a static token sends); a JWT as a
+        // bearer token. Which of several credentials would win is a guess a client must not
+        // rely on, so several are refused.
+        let api_keys = headers.get_all("x-api-key").iter().chain(headers.get_all("x-goog-api-key").iter());
+        let authorizations = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+        let mut presented = api_keys.map(Presented::ApiKey).chain(authorizations.map(Presented::Authorization));
+        let (Some(credential), None) = (presented.next(), presented.next()) else {
+            return match headers.contains_key("x-api-key")
+                || headers.contains_key("x-goog-api-key")
+                || headers.contains_key(axum::http::header::AUTHORIZATION)
+            {
+                true => Err(ApiError::ConflictingCredentials),
+                false => Err(ApiError::MissingCredentials),
+            };
+        };
+        fn text(value: &HeaderValue) -> Result<&str, ApiError> {
+            value.to_str().map(str::trim).map_err(|_| ApiError::InvalidCredentials)
         }
+        let (api_key, token) = match credential {
+            Presented::ApiKey(value) => (Some(text(value)?), None),
+            Presented::Authorization(value) => {
+                let value = text(value)?;
+                let token = value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+                    .map(str::trim)
+                    .ok_or(ApiError::InvalidCredentials)?;
+                match token.starts_with(contextiq_core::auth::KEY_PREFIX) {
+                    true => (Some(token), None),
+                    false => (None, Some(token)),
+                }
+            }
+        };
         if let Some(presented) = api_key {
-            let presented = presented.to_str().map_err(|_| ApiError::InvalidCredentials)?;
-            let key = self.find_key(presented.trim()).await?.ok_or(ApiError::InvalidCredentials)?;
+            let key = self.find_key(presented).await?.ok_or(ApiError::InvalidCredentials)?;
             self.touch(key.id);
             let rate = key.rate_limit_per_second.map(Rate::per_second).or(self.default_rate);
             return Ok(Principal {
@@ -258,14 +287,9 @@ impl Authenticator {
                 expires_at: key.expires_at,
             });
         }
-        if let Some(authorization) = authorization {
-            let token = authorization
-                .to_str()
-                .ok()
-                .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-                .ok_or(ApiError::InvalidCredentials)?;
+        if let Some(token) = token {
             let verifier = self.jwt.as_ref().ok_or(ApiError::InvalidCredentials)?;
-            let mut principal = verifier.verify(token.trim())?;
+            let mut principal = verifier.verify(token)?;
             principal.rate = self.default_rate;
             return Ok(principal);
         }
@@ -289,6 +313,34 @@ impl Authenticator {
             }
         });
     }
+}
+
+/// The header naming the reasoning engine a native request acts on.
+pub const ENGINE_HEADER: &str = "x-engine-id";
+
+/// The middleware of the session, memory and job routes: `X-Engine-Id` confines the principal
+/// to that engine of its org (absent: the `default` engine, which is the whole org as it was
+/// before engines). Keys belong to the org and take no engine.
+pub async fn select_engine(mut request: Request, next: Next) -> Response {
+    let mut values = request.headers().get_all(ENGINE_HEADER).iter();
+    let (first, second) = (values.next(), values.next());
+    let Some(value) = first else { return next.run(request).await };
+    let engine = match (second, value.to_str().map(|text| EngineId::parse(text, "X-Engine-Id"))) {
+        (None, Ok(Ok(engine))) => engine,
+        (Some(_), _) => {
+            let err = contextiq_core::Error::validation("X-Engine-Id", "give the header once");
+            return ApiError::Domain(err).into_response();
+        }
+        (None, Ok(Err(err))) => return ApiError::Domain(err).into_response(),
+        (None, Err(_)) => {
+            let err = contextiq_core::Error::validation("X-Engine-Id", "must be ASCII");
+            return ApiError::Domain(err).into_response();
+        }
+    };
+    if let Some(principal) = request.extensions_mut().get_mut::<Principal>() {
+        principal.access = principal.access.in_engine(&engine);
+    }
+    next.run(request).await
 }
 
 /// The middleware: exempt paths pass; everything else needs a valid credential within its rate.
@@ -391,7 +443,9 @@ impl JwtVerifier {
             .collect::<Result<BTreeSet<_>, _>>()
             .map_err(|_| rejected("unknown permission"))?;
         let bounded = |text: &str, max_chars: usize| !text.trim().is_empty() && text.chars().count() <= max_chars;
-        if !bounded(&claims.org_id, MAX_ORG_CHARS) || !bounded(&claims.sub, MAX_SUBJECT_CHARS) {
+        if contextiq_core::engine::check_org_id(&claims.org_id, MAX_ORG_CHARS).is_err()
+            || !bounded(&claims.sub, MAX_SUBJECT_CHARS)
+        {
             return Err(rejected("org_id or sub out of bounds"));
         }
         let scope = claims.scope.filter(|scope| !scope.is_empty());

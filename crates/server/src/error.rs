@@ -12,7 +12,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An RFC 9457 problem, plus a stable `code` clients can match on and, for validation
 /// failures, the `field` at fault.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
     /// `urn:contextiq:problem:<code>`.
     #[serde(rename = "type")]
@@ -31,7 +31,10 @@ pub struct Problem {
 pub enum ApiError {
     #[error(transparent)]
     Domain(#[from] CoreError),
-    #[error("no credentials: send an API key as X-API-Key or a JWT as Authorization: Bearer")]
+    #[error(
+        "no credentials: send an API key as X-API-Key (or x-goog-api-key, or Authorization: Bearer), or a JWT as \
+         Authorization: Bearer"
+    )]
     MissingCredentials,
     #[error("the credentials are invalid, expired or revoked")]
     InvalidCredentials,
@@ -59,6 +62,8 @@ pub enum ApiError {
     Timeout,
     #[error("the service behind the gateway did not answer; retry later")]
     UpstreamUnavailable,
+    #[error("{0}")]
+    NotImplemented(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -84,6 +89,20 @@ impl ApiError {
             }
             ApiError::Domain(E::NotFound { resource: Resource::ApiKey }) => {
                 (StatusCode::NOT_FOUND, "api_key_not_found", "API key not found")
+            }
+            ApiError::Domain(E::NotFound { resource: Resource::Revision }) => {
+                (StatusCode::NOT_FOUND, "revision_not_found", "Revision not found")
+            }
+            ApiError::Domain(E::NotFound { resource: Resource::Operation }) => {
+                (StatusCode::NOT_FOUND, "operation_not_found", "Operation not found")
+            }
+            ApiError::Domain(E::AlreadyExists { resource: Resource::Memory }) => {
+                (StatusCode::CONFLICT, "memory_exists", "Memory exists")
+            }
+            ApiError::Domain(E::AlreadyExists { resource }) => {
+                // Only sessions and memories are created under a name the client chose.
+                debug_assert_eq!(*resource, Resource::Session);
+                (StatusCode::CONFLICT, "session_exists", "Session exists")
             }
             ApiError::Domain(E::Forbidden(_)) | ApiError::MissingPermission(_) => {
                 (StatusCode::FORBIDDEN, "forbidden", "Forbidden")
@@ -128,6 +147,7 @@ impl ApiError {
             // 503, not 408: the client was not slow, the server was.
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
             ApiError::UpstreamUnavailable => (StatusCode::BAD_GATEWAY, "upstream_unavailable", "Upstream unavailable"),
+            ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented", "Not implemented"),
         }
     }
 
@@ -201,10 +221,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The problem as its response; the problem rides along as an extension, for a protocol that
+/// renders errors its own way (the Agent Engine surface).
 pub fn problem_response(problem: Problem) -> Response {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, Json(problem)).into_response();
+    let mut response = (status, Json(problem.clone())).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response.extensions_mut().insert(problem);
     response
 }
 

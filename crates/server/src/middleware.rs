@@ -18,6 +18,7 @@ pub const CORRELATION_ID: &str = "x-correlation-id";
 pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
+    let agent_engine = request.uri().path().starts_with(crate::routes::agent_engine::PATH_PREFIX);
     // Labelled by the route template, never the raw path, so ids do not explode the series.
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let correlation_id = request
@@ -35,6 +36,10 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
 
     let response = next.run(request).instrument(span.clone()).await;
     let mut response = problem_for_bare_error(response);
+    // The one protocol whose clients parse another error body.
+    if agent_engine {
+        response = crate::routes::agent_engine::errors::google_error(response);
+    }
 
     let status = response.status();
     let elapsed = started.elapsed();
@@ -106,6 +111,7 @@ fn problem_for_bare_error(response: Response) -> Response {
         }
     };
     let (mut parts, _) = response.into_parts();
+    parts.extensions.insert(problem.clone());
     let (_, body) = problem_response(problem).into_parts();
     // Keep the original headers, such as `Allow` on a 405, and the status.
     parts.headers.remove(header::CONTENT_LENGTH);

@@ -98,7 +98,7 @@ impl MemoryStore for PostgresStore {
     async fn list_memories(
         &self,
         org: &OrgId,
-        scope_key: &str,
+        scope_key: Option<&str>,
         filter: &MemoryFilter,
         cursor: Option<PageCursor>,
         limit: u32,
@@ -106,7 +106,10 @@ impl MemoryStore for PostgresStore {
     ) -> Result<MemoryPage> {
         let mut query =
             QueryBuilder::<Postgres>::new(concat!("SELECT ", memory_columns!(), " FROM memories WHERE org_id = "));
-        query.push_bind(org.as_str()).push(" AND scope_key = ").push_bind(scope_key);
+        query.push_bind(org.as_str());
+        if let Some(scope_key) = scope_key {
+            query.push(" AND scope_key = ").push_bind(scope_key);
+        }
         query.push(" AND deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ").push_bind(now).push(")");
         if let Some(topic) = &filter.topic {
             query.push(" AND topic = ").push_bind(topic.as_str());

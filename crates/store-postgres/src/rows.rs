@@ -1,6 +1,6 @@
 //! Conversions between PostgreSQL rows and domain types, and the `db_operations_total` metric.
 
-use contextiq_core::{ApiKey, Error, Event, OrgId, Permission, Result, Role, Session};
+use contextiq_core::{ApiKey, Error, Event, OrgId, Permission, Resource, Result, Role, Session};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -25,6 +25,12 @@ pub(crate) fn record<T>(operation: &'static str, table: &'static str, result: sq
     result.map_err(|err| match err {
         sqlx::Error::PoolClosed => Error::Unavailable,
         err if is_outage(&err) => Error::outage(err),
+        // A client may name the session or memory it creates: a name taken is its error.
+        sqlx::Error::Database(db) if db.is_unique_violation() && operation == "insert" => match table {
+            "sessions" => Error::AlreadyExists { resource: Resource::Session },
+            "memories" => Error::AlreadyExists { resource: Resource::Memory },
+            _ => Error::store(sqlx::Error::Database(db)),
+        },
         err => Error::store(err),
     })
 }

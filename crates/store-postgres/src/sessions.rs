@@ -3,11 +3,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use contextiq_core::session::check_state_size;
-use contextiq_core::{
-    Error, Event, NewEvent, OrgId, Result, Session, SessionFilter, SessionPage, SessionStore, merge_patch,
-};
-use serde_json::Value;
+use contextiq_core::session::{SessionPatch, apply_state_delta, check_state_size};
+use contextiq_core::{Error, Event, NewEvent, OrgId, Result, Session, SessionFilter, SessionPage, SessionStore};
+use serde_json::{Map, Value};
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -99,11 +97,41 @@ impl SessionStore for PostgresStore {
         org: &OrgId,
         session_id: Uuid,
         new_events: Vec<NewEvent>,
+        max_state_bytes: u64,
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>> {
         let mut tx = record("begin", "events", self.pool.begin().await)?;
         let now = applied_at(now);
         let n_events = new_events.len() as i64;
+        let deltas: Vec<_> =
+            new_events.iter().map(|event| &event.state_delta).filter(|delta| !delta.is_empty()).collect();
+        // The state first, under the row lock the append takes anyway: a delta that outgrows the
+        // limit refuses the append before any write.
+        if !deltas.is_empty() {
+            let current: sqlx::Result<Option<(sqlx::types::Json<Map<String, Value>>,)>> = sqlx::query_as(
+                "SELECT state FROM sessions WHERE org_id = $1 AND id = $2 AND (expires_at IS NULL OR expires_at > $3) \
+                 FOR UPDATE",
+            )
+            .bind(org.as_str())
+            .bind(session_id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await;
+            let Some((sqlx::types::Json(mut state),)) = record("select", "sessions", current)? else {
+                return Err(Error::session_not_found());
+            };
+            for delta in deltas {
+                apply_state_delta(&mut state, delta);
+            }
+            check_state_size(&state, max_state_bytes)?;
+            let updated = sqlx::query("UPDATE sessions SET state = $1 WHERE org_id = $2 AND id = $3")
+                .bind(sqlx::types::Json(&state))
+                .bind(org.as_str())
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await;
+            record("update", "sessions", updated)?;
+        }
         // Checks the session is alive and reserves the sequence numbers; the row lock it takes
         // holds concurrent appends to the same session until this transaction ends.
         let reserved: sqlx::Result<Option<(i64,)>> = sqlx::query_as(concat!(
@@ -182,37 +210,37 @@ impl SessionStore for PostgresStore {
         &self,
         org: &OrgId,
         session_id: Uuid,
-        patch: Value,
+        patch: SessionPatch,
         max_state_bytes: u64,
         now: DateTime<Utc>,
     ) -> Result<Session> {
         let mut tx = record("begin", "sessions", self.pool.begin().await)?;
         let now = applied_at(now);
-        let current: sqlx::Result<Option<(sqlx::types::Json<Value>,)>> = sqlx::query_as(
-            "SELECT state FROM sessions WHERE org_id = $1 AND id = $2 AND (expires_at IS NULL OR expires_at > $3) \
-             FOR UPDATE",
+        type Objects = (sqlx::types::Json<Map<String, Value>>, sqlx::types::Json<Map<String, Value>>);
+        let current: sqlx::Result<Option<Objects>> = sqlx::query_as(
+            "SELECT state, metadata FROM sessions WHERE org_id = $1 AND id = $2 \
+             AND (expires_at IS NULL OR expires_at > $3) FOR UPDATE",
         )
         .bind(org.as_str())
         .bind(session_id)
         .bind(now)
         .fetch_optional(&mut *tx)
         .await;
-        let Some((sqlx::types::Json(mut state),)) = record("select", "sessions", current)? else {
+        let Some((sqlx::types::Json(state), sqlx::types::Json(metadata))) = record("select", "sessions", current)?
+        else {
             return Err(Error::session_not_found());
         };
-        merge_patch::apply(&mut state, &patch);
-        let Value::Object(state) = state else {
-            return Err(Error::validation("state", "a merge patch of the state must be a JSON object"));
-        };
-        check_state_size(&state, max_state_bytes)?;
-        let updated =
-            sqlx::query("UPDATE sessions SET state = $1, updated_at = $2 WHERE org_id = $3 AND id = $4 RETURNING *")
-                .bind(sqlx::types::Json(&state))
-                .bind(now)
-                .bind(org.as_str())
-                .bind(session_id)
-                .fetch_one(&mut *tx)
-                .await;
+        let (state, metadata) = patch.apply(state, metadata, max_state_bytes)?;
+        let updated = sqlx::query(
+            "UPDATE sessions SET state = $1, metadata = $2, updated_at = $3 WHERE org_id = $4 AND id = $5 RETURNING *",
+        )
+        .bind(sqlx::types::Json(&state))
+        .bind(sqlx::types::Json(&metadata))
+        .bind(now)
+        .bind(org.as_str())
+        .bind(session_id)
+        .fetch_one(&mut *tx)
+        .await;
         let row = record("update", "sessions", updated)?;
         let session = session_from_row(&row)?;
         record("commit", "sessions", tx.commit().await)?;

@@ -106,7 +106,7 @@ async fn memories_keep_history_and_search_by_words_and_vectors() {
     // Listing: newest first, filtered, in pages.
     let list = |filter: MemoryFilter, cursor, limit| {
         let (store, org, key) = (&store, &org, &key);
-        async move { store.list_memories(org, key, &filter, cursor, limit, Utc::now()).await.unwrap() }
+        async move { store.list_memories(org, Some(key), &filter, cursor, limit, Utc::now()).await.unwrap() }
     };
     let first_page = list(MemoryFilter::default(), None, 2).await;
     assert_eq!(first_page.memories.iter().map(|memory| memory.id).collect::<Vec<_>>(), [cat.id, city.id]);

@@ -23,10 +23,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use contextiq_core::session::SessionPatch;
 use contextiq_core::{
     Error, Event, NewEvent, OrgId, PageCursor, Result, Session, SessionFilter, SessionPage, SessionStore,
 };
-use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite};
 use tokio::sync::{mpsc, oneshot};
@@ -288,10 +288,14 @@ impl SessionStore for SqliteStore {
         org: &OrgId,
         session_id: Uuid,
         events: Vec<NewEvent>,
+        max_state_bytes: u64,
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>> {
         let org = org.clone();
-        self.submit(|reply| WriteOp::Session(SessionWrite::AppendEvents { org, session_id, events, now, reply })).await
+        self.submit(|reply| {
+            WriteOp::Session(SessionWrite::AppendEvents { org, session_id, events, max_state_bytes, now, reply })
+        })
+        .await
     }
 
     async fn list_events(
@@ -322,7 +326,7 @@ impl SessionStore for SqliteStore {
         &self,
         org: &OrgId,
         session_id: Uuid,
-        patch: Value,
+        patch: SessionPatch,
         max_state_bytes: u64,
         now: DateTime<Utc>,
     ) -> Result<Session> {
@@ -418,10 +422,11 @@ mod tests {
         NewEvent {
             author: "u".to_owned(),
             role: Role::User,
-            content: Value::from(content),
+            content: serde_json::Value::from(content),
             metadata: Default::default(),
             timestamp: None,
             invocation_id: None,
+            state_delta: Default::default(),
         }
     }
 
@@ -434,7 +439,7 @@ mod tests {
         let expiring = store.create_session(session(&org, now, Some(now + Duration::seconds(10)))).await.unwrap();
         let lasting = store.create_session(session(&org, now, None)).await.unwrap();
         for id in [expiring.id, lasting.id] {
-            store.append_events(&org, id, vec![event("a"), event("b")], now).await.unwrap();
+            store.append_events(&org, id, vec![event("a"), event("b")], 1 << 20, now).await.unwrap();
         }
 
         assert_eq!(store.purge_expired_sessions(now, 100).await.unwrap(), 0, "nothing has expired yet");
@@ -516,8 +521,10 @@ mod tests {
         let created = store.create_session(session(&owner, now, None)).await.unwrap();
         let not_found = |result: Result<()>| assert!(matches!(result, Err(Error::NotFound { .. })));
         not_found(store.get_session(&stranger, created.id, Some(10), now).await.map(|_| ()));
-        not_found(store.append_events(&stranger, created.id, vec![event("x")], now).await.map(|_| ()));
-        not_found(store.patch_state(&stranger, created.id, serde_json::json!({"a": 1}), 1000, now).await.map(|_| ()));
+        not_found(store.append_events(&stranger, created.id, vec![event("x")], 1 << 20, now).await.map(|_| ()));
+        not_found(
+            store.patch_state(&stranger, created.id, serde_json::json!({"a": 1}).into(), 1000, now).await.map(|_| ()),
+        );
         not_found(store.delete_session(&stranger, created.id, now).await);
         let filter = SessionFilter { limit: 10, ..SessionFilter::default() };
         assert!(store.list_sessions(&stranger, &filter, now).await.unwrap().sessions.is_empty());

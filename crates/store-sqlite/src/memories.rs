@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use contextiq_core::memory::{MemoryFilter, MemoryPage, StoredMemory, scope_key};
-use contextiq_core::{Error, Memory, MemoryStore, OrgId, PageCursor, Result, Revision, Write, WriteOutcome, Written};
+use contextiq_core::{
+    Error, Memory, MemoryStore, OrgId, PageCursor, Resource, Result, Revision, Write, WriteOutcome, Written,
+};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
@@ -78,14 +80,17 @@ impl MemoryStore for SqliteStore {
     async fn list_memories(
         &self,
         org: &OrgId,
-        scope_key: &str,
+        scope_key: Option<&str>,
         filter: &MemoryFilter,
         cursor: Option<PageCursor>,
         limit: u32,
         now: DateTime<Utc>,
     ) -> Result<MemoryPage> {
         let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM memories WHERE org_id = ");
-        query.push_bind(org.as_str()).push(" AND scope = ").push_bind(scope_key.to_owned());
+        query.push_bind(org.as_str());
+        if let Some(scope_key) = scope_key {
+            query.push(" AND scope = ").push_bind(scope_key.to_owned());
+        }
         query.push(" AND deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ").push_bind(micros(now)).push(")");
         if let Some(topic) = &filter.topic {
             query.push(" AND topic = ").push_bind(topic.clone());
@@ -221,6 +226,14 @@ impl Writer {
         embedding: Vec<f32>,
         revision: &Revision,
     ) -> sqlx::Result<Applied> {
+        // A client may name the memory it creates; the one writer makes this check race-free.
+        let existing = sqlx::query("SELECT 1 FROM memories WHERE id = ?")
+            .bind(memory.id.to_string())
+            .fetch_optional(&mut self.conn)
+            .await;
+        if count("select", "memories", existing)?.is_some() {
+            return Ok(Applied::refused(Error::AlreadyExists { resource: Resource::Memory }));
+        }
         let change = self.insert_memory(&memory, embedding, revision).await?;
         Ok(Applied::written(Written::Memory(Box::new(memory))).with_vectors(vec![change]))
     }

@@ -2,9 +2,9 @@
 //! on the session row), state patches, deletion and the expiry purge.
 
 use chrono::{DateTime, Utc};
-use contextiq_core::session::check_state_size;
-use contextiq_core::{Error, Event, NewEvent, OrgId, Result, Session, merge_patch};
-use serde_json::Value;
+use contextiq_core::session::{SessionPatch, apply_state_delta, check_state_size};
+use contextiq_core::{Error, Event, NewEvent, OrgId, Resource, Result, Session};
+use serde_json::{Map, Value};
 use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
@@ -15,8 +15,9 @@ impl Writer {
     pub(crate) async fn apply_session_write(&mut self, write: SessionWrite) -> sqlx::Result<Completion> {
         Ok(match write {
             SessionWrite::Create { session, reply } => complete(reply, self.create_session(*session).await?),
-            SessionWrite::AppendEvents { org, session_id, events, now, reply } => {
-                complete(reply, self.append_events(&org, session_id, events, applied_at(now)).await?)
+            SessionWrite::AppendEvents { org, session_id, events, max_state_bytes, now, reply } => {
+                let appended = self.append_events(&org, session_id, events, max_state_bytes, applied_at(now)).await?;
+                complete(reply, appended)
             }
             SessionWrite::PatchState { org, session_id, patch, max_state_bytes, now, reply } => {
                 let patched = self.patch_state(&org, session_id, &patch, max_state_bytes, applied_at(now)).await?;
@@ -34,7 +35,10 @@ impl Writer {
     async fn create_session(&mut self, session: Session) -> sqlx::Result<Result<Session>> {
         let result = sqlx::query(concat!(
             "INSERT INTO sessions (org_id, id, user_id, agent_id, scope, state, metadata, ",
-            "created_at, updated_at, expires_at, event_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+            "created_at, updated_at, expires_at, event_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) ",
+            // A client may name the session it creates: a name taken is refused, not an error of
+            // the whole group.
+            "ON CONFLICT (id) DO NOTHING"
         ))
         .bind(session.org_id.as_str())
         .bind(session.id.to_string())
@@ -48,7 +52,9 @@ impl Writer {
         .bind(session.expires_at.map(micros))
         .execute(&mut self.conn)
         .await;
-        count("insert", "sessions", result)?;
+        if count("insert", "sessions", result)?.rows_affected() == 0 {
+            return Ok(Err(Error::AlreadyExists { resource: Resource::Session }));
+        }
         Ok(Ok(session))
     }
 
@@ -81,9 +87,41 @@ impl Writer {
         org: &OrgId,
         session_id: Uuid,
         new_events: Vec<NewEvent>,
+        max_state_bytes: u64,
         now: DateTime<Utc>,
     ) -> sqlx::Result<Result<Vec<Event>>> {
         let n_events = new_events.len() as i64;
+        let deltas: Vec<_> =
+            new_events.iter().map(|event| &event.state_delta).filter(|delta| !delta.is_empty()).collect();
+        // The state first: a delta that outgrows the limit refuses the append before any write.
+        if !deltas.is_empty() {
+            let current: sqlx::Result<Option<(String,)>> = sqlx::query_as(
+                "SELECT state FROM sessions WHERE org_id = ? AND id = ? AND (expires_at IS NULL OR expires_at > ?)",
+            )
+            .bind(org.as_str())
+            .bind(session_id.to_string())
+            .bind(micros(now))
+            .fetch_optional(&mut self.conn)
+            .await;
+            let Some((state_text,)) = count("select", "sessions", current)? else {
+                return Ok(Err(Error::session_not_found()));
+            };
+            let mut state: Map<String, Value> =
+                serde_json::from_str(&state_text).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+            for delta in deltas {
+                apply_state_delta(&mut state, delta);
+            }
+            if let Err(err) = check_state_size(&state, max_state_bytes) {
+                return Ok(Err(err));
+            }
+            let updated = sqlx::query("UPDATE sessions SET state = ? WHERE org_id = ? AND id = ?")
+                .bind(json_text(&state)?)
+                .bind(org.as_str())
+                .bind(session_id.to_string())
+                .execute(&mut self.conn)
+                .await;
+            count("update", "sessions", updated)?;
+        }
         // Checks the session is alive and reserves the sequence numbers in one statement; the
         // single writer makes the reservation race-free.
         let reserved: sqlx::Result<Option<(i64,)>> = sqlx::query_as(concat!(
@@ -142,37 +180,39 @@ impl Writer {
         &mut self,
         org: &OrgId,
         session_id: Uuid,
-        patch: &Value,
+        patch: &SessionPatch,
         max_state_bytes: u64,
         now: DateTime<Utc>,
     ) -> sqlx::Result<Result<Session>> {
-        let current: sqlx::Result<Option<(String,)>> = sqlx::query_as(
-            "SELECT state FROM sessions WHERE org_id = ? AND id = ? AND (expires_at IS NULL OR expires_at > ?)",
-        )
+        let current: sqlx::Result<Option<(String, String)>> = sqlx::query_as(concat!(
+            "SELECT state, metadata FROM sessions WHERE org_id = ? AND id = ? ",
+            "AND (expires_at IS NULL OR expires_at > ?)"
+        ))
         .bind(org.as_str())
         .bind(session_id.to_string())
         .bind(micros(now))
         .fetch_optional(&mut self.conn)
         .await;
-        let Some((state_text,)) = count("select", "sessions", current)? else {
+        let Some((state_text, metadata_text)) = count("select", "sessions", current)? else {
             return Ok(Err(Error::session_not_found()));
         };
-        let mut state: Value = serde_json::from_str(&state_text).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
-        merge_patch::apply(&mut state, patch);
-        let Value::Object(state) = state else {
-            return Ok(Err(Error::validation("state", "a merge patch of the state must be a JSON object")));
+        let decode = |text: &str| -> sqlx::Result<Map<String, Value>> {
+            serde_json::from_str(text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
         };
-        if let Err(err) = check_state_size(&state, max_state_bytes) {
-            return Ok(Err(err));
-        }
-        let updated =
-            sqlx::query("UPDATE sessions SET state = ?, updated_at = ? WHERE org_id = ? AND id = ? RETURNING *")
-                .bind(json_text(&state)?)
-                .bind(micros(now))
-                .bind(org.as_str())
-                .bind(session_id.to_string())
-                .fetch_one(&mut self.conn)
-                .await;
+        let (state, metadata) = match patch.apply(decode(&state_text)?, decode(&metadata_text)?, max_state_bytes) {
+            Ok(patched) => patched,
+            Err(err) => return Ok(Err(err)),
+        };
+        let updated = sqlx::query(
+            "UPDATE sessions SET state = ?, metadata = ?, updated_at = ? WHERE org_id = ? AND id = ? RETURNING *",
+        )
+        .bind(json_text(&state)?)
+        .bind(json_text(&metadata)?)
+        .bind(micros(now))
+        .bind(org.as_str())
+        .bind(session_id.to_string())
+        .fetch_one(&mut self.conn)
+        .await;
         let row = count("update", "sessions", updated)?;
         Ok(session_from_row(&row))
     }

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use contextiq_core::session::SessionPatch;
 use contextiq_core::{ApiKey, Error, Event, NewEvent, OrgId, Result, Session, Write, Written, to_micros};
 use serde::Serialize;
-use serde_json::Value;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -42,13 +42,14 @@ pub(crate) enum SessionWrite {
         org: OrgId,
         session_id: Uuid,
         events: Vec<NewEvent>,
+        max_state_bytes: u64,
         now: DateTime<Utc>,
         reply: Reply<Vec<Event>>,
     },
     PatchState {
         org: OrgId,
         session_id: Uuid,
-        patch: Value,
+        patch: SessionPatch,
         max_state_bytes: u64,
         now: DateTime<Utc>,
         reply: Reply<Session>,

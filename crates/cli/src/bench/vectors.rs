@@ -71,6 +71,7 @@ pub async fn run(args: &Options) -> anyhow::Result<()> {
             let (service, access, scope) = (&service, &access, scopes[n % scopes.len()].clone());
             async move {
                 let new = NewMemory {
+                    id: None,
                     scope,
                     fact: format!("#{n}"),
                     topic: None,

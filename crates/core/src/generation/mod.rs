@@ -142,6 +142,8 @@ pub struct GenerateRequest {
     pub config: GenerationConfig,
     /// The W3C trace context of the request, so the job's work joins its trace.
     pub trace_context: BTreeMap<String, String>,
+    /// Not before this time (a stream's idle time, say); `None`: at once.
+    pub run_after: Option<DateTime<Utc>>,
 }
 
 /// A turn of conversation as extractors see it.

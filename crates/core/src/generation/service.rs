@@ -206,7 +206,7 @@ impl GenerationService {
             updated_at: now,
             started_at: None,
             finished_at: None,
-            run_after: now,
+            run_after: request.run_after.map(to_micros).filter(|at| *at > now).unwrap_or(now),
             lease_until: None,
             trace_context: request.trace_context,
         };

@@ -1,6 +1,7 @@
-//! The gateway role: authenticates every `/api/v1` request (the middleware has, by the time a
-//! handler runs), then forwards it to the role that serves it: sessions and keys to
-//! `SESSIONS_URL`, memories and jobs to `MEMORY_URL`. The services verify the credentials again,
+//! The gateway role: authenticates every `/api/v1` and `/v1beta1` request (the middleware has,
+//! by the time a handler runs), then forwards it to the role that serves it: sessions and keys
+//! (and the Agent Engine sessions) to `SESSIONS_URL`, memories and jobs (and the Agent Engine
+//! memories and operations) to `MEMORY_URL`. The services verify the credentials again,
 //! so they never trust the network. The correlation id and the trace context travel along.
 
 use std::sync::Arc;
@@ -41,6 +42,13 @@ impl Gateway {
     }
 
     fn upstream_of(&self, path: &str) -> Option<&str> {
+        if let Some(relative) = path.strip_prefix(crate::routes::agent_engine::PATH_PREFIX) {
+            let (_, target) = crate::routes::agent_engine::names::parse(relative).ok()??;
+            return Some(match target.service() {
+                crate::routes::agent_engine::names::Service::Sessions => &self.sessions_url,
+                crate::routes::agent_engine::names::Service::Memory => &self.memory_url,
+            });
+        }
         let resource = path.strip_prefix("/api/v1/")?.split('/').next()?;
         match resource {
             "sessions" | "keys" => Some(&self.sessions_url),

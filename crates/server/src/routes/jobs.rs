@@ -249,7 +249,13 @@ impl GenerateRequestBody {
                 Source::Memories { facts }
             }
         };
-        Ok(GenerateRequest { source, scope: self.scope, config: self.config.into(), trace_context: Default::default() })
+        Ok(GenerateRequest {
+            source,
+            scope: self.scope,
+            config: self.config.into(),
+            trace_context: Default::default(),
+            run_after: None,
+        })
     }
 }
 

@@ -280,6 +280,7 @@ pub async fn create_memory(
         return consolidate_memory(&state, &principal, request).await;
     }
     let new = NewMemory {
+        id: None,
         scope: request.scope,
         fact: request.fact,
         topic: request.topic,
@@ -323,6 +324,7 @@ async fn consolidate_memory(
         scope: Some(request.scope),
         config,
         trace_context: Default::default(),
+        run_after: None,
     };
     crate::routes::jobs::submit(state, principal, request).await
 }

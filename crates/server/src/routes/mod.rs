@@ -1,5 +1,6 @@
 //! Routers, one module per URL prefix.
 
+pub mod agent_engine;
 pub mod gateway;
 pub mod health;
 pub mod jobs;
@@ -75,21 +76,26 @@ pub fn router(routes: Routes, state: &AppState) -> Router<AppState> {
             let gateway = state.gateway.clone().expect("a gateway plan builds the gateway");
             let gateway = Router::new()
                 .route("/api/v1/{*rest}", any(gateway::forward))
+                .route("/v1beta1/{*rest}", any(gateway::forward))
                 .route("/health", get(gateway::health))
                 .with_state(gateway);
             Router::new().merge(gateway)
         }
         Routes::None => Router::new().route("/health", get(health::health)),
         Routes::Api { sessions, memories } => {
+            let engine = || axum::middleware::from_fn(crate::auth::select_engine);
             let mut api = Router::new();
             if sessions {
-                api = api.merge(sessions::router()).merge(keys::router());
+                api = api.merge(sessions::router().route_layer(engine())).merge(keys::router());
             }
             if memories {
                 let memory = state.memory.clone().expect("a plan serving memories builds the memory services");
-                api = api.merge(memories::router().merge(jobs::router()).with_state(memory));
+                api = api.merge(memories::router().merge(jobs::router()).route_layer(engine()).with_state(memory));
             }
-            Router::new().nest("/api/v1", api).route("/health", get(health::health))
+            Router::new()
+                .nest("/api/v1", api)
+                .merge(agent_engine::router(sessions, memories))
+                .route("/health", get(health::health))
         }
     };
     let openapi = ApiDoc::openapi();
@@ -105,7 +111,9 @@ pub fn router(routes: Routes, state: &AppState) -> Router<AppState> {
 /// Routes that take any query: the API documentation (Swagger UI's own assets), and the
 /// gateway's pass-through, whose services refuse what they do not know. Every other route
 /// takes exactly the query parameters its OpenAPI operation declares.
-const LENIENT_QUERY_ROUTES: &[&str] = &["/openapi.json", "/docs", "/docs/", "/docs/{*rest}", "/api/v1/{*rest}"];
+/// The Agent Engine surface checks its own query parameters (its paths are no route templates).
+const LENIENT_QUERY_ROUTES: &[&str] =
+    &["/openapi.json", "/docs", "/docs/", "/docs/{*rest}", "/api/v1/{*rest}", "/v1beta1/{*path}", "/v1beta1/{*rest}"];
 
 /// Prometheus text exposition of every metric of this process.
 #[utoipa::path(get, path = "/metrics", tag = "service",

@@ -246,6 +246,7 @@ impl From<AppendEventRequest> for NewEvent {
             metadata: request.metadata.unwrap_or_default(),
             timestamp: request.timestamp,
             invocation_id: request.invocation_id,
+            state_delta: Map::new(),
         }
     }
 }
@@ -291,6 +292,7 @@ pub async fn create_session(
     ApiJson(request): ApiJson<CreateSessionRequest>,
 ) -> Result<(StatusCode, Json<CreatedSession>), ApiError> {
     let new = NewSession {
+        id: None,
         user_id: request.user_id,
         agent_id: request.agent_id,
         scope: request.scope,
