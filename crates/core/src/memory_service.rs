@@ -419,7 +419,7 @@ pub(crate) fn check_confidence(confidence: f64) -> Result<f64> {
     Ok(confidence)
 }
 
-fn check_metadata(metadata: &Map<String, Value>) -> Result<()> {
+pub(crate) fn check_metadata(metadata: &Map<String, Value>) -> Result<()> {
     let n_bytes = serde_json::to_vec(metadata).map_or(usize::MAX, |bytes| bytes.len());
     if n_bytes > MAX_METADATA_BYTES {
         return Err(Error::LimitExceeded {

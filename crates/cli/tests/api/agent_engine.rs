@@ -431,18 +431,18 @@ async fn ingested_events_become_memories_when_the_stream_flushes() {
     assert_eq!(reached["done"], false, "{reached}");
     let done = finished(&app, &reached).await;
     assert_eq!(done["response"]["generatedMemories"].as_array().unwrap().len(), 2, "{done}");
-    // A flush of a stream with nothing new queues a job that changes nothing.
-    let flushed = json_of(
-        app.post(
-            &format!("{engine}/memories:ingestEvents"),
-            &json!({"scope": scope, "streamId": "s", "forceFlush": true}),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
-    let done = finished(&app, &flushed).await;
-    assert_eq!(done["response"]["generatedMemories"], json!([]));
+    // A flush of a stream with nothing waiting has nothing to do.
+    let flushed = app.post(&format!("{engine}/memories:ingestEvents"), &json!({"scope": scope, "streamId": "s", "forceFlush": true})).await;
+    assert_eq!(json_of(flushed, StatusCode::OK).await["done"], true);
+    // As ADK's add_session_to_memory sends: every event again, no rule (flushed at once). The
+    // events already taken in are not taken again.
+    let adk = json!({"scope": scope, "streamId": "", "directContentsSource": {"events": [event("I live in Porto"), event("I am a nurse"), event("I have a dog named Rex")]}});
+    let operation = json_of(app.post(&format!("{engine}/memories:ingestEvents"), &adk).await, StatusCode::OK).await;
+    let done = finished(&app, &operation).await;
+    let generated = done["response"]["generatedMemories"].as_array().unwrap().clone();
+    assert!(generated.iter().any(|item| item["action"] == "CREATED"), "{done}");
+    let again = json_of(app.post(&format!("{engine}/memories:ingestEvents"), &adk).await, StatusCode::OK).await;
+    assert_eq!(again["done"], true, "nothing new, nothing queued: {again}");
     // The stream's buffer is no session of the agent's.
     let sessions = json_of(app.get(&format!("{engine}/sessions")).await, StatusCode::OK).await;
     assert_eq!(sessions["sessions"], json!([]));

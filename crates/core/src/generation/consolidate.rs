@@ -15,7 +15,8 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::{
-    Candidate, CandidateKind, ExtractError, Extractor, Job, JobOutcome, LlmUsage, MemoryChange, Neighbour, Verdict,
+    Candidate, CandidateKind, ExtractError, Extractor, Job, JobOutcome, LlmUsage, MemoryChange, MetadataMerge,
+    Neighbour, Verdict,
 };
 use crate::embed::cosine;
 use crate::grammar::{attribute_of, normalise};
@@ -132,9 +133,12 @@ impl Consolidator<'_> {
                 entry.stored_similarity = Some(similarity);
             }
         }
+        let exact = job.config.metadata_merge == MetadataMerge::RequireExactMatch;
         let mut neighbours: Vec<Neighbour> = working
             .values()
             .filter(|entry| entry.live)
+            // Memories of other metadata are not this job's to consolidate with.
+            .filter(|entry| !exact || entry.memory.metadata == job.config.metadata)
             .filter_map(|entry| {
                 let similarity = match &entry.vector {
                     Some(own) => f64::from(cosine(own, vector)),
@@ -278,7 +282,7 @@ impl Consolidator<'_> {
                     confidence: candidate.confidence,
                     source_session_id: self.source_session_id,
                     source_event_ids: candidate.source_event_ids.clone(),
-                    metadata: Default::default(),
+                    metadata: job.config.metadata.clone(),
                     created_at: now,
                     updated_at: now,
                     expires_at: ttl(job.config.created_ttl_seconds, now),
@@ -312,6 +316,14 @@ impl Consolidator<'_> {
                 after.confidence = candidate.confidence;
                 after.source_session_id = self.source_session_id.or(before.source_session_id);
                 after.source_event_ids = candidate.source_event_ids.clone();
+                match job.config.metadata_merge {
+                    MetadataMerge::Merge | MetadataMerge::RequireExactMatch => {
+                        after
+                            .metadata
+                            .extend(job.config.metadata.iter().map(|(key, value)| (key.clone(), value.clone())));
+                    }
+                    MetadataMerge::Overwrite => after.metadata = job.config.metadata.clone(),
+                }
                 // Never back in time, even if the memory changed after `now` was taken.
                 after.updated_at = now.max(before.updated_at + Duration::microseconds(1));
                 if let Some(expires_at) = ttl(job.config.updated_ttl_seconds, now) {

@@ -121,6 +121,24 @@ pub struct GenerationConfig {
     pub disable_consolidation: bool,
     pub created_ttl_seconds: Option<i64>,
     pub updated_ttl_seconds: Option<i64>,
+    /// Metadata of the memories the job creates, and what it does to the metadata of those it
+    /// updates (Memory Bank's `metadata` and `metadataMergeStrategy`).
+    pub metadata: serde_json::Map<String, Value>,
+    pub metadata_merge: MetadataMerge,
+}
+
+/// What a job does to the metadata of a memory it updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetadataMerge {
+    /// The job's keys are added, replacing the memory's values of the same keys.
+    #[default]
+    Merge,
+    /// The memory's metadata becomes the job's.
+    Overwrite,
+    /// Only memories whose metadata equals the job's are consolidated with; others are left
+    /// alone (their facts are added anew).
+    RequireExactMatch,
 }
 
 impl GenerationConfig {

@@ -451,6 +451,7 @@ fn prefix(err: Error, path: &str) -> Error {
 }
 
 fn check_config(config: &GenerationConfig, llm_configured: bool) -> Result<()> {
+    crate::memory_service::check_metadata(&config.metadata).map_err(|err| prefix(err, "config"))?;
     if config.extractor == ExtractorKind::Llm && !llm_configured {
         return Err(Error::validation(
             "config.extractor",

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use contextiq_core::generation::{
     DirectFact, Example, ExtractorKind, GenerateRequest, GenerationConfig, InlineEvent, Job, JobStatus, LlmUsage,
-    Source, TopicSpec, derived_event_id,
+    MetadataMerge, Source, TopicSpec, derived_event_id,
 };
 use contextiq_core::{Permission, Role, Scope};
 use serde::{Deserialize, Serialize};
@@ -158,6 +158,15 @@ pub struct GenerationConfigBody {
     /// TTL set on memories the job updates.
     #[serde(default, deserialize_with = "crate::extract::integer")]
     pub updated_ttl_seconds: Option<i64>,
+    /// Metadata of the memories the job creates (and merges into those it updates).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// What an update does to a memory's metadata: merge (default: the job's keys replace the
+    /// same keys), overwrite (the job's metadata replaces it), require_exact_match (only
+    /// memories with exactly the job's metadata are consolidated with).
+    #[schema(value_type = Option<String>)]
+    pub metadata_merge: Option<MetadataMerge>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +192,8 @@ impl From<GenerationConfigBody> for GenerationConfig {
             disable_consolidation: body.disable_consolidation,
             created_ttl_seconds: body.created_ttl_seconds,
             updated_ttl_seconds: body.updated_ttl_seconds,
+            metadata: body.metadata,
+            metadata_merge: body.metadata_merge.unwrap_or_default(),
         }
     }
 }

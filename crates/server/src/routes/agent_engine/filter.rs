@@ -31,8 +31,11 @@ pub enum Op {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Literal {
     Text(String),
-    Number(f64),
+    /// A bare number, and how it was written: `scope.user_id=123` compares with the text.
+    Number(f64, String),
     Bool(bool),
+    /// A JSON object, as the documented `scope={"user_id":"123"}` gives one.
+    Json(Value),
 }
 
 /// The longest filter accepted.
@@ -55,6 +58,7 @@ pub fn parse(text: &str) -> Result<Filter, String> {
 enum Token {
     Word(String),
     Text(String),
+    Json(Value),
     Op(Op),
     Open,
     Close,
@@ -67,6 +71,28 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
         match c {
             c if c.is_whitespace() => {
                 chars.next();
+            }
+            '{' => {
+                // A JSON object: up to its matching brace, outside strings.
+                let (mut depth, mut in_string, mut escaped, mut object) = (0usize, false, false, String::new());
+                for c in chars.by_ref() {
+                    object.push(c);
+                    match c {
+                        _ if escaped => escaped = false,
+                        '\\' if in_string => escaped = true,
+                        '"' => in_string = !in_string,
+                        '{' if !in_string => depth += 1,
+                        '}' if !in_string => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let value = serde_json::from_str(&object).map_err(|_| format!("{object} is no JSON object"))?;
+                tokens.push(Token::Json(value));
             }
             '(' | ')' => {
                 chars.next();
@@ -184,10 +210,14 @@ impl Parser {
                 self.position += 1;
                 let literal = match self.tokens.get(self.position).cloned() {
                     Some(Token::Text(text)) => Literal::Text(text),
+                    Some(Token::Json(value)) => Literal::Json(value),
                     Some(Token::Word(word)) => match word.as_str() {
                         "true" => Literal::Bool(true),
                         "false" => Literal::Bool(false),
-                        _ => word.parse().map(Literal::Number).unwrap_or(Literal::Text(word)),
+                        _ => match word.parse() {
+                            Ok(number) => Literal::Number(number, word),
+                            Err(_) => Literal::Text(word),
+                        },
                     },
                     _ => return Err(format!("{field:?} is compared with nothing")),
                 };
@@ -267,8 +297,16 @@ fn compare(value: &Value, op: Op, literal: &Literal) -> bool {
             (Some(left), Some(right)) => left.cmp(&right),
             _ => text.as_str().cmp(expected.as_str()),
         },
-        (Value::Number(number), Literal::Number(expected)) => {
+        (Value::Number(number), Literal::Number(expected, _)) => {
             number.as_f64().and_then(|number| number.partial_cmp(expected)).unwrap_or(Ordering::Less)
+        }
+        (Value::String(text), Literal::Number(_, written)) => match op {
+            Op::Has => return text.contains(written.as_str()),
+            _ => text.as_str().cmp(written.as_str()),
+        },
+        // Equality only: a whole object, such as a scope.
+        (Value::Object(_), Literal::Json(expected)) if matches!(op, Op::Eq | Op::Ne) => {
+            return (value == expected) == (op == Op::Eq);
         }
         (Value::Number(number), Literal::Text(expected)) => match expected.parse::<f64>() {
             Ok(expected) => number.as_f64().and_then(|number| number.partial_cmp(&expected)).unwrap_or(Ordering::Less),
@@ -330,6 +368,10 @@ mod tests {
         assert!(!matches("(metadata.rank<=2)"));
         assert!(!matches(r#"missing="x""#));
         assert!(!matches(r#"missing!="x""#), "a field the memory lacks compares false");
+        assert!(matches(r#"scope={"user_id": "u9", "app_name": "app"}"#), "the documented JSON form");
+        assert!(!matches(r#"scope={"user_id":"u9"}"#), "a scope is matched whole");
+        let numeric = json!({"scope": {"user_id": "123"}});
+        assert!(parse("scope.user_id=123").unwrap().matches(&numeric), "Google's own purge test");
         assert!(matches(r#"NOT missing="x""#));
     }
 

@@ -81,7 +81,7 @@ pub fn render(engine: &EnginePath, memory: &Memory) -> Value {
 }
 
 /// Google's typed metadata as the native memory's plain metadata.
-fn native_metadata(metadata: &BTreeMap<String, MetadataValue>) -> Result<Map<String, Value>, ApiError> {
+pub(super) fn native_metadata(metadata: &BTreeMap<String, MetadataValue>) -> Result<Map<String, Value>, ApiError> {
     let mut native = Map::new();
     for (key, value) in metadata {
         if key == AGENT_ENGINE {
@@ -152,38 +152,90 @@ pub async fn list(memory: &MemoryState, mut call: Call) -> Result<Value, ApiErro
     call.require(Permission::MemoryRead)?;
     let page_size = call.query.page_size(MAX_PAGE, MAX_PAGE)?;
     let filter = parse_filter("filter", call.query.take("filter", "filter")?)?;
-    let order_by = call.query.take("orderBy", "order_by")?;
-    let cursor = call.query.take("pageToken", "page_token")?.filter(|token| !token.is_empty());
+    let order = parse_order_by(call.query.take("orderBy", "order_by")?.as_deref())?;
+    let token = call.query.take("pageToken", "page_token")?.filter(|token| !token.is_empty());
     call.finish_query()?;
-    check_order_by(order_by.as_deref())?;
-    let cursor = cursor
-        .map(|token| {
-            decode_page_cursor(&token).map_err(|_| invalid_query("pageToken", "is not a token this list gave"))
+    let bad_token = || invalid_query("pageToken", "is not a token this list gave");
+    let keep = |resource: &Value| filter.as_ref().is_none_or(|filter| filter.matches(&filterable(resource)));
+    if order == NEWEST_FIRST {
+        // The stores' own order: one page of the store per page.
+        let cursor = token.map(|token| decode_page_cursor(&token).map_err(|_| bad_token())).transpose()?;
+        let page =
+            memory.memories.list_all(&call.access, &MemoryFilter::default(), cursor, page_size, call.now).await?;
+        let memories: Vec<Value> =
+            page.memories.iter().map(|found| render(&call.engine, found)).filter(|resource| keep(resource)).collect();
+        let mut answer = json!({"memories": memories});
+        if let Some(next) = page.next_cursor {
+            answer["nextPageToken"] = json!(encode_page_cursor(next));
+        }
+        return Ok(answer);
+    }
+    // Another order: every match sorted, then paged by position.
+    let offset = match token {
+        None => 0,
+        Some(token) => token.strip_prefix('o').and_then(|offset| offset.parse::<usize>().ok()).ok_or_else(bad_token)?,
+    };
+    let mut matched = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = memory.memories.list_all(&call.access, &MemoryFilter::default(), cursor, MAX_PAGE, call.now).await?;
+        matched.extend(page.memories.into_iter().filter(|found| keep(&render(&call.engine, found))));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    matched.sort_by(|a, b| {
+        order.iter().fold(std::cmp::Ordering::Equal, |ordering, (field, descending)| {
+            let (left, right) = match field {
+                OrderField::CreateTime => (a.created_at, b.created_at),
+                OrderField::UpdateTime => (a.updated_at, b.updated_at),
+            };
+            ordering.then(if *descending { right.cmp(&left) } else { left.cmp(&right) })
         })
-        .transpose()?;
-    let page = memory.memories.list_all(&call.access, &MemoryFilter::default(), cursor, page_size, call.now).await?;
-    let memories: Vec<Value> = page
-        .memories
-        .iter()
-        .map(|found| render(&call.engine, found))
-        .filter(|resource| filter.as_ref().is_none_or(|filter| filter.matches(&filterable(resource))))
-        .collect();
+    });
+    let memories: Vec<Value> =
+        matched.iter().skip(offset).take(page_size as usize).map(|found| render(&call.engine, found)).collect();
     let mut answer = json!({"memories": memories});
-    if let Some(next) = page.next_cursor {
-        answer["nextPageToken"] = json!(encode_page_cursor(next));
+    if offset + (page_size as usize) < matched.len() {
+        answer["nextPageToken"] = json!(format!("o{}", offset + page_size as usize));
     }
     Ok(answer)
 }
 
-/// Memories are listed newest first, the one order the stores keep; asking for it is fine.
-fn check_order_by(order_by: Option<&str>) -> Result<(), ApiError> {
-    match order_by.map(|order| order.trim().to_ascii_lowercase()) {
-        None => Ok(()),
-        Some(order) if order.is_empty() || ["create_time desc", "createtime desc"].contains(&order.as_str()) => Ok(()),
-        Some(_) => {
-            Err(invalid_query("orderBy", "memories are listed newest first: only \"create_time desc\" is supported"))
-        }
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OrderField {
+    CreateTime,
+    UpdateTime,
+}
+
+/// Newest first: the stores' order, and Google's default.
+const NEWEST_FIRST: &[(OrderField, bool)] = &[(OrderField::CreateTime, true)];
+
+/// AIP-132 `orderBy`: fields `create_time` and `update_time`, each ascending unless `desc`.
+fn parse_order_by(order_by: Option<&str>) -> Result<Vec<(OrderField, bool)>, ApiError> {
+    let Some(order_by) = order_by.filter(|order| !order.trim().is_empty()) else { return Ok(NEWEST_FIRST.to_vec()) };
+    let invalid_order = || invalid_query("orderBy", "order by create_time or update_time, each optionally desc");
+    order_by
+        .split(',')
+        .map(|term| {
+            let mut words = term.split_whitespace();
+            let field = match words.next().map(snake_case).as_deref() {
+                Some("create_time") => OrderField::CreateTime,
+                Some("update_time") => OrderField::UpdateTime,
+                _ => return Err(invalid_order()),
+            };
+            let descending = match words.next() {
+                None | Some("asc") => false,
+                Some("desc") => true,
+                Some(_) => return Err(invalid_order()),
+            };
+            match words.next() {
+                None => Ok((field, descending)),
+                Some(_) => Err(invalid_order()),
+            }
+        })
+        .collect()
 }
 
 /// A memory as filters see it: snake_case fields, topics by snake_case name, metadata values
@@ -324,10 +376,12 @@ pub async fn retrieve(memory: &MemoryState, mut call: Call) -> Result<Value, Api
             ));
         }
         (Some(search), None) => {
-            let top_k = search.top_k.unwrap_or(DEFAULT_TOP_K);
-            if !(1..=MAX_TOP_K).contains(&top_k) {
-                return Err(invalid("similaritySearchParams.topK", format!("must be between 1 and {MAX_TOP_K}")));
-            }
+            // Unset (or 0) is 3; above 100 is 100, as Google coerces it.
+            let top_k = match search.top_k.unwrap_or(0) {
+                0 => DEFAULT_TOP_K,
+                top_k if top_k > 0 => top_k.min(MAX_TOP_K),
+                _ => return Err(invalid("similaritySearchParams.topK", "must not be negative")),
+            };
             if !natural_language {
                 Vec::new()
             } else {
@@ -356,10 +410,11 @@ pub async fn retrieve(memory: &MemoryState, mut call: Call) -> Result<Value, Api
         }
         (None, simple) => {
             let simple = simple.unwrap_or_default();
-            let page_size = match simple.page_size {
-                None | Some(0) => MAX_PAGE,
-                Some(size) if size > 0 => size.min(i64::from(MAX_PAGE)) as u32,
-                Some(_) => return Err(invalid("simpleRetrievalParams.pageSize", "must be positive")),
+            // Without search parameters too: simple retrieval, 3 unless asked, at most 100.
+            let page_size = match simple.page_size.unwrap_or(0) {
+                0 => DEFAULT_TOP_K as u32,
+                size if size > 0 => size.min(MAX_TOP_K) as u32,
+                _ => return Err(invalid("simpleRetrievalParams.pageSize", "must not be negative")),
             };
             let cursor = simple
                 .page_token
@@ -516,10 +571,14 @@ pub async fn list_revisions(memory: &MemoryState, mut call: Call, id: &str) -> R
             token.parse::<usize>().map_err(|_| invalid_query("pageToken", "is not a token this list gave"))?
         }
     };
+    let filter = parse_filter("filter", call.query.take("filter", "filter")?)?;
     call.finish_query()?;
     let mut revisions = memory.memories.revisions(&call.access, memory_uuid(&call, id)).await?;
     // Newest first, as Google lists them.
     revisions.reverse();
+    if let Some(filter) = &filter {
+        revisions.retain(|revision| filter.matches(&snake_case_fields(&render_revision(&call.engine, id, revision))));
+    }
     let page: Vec<Value> = revisions
         .iter()
         .skip(offset)

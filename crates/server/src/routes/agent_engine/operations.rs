@@ -9,17 +9,20 @@
 //! for the finished kinds (under the session or memory they touched), `purge-<count>-<nonce>`,
 //! `ingest-<nonce>` and `generate-<job id>` under the engine.
 
+use std::collections::HashSet;
+
 use chrono::Duration;
 use contextiq_core::engine::id_for_name;
 use contextiq_core::generation::{
-    DirectFact, GenerateRequest, GenerationConfig, InlineEvent, Job, JobStatus, Source, TopicSpec, derived_event_id,
+    DirectFact, GenerateRequest, GenerationConfig, InlineEvent, Job, JobStatus, MetadataMerge, Source, TopicSpec,
+    derived_event_id,
 };
 use contextiq_core::memory::scope_key;
 use contextiq_core::{Error as CoreError, NewEvent, NewSession, Permission, Resource, Role, Scope};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::memories::{memory_name, memory_uuid, render as render_memory};
+use super::memories::{memory_name, memory_uuid, native_metadata, render as render_memory};
 use super::names::{self, EnginePath};
 use super::sessions::{AGENT_ENGINE, INGEST_STREAM_AGENT, native_content, session_uuid};
 use super::wire::{DirectEvent, GenerateMessage, IngestMessage};
@@ -173,6 +176,18 @@ fn operation_not_found() -> ApiError {
     ApiError::Domain(CoreError::NotFound { resource: Resource::Operation })
 }
 
+/// Google's `metadataMergeStrategy`; unset is MERGE.
+fn metadata_merge(strategy: Option<&str>) -> Result<MetadataMerge, ApiError> {
+    match strategy {
+        None | Some("METADATA_MERGE_STRATEGY_UNSPECIFIED" | "MERGE") => Ok(MetadataMerge::Merge),
+        Some("OVERWRITE") => Ok(MetadataMerge::Overwrite),
+        Some("REQUIRE_EXACT_MATCH") => Ok(MetadataMerge::RequireExactMatch),
+        Some(other) => {
+            Err(invalid("metadataMergeStrategy", format!("{other:?} is none of MERGE, OVERWRITE, REQUIRE_EXACT_MATCH")))
+        }
+    }
+}
+
 /// The topics a generation may file facts under.
 fn allowed_topics(message: &GenerateMessage) -> Result<Vec<TopicSpec>, ApiError> {
     let topics = message.allowed_topics.as_deref().unwrap_or_default();
@@ -227,18 +242,11 @@ pub async fn generate(state: &AppState, memory: &MemoryState, mut call: Call) ->
             "give exactly one of vertexSessionSource, directContentsSource and directMemoriesSource",
         ));
     }
-    if let Some(metadata) = &message.metadata
-        && !metadata.is_empty()
-    {
-        return Err(invalid(
-            "metadata",
-            "metadata on generated memories is not supported yet; set it with a memory PATCH",
-        ));
-    }
     let config = GenerationConfig {
         topics: allowed_topics(&message)?,
         disable_consolidation: message.disable_consolidation.unwrap_or(false),
-        created_ttl_seconds: message.ttl,
+        metadata: native_metadata(&message.metadata.clone().unwrap_or_default())?,
+        metadata_merge: metadata_merge(message.metadata_merge_strategy.as_deref())?,
         ..GenerationConfig::default()
     };
     let source = if let Some(session) = &message.vertex_session_source {
@@ -344,21 +352,43 @@ pub async fn ingest_events(state: &AppState, memory: &MemoryState, mut call: Cal
     if message.stream_id.chars().count() > names::MAX_ID_CHARS {
         return Err(invalid("streamId", format!("at most {} characters", names::MAX_ID_CHARS)));
     }
-    let rule = message.generation_trigger_config.map(|config| config.generation_rule).unwrap_or_default();
-    for (field, value) in [
-        ("generationTriggerConfig.generationRule.idleDuration", rule.idle_duration),
-        ("generationTriggerConfig.generationRule.fixedInterval", rule.fixed_interval),
-        ("generationTriggerConfig.generationRule.eventCount", rule.event_count),
-    ] {
-        if value.is_some_and(|value| !(0..=contextiq_core::limits::MAX_TTL_SECONDS).contains(&value)) {
-            return Err(invalid(field, "must not be negative"));
+    // No rule: the stream is flushed at once (what ADK's `add_session_to_memory` relies on).
+    let rule = message.generation_trigger_config.map(|config| config.generation_rule).filter(|rule| !rule.is_empty());
+    if let Some(rule) = &rule {
+        for (field, value) in [
+            ("generationTriggerConfig.generationRule.idleDuration", rule.idle_duration),
+            ("generationTriggerConfig.generationRule.fixedInterval", rule.fixed_interval),
+            ("generationTriggerConfig.generationRule.eventCount", rule.event_count),
+        ] {
+            if value.is_some_and(|value| !(0..=contextiq_core::limits::MAX_TTL_SECONDS).contains(&value)) {
+                return Err(invalid(field, "must not be negative"));
+            }
+        }
+        if rule.idle_duration.is_some() && rule.fixed_interval.is_some() {
+            return Err(invalid(
+                "generationTriggerConfig.generationRule",
+                "give idleDuration or fixedInterval, not both",
+            ));
         }
     }
+    let config = GenerationConfig {
+        metadata: native_metadata(&message.metadata.clone().unwrap_or_default())?,
+        metadata_merge: metadata_merge(message.metadata_merge_strategy.as_deref())?,
+        ..GenerationConfig::default()
+    };
+    let session_id = stream_session(&call, &scope, &message.stream_id);
+    // An event sent again (ADK sends a session's every event each time) is ingested once.
+    let mut seen = ingested_event_ids(state, &call, session_id).await?;
     let events = message.direct_contents_source.as_ref().map(|source| source.events.as_slice()).unwrap_or_default();
     let mut new_events = Vec::new();
     for (index, event) in events.iter().enumerate() {
         let content =
             event.content.as_ref().ok_or_else(|| required(&format!("directContentsSource.events[{index}].content")))?;
+        if let Some(event_id) = &event.event_id
+            && !seen.insert(event_id.clone())
+        {
+            continue;
+        }
         let (role, native) = native_content(None, Some(content));
         let mut extras = Map::from_iter([("content".to_owned(), Value::Object(content.clone()))]);
         if let Some(event_id) = &event.event_id {
@@ -374,38 +404,35 @@ pub async fn ingest_events(state: &AppState, memory: &MemoryState, mut call: Cal
             state_delta: Map::new(),
         });
     }
-    if new_events.is_empty() && !message.force_flush {
-        return Err(invalid("directContentsSource.events", "must hold at least one event, or set forceFlush"));
-    }
-    let session_id = stream_session(&call, &scope, &message.stream_id);
-    let mut last_seq = None;
-    if !new_events.is_empty() {
-        last_seq = Some(append_to_stream(state, &call, &scope, &message.stream_id, session_id, new_events).await?);
-    }
-    // When the stream's events are to become memories: at once on a flush or once enough are
-    // waiting; after the idle time or interval otherwise (jobs of one scope run in order, and
-    // a job reads every event of the stream not yet processed, so a later job finds nothing
-    // left by an earlier one and changes nothing).
-    let waiting = match last_seq {
-        Some(last_seq) => {
-            let processed = memory
+    let last_seq = match new_events.is_empty() {
+        false => Some(append_to_stream(state, &call, &scope, &message.stream_id, session_id, new_events).await?),
+        true => match state.sessions.get(&call.access, session_id, false, call.now).await {
+            Ok(stream) => Some(stream.event_count),
+            Err(CoreError::NotFound { resource: Resource::Session }) => None,
+            Err(err) => return Err(err.into()),
+        },
+    };
+    let processed = match last_seq {
+        Some(_) => {
+            memory
                 .generation
                 .job_store()
                 .generation_watermark(&call.access.org_id, session_id, &scope_key(&scope))
-                .await?;
-            last_seq - processed
+                .await?
         }
         None => 0,
     };
-    let run_after = if message.force_flush || rule.event_count.is_some_and(|count| waiting >= count.max(1)) {
-        Some(call.now)
-    } else if let Some(delay) = rule.idle_duration.or(rule.fixed_interval) {
-        Some(call.now + Duration::seconds(delay))
-    } else if rule.event_count.is_some() {
-        None
-    } else {
-        // No trigger: Memory Bank's default, generation once the stream has been idle a minute.
-        Some(call.now + Duration::seconds(DEFAULT_IDLE_SECONDS))
+    let waiting = last_seq.unwrap_or(0) - processed;
+    // When the waiting events are to become memories: at once on a flush, without a rule, or
+    // once enough are waiting; after the idle time or the interval otherwise. Jobs of one scope
+    // run in order and each reads every event of the stream not yet processed, so a later job
+    // finds nothing left by an earlier one and changes nothing.
+    let run_after = match &rule {
+        _ if waiting <= 0 => None,
+        None => Some(call.now),
+        Some(_) if message.force_flush => Some(call.now),
+        Some(rule) if rule.event_count.is_some_and(|count| waiting >= count.max(1)) => Some(call.now),
+        Some(rule) => rule.idle_duration.or(rule.fixed_interval).map(|delay| call.now + Duration::seconds(delay)),
     };
     let Some(run_after) = run_after else {
         return Ok(
@@ -415,25 +442,36 @@ pub async fn ingest_events(state: &AppState, memory: &MemoryState, mut call: Cal
     let request = GenerateRequest {
         source: Source::Session { session_id, from_seq: None, to_seq: None },
         scope: Some(scope),
-        config: GenerationConfig::default(),
+        config,
         trace_context: crate::trace_context::current_context_map(),
         run_after: Some(run_after),
     };
-    let job = match memory.generation.submit(&call.access, &call.actor(), request, call.now).await {
-        Ok(job) => job,
-        // A flush of a stream that never received an event has nothing to generate from.
-        Err(CoreError::NotFound { resource: Resource::Session }) if last_seq.is_none() => {
-            return Ok(
-                json!({"name": call.engine.operation(&format!("ingest-{}", nonce())), "done": true, "response": {}}),
-            );
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let job = memory.generation.submit(&call.access, &call.actor(), request, call.now).await?;
     memory.job_queue_wake.notify_one();
     Ok(job_operation(&call.engine, memory, &call, &job).await)
 }
 
-const DEFAULT_IDLE_SECONDS: i64 = 60;
+/// The event ids a stream has taken in so far.
+async fn ingested_event_ids(state: &AppState, call: &Call, session_id: Uuid) -> Result<HashSet<String>, ApiError> {
+    let mut ids = HashSet::new();
+    let page_size = state.sessions.limits().max_events_page;
+    let mut after_seq = 0;
+    loop {
+        let page = match state.sessions.events(&call.access, session_id, after_seq, page_size, call.now).await {
+            Ok(page) => page,
+            Err(CoreError::NotFound { resource: Resource::Session }) => return Ok(ids),
+            Err(err) => return Err(err.into()),
+        };
+        for event in &page.events {
+            let id = event.metadata.get(AGENT_ENGINE).and_then(|extras| extras.get("eventId")).and_then(Value::as_str);
+            ids.extend(id.map(str::to_owned));
+        }
+        match page.next_after_seq {
+            Some(next) => after_seq = next,
+            None => return Ok(ids),
+        }
+    }
+}
 
 /// Appends events to a stream's session, creating it on the stream's first events; the `seq`
 /// of the last one.

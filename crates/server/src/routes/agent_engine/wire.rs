@@ -283,10 +283,7 @@ pub struct GenerateMessage {
     #[allow(dead_code)] // ContextIQ keeps every revision, without labels or expiry: accepted, not applied.
     #[serde(alias = "disable_memory_revisions")]
     pub disable_memory_revisions: Option<bool>,
-    #[serde(default, deserialize_with = "duration")]
-    pub ttl: Option<i64>,
     pub metadata: Option<BTreeMap<String, MetadataValue>>,
-    #[allow(dead_code)] // Generated memories take no metadata yet (a non-empty `metadata` is refused).
     #[serde(alias = "metadata_merge_strategy")]
     pub metadata_merge_strategy: Option<String>,
     #[serde(alias = "allowed_topics")]
@@ -302,6 +299,15 @@ pub struct GenerationRule {
     pub fixed_interval: Option<i64>,
     #[serde(alias = "event_count", default, deserialize_with = "integer")]
     pub event_count: Option<i64>,
+    #[allow(dead_code)] // Every job reads all the stream's events not yet processed: accepted, not applied.
+    #[serde(alias = "overlap_event_count", default, deserialize_with = "integer")]
+    pub overlap_event_count: Option<i64>,
+}
+
+impl GenerationRule {
+    pub fn is_empty(&self) -> bool {
+        self.idle_duration.is_none() && self.fixed_interval.is_none() && self.event_count.is_none()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -326,6 +332,21 @@ pub struct IngestMessage {
     pub generation_trigger_config: Option<GenerationTriggerConfig>,
     #[serde(alias = "force_flush", default)]
     pub force_flush: bool,
+    pub metadata: Option<BTreeMap<String, MetadataValue>>,
+    #[serde(alias = "metadata_merge_strategy")]
+    pub metadata_merge_strategy: Option<String>,
+    #[allow(dead_code)] // ContextIQ keeps every revision, without labels or expiry: accepted, not applied.
+    #[serde(alias = "revision_labels")]
+    pub revision_labels: Option<BTreeMap<String, String>>,
+    #[allow(dead_code)] // As `revision_labels`.
+    #[serde(alias = "revision_ttl", default, deserialize_with = "duration")]
+    pub revision_ttl: Option<i64>,
+    #[allow(dead_code)] // As `revision_labels`.
+    #[serde(alias = "revision_expire_time")]
+    pub revision_expire_time: Option<DateTime<Utc>>,
+    #[allow(dead_code)] // As `revision_labels`.
+    #[serde(alias = "disable_memory_revisions")]
+    pub disable_memory_revisions: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
