@@ -214,7 +214,8 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after_seconds() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if response.status().is_server_error() {
+        // 501 answers a method this server does not offer: no failure of the server to log.
+        if response.status().is_server_error() && response.status() != StatusCode::NOT_IMPLEMENTED {
             response.extensions_mut().insert(ErrorChain(error_chain(&self)));
         }
         response

@@ -432,7 +432,9 @@ async fn ingested_events_become_memories_when_the_stream_flushes() {
     let done = finished(&app, &reached).await;
     assert_eq!(done["response"]["generatedMemories"].as_array().unwrap().len(), 2, "{done}");
     // A flush of a stream with nothing waiting has nothing to do.
-    let flushed = app.post(&format!("{engine}/memories:ingestEvents"), &json!({"scope": scope, "streamId": "s", "forceFlush": true})).await;
+    let flushed = app
+        .post(&format!("{engine}/memories:ingestEvents"), &json!({"scope": scope, "streamId": "s", "forceFlush": true}))
+        .await;
     assert_eq!(json_of(flushed, StatusCode::OK).await["done"], true);
     // As ADK's add_session_to_memory sends: every event again, no rule (flushed at once). The
     // events already taken in are not taken again.

@@ -98,6 +98,7 @@ async fn parameters_sit_where_the_routes_read_them() {
                 Some("path") => {
                     assert!(template.contains(&format!("{{{name}}}")), "{method} {template}: {name} is not in the path")
                 }
+                Some("query") if template.starts_with("/v1beta1/") => {}
                 Some("query") => {
                     n_query += 1;
                     let required = parameter["required"] == true;
@@ -107,8 +108,9 @@ async fn parameters_sit_where_the_routes_read_them() {
                 other => panic!("{method} {template}: {name} in {other:?}"),
             }
         }
-        for placeholder in template.split('/').filter(|part| part.starts_with('{')) {
-            let name = placeholder.trim_matches(['{', '}']);
+        // `{name}` anywhere in a segment (`/sessions/{session}:appendEvent`).
+        for placeholder in template.split('{').skip(1) {
+            let name = placeholder.split('}').next().expect("a closing brace");
             let declared = operation["parameters"].as_array().into_iter().flatten().any(|p| p["name"] == name);
             assert!(declared, "{method} {template}: {name} is not declared");
         }
@@ -122,6 +124,18 @@ async fn every_operation_declares_what_the_layers_around_it_answer() {
     let contract = Contract::of(&app).await;
     for (method, template, operation) in contract.operations() {
         let responses = operation["responses"].as_object().expect("responses");
+        // The Agent Engine surface: Google's statuses and error body.
+        if template.starts_with("/v1beta1/") {
+            assert_ne!(operation["security"], json!([]), "{method} {template} needs credentials");
+            for status in ["400", "401", "403", "404", "429", "500", "503"] {
+                assert!(responses.contains_key(status), "{method} {template} does not declare {status}");
+            }
+            for (status, response) in responses.iter().filter(|(status, _)| !status.starts_with('2')) {
+                let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(schema, "#/components/schemas/GoogleError", "{method} {template} {status}");
+            }
+            continue;
+        }
         let mut expected = vec!["422", "500", "503"];
         if template.starts_with("/api/") {
             expected.extend(["401", "403", "429"]);
@@ -280,6 +294,35 @@ async fn every_answer_is_declared_in_the_document() {
     for (path, expect) in [("/health", 200), ("/health/ready", 200), ("/metrics", 200), ("/health?verbose=1", 422)] {
         assert_eq!(contract.send(anonymous.get(url(path))).await.0.as_u16(), expect, "{path}");
     }
+
+    // The Agent Engine surface, in the form the document describes.
+    let engine = "/v1beta1/projects/p/locations/l/reasoningEngines/e1";
+    for (request, expect) in [
+        (admin.post(url(&format!("{engine}/sessions?sessionId=c1"))).json(&json!({"userId": "u1"})), 200),
+        (admin.post(url(&format!("{engine}/sessions?sessionId=c1"))).json(&json!({"userId": "u1"})), 409),
+        (admin.get(url(&format!("{engine}/sessions/c1"))), 200),
+        (admin.get(url(&format!("{engine}/sessions?pageSize=1"))), 200),
+        (admin.post(url(&format!("{engine}/sessions/c1:appendEvent"))).json(&json!({"author": "user"})), 200),
+        (admin.get(url(&format!("{engine}/sessions/c1/events"))), 200),
+        (admin.patch(url(&format!("{engine}/sessions/c1"))).json(&json!({"sessionState": {"a": 1}})), 200),
+        (admin.get(url(&format!("{engine}/sessions/missing"))), 404),
+        (admin.post(url(&format!("{engine}/sessions"))).json(&json!({"userId": 1})), 400),
+        (admin.post(url(&format!("{engine}/sessions"))).body("{"), 400),
+        (anonymous.get(url(&format!("{engine}/sessions"))), 401),
+        (
+            admin.post(url(&format!("{engine}/memories?memoryId=m1"))).json(&json!({"fact": "f", "scope": {"u": "1"}})),
+            200,
+        ),
+        (admin.get(url(&format!("{engine}/memories?orderBy=update_time"))), 200),
+        (admin.get(url(&format!("{engine}/memories/m1/revisions"))), 200),
+        (admin.post(url(&format!("{engine}/memories:retrieve"))).json(&json!({"scope": {"u": "1"}})), 200),
+        (admin.post(url(&format!("{engine}/memories:purge"))).json(&json!({"filter": "fact=\"f\""})), 200),
+        (admin.post(url(&format!("{engine}/memories:retrieveProfiles"))).json(&json!({"scope": {"u": "1"}})), 501),
+        (admin.delete(url(&format!("{engine}/memories/m1"))), 200),
+        (admin.delete(url(&format!("{engine}/sessions/c1"))), 200),
+    ] {
+        assert_eq!(contract.send(request).await.0.as_u16(), expect);
+    }
 }
 
 #[tokio::test]
@@ -308,6 +351,18 @@ async fn unknown_query_parameters_are_refused_on_every_route() {
     let operations = contract.operations();
     assert!(operations.len() >= 24, "every operation of the API is in the document");
     for (method, template, _) in operations {
+        if template.starts_with("/v1beta1/") {
+            // Google's error body, naming the parameter.
+            let path = template.split('{').enumerate().fold(String::new(), |path, (index, part)| match index {
+                0 => part.to_owned(),
+                _ => format!("{path}x1{}", part.split_once('}').expect("a closing brace").1),
+            });
+            let response = app.client.request(method.clone(), app.url(&format!("{path}?not_a_parameter=1"))).send();
+            let error = json_of(response.await.unwrap(), StatusCode::BAD_REQUEST).await;
+            assert_eq!(error["error"]["status"], "INVALID_ARGUMENT", "{method} {template}");
+            assert_eq!(error["error"]["details"][0]["metadata"]["field"], "not_a_parameter", "{method} {template}");
+            continue;
+        }
         let path = template.replace("{id}", &any_id);
         let request = app.client.request(method.clone(), app.url(&format!("{path}?not_a_parameter=1")));
         let problem =

@@ -23,6 +23,7 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{QueryAllowlist, refuse_unknown_query};
 use crate::plan::Routes;
 use crate::state::AppState;
+use agent_engine::openapi::AgentEngineDocument;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -58,7 +59,7 @@ use crate::state::AppState;
         metrics,
     ),
     components(schemas(Problem, sessions::AppendEventsRequest, sessions::EventBatch)),
-    modifiers(&SecuritySchemes),
+    modifiers(&AgentEngineDocument, &SecuritySchemes),
     security(("api_key" = []), ("bearer" = [])),
     tags((name = "memories", description = "Durable facts of a scope: CRUD, revisions, hybrid search"),
         (name = "keys", description = "API keys of the caller's org (ADMIN)"),
@@ -166,7 +167,45 @@ impl utoipa::Modify for SecuritySchemes {
                     .build(),
             )
         };
+        let google_error = |description: &str| {
+            let schema = RefOr::Ref(Ref::from_schema_name("GoogleError"));
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+                    .build(),
+            )
+        };
         for (path, item) in openapi.paths.paths.iter_mut() {
+            // The Agent Engine surface answers Google's error body, with Google's statuses.
+            if path.starts_with(agent_engine::PATH_PREFIX) {
+                let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete];
+                for operation in operations.into_iter().flatten() {
+                    let mut statuses = vec![
+                        ("400", "INVALID_ARGUMENT: malformed JSON, a field or parameter refused, several credentials"),
+                        ("401", "UNAUTHENTICATED: missing or invalid credentials"),
+                        ("403", "PERMISSION_DENIED: the credential lacks the permission or the scope"),
+                        ("404", "NOT_FOUND: no such resource (or not within reach), or no such method"),
+                        ("429", "RESOURCE_EXHAUSTED: rate limited; see Retry-After"),
+                        ("500", "INTERNAL (opaque; logged)"),
+                        ("503", "UNAVAILABLE: shutting down, the database cannot serve, or timed out; see Retry-After"),
+                    ];
+                    if operation.request_body.is_some() {
+                        statuses.push(("409", "ALREADY_EXISTS: a session or memory of that id exists"));
+                    }
+                    if path.ends_with(":retrieveProfiles") {
+                        statuses.push(("501", "UNIMPLEMENTED: ContextIQ keeps no structured profiles"));
+                    }
+                    for (status, description) in statuses {
+                        operation
+                            .responses
+                            .responses
+                            .entry(status.to_owned())
+                            .or_insert_with(|| google_error(description));
+                    }
+                }
+                continue;
+            }
             let authenticated = path.starts_with("/api/");
             let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put];
             for operation in operations.into_iter().flatten() {

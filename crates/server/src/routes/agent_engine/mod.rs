@@ -13,6 +13,7 @@ pub mod errors;
 mod filter;
 mod memories;
 pub mod names;
+pub mod openapi;
 mod operations;
 mod sessions;
 mod wire;
@@ -227,6 +228,7 @@ async fn call(state: &AppState, served: Served, request: Request) -> Result<Valu
             MemoriesMethod::IngestEvents => operations::ingest_events(state, memory()?, call).await,
             MemoriesMethod::RetrieveProfiles => {
                 call.require(Permission::MemoryRead)?;
+                call.finish_query()?;
                 call.json::<wire::RetrieveProfilesMessage>()?;
                 Err(ApiError::NotImplemented(
                     "memories:retrieveProfiles: ContextIQ keeps no structured profiles yet; use memories:retrieve"
