@@ -55,3 +55,8 @@ CONTEXTIQ_CONFORMANCE_DATABASE_URL="$postgres_url" CONTEXTIQ_CONFORMANCE_REDIS_U
 # Schemathesis, an OpenAPI client we did not write, against the debug binary (its own venv).
 echo "== schemathesis: every check on requests derived from /openapi.json"
 ./scripts/schemathesis.sh
+
+# Google's own clients (ADK's session and memory services, the agentplatform SDK), pinned, in
+# their own venv, against the same debug binary: the Agent Engine surface as they use it.
+echo "== Agent Engine compatibility: google-adk and google-cloud-aiplatform against the server"
+./scripts/adk-tests.sh

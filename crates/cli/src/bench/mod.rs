@@ -6,6 +6,7 @@
 //! module, and what they share is in `measure`. Dependencies point one way: here → targets →
 //! `measure`.
 
+mod agent_engine;
 mod generation;
 pub(crate) mod measure;
 mod memories;
@@ -66,6 +67,9 @@ pub struct BenchArgs {
 enum BenchTarget {
     /// Create, append and get over the sessions API.
     Sessions,
+    /// An ADK agent's turn on the Agent Engine API (get the session and its events, append
+    /// an event, retrieve memories) against the same turn on the native API.
+    AgentEngine,
     /// Ingest memories (embedding included), then search them.
     Memories,
     /// Generate memories from sessions (rules extractor): latency and throughput.
@@ -116,6 +120,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.seconds);
     let measured = match args.target {
         BenchTarget::Sessions => sessions::run(args.clients, &client, &base_url, duration).await,
+        BenchTarget::AgentEngine => agent_engine::run(args.clients, &client, &base_url, duration).await,
         BenchTarget::Memories => {
             memories::run(&client, &base_url, args.memories, args.scopes, args.clients, duration).await
         }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use contextiq_core::engine::id_for_name;
 use contextiq_core::memory::{MemoryPatch, NewMemory};
-use contextiq_core::{Memory, MemoryFilter, Permission, Revision, RevisionAction};
+use contextiq_core::{Memory, MemoryFilter, PageCursor, Permission, Revision, RevisionAction};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -158,14 +158,30 @@ pub async fn list(memory: &MemoryState, mut call: Call) -> Result<Value, ApiErro
     let bad_token = || invalid_query("pageToken", "is not a token this list gave");
     let keep = |resource: &Value| filter.as_ref().is_none_or(|filter| filter.matches(&filterable(resource)));
     if order == NEWEST_FIRST {
-        // The stores' own order: one page of the store per page.
-        let cursor = token.map(|token| decode_page_cursor(&token).map_err(|_| bad_token())).transpose()?;
-        let page =
-            memory.memories.list_all(&call.access, &MemoryFilter::default(), cursor, page_size, call.now).await?;
-        let memories: Vec<Value> =
-            page.memories.iter().map(|found| render(&call.engine, found)).filter(|resource| keep(resource)).collect();
-        let mut answer = json!({"memories": memories});
-        if let Some(next) = page.next_cursor {
+        // The stores' own order. A filter may leave store pages empty: read on until one match
+        // more than the page holds shows that another page follows (Google's pager fails on an
+        // empty page), or until the memories end.
+        let mut cursor = token.map(|token| decode_page_cursor(&token).map_err(|_| bad_token())).transpose()?;
+        let mut matched = Vec::new();
+        loop {
+            let page =
+                memory.memories.list_all(&call.access, &MemoryFilter::default(), cursor, page_size, call.now).await?;
+            for found in &page.memories {
+                let resource = render(&call.engine, found);
+                if keep(&resource) {
+                    matched.push((resource, PageCursor { created_at: found.created_at, id: found.id }));
+                }
+            }
+            match page.next_cursor {
+                Some(next) if matched.len() <= page_size as usize => cursor = Some(next),
+                _ => break,
+            }
+        }
+        let more = matched.len() > page_size as usize;
+        matched.truncate(page_size as usize);
+        let next = matched.last().map(|(_, position)| *position).filter(|_| more);
+        let mut answer = json!({"memories": matched.into_iter().map(|(resource, _)| resource).collect::<Vec<_>>()});
+        if let Some(next) = next {
             answer["nextPageToken"] = json!(encode_page_cursor(next));
         }
         return Ok(answer);

@@ -9,7 +9,7 @@
 
 use contextiq_core::engine::id_for_name;
 use contextiq_core::session::SessionPatch;
-use contextiq_core::{Event, NewEvent, NewSession, Permission, Role, Session, SessionFilter};
+use contextiq_core::{Event, NewEvent, NewSession, PageCursor, Permission, Role, Session, SessionFilter};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -119,17 +119,31 @@ pub async fn list(state: &AppState, call: &mut Call) -> Result<Value, ApiError> 
     let cursor = cursor.transpose()?;
     call.finish_query()?;
     let user_id = filter.as_ref().and_then(Filter::user_id).map(str::to_owned);
-    let native = SessionFilter { scope: None, user_id, agent_id: None, limit: page_size, cursor };
-    let page = state.sessions.list(&call.access, native, call.now).await?;
-    let sessions: Vec<Value> = page
-        .sessions
-        .iter()
-        .filter(|session| session.agent_id.as_deref() != Some(INGEST_STREAM_AGENT))
-        .map(|session| render_session(&call.engine, session))
-        .filter(|resource| filter.as_ref().is_none_or(|filter| filter.matches(&snake_case_fields(resource))))
-        .collect();
-    let mut answer = json!({"sessions": sessions});
-    if let Some(next) = page.next_cursor {
+    // A filter the store cannot apply may leave store pages empty: read on until one match
+    // more than the page holds shows that another page follows (Google's pager fails on an
+    // empty page), or until the sessions end.
+    let (mut matched, mut cursor) = (Vec::new(), cursor);
+    loop {
+        let native = SessionFilter { scope: None, user_id: user_id.clone(), agent_id: None, limit: page_size, cursor };
+        let page = state.sessions.list(&call.access, native, call.now).await?;
+        for session in page.sessions {
+            let resource = render_session(&call.engine, &session);
+            let listed = session.agent_id.as_deref() != Some(INGEST_STREAM_AGENT)
+                && filter.as_ref().is_none_or(|filter| filter.matches(&snake_case_fields(&resource)));
+            if listed {
+                matched.push((resource, PageCursor { created_at: session.created_at, id: session.id }));
+            }
+        }
+        match page.next_cursor {
+            Some(next) if matched.len() <= page_size as usize => cursor = Some(next),
+            _ => break,
+        }
+    }
+    let more = matched.len() > page_size as usize;
+    matched.truncate(page_size as usize);
+    let next = matched.last().map(|(_, position)| *position).filter(|_| more);
+    let mut answer = json!({"sessions": matched.into_iter().map(|(resource, _)| resource).collect::<Vec<_>>()});
+    if let Some(next) = next {
         answer["nextPageToken"] = json!(encode_page_cursor(next));
     }
     Ok(answer)
@@ -167,12 +181,14 @@ pub async fn patch(state: &AppState, mut call: Call, id: &str) -> Result<Value, 
             other => return Err(invalid_query("updateMask", &format!("{other} cannot be updated"))),
         }
     }
-    let before = current.metadata.get(AGENT_ENGINE).and_then(Value::as_object).cloned().unwrap_or_default();
-    let metadata = match (before == extras, extras.is_empty()) {
-        (true, _) => json!({}),
-        (false, true) => json!({AGENT_ENGINE: null}),
-        (false, false) => json!({AGENT_ENGINE: extras}),
-    };
+    // What the metadata must become, as the patch that makes it so: a map replaced whole
+    // (labels), not merged into.
+    let mut wanted = current.metadata.clone();
+    match extras.is_empty() {
+        true => drop(wanted.remove(AGENT_ENGINE)),
+        false => drop(wanted.insert(AGENT_ENGINE.to_owned(), Value::Object(extras))),
+    }
+    let metadata = Value::Object(replacement_patch(&current.metadata, &wanted));
     let patch = SessionPatch { state: Value::Object(state_patch), metadata };
     let session = state.sessions.patch(&call.access, uuid, patch, call.now).await?;
     Ok(render_session(&call.engine, &session))
@@ -342,32 +358,29 @@ pub async fn list_events(state: &AppState, mut call: Call, id: &str) -> Result<V
     };
     call.finish_query()?;
     let uuid = session_uuid(&call, id);
-    let mut events = Vec::new();
-    // A filter may leave whole pages out: read on until the page is full or the events end.
-    let more = loop {
+    // A filter may leave whole store pages out: read on until one match more than the page
+    // holds shows that another page follows (Google's pager fails on an empty page), or until
+    // the events end.
+    let mut matched: Vec<(Value, i64)> = Vec::new();
+    loop {
         let page = state.sessions.events(&call.access, uuid, after_seq, max, call.now).await?;
-        let Some(last) = page.events.last() else { break false };
-        after_seq = last.seq;
         for event in &page.events {
             let resource = render_event(&call.engine, id, event);
             if filter.as_ref().is_none_or(|filter| filter.matches(&snake_case_fields(&resource))) {
-                events.push(resource);
-            }
-            if events.len() == page_size as usize {
-                after_seq = event.seq;
-                break;
+                matched.push((resource, event.seq));
             }
         }
-        if events.len() == page_size as usize {
-            break after_seq < page.events.last().map_or(0, |last| last.seq) || page.next_after_seq.is_some();
+        match page.next_after_seq {
+            Some(next) if matched.len() <= page_size as usize => after_seq = next,
+            _ => break,
         }
-        if page.next_after_seq.is_none() {
-            break false;
-        }
-    };
-    let mut answer = json!({"sessionEvents": events});
-    if more {
-        answer["nextPageToken"] = json!(after_seq.to_string());
+    }
+    let more = matched.len() > page_size as usize;
+    matched.truncate(page_size as usize);
+    let next = matched.last().map(|(_, seq)| *seq).filter(|_| more);
+    let mut answer = json!({"sessionEvents": matched.into_iter().map(|(resource, _)| resource).collect::<Vec<_>>()});
+    if let Some(next) = next {
+        answer["nextPageToken"] = json!(next.to_string());
     }
     Ok(answer)
 }
