@@ -120,6 +120,15 @@ async fn the_roles_as_processes_survive_a_killed_worker_a_rabbitmq_restart_and_r
     let listed =
         json_of(client.get(api(&format!("/memories?scope={scope}"))).send().await.unwrap(), StatusCode::OK).await;
     assert_eq!(listed["memories"].as_array().map(Vec::len), Some(2), "no duplicates: {listed}");
+    // The Agent Engine surface through the gateway: sessions from the sessions role, memories
+    // from the memory role.
+    let engine = format!("{}/v1beta1/reasoningEngines/default", gateway.address);
+    let read = client.get(format!("{engine}/sessions/{session_id}")).send().await.unwrap();
+    assert_eq!(json_of(read, StatusCode::OK).await["userId"], "cellist");
+    let retrieve = json!({"scope": {"user_id": "cellist"}, "simpleRetrievalParams": {"pageSize": 10}});
+    let retrieved = client.post(format!("{engine}/memories:retrieve")).json(&retrieve).send().await.unwrap();
+    let retrieved = json_of(retrieved, StatusCode::OK).await;
+    assert_eq!(retrieved["retrievedMemories"].as_array().map(Vec::len), Some(2), "{retrieved}");
 
     // RabbitMQ down: a job is still accepted (the job table is its outbox), and runs once
     // RabbitMQ is back.
