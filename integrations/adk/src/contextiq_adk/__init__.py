@@ -93,7 +93,46 @@ def make_client(
     )
 
 
-class ContextIQSessionService(VertexAiSessionService):
+class _ContextIQService:
+    """What both services add to ADK's: the ContextIQ server, its key, and a client of it.
+
+    Mixed in before ADK's class, so its `_build_api_client()` (the hook ADK documents for a
+    custom endpoint or credentials) is the one that runs.
+    """
+
+    def __init__(
+        self,
+        base_url: Optional[str] = None,
+        api_key: Optional[str] = None,
+        engine: str = DEFAULT_ENGINE,
+        *,
+        project: str = DEFAULT_PROJECT,
+        location: str = DEFAULT_LOCATION,
+    ):
+        super().__init__(project=project, location=location, agent_engine_id=engine)
+        self._contextiq_base_url = _base_url(base_url)
+        self._contextiq_api_key = _api_key(api_key)
+
+    @classmethod
+    def from_uri(cls, uri: str) -> Any:
+        """A service for `contextiq://HOST:PORT[/PREFIX...]/ENGINE`."""
+        base_url, engine = parse_uri(uri)
+        return cls(base_url=base_url, engine=engine)
+
+    @property
+    def engine(self) -> str:
+        return self._agent_engine_id
+
+    def _build_api_client(self) -> Any:
+        return make_client(
+            self._contextiq_base_url,
+            self._contextiq_api_key,
+            project=self._project,
+            location=self._location,
+        ).aio
+
+
+class ContextIQSessionService(_ContextIQService, VertexAiSessionService):
     """ADK's `VertexAiSessionService`, talking to ContextIQ.
 
     Args:
@@ -106,74 +145,12 @@ class ContextIQSessionService(VertexAiSessionService):
         project, location: Placeholders that only appear in request paths.
     """
 
-    def __init__(
-        self,
-        base_url: Optional[str] = None,
-        api_key: Optional[str] = None,
-        engine: str = DEFAULT_ENGINE,
-        *,
-        project: str = DEFAULT_PROJECT,
-        location: str = DEFAULT_LOCATION,
-    ):
-        super().__init__(project=project, location=location, agent_engine_id=engine)
-        self._contextiq_base_url = _base_url(base_url)
-        self._contextiq_api_key = _api_key(api_key)
 
-    @classmethod
-    def from_uri(cls, uri: str) -> "ContextIQSessionService":
-        """A service for `contextiq://HOST:PORT[/PREFIX...]/ENGINE`."""
-        base_url, engine = parse_uri(uri)
-        return cls(base_url=base_url, engine=engine)
-
-    @property
-    def engine(self) -> str:
-        return self._agent_engine_id
-
-    def _build_api_client(self) -> Any:
-        return make_client(
-            self._contextiq_base_url,
-            self._contextiq_api_key,
-            project=self._project,
-            location=self._location,
-        ).aio
-
-
-class ContextIQMemoryBankService(VertexAiMemoryBankService):
+class ContextIQMemoryBankService(_ContextIQService, VertexAiMemoryBankService):
     """ADK's `VertexAiMemoryBankService`, talking to ContextIQ.
 
     Takes the same arguments as `ContextIQSessionService`.
     """
-
-    def __init__(
-        self,
-        base_url: Optional[str] = None,
-        api_key: Optional[str] = None,
-        engine: str = DEFAULT_ENGINE,
-        *,
-        project: str = DEFAULT_PROJECT,
-        location: str = DEFAULT_LOCATION,
-    ):
-        super().__init__(project=project, location=location, agent_engine_id=engine)
-        self._contextiq_base_url = _base_url(base_url)
-        self._contextiq_api_key = _api_key(api_key)
-
-    @classmethod
-    def from_uri(cls, uri: str) -> "ContextIQMemoryBankService":
-        """A service for `contextiq://HOST:PORT[/PREFIX...]/ENGINE`."""
-        base_url, engine = parse_uri(uri)
-        return cls(base_url=base_url, engine=engine)
-
-    @property
-    def engine(self) -> str:
-        return self._agent_engine_id
-
-    def _build_api_client(self) -> Any:
-        return make_client(
-            self._contextiq_base_url,
-            self._contextiq_api_key,
-            project=self._project,
-            location=self._location,
-        ).aio
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
