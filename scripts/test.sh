@@ -60,3 +60,9 @@ echo "== schemathesis: every check on requests derived from /openapi.json"
 # their own venv, against the same debug binary: the Agent Engine surface as they use it.
 echo "== Agent Engine compatibility: google-adk and google-cloud-aiplatform against the server"
 ./scripts/adk-tests.sh
+
+# Our own SDKs, each against the same debug binary: Python (its own venv) and TypeScript (npm ci).
+echo "== the Python SDK (clients/python) against the server"
+./scripts/python-sdk-tests.sh
+echo "== the TypeScript SDK (clients/typescript) against the server"
+./scripts/typescript-sdk-tests.sh

@@ -116,6 +116,10 @@ fn problem_for_bare_error(response: Response) -> Response {
     // Keep the original headers, such as `Allow` on a 405, and the status.
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    // A timeout, like every 503, says when to try again.
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        parts.headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
+    }
     if status.is_server_error() && parts.extensions.get::<ErrorChain>().is_none() {
         parts.extensions.insert(ErrorChain(format!("{status} produced outside a handler (a panic?)")));
     }

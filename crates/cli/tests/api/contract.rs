@@ -105,6 +105,7 @@ async fn parameters_sit_where_the_routes_read_them() {
                     let expect = (template.as_str(), name) == ("/api/v1/memories", "scope");
                     assert_eq!(required, expect, "{method} {template}: {name} required");
                 }
+                Some("header") => assert_eq!(name, "X-Engine-Id", "{method} {template}: the one header parameter"),
                 other => panic!("{method} {template}: {name} in {other:?}"),
             }
         }

@@ -207,10 +207,22 @@ impl utoipa::Modify for SecuritySchemes {
                 continue;
             }
             let authenticated = path.starts_with("/api/");
+            // The routes `auth::select_engine` serves: the engine is a header.
+            let takes_engine =
+                ["/api/v1/sessions", "/api/v1/memories", "/api/v1/jobs"].iter().any(|prefix| path.starts_with(prefix));
             let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put];
             for operation in operations.into_iter().flatten() {
                 if !authenticated {
                     operation.security = Some(Vec::new());
+                }
+                if takes_engine {
+                    let engine: utoipa::openapi::path::Parameter = serde_json::from_value(serde_json::json!({
+                        "name": "X-Engine-Id", "in": "header", "required": false,
+                        "description": "The reasoning engine (a partition of the org) to act on; default `default`",
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,63}$"},
+                    }))
+                    .expect("a header parameter");
+                    operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(engine));
                 }
                 let has_body = operation.request_body.is_some();
                 let responses = &mut operation.responses.responses;

@@ -235,7 +235,7 @@ impl Parser {
 
 /// Field names may come camelCase; resources carry snake_case names. A key is looked up as
 /// written first, since map keys (a scope's, a label's) are names the client chose.
-fn snake_case(name: &str) -> String {
+pub fn snake_case(name: &str) -> String {
     let mut snake = String::with_capacity(name.len() + 4);
     for c in name.chars() {
         if c.is_ascii_uppercase() {

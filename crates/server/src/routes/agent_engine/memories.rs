@@ -21,7 +21,7 @@ use super::sessions::{AGENT_ENGINE, snake_case, snake_case_fields};
 use super::wire::{
     self, FilterGroup, MemoryMessage, MetadataValue, PurgeMessage, RetrieveMessage, RollbackMessage, TopicMessage,
 };
-use super::{Call, invalid, invalid_query, required};
+use super::{Call, filtered_page, invalid, invalid_query, required};
 use crate::error::ApiError;
 use crate::routes::sessions::{decode_page_cursor, encode_page_cursor};
 use crate::state::MemoryState;
@@ -158,29 +158,21 @@ pub async fn list(memory: &MemoryState, mut call: Call) -> Result<Value, ApiErro
     let bad_token = || invalid_query("pageToken", "is not a token this list gave");
     let keep = |resource: &Value| filter.as_ref().is_none_or(|filter| filter.matches(&filterable(resource)));
     if order == NEWEST_FIRST {
-        // The stores' own order. A filter may leave store pages empty: read on until one match
-        // more than the page holds shows that another page follows (Google's pager fails on an
-        // empty page), or until the memories end.
-        let mut cursor = token.map(|token| decode_page_cursor(&token).map_err(|_| bad_token())).transpose()?;
-        let mut matched = Vec::new();
-        loop {
+        let cursor = token.map(|token| decode_page_cursor(&token).map_err(|_| bad_token())).transpose()?;
+        let (keep, call) = (&keep, &call);
+        let (memories, next) = filtered_page(page_size, cursor, |cursor| async move {
             let page =
                 memory.memories.list_all(&call.access, &MemoryFilter::default(), cursor, page_size, call.now).await?;
-            for found in &page.memories {
-                let resource = render(&call.engine, found);
-                if keep(&resource) {
-                    matched.push((resource, PageCursor { created_at: found.created_at, id: found.id }));
-                }
-            }
-            match page.next_cursor {
-                Some(next) if matched.len() <= page_size as usize => cursor = Some(next),
-                _ => break,
-            }
-        }
-        let more = matched.len() > page_size as usize;
-        matched.truncate(page_size as usize);
-        let next = matched.last().map(|(_, position)| *position).filter(|_| more);
-        let mut answer = json!({"memories": matched.into_iter().map(|(resource, _)| resource).collect::<Vec<_>>()});
+            let matches = page
+                .memories
+                .iter()
+                .map(|found| (render(&call.engine, found), PageCursor { created_at: found.created_at, id: found.id }))
+                .filter(|(resource, _)| keep(resource))
+                .collect();
+            Ok((matches, page.next_cursor))
+        })
+        .await?;
+        let mut answer = json!({"memories": memories});
         if let Some(next) = next {
             answer["nextPageToken"] = json!(encode_page_cursor(next));
         }

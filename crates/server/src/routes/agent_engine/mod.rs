@@ -145,6 +145,37 @@ impl Query {
     }
 }
 
+/// A page of at most `page_size` matches out of a store read in pages of its own (`read`: the
+/// matches of the store's page after a position, each with its own position, and the position
+/// after that page, if any). A filter the store cannot apply may leave store pages empty, so
+/// it reads on until one match more than the page holds shows that another page follows, or
+/// the store's pages end; only then does the page get the position of its last match to
+/// continue from. Google's pager fails on an empty page that came with a token.
+pub(crate) async fn filtered_page<T, C, F, Fut>(
+    page_size: u32,
+    mut position: Option<C>,
+    mut read: F,
+) -> Result<(Vec<T>, Option<C>), ApiError>
+where
+    C: Clone,
+    F: FnMut(Option<C>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<(T, C)>, Option<C>), ApiError>>,
+{
+    let mut matched: Vec<(T, C)> = Vec::new();
+    loop {
+        let (matches, next) = read(position.clone()).await?;
+        matched.extend(matches);
+        match next {
+            Some(next) if matched.len() <= page_size as usize => position = Some(next),
+            _ => break,
+        }
+    }
+    let more = matched.len() > page_size as usize;
+    matched.truncate(page_size as usize);
+    let next = matched.last().map(|(_, position)| position.clone()).filter(|_| more);
+    Ok((matched.into_iter().map(|(item, _)| item).collect(), next))
+}
+
 pub(crate) fn invalid_query(field: &str, detail: &str) -> ApiError {
     ApiError::InvalidQuery { field: Some(field.to_owned()), detail: format!("{field}: {detail}") }
 }

@@ -13,11 +13,12 @@ use contextiq_core::{Event, NewEvent, NewSession, PageCursor, Permission, Role, 
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+pub use super::filter::snake_case;
 use super::filter::{self, Filter};
 use super::names::{EnginePath, check_id};
 use super::operations::{Operation, done};
 use super::wire::{self, EventMessage, SessionMessage};
-use super::{Call, invalid, invalid_query, required};
+use super::{Call, filtered_page, invalid, invalid_query, required};
 use crate::error::ApiError;
 use crate::routes::sessions::{decode_page_cursor, encode_page_cursor};
 use crate::state::AppState;
@@ -119,30 +120,31 @@ pub async fn list(state: &AppState, call: &mut Call) -> Result<Value, ApiError> 
     let cursor = cursor.transpose()?;
     call.finish_query()?;
     let user_id = filter.as_ref().and_then(Filter::user_id).map(str::to_owned);
-    // A filter the store cannot apply may leave store pages empty: read on until one match
-    // more than the page holds shows that another page follows (Google's pager fails on an
-    // empty page), or until the sessions end.
-    let (mut matched, mut cursor) = (Vec::new(), cursor);
-    loop {
-        let native = SessionFilter { scope: None, user_id: user_id.clone(), agent_id: None, limit: page_size, cursor };
-        let page = state.sessions.list(&call.access, native, call.now).await?;
-        for session in page.sessions {
-            let resource = render_session(&call.engine, &session);
-            let listed = session.agent_id.as_deref() != Some(INGEST_STREAM_AGENT)
-                && filter.as_ref().is_none_or(|filter| filter.matches(&snake_case_fields(&resource)));
-            if listed {
-                matched.push((resource, PageCursor { created_at: session.created_at, id: session.id }));
-            }
+    let (call, filter) = (&*call, &filter);
+    let (sessions, next) = filtered_page(page_size, cursor, |cursor| {
+        let user_id = user_id.clone();
+        async move {
+            let native = SessionFilter { scope: None, user_id, agent_id: None, limit: page_size, cursor };
+            let page = state.sessions.list(&call.access, native, call.now).await?;
+            let matches = page
+                .sessions
+                .iter()
+                .filter(|session| session.agent_id.as_deref() != Some(INGEST_STREAM_AGENT))
+                .map(|session| {
+                    (
+                        render_session(&call.engine, session),
+                        PageCursor { created_at: session.created_at, id: session.id },
+                    )
+                })
+                .filter(|(resource, _)| {
+                    filter.as_ref().is_none_or(|filter| filter.matches(&snake_case_fields(resource)))
+                })
+                .collect();
+            Ok((matches, page.next_cursor))
         }
-        match page.next_cursor {
-            Some(next) if matched.len() <= page_size as usize => cursor = Some(next),
-            _ => break,
-        }
-    }
-    let more = matched.len() > page_size as usize;
-    matched.truncate(page_size as usize);
-    let next = matched.last().map(|(_, position)| *position).filter(|_| more);
-    let mut answer = json!({"sessions": matched.into_iter().map(|(resource, _)| resource).collect::<Vec<_>>()});
+    })
+    .await?;
+    let mut answer = json!({"sessions": sessions});
     if let Some(next) = next {
         answer["nextPageToken"] = json!(encode_page_cursor(next));
     }
@@ -348,7 +350,7 @@ pub async fn list_events(state: &AppState, mut call: Call, id: &str) -> Result<V
     let max = state.sessions.limits().max_events_page;
     let page_size = call.query.page_size(max.min(100), max)?;
     let filter = parse_filter(call.query.take("filter", "filter")?)?;
-    let mut after_seq = match call.query.take("pageToken", "page_token")?.filter(|token| !token.is_empty()) {
+    let after_seq = match call.query.take("pageToken", "page_token")?.filter(|token| !token.is_empty()) {
         None => 0,
         Some(token) => token
             .parse::<i64>()
@@ -358,27 +360,20 @@ pub async fn list_events(state: &AppState, mut call: Call, id: &str) -> Result<V
     };
     call.finish_query()?;
     let uuid = session_uuid(&call, id);
-    // A filter may leave whole store pages out: read on until one match more than the page
-    // holds shows that another page follows (Google's pager fails on an empty page), or until
-    // the events end.
-    let mut matched: Vec<(Value, i64)> = Vec::new();
-    loop {
+    let (call, filter) = (&call, &filter);
+    let (events, next) = filtered_page(page_size, Some(after_seq), |after_seq| async move {
+        let after_seq = after_seq.unwrap_or(0);
         let page = state.sessions.events(&call.access, uuid, after_seq, max, call.now).await?;
-        for event in &page.events {
-            let resource = render_event(&call.engine, id, event);
-            if filter.as_ref().is_none_or(|filter| filter.matches(&snake_case_fields(&resource))) {
-                matched.push((resource, event.seq));
-            }
-        }
-        match page.next_after_seq {
-            Some(next) if matched.len() <= page_size as usize => after_seq = next,
-            _ => break,
-        }
-    }
-    let more = matched.len() > page_size as usize;
-    matched.truncate(page_size as usize);
-    let next = matched.last().map(|(_, seq)| *seq).filter(|_| more);
-    let mut answer = json!({"sessionEvents": matched.into_iter().map(|(resource, _)| resource).collect::<Vec<_>>()});
+        let matches = page
+            .events
+            .iter()
+            .map(|event| (render_event(&call.engine, id, event), event.seq))
+            .filter(|(resource, _)| filter.as_ref().is_none_or(|filter| filter.matches(&snake_case_fields(resource))))
+            .collect();
+        Ok((matches, page.next_after_seq))
+    })
+    .await?;
+    let mut answer = json!({"sessionEvents": events});
     if let Some(next) = next {
         answer["nextPageToken"] = json!(next.to_string());
     }
@@ -400,19 +395,6 @@ pub fn snake_case_fields(resource: &Value) -> Value {
         }
         other => other.clone(),
     }
-}
-
-pub fn snake_case(name: &str) -> String {
-    let mut snake = String::with_capacity(name.len() + 4);
-    for c in name.chars() {
-        if c.is_ascii_uppercase() {
-            snake.push('_');
-            snake.push(c.to_ascii_lowercase());
-        } else {
-            snake.push(c);
-        }
-    }
-    snake
 }
 
 #[cfg(test)]

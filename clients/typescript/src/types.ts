@@ -1,0 +1,499 @@
+/**
+ * The request and response bodies of ContextIQ's native API (`/api/v1`) and its service
+ * endpoints, as `/openapi.json` describes them (the component named in each comment).
+ *
+ * Field names are the wire names (snake_case), so a body reads the same here, in the server's
+ * documentation and in a curl example. Timestamps in answers are RFC 3339 strings; in
+ * requests a `Date` is accepted too (it is sent as its ISO string).
+ */
+
+/** A JSON object of any shape (state, metadata, ...). */
+export type JsonObject = Record<string, unknown>;
+
+/** A date-time in a request: an RFC 3339 string, or a `Date`. */
+export type DateTimeInput = string | Date;
+
+/** A scope: a flat string-to-string dict, 1 to 32 keys (`BTreeMap`). */
+export type Scope = Record<string, string>;
+
+// ---------------------------------------------------------------------------------------------
+// Errors and service endpoints
+// ---------------------------------------------------------------------------------------------
+
+/** An RFC 9457 problem, the body of every error (`Problem`). */
+export interface Problem {
+  /** `urn:contextiq:problem:<code>`. */
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  /** Stable, snake_case: one per kind of problem. */
+  code: string;
+  /** The JSON path (body) or name (query, header) of the offending field. */
+  field?: string | null;
+}
+
+/** The answer of `GET /health` and `GET /health/ready` (`HealthBody`). */
+export interface HealthBody {
+  status: string;
+  service: string;
+  version: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+// ---------------------------------------------------------------------------------------------
+
+/** An event's role (`RoleBody`). */
+export type Role = "user" | "assistant" | "tool" | "system";
+
+/** An event's content: text or any JSON value but `null`. */
+export type EventContent = string | number | boolean | JsonObject | unknown[];
+
+/** The body of `POST /api/v1/sessions` (`CreateSessionRequest`). */
+export interface CreateSessionRequest {
+  user_id: string;
+  agent_id?: string | null;
+  /** Defaults to `{user_id}`; when it has a `user_id`, it must equal `user_id`. */
+  scope?: Scope | null;
+  state?: JsonObject | null;
+  metadata?: JsonObject | null;
+  /** Seconds until the session expires (up to ten years); or give `expires_at`. */
+  ttl_seconds?: number | null;
+  /** In the future, at most ten years ahead; not with `ttl_seconds`. */
+  expires_at?: DateTimeInput | null;
+}
+
+/** A stored event (`EventBody`). */
+export interface EventBody {
+  id: string;
+  session_id: string;
+  /** Position in the session, from 1: the total order of its events. */
+  seq: number;
+  author: string;
+  role: Role;
+  content: EventContent;
+  invocation_id?: string | null;
+  metadata: JsonObject;
+  timestamp: string;
+}
+
+/** A session (`SessionBody`). */
+export interface SessionBody {
+  id: string;
+  user_id: string;
+  agent_id?: string | null;
+  scope: Scope;
+  state: JsonObject;
+  metadata: JsonObject;
+  created_at: string;
+  updated_at: string;
+  expires_at?: string | null;
+  /** How many events the session holds. */
+  event_count: number;
+  /** The first events in append order (at most 1,000); absent in lists and with `include_events=false`. */
+  events?: EventBody[] | null;
+  /** When `events` holds only the first events: the `cursor` to page the rest with `sessions.events`. */
+  events_next_cursor?: string | null;
+}
+
+/** The answer of `POST /api/v1/sessions` (`CreatedSession`): a session with its (empty) events. */
+export interface CreatedSession extends SessionBody {
+  events: EventBody[];
+}
+
+/** The answer of `GET /api/v1/sessions` (`SessionList`). */
+export interface SessionList {
+  sessions: SessionBody[];
+  /** Pass as `cursor` for the next page; null on the last page. */
+  next_cursor?: string | null;
+}
+
+/** The query of `GET /api/v1/sessions`. */
+export interface ListSessionsParams {
+  user_id?: string;
+  agent_id?: string;
+  /** Page size, 1 to 100 (default 20). */
+  limit?: number;
+  /** The `next_cursor` of the previous page. */
+  cursor?: string;
+}
+
+/** The query of `GET /api/v1/sessions/{id}`. */
+export interface GetSessionParams {
+  /** Include the events (default true). */
+  include_events?: boolean;
+}
+
+/** One event to append (`AppendEventRequest`). */
+export interface AppendEventRequest {
+  author: string;
+  content: EventContent;
+  /** Defaults to `user`. */
+  role?: Role | null;
+  invocation_id?: string | null;
+  metadata?: JsonObject | null;
+  /** When the event happened (years 1 to 9999); defaults to the time it is stored. */
+  timestamp?: DateTimeInput | null;
+}
+
+/** Several events appended atomically, in order (`AppendEventsRequest`). */
+export interface AppendEventsRequest {
+  /** 1 to `MAX_EVENTS_PER_REQUEST` (default 100) events. */
+  events: AppendEventRequest[];
+}
+
+/** The body of `POST /api/v1/sessions/{id}/events` (`AppendBody`). */
+export type AppendBody = AppendEventRequest | AppendEventsRequest;
+
+/** The answer of a batch append (`EventBatch`). */
+export interface EventBatch {
+  events: EventBody[];
+}
+
+/** The answer of `POST /api/v1/sessions/{id}/events` (`Appended`). */
+export type Appended = EventBody | EventBatch;
+
+/** The answer of `GET /api/v1/sessions/{id}/events` (`EventList`). */
+export interface EventList {
+  events: EventBody[];
+  /** Pass as `cursor` for the next page; null when no more events followed at read time. */
+  next_cursor?: string | null;
+}
+
+/** The query of `GET /api/v1/sessions/{id}/events`. */
+export interface ListEventsParams {
+  /** Page size, 1 to 1000 (default 100). */
+  limit?: number;
+  /** The `next_cursor` of the previous page. */
+  cursor?: string;
+}
+
+/** A JSON Merge Patch (RFC 7396) of a session's state: `null` deletes a key, objects merge. */
+export type StatePatch = JsonObject;
+
+/**
+ * The answer of a change to a credential that may write but not read (`WriteReceipt`): that
+ * the change happened, and nothing of the stored data the request did not carry.
+ */
+export interface WriteReceipt {
+  id: string;
+  updated_at: string;
+}
+
+/** The answer of `PATCH /api/v1/sessions/{id}/state` (`SessionAnswer`). */
+export type SessionAnswer = SessionBody | WriteReceipt;
+
+// ---------------------------------------------------------------------------------------------
+// Memories
+// ---------------------------------------------------------------------------------------------
+
+/** A memory (`MemoryBody`). */
+export interface MemoryBody {
+  id: string;
+  scope: Scope;
+  fact: string;
+  topic?: string | null;
+  confidence: number;
+  source_session_id?: string | null;
+  source_event_ids: string[];
+  metadata: JsonObject;
+  created_at: string;
+  updated_at: string;
+  expires_at?: string | null;
+}
+
+/** The body of `POST /api/v1/memories` (`CreateMemoryRequest`). */
+export interface CreateMemoryRequest {
+  scope: Scope;
+  fact: string;
+  topic?: string | null;
+  /** From 0 to 1 (default 1). */
+  confidence?: number | null;
+  /** At most 64 KiB as JSON. */
+  metadata?: JsonObject | null;
+  source_session_id?: string | null;
+  source_event_ids?: string[];
+  /** Seconds until the memory expires (up to ten years); or give `expires_at`. */
+  ttl_seconds?: number | null;
+  /** In the future, at most ten years ahead; not with `ttl_seconds`. */
+  expires_at?: DateTimeInput | null;
+  /**
+   * Run the fact through consolidation (duplicate detection, updates) as a job instead of
+   * adding it as is: the answer is then the job (202). Takes `fact`, `topic`, `confidence`
+   * and `ttl_seconds` only.
+   */
+  consolidate?: boolean;
+}
+
+/** The body of `PATCH /api/v1/memories/{id}` (`UpdateMemoryRequest`): absent fields stay; `null` clears `topic` and `expires_at`. */
+export interface UpdateMemoryRequest {
+  fact?: string | null;
+  topic?: string | null;
+  confidence?: number | null;
+  /** Replaces the metadata. */
+  metadata?: JsonObject | null;
+  ttl_seconds?: number | null;
+  expires_at?: DateTimeInput | null;
+}
+
+/** The answer of an update or a restore (`MemoryAnswer`). */
+export type MemoryAnswer = MemoryBody | WriteReceipt;
+
+/** The answer of `GET /api/v1/memories` (`MemoryList`). */
+export interface MemoryList {
+  memories: MemoryBody[];
+  next_cursor?: string | null;
+}
+
+/** The query of `GET /api/v1/memories`. */
+export interface ListMemoriesParams {
+  /** The scope whose memories to list (sent as a JSON object). */
+  scope: Scope;
+  topic?: string;
+  created_after?: DateTimeInput;
+  created_before?: DateTimeInput;
+  updated_after?: DateTimeInput;
+  updated_before?: DateTimeInput;
+  /** 1 to 100 (default 20). */
+  limit?: number;
+  /** The `next_cursor` of the previous page. */
+  cursor?: string;
+}
+
+/** The query of `DELETE /api/v1/memories/{id}`. */
+export interface DeleteMemoryParams {
+  /** Erase the memory and its whole history for good (default: delete, restorable). */
+  purge?: boolean;
+}
+
+/** A revision of a memory (`RevisionBody`). */
+export interface RevisionBody {
+  id: string;
+  memory_id: string;
+  /** created, updated, deleted or restored. */
+  action: "created" | "updated" | "deleted" | "restored" | (string & {});
+  /** The credential (`key:<id>`, `jwt:<org>:<sub>`) or job that made the change. */
+  actor: string;
+  before?: JsonObject | null;
+  after?: JsonObject | null;
+  cause?: JsonObject | null;
+  job_id?: string | null;
+  created_at: string;
+}
+
+/** The answer of `GET /api/v1/memories/{id}/revisions` (`RevisionList`), oldest first. */
+export interface RevisionList {
+  revisions: RevisionBody[];
+}
+
+/** The body of `POST /api/v1/memories/{id}/restore` (`RestoreRequest`). */
+export interface RestoreRequest {
+  revision_id: string;
+}
+
+/** Filters of a search (`SearchFilter`). */
+export interface SearchFilter {
+  topic?: string | null;
+  /** Each key must equal the memory's metadata value. */
+  metadata?: JsonObject;
+  created_after?: DateTimeInput | null;
+  created_before?: DateTimeInput | null;
+  updated_after?: DateTimeInput | null;
+  updated_before?: DateTimeInput | null;
+}
+
+/** The body of `POST /api/v1/memories/search` (`SearchRequest`). */
+export interface SearchRequest {
+  /** Exactly the scope searched. */
+  scope: Scope;
+  search_query: string;
+  /** 1 to 100 (default 10). */
+  top_k?: number | null;
+  filter?: SearchFilter | null;
+}
+
+/** One hit of a search (`SearchResult`). */
+export interface SearchResult {
+  memory: MemoryBody;
+  /** Fused relevance in [0, 1]; higher is better. */
+  score: number;
+}
+
+/** The answer of `POST /api/v1/memories/search` (`SearchResponse`). */
+export interface SearchResponse {
+  results: SearchResult[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generation jobs
+// ---------------------------------------------------------------------------------------------
+
+/** Where a generation job reads (`SourceType`). */
+export type SourceType = "session" | "events" | "memories";
+
+/** A job's state. */
+export type JobStatus = "pending" | "running" | "completed" | "failed";
+
+/** A job's extractor. */
+export type Extractor = "rules" | "llm";
+
+/** The four managed topics. */
+export type ManagedTopic =
+  | "USER_PERSONAL_INFO"
+  | "USER_PREFERENCES"
+  | "KEY_CONVERSATION_DETAILS"
+  | "EXPLICIT_INSTRUCTIONS";
+
+/** A custom topic of a generation config. */
+export interface CustomTopic {
+  name: string;
+  description?: string;
+}
+
+/** The events of a session a job reads, by `seq`, inclusive (`EventRange`). */
+export interface EventRange {
+  from_seq?: number | null;
+  to_seq?: number | null;
+}
+
+/** An event sent inline to a job (`InlineEventBody`). */
+export interface InlineEventBody {
+  content: string;
+  author?: string;
+  /** user (default), assistant, tool or system. */
+  role?: Role | null;
+  /** Optional; derived from position and content when absent. */
+  id?: string | null;
+}
+
+/** A finished fact, only consolidated (`DirectFactBody`). */
+export interface DirectFactBody {
+  fact: string;
+  topic?: string | null;
+  confidence?: number | null;
+}
+
+/** How a job extracts and consolidates (`GenerationConfigBody`). */
+export interface GenerationConfig {
+  /** rules (default, offline) or llm (needs LLM_PROVIDER on the server). */
+  extractor?: Extractor | null;
+  /** Managed topic names or custom `{name, description}`; default: the managed set. */
+  topics?: Array<ManagedTopic | (string & {}) | CustomTopic>;
+  /** Worked examples for the llm extractor: `{conversation: [{role, content}], facts: [{fact, topic}]}`. */
+  examples?: JsonObject[];
+  /** Add every extracted fact as a new memory, skipping duplicate detection and updates. */
+  disable_consolidation?: boolean;
+  /** TTL of memories the job creates. */
+  created_ttl_seconds?: number | null;
+  /** TTL set on memories the job updates. */
+  updated_ttl_seconds?: number | null;
+  /** Metadata of the memories the job creates (and merges into those it updates). */
+  metadata?: JsonObject;
+  /** What an update does to a memory's metadata. */
+  metadata_merge?: "merge" | "overwrite" | "require_exact_match" | null;
+}
+
+/** The body of `POST /api/v1/memories/generate` (`GenerateRequestBody`). */
+export interface GenerateRequest {
+  source_type: SourceType;
+  /** For `session`: the session's id. */
+  source_reference?: string | null;
+  /** Where the memories go; default for `session`: the session's scope. Required otherwise. */
+  scope?: Scope | null;
+  /** For `session`: only these events. Without it, the events not processed yet for this scope. */
+  event_range?: EventRange | null;
+  /** For `events`: the conversation, not stored as a session. */
+  events?: InlineEventBody[] | null;
+  /** For `memories`: finished facts, only consolidated. */
+  memories?: DirectFactBody[] | null;
+  config?: GenerationConfig;
+}
+
+/** What a job changed, by kind (`JobCounts`). */
+export interface JobCounts {
+  added: number;
+  updated: number;
+  deleted: number;
+  /** Extracted facts that were already known. */
+  unchanged: number;
+}
+
+/** A generation job (`JobBody`). */
+export interface JobBody {
+  id: string;
+  status: JobStatus;
+  source_type: SourceType;
+  source_reference?: string | null;
+  scope: Scope;
+  extractor: Extractor;
+  attempts: number;
+  max_attempts: number;
+  /** The last failure: the reason of a failed job, or of the attempt before a retry. */
+  error?: string | null;
+  created_at: string;
+  updated_at: string;
+  started_at?: string | null;
+  finished_at?: string | null;
+  /** When a pending job that failed will be tried again. */
+  retry_at?: string | null;
+  events_processed: number;
+  /** The session holds more events than one job reads; generate again to continue. */
+  more_events_pending: boolean;
+  facts_extracted: number;
+  memories_added: string[];
+  memories_updated: string[];
+  memories_deleted: string[];
+  counts: JobCounts;
+  llm_usage: JsonObject;
+}
+
+// ---------------------------------------------------------------------------------------------
+// API keys
+// ---------------------------------------------------------------------------------------------
+
+/** A permission of a key or token. `ADMIN` holds every permission. */
+export type Permission = "SESSION_READ" | "SESSION_WRITE" | "MEMORY_READ" | "MEMORY_WRITE" | "ADMIN";
+
+/** The body of `POST /api/v1/keys` (`CreateKeyRequest`). */
+export interface CreateKeyRequest {
+  name: string;
+  permissions: Permission[];
+  /** Confines the key to this scope (within the creator's). */
+  scope?: Scope | null;
+  /** Up to ten years; or give `expires_at`. */
+  expires_in_seconds?: number | null;
+  /** In the future; not with `expires_in_seconds`. */
+  expires_at?: DateTimeInput | null;
+  /** Requests per second for this key (burst twice that); at most the creator's rate. */
+  rate_limit_per_second?: number | null;
+}
+
+/** A key, without its text (`KeyBody`). */
+export interface KeyBody {
+  id: string;
+  org_id: string;
+  name: string;
+  /** The first characters of the key, to recognise it. */
+  prefix: string;
+  permissions: Array<Permission | (string & {})>;
+  scope?: Scope | null;
+  rate_limit_per_second?: number | null;
+  created_at: string;
+  expires_at?: string | null;
+  revoked_at?: string | null;
+  last_used_at?: string | null;
+  /** The key that minted this one, if a key did. */
+  parent_id?: string | null;
+}
+
+/** A new key: the only time its text is shown (`CreatedKeyBody`). */
+export interface CreatedKeyBody extends KeyBody {
+  /** The key itself (`ck_...`); store it now, it cannot be shown again. */
+  key: string;
+}
+
+/** The answer of `GET /api/v1/keys` (`KeyList`). */
+export interface KeyList {
+  keys: KeyBody[];
+}

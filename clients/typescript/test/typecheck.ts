@@ -1,0 +1,115 @@
+// Compiled (not run) by `npm test`: the published declarations type a consumer's code as
+// intended, and refuse what the API refuses. Imports the built package, as a consumer would.
+import {
+  ContextIQ,
+  ContextIQError,
+  OPERATIONS,
+  type CreatedKeyBody,
+  type CreatedSession,
+  type EventBatch,
+  type EventBody,
+  type HealthBody,
+  type JobBody,
+  type KeyBody,
+  type KeyList,
+  type MemoryAnswer,
+  type MemoryBody,
+  type MemoryList,
+  type Operation,
+  type OperationId,
+  type Problem,
+  type RevisionList,
+  type SearchResponse,
+  type SessionAnswer,
+  type SessionBody,
+  type SessionList,
+  type EventList,
+  type WriteReceipt,
+} from "../dist/index.js";
+
+export async function consumer(): Promise<void> {
+  const ciq = new ContextIQ({ baseUrl: "http://127.0.0.1:8000", apiKey: "ck_...", engine: "my-agent", maxRetries: 2, timeoutMs: 10_000 });
+
+  const created: CreatedSession = await ciq.sessions.create({ user_id: "u1", state: { step: 1 }, ttl_seconds: 60, expires_at: null });
+  const got: SessionBody = await ciq.sessions.get(created.id, { include_events: false }, { engine: null });
+  const list: SessionList = await ciq.sessions.list({ user_id: "u1", limit: 10 });
+  for await (const s of ciq.sessions.iter({ agent_id: "a" })) {
+    const id: string = s.id;
+  }
+  const event: EventBody = await ciq.sessions.append(got.id, { author: "user", content: { any: "json" }, role: "tool", timestamp: new Date() });
+  const batch: EventBatch = await ciq.sessions.appendMany(got.id, [{ author: "user", content: "hi" }]);
+  const events: EventList = await ciq.sessions.events(got.id, { limit: 5, cursor: list.next_cursor ?? undefined });
+  for await (const e of ciq.sessions.iterEvents(got.id)) {
+    const seq: number = e.seq;
+  }
+  const answer: SessionAnswer = await ciq.sessions.patchState(got.id, { step: null });
+  if ("state" in answer) {
+    const state: Record<string, unknown> = answer.state;
+  } else {
+    const receipt: WriteReceipt = answer;
+  }
+  const deleted: void = await ciq.sessions.delete(got.id);
+
+  const memory: MemoryBody = await ciq.memories.create({ scope: { user_id: "u1" }, fact: "Likes tea" });
+  const queued: JobBody = await ciq.memories.create({ scope: { user_id: "u1" }, fact: "Likes tea", consolidate: true });
+  const memories: MemoryList = await ciq.memories.list({ scope: { user_id: "u1" }, created_after: new Date(), topic: "T" });
+  for await (const m of ciq.memories.iter({ scope: { user_id: "u1" }, limit: 100 })) {
+    const fact: string = m.fact;
+  }
+  const updated: MemoryAnswer = await ciq.memories.update(memory.id, { topic: null, metadata: { a: 1 } });
+  await ciq.memories.delete(memory.id, { purge: true });
+  const revisions: RevisionList = await ciq.memories.revisions(memory.id);
+  const restored: MemoryAnswer = await ciq.memories.restore(memory.id, revisions.revisions[0]!.id);
+  await ciq.memories.restore(memory.id, { revision_id: "r" });
+  const found: SearchResponse = await ciq.memories.search({ scope: { user_id: "u1" }, search_query: "tea", top_k: 3, filter: { topic: "T" } });
+  const job: JobBody = await ciq.memories.generate({
+    source_type: "events",
+    events: [{ author: "user", content: "I live in Lisbon" }],
+    scope: { user_id: "u9" },
+    config: { extractor: "rules", topics: ["USER_PREFERENCES", { name: "DIET", description: "food" }], metadata_merge: "merge" },
+  });
+  const done: JobBody = await ciq.jobs.wait(job.id, { pollIntervalMs: 200, maxWaitMs: 5_000, signal: AbortSignal.timeout(10_000) });
+  const status: "pending" | "running" | "completed" | "failed" = done.status;
+  const polled: JobBody = await ciq.jobs.get(job.id);
+
+  const key: CreatedKeyBody = await ciq.keys.create({ name: "k", permissions: ["SESSION_READ"], scope: { user_id: "u1" } });
+  const keys: KeyList = await ciq.keys.list();
+  const one: KeyBody = await ciq.keys.get(key.id);
+  const revoked: KeyBody = await ciq.keys.revoke(key.id);
+
+  const health: HealthBody = await ciq.health();
+  const ready: HealthBody = await ciq.ready();
+  const metrics: string = await ciq.metrics();
+  const other: ContextIQ = ciq.withEngine("other");
+
+  try {
+    await ciq.sessions.get("missing");
+  } catch (err) {
+    if (err instanceof ContextIQError) {
+      const fields: [number, string, string, string | undefined, string, number | undefined, Problem | undefined] = [
+        err.status, err.code, err.detail, err.field, err.title, err.retryAfter, err.problem,
+      ];
+    }
+  }
+
+  const rows: readonly Operation[] = OPERATIONS;
+  const id: OperationId = "create_session";
+
+  // Refused at compile time.
+  // @ts-expect-error user_id is required
+  await ciq.sessions.create({ agent_id: "a" });
+  // @ts-expect-error an unknown role
+  await ciq.sessions.append("s", { author: "user", content: "x", role: "robot" });
+  // @ts-expect-error a list of memories needs a scope
+  await ciq.memories.list({ limit: 5 });
+  // @ts-expect-error an unknown source type
+  await ciq.memories.generate({ source_type: "video" });
+  // @ts-expect-error an unknown permission
+  await ciq.keys.create({ name: "k", permissions: ["ROOT"] });
+  // @ts-expect-error scope values are strings
+  await ciq.memories.search({ scope: { user_id: 1 }, search_query: "x" });
+  // @ts-expect-error a create without consolidate answers a memory, not a job
+  const notAJob: JobBody = await ciq.memories.create({ scope: { user_id: "u1" }, fact: "x" });
+  // @ts-expect-error not an operation
+  const bad: OperationId = "list_everything";
+}
