@@ -66,3 +66,8 @@ echo "== the Python SDK (clients/python) against the server"
 ./scripts/python-sdk-tests.sh
 echo "== the TypeScript SDK (clients/typescript) against the server"
 ./scripts/typescript-sdk-tests.sh
+
+# MCP through the official MCP Python SDK (both transports), and the adapters of OpenAI Agents,
+# LangGraph and LlamaIndex through those frameworks, pinned, in their own venv.
+echo "== MCP and the framework adapters (integrations/) against the server"
+./scripts/integration-tests.sh

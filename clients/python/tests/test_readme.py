@@ -54,3 +54,15 @@ def test_every_example_runs(server: Server, tmp_path: Path) -> None:
     lines = quick_start.splitlines()
     assert lines[0] == "JobCounts(added=0, updated=0, deleted=0, unchanged=2)"  # the second run: known
     assert any("Lisbon" in line for line in lines[1:])
+
+
+def test_the_main_readme_shows_the_quick_start_this_suite_runs() -> None:
+    """README.md's Python snippet (after its marker) is the quick start `test_every_example_runs` runs."""
+    from support import REPO_ROOT
+
+    marker = "<!-- README test: python sdk -->"
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert marker in readme, f"no {marker} in README.md"
+    match = re.match(r"\s*```python\n(.*?)```", readme.split(marker, 1)[1], flags=re.S)
+    assert match, f"no python block after {marker}"
+    assert match.group(1) == _blocks()[0]

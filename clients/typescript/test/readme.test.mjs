@@ -19,9 +19,22 @@ after(async () => {
   await server?.stop();
 });
 
-test("the quick start", async () => {
+function quickStart() {
   const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  const block = readme.split("## Quick start")[1].match(/```ts\n([\s\S]*?)```/)[1];
+  return readme.split("## Quick start")[1].match(/```ts\n([\s\S]*?)```/)[1];
+}
+
+test("the repository's README shows the quick start this test runs", () => {
+  const marker = "<!-- README test: typescript sdk -->";
+  const readme = readFileSync(join(ROOT, "..", "..", "README.md"), "utf8");
+  assert.ok(readme.includes(marker), `no ${marker} in README.md`);
+  const block = readme.split(marker)[1].match(/^\s*```ts\n([\s\S]*?)```/);
+  assert.ok(block, `no ts block after ${marker}`);
+  assert.equal(block[1], quickStart());
+});
+
+test("the quick start", async () => {
+  const block = quickStart();
   assert.ok(block.split("\n").filter(Boolean).length <= 10, "ten lines");
   const program = block
     .replace('from "@contextiq/client"', `from ${JSON.stringify(pathToFileURL(join(ROOT, "dist/index.js")).href)}`)

@@ -25,6 +25,12 @@ enum Command {
     /// Run the server. With no configuration: SQLite in ./data, listening on 127.0.0.1:8000.
     #[command(after_help = Settings::environment_help())]
     Serve(ServeArgs),
+    /// Serve MCP (Model Context Protocol) over stdio, for Claude Desktop, Claude Code, Cursor and
+    /// other assistants that start their MCP servers: the memory tools of `/mcp`, on the store
+    /// the settings name (opened by this process, with its own workers). Stdout carries the
+    /// protocol; logs go to stderr.
+    #[command(after_help = Settings::environment_help())]
+    Mcp(McpArgs),
     /// Apply the store's pending migrations and exit (serve applies them too, at start).
     #[command(after_help = Settings::environment_help())]
     Migrate(ConfigArgs),
@@ -60,6 +66,27 @@ struct ReindexArgs {
 }
 
 #[derive(Debug, Args)]
+struct McpArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Act as this API key (its org, permissions and scope); without one, as the default org's
+    /// administrator, as anyone who can open the store may.
+    #[arg(long, env = "CONTEXTIQ_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// The scope every tool acts within, as JSON, e.g. '{"user_id": "u1"}': the tools' default
+    /// scope, which a call may narrow and never widen.
+    #[arg(long, env = "CONTEXTIQ_MCP_SCOPE", value_parser = parse_scope)]
+    scope: Option<contextiq_core::Scope>,
+    /// The reasoning engine (partition of the org) to act in [default: default].
+    #[arg(long, env = "CONTEXTIQ_ENGINE")]
+    engine: Option<String>,
+}
+
+fn parse_scope(text: &str) -> Result<contextiq_core::Scope, String> {
+    serde_json::from_str(text).map_err(|err| format!("expected a JSON object of strings: {err}"))
+}
+
+#[derive(Debug, Args)]
 struct ServeArgs {
     #[command(flatten)]
     config: ConfigArgs,
@@ -85,6 +112,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Mcp(args) => mcp(args).await,
             Command::Migrate(args) => migrate(args).await,
             Command::Keys(command) => keys::run(command).await,
             Command::Reindex(args) => reindex(args).await,
@@ -101,6 +129,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let served = app.run_until_stopped(shutdown_signal()).await;
     telemetry::shutdown_tracing();
     served
+}
+
+/// The whole application (store, model, workers) with MCP on stdio; HTTP on a free loopback
+/// port only, since the assistant talks through the pipe.
+async fn mcp(args: McpArgs) -> anyhow::Result<()> {
+    let overrides = Overrides { role: Some(Role::All), ..args.config.overrides(Some("127.0.0.1:0".to_owned())) };
+    let settings = Settings::load(&overrides)?;
+    telemetry::init_logging(&settings.log, &settings.service_name);
+    let app = Application::builder(settings).stdout_reserved().build().await?;
+    let state = app.state().clone();
+    let memory = state.memory.clone().context("the all role builds the memory services")?;
+    let principal =
+        contextiq_server::mcp::stdio_principal(&state, args.api_key.as_deref(), args.scope, args.engine.as_deref())
+            .await?;
+    let server =
+        contextiq_server::mcp::McpServer::new(state, memory, contextiq_server::mcp::Binding::Fixed(principal.into()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    // Until the assistant closes stdin (or a signal).
+    let outcome = tokio::select! {
+        served = contextiq_server::mcp::serve_stdio(server) => served,
+        () = shutdown_signal() => Ok(()),
+    };
+    let _ = stop.send(());
+    running.await.context("the application task")??;
+    telemetry::shutdown_tracing();
+    outcome
 }
 
 async fn migrate(args: ConfigArgs) -> anyhow::Result<()> {

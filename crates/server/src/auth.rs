@@ -231,7 +231,7 @@ impl Authenticator {
         self.exceptions.matches(path)
     }
 
-    async fn principal(&self, headers: &HeaderMap, client: Option<IpAddr>) -> Result<Principal, ApiError> {
+    pub(crate) async fn principal(&self, headers: &HeaderMap, client: Option<IpAddr>) -> Result<Principal, ApiError> {
         if !self.require_auth {
             return Ok(Principal {
                 access: Access::org(OrgId::default_org()),

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 mod llm;
+pub mod mcp;
 mod middleware;
 pub mod plan;
 pub mod routes;

@@ -19,6 +19,9 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let agent_engine = request.uri().path().starts_with(crate::routes::agent_engine::PATH_PREFIX);
+    // MCP's transport answers its own errors (a refused Host, a missing Accept) in plain text,
+    // which MCP clients show as they are; only our own refusals (credentials) are problems.
+    let mcp = request.uri().path() == "/mcp" || request.uri().path().starts_with("/mcp/");
     // Labelled by the route template, never the raw path, so ids do not explode the series.
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let correlation_id = request
@@ -35,7 +38,10 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     set_parent_from_headers(&span, request.headers());
 
     let response = next.run(request).instrument(span.clone()).await;
-    let mut response = problem_for_bare_error(response);
+    let mut response = match mcp && response.status().is_client_error() {
+        true => response,
+        false => problem_for_bare_error(response),
+    };
     // The one protocol whose clients parse another error body.
     if agent_engine {
         response = crate::routes::agent_engine::errors::google_error(response);

@@ -40,6 +40,8 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     router: Router,
+    /// What the handlers reach, for the MCP server over stdio.
+    state: AppState,
     plan: Plan,
     stores: Stores,
     memory: Option<MemoryState>,
@@ -55,12 +57,18 @@ pub struct ApplicationBuilder {
     settings: Settings,
     embedder: Option<Arc<dyn Embedder>>,
     clock: Arc<dyn Clock>,
+    stdout_reserved: bool,
 }
 
 impl ApplicationBuilder {
     /// The embedding model, instead of the one `EMBEDDING_PROVIDER` names.
     pub fn embedder(self, embedder: Arc<dyn Embedder>) -> ApplicationBuilder {
         ApplicationBuilder { embedder: Some(embedder), ..self }
+    }
+
+    /// Stdout carries a protocol (`contextiq mcp`): the first start's admin key goes to stderr.
+    pub fn stdout_reserved(self) -> ApplicationBuilder {
+        ApplicationBuilder { stdout_reserved: true, ..self }
     }
 
     /// The clock every handler, worker and background task reads.
@@ -71,7 +79,7 @@ impl ApplicationBuilder {
     /// Opens the backends the role needs and binds the listener (port 0 picks a free port);
     /// serves nothing yet.
     pub async fn build(self) -> anyhow::Result<Application> {
-        let ApplicationBuilder { settings, embedder, clock } = self;
+        let ApplicationBuilder { settings, embedder, clock, stdout_reserved } = self;
         contextiq_models::use_ring_for_tls();
         for warning in settings.warnings() {
             tracing::warn!("{warning}");
@@ -93,7 +101,7 @@ impl ApplicationBuilder {
         };
         let consume = plan.runs(Task::Workers) && settings.worker.concurrency > 0;
         let broker = backends::connect_broker(&settings, consume).await?;
-        bootstrap_admin_key(&settings, &keys, clock.as_ref()).await?;
+        bootstrap_admin_key(&settings, &keys, clock.as_ref(), stdout_reserved).await?;
         let mut authenticator =
             Authenticator::new(&settings.auth, keys.clone(), backends::rate_limiter(&settings).await?, clock.clone());
         if !plan.rate_limits {
@@ -125,12 +133,12 @@ impl ApplicationBuilder {
             gateway,
             memory: memory.clone(),
         };
-        let router = app_router(state, &settings);
+        let router = app_router(state.clone(), &settings);
         let listener = TcpListener::bind(&settings.server.bind)
             .await
             .with_context(|| format!("failed to bind {}", settings.server.bind))?;
         let local_addr = listener.local_addr()?;
-        Ok(Application { listener, local_addr, router, plan, stores, memory, broker, clock, settings })
+        Ok(Application { listener, local_addr, router, state, plan, stores, memory, broker, clock, settings })
     }
 }
 
@@ -159,7 +167,12 @@ fn gateway(settings: &Settings) -> anyhow::Result<Arc<Gateway>> {
 
 /// On first start with authentication on and no keys at all, creates an admin key of the
 /// default org, prints it once to the terminal and saves it in a 0600 file. Never logged.
-async fn bootstrap_admin_key(settings: &Settings, keys: &KeyService, clock: &dyn Clock) -> anyhow::Result<()> {
+async fn bootstrap_admin_key(
+    settings: &Settings,
+    keys: &KeyService,
+    clock: &dyn Clock,
+    stdout_reserved: bool,
+) -> anyhow::Result<()> {
     if !settings.auth.require_auth || keys.count().await? > 0 {
         return Ok(());
     }
@@ -177,13 +190,18 @@ async fn bootstrap_admin_key(settings: &Settings, keys: &KeyService, clock: &dyn
     let path = settings.data_dir.join(ADMIN_KEY_FILE);
     write_private_file(&path, &format!("{key}\n"))
         .with_context(|| format!("failed to save the first admin key to {}", path.display()))?;
-    // On stdout, not in the logs (stderr): logs are shipped and kept, this must not be.
-    println!(
+    // On stdout, not in the logs (stderr): logs are shipped and kept, this must not be. Unless
+    // stdout is a protocol's: then on stderr, still not through the log.
+    let notice = format!(
         "\n  First start: created an admin API key (org \"default\", all permissions).\n  \
          It is shown this once and saved in {path}:\n\n      {key}\n\n  \
          Send it as the X-API-Key header. Create narrower keys with `contextiq keys create`.\n",
         path = path.display()
     );
+    match stdout_reserved {
+        true => eprintln!("{notice}"),
+        false => println!("{notice}"),
+    }
     tracing::info!(key_id = %record.id, path = %path.display(), "created the first admin key");
     Ok(())
 }
@@ -207,7 +225,12 @@ impl Application {
 
     /// Builds the role the settings name, with components given in place of some.
     pub fn builder(settings: Settings) -> ApplicationBuilder {
-        ApplicationBuilder { settings, embedder: None, clock: Arc::new(SystemClock) }
+        ApplicationBuilder { settings, embedder: None, clock: Arc::new(SystemClock), stdout_reserved: false }
+    }
+
+    /// What the handlers reach (the MCP server over stdio serves from it).
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -221,7 +244,8 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// (up to the configured grace period), stops background tasks and closes the store.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, local_addr, router, plan, stores, memory, broker, clock, settings } = self;
+        let Application { listener, local_addr, router, state: _, plan, stores, memory, broker, clock, settings } =
+            self;
         let background = CancellationToken::new();
         let tasks = BackgroundTasks {
             plan,
@@ -432,7 +456,7 @@ fn relay_vectors(vectors: ExternalVectors, cancel: CancellationToken) -> JoinHan
 /// The router with every layer, for `Application` and for in-process handler tests.
 pub fn app_router(state: AppState, settings: &Settings) -> Router {
     // Layers wrap outwards: the last added runs first.
-    let mut router = routes::router(settings.server.role.plan().routes, &state)
+    let mut router = routes::router(settings.server.role.plan().routes, &state, settings.server.mcp_allowed_hosts())
         .layer(DefaultBodyLimit::max(settings.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.authenticator.clone(), auth::authenticate))
         .layer(CatchPanicLayer::new());

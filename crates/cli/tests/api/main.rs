@@ -13,6 +13,7 @@ mod fuzz;
 mod generation;
 mod hardening;
 mod helpers;
+mod mcp;
 mod memories;
 mod otlp;
 mod private_postgres;

@@ -10,6 +10,11 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ("CONTEXTIQ_BIND", "server.bind", "Listen address; port 0 picks a free port"),
     ("CONTEXTIQ_DATA_DIR", "data_dir", "Directory of the embedded database"),
     ("CONTEXTIQ_ROLE", "server.role", "all, gateway, sessions, memory or worker: what this process serves and runs"),
+    (
+        "MCP_ALLOWED_HOSTS",
+        "server.mcp_allowed_hosts",
+        "Host header values /mcp accepts, comma-separated, or * (set your public host name)",
+    ),
     ("SESSIONS_URL", "gateway.sessions_url", "Gateway: base URL of the sessions role (sessions and keys)"),
     ("MEMORY_URL", "gateway.memory_url", "Gateway: base URL of the memory role (memories and jobs)"),
     ("CORS_ORIGINS", "gateway.cors_origins", "Origins browsers may call the API from, comma-separated, or *"),

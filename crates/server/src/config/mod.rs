@@ -327,6 +327,15 @@ pub struct ServerSettings {
     pub role: Role,
     pub request_timeout_seconds: u64,
     pub shutdown_timeout_seconds: u64,
+    /// `Host` values `/mcp` answers, comma-separated (`*`: any).
+    pub mcp_allowed_hosts: String,
+}
+
+impl ServerSettings {
+    /// `mcp_allowed_hosts` as a list.
+    pub fn mcp_allowed_hosts(&self) -> Vec<String> {
+        self.mcp_allowed_hosts.split(',').map(str::trim).filter(|host| !host.is_empty()).map(str::to_owned).collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -398,6 +407,8 @@ impl Default for ServerSettings {
             role: Role::All,
             request_timeout_seconds: 30,
             shutdown_timeout_seconds: 30,
+            // DNS rebinding: a browser page must not reach a local server under another name.
+            mcp_allowed_hosts: "localhost,127.0.0.1,::1".to_owned(),
         }
     }
 }
