@@ -83,7 +83,9 @@ struct McpArgs {
 }
 
 fn parse_scope(text: &str) -> Result<contextiq_core::Scope, String> {
-    serde_json::from_str(text).map_err(|err| format!("expected a JSON object of strings: {err}"))
+    let scope = serde_json::from_str(text).map_err(|err| format!("expected a JSON object of strings: {err}"))?;
+    contextiq_core::session::check_scope(&scope).map_err(|err| err.to_string())?;
+    Ok(scope)
 }
 
 #[derive(Debug, Args)]

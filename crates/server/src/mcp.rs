@@ -20,7 +20,11 @@ use contextiq_core::generation::{DirectFact, GenerateRequest, GenerationConfig, 
 use contextiq_core::{MemoryFilter, NewEvent, NewSession, Permission, Role, Scope};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, Implementation, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
+    ServerCapabilities, ServerConfig,
+};
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -396,7 +400,7 @@ impl McpServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().build())
             .with_server_info(
                 Implementation::new("contextiq", env!("CARGO_PKG_VERSION"))
                     .with_title("ContextIQ memory")
@@ -409,6 +413,117 @@ impl ServerHandler for McpServer {
                  you to forget. Scopes default to the credential's own.",
             )
     }
+
+    /// The memories of the credential's own scope, when it has one.
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, rmcp::ErrorData> {
+        let principal = self.principal(&context, Permission::MemoryRead).map_err(protocol_error)?;
+        let resources = match &principal.access.scope {
+            Some(scope) => vec![
+                Resource::new(OWN_MEMORIES_URI, "memories")
+                    .with_title("Memories")
+                    .with_description(format!(
+                        "The newest memories of {} (at most {RESOURCE_MEMORIES})",
+                        serde_json::to_string(scope).unwrap_or_default()
+                    ))
+                    .with_mime_type("application/json"),
+            ],
+            None => Vec::new(),
+        };
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, rmcp::ErrorData> {
+        let template = ResourceTemplate::new(USER_MEMORIES_TEMPLATE, "user-memories")
+            .with_title("A user's memories")
+            .with_description(format!(
+                "The newest memories of the scope {{\"user_id\": USER}} (at most {RESOURCE_MEMORIES})"
+            ))
+            .with_mime_type("application/json");
+        Ok(ListResourceTemplatesResult::with_all_items(vec![template]))
+    }
+
+    /// `contextiq://memories` (the credential's scope) or `contextiq://users/{user_id}/memories`.
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, rmcp::ErrorData> {
+        let principal = self.principal(&context, Permission::MemoryRead).map_err(protocol_error)?;
+        let uri = request.uri;
+        let named = match uri.as_str() {
+            OWN_MEMORIES_URI => None,
+            other => match other.strip_prefix("contextiq://users/").and_then(|rest| rest.strip_suffix("/memories")) {
+                Some(user) if !user.is_empty() && !user.contains('/') => {
+                    let user = percent_decode(user).ok_or_else(|| {
+                        rmcp::ErrorData::invalid_params("the user id is not valid percent-encoded UTF-8", None)
+                    })?;
+                    Some(Scope::from([("user_id".to_owned(), user)]))
+                }
+                _ => return Err(rmcp::ErrorData::resource_not_found(format!("no resource {uri}"), None)),
+            },
+        };
+        let scope = resolve_scope(&principal, named).map_err(protocol_error)?;
+        let page = self
+            .memory
+            .memories
+            .list(&principal.access, &scope, &MemoryFilter::default(), None, RESOURCE_MEMORIES, self.now())
+            .await
+            .map_err(|err| protocol_error(err.into()))?;
+        let memories: Vec<MemoryBody> = page.memories.into_iter().map(MemoryBody::from).collect();
+        let text = json!({ "scope": scope, "memories": memories }).to_string();
+        let contents = ResourceContents::text(text, uri).with_mime_type("application/json");
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+}
+
+/// The resource of the credential's own scope, and the template of a user's.
+const OWN_MEMORIES_URI: &str = "contextiq://memories";
+const USER_MEMORIES_TEMPLATE: &str = "contextiq://users/{user_id}/memories";
+/// Memories in a resource: the newest, as many as one page of the API holds.
+const RESOURCE_MEMORIES: u32 = 100;
+
+/// Resource reads have no tool result to carry a problem: a JSON-RPC error with the problem
+/// as its data.
+fn protocol_error(err: ApiError) -> rmcp::ErrorData {
+    let problem = err.problem();
+    let data = serde_json::to_value(&problem).ok();
+    match problem.status {
+        404 => rmcp::ErrorData::resource_not_found(problem.detail, data),
+        status if status >= 500 => {
+            tracing::error!(error = %err, "an MCP resource read failed");
+            rmcp::ErrorData::internal_error(problem.detail, data)
+        }
+        _ => rmcp::ErrorData::invalid_params(problem.detail, data),
+    }
+}
+
+/// `%XX` escapes of a URI segment decoded; `None` when they do not make UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'%' => {
+                let hex = text.get(index + 1..index + 3)?;
+                decoded.push(u8::from_str_radix(hex, 16).ok()?);
+                index += 3;
+            }
+            byte => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).ok()
 }
 
 impl McpServer {
