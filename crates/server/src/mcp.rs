@@ -56,6 +56,9 @@ pub struct McpServer {
     app: AppState,
     memory: MemoryState,
     binding: Binding,
+    /// The longest a tool waits for its job: within the HTTP request timeout, so the wait ends
+    /// in a "still running" answer rather than a 503.
+    max_wait: Duration,
     tool_router: ToolRouter<McpServer>,
 }
 
@@ -154,7 +157,8 @@ type ToolResult = Result<CallToolResult, rmcp::ErrorData>;
 #[tool_router]
 impl McpServer {
     pub fn new(app: AppState, memory: MemoryState, binding: Binding) -> McpServer {
-        McpServer { app, memory, binding, tool_router: Self::tool_router() }
+        let max_wait = Duration::from_secs(MAX_WAIT_SECONDS);
+        McpServer { app, memory, binding, max_wait, tool_router: Self::tool_router() }
     }
 
     #[tool(
@@ -239,7 +243,11 @@ impl McpServer {
                 .memories
                 .delete(&principal.access, &principal.actor(), args.memory_id, false, self.now())
                 .await?;
-            Ok(json!({ "forgotten": MemoryBody::from(memory) }))
+            // The memory's text only to a credential that may read it, as the HTTP API answers.
+            match principal.may(Permission::MemoryRead) {
+                true => Ok(json!({ "forgotten": MemoryBody::from(memory) })),
+                false => Ok(json!({ "forgotten": { "id": memory.id } })),
+            }
         };
         answer(outcome.await)
     }
@@ -557,7 +565,7 @@ impl McpServer {
         let generation = &self.memory.generation;
         let job = generation.submit(&principal.access, &principal.actor(), request, self.now()).await?;
         self.memory.job_queue_wake.notify_one();
-        let wait = Duration::from_secs(wait_seconds.unwrap_or(DEFAULT_WAIT_SECONDS).min(MAX_WAIT_SECONDS));
+        let wait = Duration::from_secs(wait_seconds.unwrap_or(DEFAULT_WAIT_SECONDS)).min(self.max_wait);
         let deadline = tokio::time::Instant::now() + wait;
         let mut job = job;
         // Polled: jobs finish in another task (or process) and announce nothing to waiters.
@@ -567,8 +575,10 @@ impl McpServer {
         }
         let finished = !matches!(job.status, JobStatus::Pending | JobStatus::Running);
         let body = JobBody::from(job);
+        let memory_ids: Vec<Uuid> = body.memories_added.iter().chain(&body.memories_updated).copied().collect();
         let mut memories = Vec::new();
-        for id in body.memories_added.iter().chain(&body.memories_updated) {
+        // The memories' text only to a credential that may read it (a write-only key gets ids).
+        for id in memory_ids.iter().filter(|_| principal.may(Permission::MemoryRead)) {
             // A memory a later job deleted again is simply not shown.
             if let Ok(memory) = self.memory.memories.get(&principal.access, *id, self.now()).await {
                 memories.push(MemoryBody::from(memory));
@@ -581,6 +591,7 @@ impl McpServer {
             "counts": body.counts,
             "events_processed": body.events_processed,
             "facts_extracted": body.facts_extracted,
+            "memory_ids": memory_ids,
             "memories": memories,
         });
         if let Some(error) = &body.error {
@@ -687,8 +698,14 @@ pub fn http_service(
     memory: MemoryState,
     allowed_hosts: Vec<String>,
     max_body_bytes: usize,
+    request_timeout_seconds: u64,
 ) -> StreamableHttpService<McpServer, NeverSessionManager> {
-    let server = McpServer::new(app, memory, Binding::PerRequest);
+    let mut server = McpServer::new(app, memory, Binding::PerRequest);
+    if request_timeout_seconds > 0 {
+        // A margin for the work around the wait (the job's memories, the answer).
+        let within = request_timeout_seconds.saturating_sub(5).max(1);
+        server.max_wait = server.max_wait.min(Duration::from_secs(within));
+    }
     let mut config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)

@@ -190,8 +190,7 @@ async fn bootstrap_admin_key(
     let path = settings.data_dir.join(ADMIN_KEY_FILE);
     write_private_file(&path, &format!("{key}\n"))
         .with_context(|| format!("failed to save the first admin key to {}", path.display()))?;
-    // On stdout, not in the logs (stderr): logs are shipped and kept, this must not be. Unless
-    // stdout is a protocol's: then on stderr, still not through the log.
+    // On stdout, not in the logs (stderr): logs are shipped and kept, this must not be.
     let notice = format!(
         "\n  First start: created an admin API key (org \"default\", all permissions).\n  \
          It is shown this once and saved in {path}:\n\n      {key}\n\n  \
@@ -199,7 +198,11 @@ async fn bootstrap_admin_key(
         path = path.display()
     );
     match stdout_reserved {
-        true => eprintln!("{notice}"),
+        // Stdout is a protocol's and an MCP host keeps stderr in its logs: only where the key is.
+        true => eprintln!(
+            "First start: created an admin API key (org \"default\", all permissions), saved in {}",
+            path.display()
+        ),
         false => println!("{notice}"),
     }
     tracing::info!(key_id = %record.id, path = %path.display(), "created the first admin key");
@@ -456,7 +459,7 @@ fn relay_vectors(vectors: ExternalVectors, cancel: CancellationToken) -> JoinHan
 /// The router with every layer, for `Application` and for in-process handler tests.
 pub fn app_router(state: AppState, settings: &Settings) -> Router {
     // Layers wrap outwards: the last added runs first.
-    let mut router = routes::router(settings.server.role.plan().routes, &state, settings.server.mcp_allowed_hosts())
+    let mut router = routes::router(settings.server.role.plan().routes, &state, &settings.server)
         .layer(DefaultBodyLimit::max(settings.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.authenticator.clone(), auth::authenticate))
         .layer(CatchPanicLayer::new());

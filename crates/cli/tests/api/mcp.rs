@@ -100,6 +100,22 @@ async fn tools_act_through_the_same_services_and_credentials_as_the_api() {
     assert!(!failed, "{own}");
     assert_eq!(own["memories"][0]["scope"], json!({"user_id": "mcp-u2"}), "{own}");
 
+    // A write-only key learns ids, not the text of memories it did not send.
+    let created = app
+        .post(
+            "/api/v1/keys",
+            &json!({"name": "mcp-w", "permissions": ["MEMORY_WRITE"], "scope": {"user_id": "mcp-u2"}}),
+        )
+        .await;
+    let write_only = client_with_key(json_of(created, StatusCode::CREATED).await["key"].as_str().unwrap());
+    let (updated, failed) = call(&app, &write_only, "remember", json!({"fact": "User is vegan"})).await;
+    assert!(!failed, "{updated}");
+    assert_eq!(updated["memories"], json!([]), "{updated}");
+    assert_eq!(updated["memory_ids"].as_array().map(Vec::len), Some(1), "{updated}");
+    let (forgotten, failed) = call(&app, &write_only, "forget", json!({"memory_id": updated["memory_ids"][0]})).await;
+    assert!(!failed, "{forgotten}");
+    assert_eq!(forgotten, json!({"forgotten": {"id": updated["memory_ids"][0]}}));
+
     // Turns recorded in a new session, then generation from it.
     let turns = json!([{"role": "user", "content": "I work as a nurse"}, {"role": "assistant", "content": "Noted."}]);
     let (recorded, failed) = call(&app, &scoped, "record_turns", json!({"turns": turns})).await;

@@ -71,9 +71,9 @@ pub struct ApiDoc;
 /// The routes of a role's plan: its part of `/api/v1` (the gateway forwards all of it), and
 /// health, metrics and the API documentation on every role. The memory routes get the memory
 /// services and the gateway its upstreams, both of which `state` holds when the plan built them.
-/// A role serving both sessions and memories also serves MCP at `/mcp`, whose `Host` header
-/// must be one of `mcp_allowed_hosts`.
-pub fn router(routes: Routes, state: &AppState, mcp_allowed_hosts: Vec<String>) -> Router<AppState> {
+/// A role serving both sessions and memories also serves MCP at `/mcp` (its `Host` header must
+/// be one of the server settings' `mcp_allowed_hosts`).
+pub fn router(routes: Routes, state: &AppState, server: &crate::config::ServerSettings) -> Router<AppState> {
     let router = match routes {
         Routes::Gateway => {
             let gateway = state.gateway.clone().expect("a gateway plan builds the gateway");
@@ -100,7 +100,13 @@ pub fn router(routes: Routes, state: &AppState, mcp_allowed_hosts: Vec<String>) 
                 .merge(agent_engine::router(sessions, memories))
                 .route("/health", get(health::health));
             if let (true, Some(memory)) = (sessions, state.memory.clone()) {
-                let mcp = crate::mcp::http_service(state.clone(), memory, mcp_allowed_hosts, state.body_limit.0);
+                let mcp = crate::mcp::http_service(
+                    state.clone(),
+                    memory,
+                    server.mcp_allowed_hosts(),
+                    state.body_limit.0,
+                    server.request_timeout_seconds,
+                );
                 // Behind authentication (the app's layers) and the engine header, like /api/v1.
                 router = router.merge(Router::new().nest_service("/mcp", mcp).layer(engine()));
             }

@@ -546,7 +546,7 @@ class ContextIQStore(BaseStore):
         Both are `forbidden`; only the detail tells them apart ("the memory's scope is outside
         the credential's scope" against "the credential lacks the MEMORY_WRITE permission").
         """
-        if call.namespace is None or isinstance(error, NamespaceForbiddenError) or "scope" not in error.detail:
+        if call.namespace is None or isinstance(error, NamespaceForbiddenError) or "scope" not in (error.detail or ""):
             return error
         return NamespaceForbiddenError(call.namespace, self._mapping.scope(call.namespace), error)
 
