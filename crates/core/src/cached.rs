@@ -209,11 +209,21 @@ impl SessionStore for CachedSessionStore {
         events: Vec<NewEvent>,
         max_state_bytes: u64,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Event>> {
+    ) -> Result<crate::Appended> {
         let invalidation = self.cache.invalidation(vec![session_family(session_id)]);
         let appended = self.inner.append_events(org, session_id, events, max_state_bytes, now).await;
         invalidation.finish().await;
         appended
+    }
+
+    async fn compaction_events(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>> {
+        self.inner.compaction_events(org, session_id, limit, now).await
     }
 
     async fn list_events(
@@ -643,15 +653,7 @@ mod tests {
         async fn apply(self, store: &CachedSessionStore, org: &OrgId, id: Uuid) -> Result<()> {
             match self {
                 SessionWrite::Append => {
-                    let event = NewEvent {
-                        author: "user".to_owned(),
-                        role: Role::User,
-                        content: json!("hello"),
-                        metadata: Map::new(),
-                        timestamp: None,
-                        invocation_id: None,
-                        state_delta: Default::default(),
-                    };
+                    let event = NewEvent::message("user", Role::User, json!("hello"));
                     store.append_events(org, id, vec![event], 1 << 20, now()).await.map(drop)
                 }
                 SessionWrite::Patch => {
@@ -771,6 +773,8 @@ mod tests {
             updated_at: now(),
             expires_at,
             event_count: 0,
+            token_count: 0,
+            compaction: Default::default(),
             events: None,
         }
     }
@@ -960,24 +964,21 @@ mod tests {
             events: Vec<NewEvent>,
             _: u64,
             now: DateTime<Utc>,
-        ) -> Result<Vec<Event>> {
+        ) -> Result<crate::Appended> {
             self.read_before_writing(org, session_id, now).await;
             self.change(org, session_id, now, |session| {
-                let events = events.into_iter().enumerate().map(|(idx, new)| Event {
-                    id: Uuid::new_v4(),
-                    session_id,
-                    seq: session.event_count + 1 + idx as i64,
-                    author: new.author,
-                    role: new.role,
-                    content: new.content,
-                    metadata: new.metadata,
-                    timestamp: new.timestamp.unwrap_or(now),
-                    invocation_id: new.invocation_id,
-                });
+                let events = events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(idx, new)| new.into_event(session_id, session.event_count + 1 + idx as i64, now));
                 let events: Vec<Event> = events.collect();
                 session.event_count += events.len() as i64;
-                events
+                crate::Appended { events, session: session.clone() }
             })
+        }
+
+        async fn compaction_events(&self, _: &OrgId, _: Uuid, _: u32, _: DateTime<Utc>) -> Result<Vec<Event>> {
+            Err(Error::Unavailable)
         }
 
         async fn list_events(&self, _: &OrgId, _: Uuid, _: i64, _: u32, _: DateTime<Utc>) -> Result<Vec<Event>> {

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod cache;
 pub mod cached;
+pub mod context;
 pub mod embed;
 pub mod engine;
 mod error;
@@ -22,18 +23,21 @@ pub mod merge_patch;
 pub mod session;
 pub use session::to_micros;
 mod store;
+pub mod tokens;
 pub mod vector_index;
 
 pub use auth::{Access, ApiKey, Creator, KeyRequest, KeyService, KeyStore, NewApiKey, Permission};
 pub use cache::{Cache, CacheError, CacheLookup, InProcessRateLimiter, Rate, RateDecision, RateLimiter};
+pub use context::{ContextRequest, ContextService};
 pub use embed::Embedder;
 pub use engine::EngineId;
 pub use error::{Error, Resource, Result};
 pub use memory::{Memory, MemoryFilter, MemoryStore, Revision, RevisionAction, ScoredMemory};
 pub use memory_service::{MemoryService, SearchSettings};
 pub use session::{
-    Event, EventPage, NewEvent, NewSession, OrgId, PageCursor, Role, Scope, Session, SessionFilter, SessionLimits,
-    SessionPage, SessionService,
+    Compaction, CompactionPolicy, CompactionStatus, Event, EventKind, EventPage, NewEvent, NewSession, OrgId,
+    PageCursor, Role, Scope, Session, SessionFilter, SessionLimits, SessionPage, SessionService, SummaryMethod,
 };
-pub use store::{Layered, SessionStore, StoreLayer, Touched, Write, WriteOutcome, Written};
+pub use store::{Appended, Layered, SessionStore, StoreLayer, Touched, Write, WriteOutcome, Written};
+pub use tokens::Tokenizer;
 pub use vector_index::{IndexedMemoryStore, VectorIndex, VectorOutbox, VectorRecord, VectorState};

@@ -21,9 +21,13 @@ pub const MAX_SCOPE_KEY_CHARS: usize = 64;
 pub const MAX_KEY_NAME_CHARS: usize = 128;
 /// The highest rate a key may be given, in requests per second.
 pub const MAX_RATE_PER_SECOND: u32 = 100_000;
-/// The most events one append may carry (`MAX_EVENTS_PER_REQUEST` at most this): each binds 10
+/// The most events one append may carry (`MAX_EVENTS_PER_REQUEST` at most this): each binds 14
 /// SQL parameters, and SQLite allows 32,766 per statement.
 pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
+/// The most events a compaction policy may keep verbatim.
+pub const MAX_KEEP_RECENT_EVENTS: u32 = 10_000;
+/// The largest token budget a context request may ask for (a million-token window).
+pub const MAX_CONTEXT_BUDGET_TOKENS: u32 = 1_000_000;
 
 #[cfg(test)]
 mod tests {

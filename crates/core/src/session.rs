@@ -14,8 +14,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::generation::JobStore;
 use crate::limits::{MAX_ID_CHARS, MAX_SCOPE_KEY_CHARS, MAX_SCOPE_KEYS, MAX_TTL_SECONDS};
+use crate::tokens::Tokenizer;
 use crate::{Access, Error, Result, SessionStore};
+
+/// The actor of compaction jobs a session's policy queued.
+pub const COMPACTION_POLICY_ACTOR: &str = "system:compaction-policy";
 
 /// The tenant every row belongs to. Until authentication exists every request acts for
 /// [`OrgId::default_org`].
@@ -90,8 +95,62 @@ pub struct Session {
     pub expires_at: Option<DateTime<Utc>>,
     /// How many events the session holds; the last event's `seq`.
     pub event_count: i64,
+    /// Tokens of all its events, each counted when it was appended.
+    pub token_count: i64,
+    /// What compaction has covered, and when it runs by itself.
+    pub compaction: CompactionStatus,
     /// The events in append order, when they were asked for.
     pub events: Option<Vec<Event>>,
+}
+
+/// How far a session's compactions reach, and its own compaction policy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompactionStatus {
+    /// The session's own policy; `None`: the server's (`COMPACTION_*`).
+    pub policy: Option<CompactionPolicy>,
+    /// The last `seq` a compaction summarised (0: none yet).
+    pub through_seq: i64,
+    /// Message events after `through_seq`, and their tokens: what the next compaction reads.
+    pub uncompacted_events: i64,
+    pub uncompacted_tokens: i64,
+}
+
+/// When a session is compacted without being asked (ADK's shapes): every `every_events`
+/// events, or once the events not yet summarised hold `token_threshold` tokens; each time all
+/// but the `keep_recent_events` newest are summarised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactionPolicy {
+    pub every_events: Option<u32>,
+    pub token_threshold: Option<u64>,
+    pub keep_recent_events: u32,
+}
+
+impl CompactionPolicy {
+    /// Whether a session in `status` is due for a compaction under this policy.
+    pub fn is_due(&self, status: &CompactionStatus) -> bool {
+        let summarisable = status.uncompacted_events - i64::from(self.keep_recent_events);
+        if summarisable <= 0 {
+            return false;
+        }
+        self.every_events.is_some_and(|every| every > 0 && summarisable >= i64::from(every))
+            || self.token_threshold.is_some_and(|threshold| status.uncompacted_tokens as u64 >= threshold.max(1))
+    }
+
+    pub fn check(&self, field: &str) -> Result<()> {
+        if self.every_events == Some(0) {
+            return Err(Error::validation(format!("{field}.every_events"), "must be at least 1"));
+        }
+        if self.token_threshold == Some(0) {
+            return Err(Error::validation(format!("{field}.token_threshold"), "must be at least 1"));
+        }
+        if self.keep_recent_events > crate::limits::MAX_KEEP_RECENT_EVENTS {
+            return Err(Error::validation(
+                format!("{field}.keep_recent_events"),
+                format!("must be at most {}", crate::limits::MAX_KEEP_RECENT_EVENTS),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +166,61 @@ pub struct Event {
     pub metadata: Map<String, Value>,
     pub timestamp: DateTime<Utc>,
     pub invocation_id: Option<String>,
+    /// Tokens of its content under the tokenizer in use when it was appended.
+    pub token_count: u32,
+    /// The state keys it set (ADK's `actions.state_delta`), kept so the state at any event can
+    /// be rebuilt.
+    pub state_delta: Map<String, Value>,
+    pub kind: EventKind,
+}
+
+/// What an event is: a turn of the conversation, or a record the server wrote about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Message,
+    /// A summary (the event's content) of the events `start_seq..=end_seq`, which stay as
+    /// they are.
+    Compaction(Compaction),
+}
+
+impl EventKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Message => "message",
+            EventKind::Compaction(_) => "compaction",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Compaction {
+    pub start_seq: i64,
+    pub end_seq: i64,
+    pub method: SummaryMethod,
+    /// Tokens of the message events summarised, and of the summary.
+    pub tokens_before: u64,
+    pub tokens_after: u64,
+    /// The job that wrote it: a retried job finds its own summary and does not write another.
+    pub job_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SummaryMethod {
+    /// Written by the configured chat model.
+    Llm,
+    /// Assembled without a model (see `generation::summary`).
+    Offline,
+}
+
+impl SummaryMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SummaryMethod::Llm => "llm",
+            SummaryMethod::Offline => "offline",
+        }
+    }
 }
 
 /// A session as a client asks for it, before validation.
@@ -121,6 +235,7 @@ pub struct NewSession {
     pub metadata: Option<Map<String, Value>>,
     pub ttl_seconds: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub compaction_policy: Option<CompactionPolicy>,
 }
 
 /// An event as a client sends it; the store assigns `id` and `seq`.
@@ -135,6 +250,44 @@ pub struct NewEvent {
     /// Keys to set in the session's state with the append (ADK's `actions.state_delta`): each
     /// replaces the key's value whole, `null` included; empty for none.
     pub state_delta: Map<String, Value>,
+    /// Set by [`SessionService::append`] under the configured tokenizer.
+    pub token_count: u32,
+    pub kind: EventKind,
+}
+
+impl NewEvent {
+    /// A turn of conversation with nothing else set.
+    pub fn message(author: impl Into<String>, role: Role, content: Value) -> NewEvent {
+        NewEvent {
+            author: author.into(),
+            role,
+            content,
+            metadata: Map::new(),
+            timestamp: None,
+            invocation_id: None,
+            state_delta: Map::new(),
+            token_count: 0,
+            kind: EventKind::Message,
+        }
+    }
+
+    /// The event this becomes as event `seq` of session `session_id`, appended at `now`.
+    pub fn into_event(self, session_id: Uuid, seq: i64, now: DateTime<Utc>) -> Event {
+        Event {
+            id: Uuid::now_v7(),
+            session_id,
+            seq,
+            author: self.author,
+            role: self.role,
+            content: self.content,
+            metadata: self.metadata,
+            timestamp: self.timestamp.unwrap_or(now),
+            invocation_id: self.invocation_id,
+            token_count: self.token_count,
+            state_delta: self.state_delta,
+            kind: self.kind,
+        }
+    }
 }
 
 /// Merge patches (RFC 7396) of a session's state and of its metadata, applied together.
@@ -222,6 +375,11 @@ pub struct SessionLimits {
     pub default_ttl_seconds: Option<u64>,
     pub max_sessions_page: u32,
     pub max_events_page: u32,
+    /// Counts every event's tokens on append (`SESSION_TOKENIZER`).
+    pub tokenizer: Tokenizer,
+    /// The policy of sessions that have none of their own (`COMPACTION_*`); `None`: compact
+    /// only on request.
+    pub compaction_policy: Option<CompactionPolicy>,
 }
 
 impl Default for SessionLimits {
@@ -232,6 +390,8 @@ impl Default for SessionLimits {
             default_ttl_seconds: None,
             max_sessions_page: 100,
             max_events_page: 1000,
+            tokenizer: Tokenizer::default(),
+            compaction_policy: None,
         }
     }
 }
@@ -245,11 +405,23 @@ const MAX_YEAR: i32 = 9999;
 pub struct SessionService {
     store: Arc<dyn SessionStore>,
     limits: SessionLimits,
+    /// Where compactions a policy calls for are queued.
+    compaction_jobs: Option<(Arc<dyn JobStore>, u32)>,
 }
 
 impl SessionService {
     pub fn new(store: Arc<dyn SessionStore>, limits: SessionLimits) -> SessionService {
-        SessionService { store, limits }
+        SessionService { store, limits, compaction_jobs: None }
+    }
+
+    /// Queues a compaction job in `jobs` (with `max_attempts`) whenever an append makes a
+    /// session due under its policy; without this, policies are kept but never act.
+    pub fn with_compaction_jobs(self, jobs: Arc<dyn JobStore>, max_attempts: u32) -> SessionService {
+        SessionService { compaction_jobs: Some((jobs, max_attempts.max(1))), ..self }
+    }
+
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
     }
 
     pub fn limits(&self) -> &SessionLimits {
@@ -289,6 +461,9 @@ impl SessionService {
         check_json_size("metadata", &metadata, self.limits.max_state_bytes)?;
         check_json_depth("metadata", &metadata)?;
         let expires_at = self.expiry(new.ttl_seconds, new.expires_at, now)?;
+        if let Some(policy) = &new.compaction_policy {
+            policy.check("compaction")?;
+        }
         let session = Session {
             org_id: access.org_id.clone(),
             id: new.id.unwrap_or_else(Uuid::now_v7),
@@ -301,6 +476,8 @@ impl SessionService {
             updated_at: now,
             expires_at,
             event_count: 0,
+            token_count: 0,
+            compaction: CompactionStatus { policy: new.compaction_policy, ..CompactionStatus::default() },
             events: None,
         };
         self.store.create_session(session).await
@@ -403,10 +580,61 @@ impl SessionService {
                 }
                 event.timestamp = Some(to_micros(at));
             }
+            event.token_count = self.limits.tokenizer.count_content(&event.content);
             checked.push(event);
         }
         self.check_reach(access, session_id, now).await?;
-        self.store.append_events(&access.org_id, session_id, checked, self.limits.max_state_bytes, to_micros(now)).await
+        let added_tokens: u64 = checked.iter().map(|event| u64::from(event.token_count)).sum();
+        let added_events = checked.iter().filter(|event| event.kind == EventKind::Message).count() as u64;
+        let appended = self
+            .store
+            .append_events(&access.org_id, session_id, checked, self.limits.max_state_bytes, to_micros(now))
+            .await?;
+        self.compact_if_due(&appended.session, added_events, added_tokens, now).await;
+        Ok(appended.events)
+    }
+
+    /// Queues a compaction when this append carried the session over one of its policy's
+    /// marks (each further `every_events` events, each further `token_threshold` tokens): one
+    /// job per mark, so a slow job is not queued twice and a failed one is tried again at the
+    /// next mark. The append is durable already: a failure to queue is logged, not returned.
+    async fn compact_if_due(&self, session: &Session, added_events: u64, added_tokens: u64, now: DateTime<Utc>) {
+        let Some((jobs, max_attempts)) = &self.compaction_jobs else { return };
+        let Some(policy) = session.compaction.policy.or(self.limits.compaction_policy) else { return };
+        if !policy.is_due(&session.compaction) {
+            return;
+        }
+        let after = &session.compaction;
+        let keep = i64::from(policy.keep_recent_events);
+        let crossed = |every: u64, now_total: i64, added: u64| {
+            let now_total = now_total.max(0) as u64;
+            let before = now_total.saturating_sub(added);
+            every > 0 && now_total / every > before / every
+        };
+        let due = policy
+            .every_events
+            .is_some_and(|every| crossed(u64::from(every), after.uncompacted_events - keep, added_events))
+            || policy
+                .token_threshold
+                .is_some_and(|threshold| crossed(threshold, after.uncompacted_tokens, added_tokens));
+        if !due {
+            return;
+        }
+        let job = crate::generation::Job::queued(
+            session.org_id.clone(),
+            session.scope.clone(),
+            crate::generation::Source::Compaction {
+                session_id: session.id,
+                keep_recent_events: policy.keep_recent_events,
+            },
+            crate::generation::GenerationConfig::default(),
+            COMPACTION_POLICY_ACTOR,
+            *max_attempts,
+            to_micros(now),
+        );
+        if let Err(err) = jobs.enqueue_job(job).await {
+            tracing::warn!(session_id = %session.id, error = %err, "could not queue the compaction the session's policy calls for");
+        }
     }
 
     pub async fn events(
@@ -429,6 +657,18 @@ impl SessionService {
             _ => None,
         };
         Ok(EventPage { events, next_after_seq })
+    }
+
+    /// The session's compaction events, newest first, at most `limit`.
+    pub async fn compactions(
+        &self,
+        access: &Access,
+        session_id: Uuid,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>> {
+        self.check_reach(access, session_id, now).await?;
+        self.store.compaction_events(&access.org_id, session_id, limit, now).await
     }
 
     pub async fn patch_state(

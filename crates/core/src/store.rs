@@ -42,12 +42,26 @@ pub trait SessionStore: Send + Sync + 'static {
     /// their ids and sequence numbers. In the same transaction, each event's `state_delta` is
     /// applied to the session's state in order ([`apply_state_delta`](crate::session::apply_state_delta));
     /// a state that would outgrow `max_state_bytes` fails the whole append.
+    ///
+    /// Also in that transaction: the session's `token_count` grows by the events' counts; a
+    /// message event adds to the uncompacted events and tokens; a compaction event moves
+    /// `compaction.through_seq` to its `end_seq` (if later) and sets the uncompacted counts to
+    /// those of the message events after it.
     async fn append_events(
         &self,
         org: &OrgId,
         session_id: Uuid,
         events: Vec<NewEvent>,
         max_state_bytes: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Appended>;
+
+    /// The session's compaction events, newest first, at most `limit`.
+    async fn compaction_events(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        limit: u32,
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>>;
 
@@ -89,6 +103,13 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Finishes acknowledged work and releases the store; later calls fail with `Unavailable`.
     async fn close(&self);
+}
+
+/// What an append wrote: the events, and the session as it stands after them (no events).
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub events: Vec<Event>,
+    pub session: Session,
 }
 
 /// One write to the memory store: every change of memories and jobs is one of these, applied

@@ -263,6 +263,7 @@ pub fn generation_service(
         retry_base: chrono::Duration::seconds(settings.worker.retry_base_seconds as i64),
         max_events_per_job: settings.worker.max_events_per_job,
         consolidation,
+        tokenizer: settings.sessions.tokenizer,
     };
     Ok(GenerationService::new(
         stores.jobs.clone(),

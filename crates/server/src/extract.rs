@@ -46,6 +46,35 @@ where
     }
 }
 
+/// A JSON object body that may be left out: an empty body without a content type is
+/// `T::default()`; anything else is read as [`ApiJson`] reads it.
+pub struct OptionalApiJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalApiJson<T>
+where
+    BodyLimit: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = request.headers().get(CONTENT_TYPE).cloned();
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit: BodyLimit::from_ref(state).0 }
+            } else {
+                ApiError::MalformedJson(rejection.body_text())
+            }
+        })?;
+        if content_type.is_none() && bytes.is_empty() {
+            return Ok(OptionalApiJson(T::default()));
+        }
+        if !is_json(content_type.as_ref().and_then(|value| value.to_str().ok())) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse_json(&bytes).map(OptionalApiJson)
+    }
+}
+
 fn is_json(content_type: Option<&str>) -> bool {
     let Some(content_type) = content_type else { return false };
     let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();

@@ -324,6 +324,8 @@ impl McpServer {
                     timestamp: None,
                     invocation_id: None,
                     state_delta: Default::default(),
+                    token_count: 0,
+                    kind: contextiq_core::EventKind::Message,
                 });
             }
             let session_id = match args.session_id {
@@ -350,6 +352,7 @@ impl McpServer {
                         metadata: None,
                         ttl_seconds: None,
                         expires_at: None,
+                        compaction_policy: None,
                     };
                     self.app.sessions.create(&principal.access, new, self.now()).await?.id
                 }

@@ -11,7 +11,9 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use contextiq_core::generation::broker::JobBroker;
-use contextiq_core::{Embedder, KeyService, NewApiKey, OrgId, Permission, SessionLimits, SessionService};
+use contextiq_core::{
+    ContextService, Embedder, KeyService, NewApiKey, OrgId, Permission, SessionLimits, SessionService,
+};
 use contextiq_queue_rabbitmq::RabbitBroker;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -89,13 +91,25 @@ impl ApplicationBuilder {
         let stores = open_stores(&settings).await?;
         let keys = KeyService::new(stores.keys.clone());
         let body_limit = BodyLimit(settings.limits.max_body_bytes);
+        let limits = SessionLimits {
+            max_events_per_request: settings.sessions.max_events_per_request,
+            max_state_bytes: settings.sessions.max_state_bytes,
+            default_ttl_seconds: settings.sessions.default_ttl_seconds,
+            tokenizer: settings.sessions.tokenizer,
+            compaction_policy: settings.sessions.compaction_policy(),
+            ..SessionLimits::default()
+        };
+        let sessions = SessionService::new(stores.sessions.clone(), limits)
+            .with_compaction_jobs(stores.jobs.clone(), settings.worker.max_attempts);
         let memory = match plan.memory_services {
             true => {
                 let embedder = match embedder {
                     Some(embedder) => embedder,
                     None => build_embedder(&settings).await?,
                 };
-                Some(memory_components(&settings, &stores, embedder, body_limit, clock.clone()).await?)
+                let components =
+                    MemoryComponents { embedder, body_limit, clock: clock.clone(), sessions: sessions.clone() };
+                Some(memory_components(&settings, &stores, components).await?)
             }
             false => None,
         };
@@ -107,12 +121,6 @@ impl ApplicationBuilder {
         if !plan.rate_limits {
             authenticator = authenticator.without_rate_limits();
         }
-        let limits = SessionLimits {
-            max_events_per_request: settings.sessions.max_events_per_request,
-            max_state_bytes: settings.sessions.max_state_bytes,
-            default_ttl_seconds: settings.sessions.default_ttl_seconds,
-            ..SessionLimits::default()
-        };
         let gateway = match plan.routes {
             crate::plan::Routes::Gateway => Some(GatewayState {
                 gateway: gateway(&settings)?,
@@ -122,7 +130,7 @@ impl ApplicationBuilder {
             _ => None,
         };
         let state = AppState {
-            sessions: SessionService::new(stores.sessions.clone(), limits),
+            sessions,
             keys,
             authenticator: Arc::new(authenticator),
             store: stores.sessions.clone(),
@@ -142,18 +150,27 @@ impl ApplicationBuilder {
     }
 }
 
-/// The memory and generation services on `embedder`, with the vector index readied for it.
-async fn memory_components(
-    settings: &Settings,
-    stores: &Stores,
+/// What the memory services are built from, beside the settings and stores.
+struct MemoryComponents {
     embedder: Arc<dyn Embedder>,
     body_limit: BodyLimit,
     clock: Arc<dyn Clock>,
+    sessions: SessionService,
+}
+
+/// The memory, generation and context services on `embedder`, with the vector index readied
+/// for it.
+async fn memory_components(
+    settings: &Settings,
+    stores: &Stores,
+    parts: MemoryComponents,
 ) -> anyhow::Result<MemoryState> {
+    let MemoryComponents { embedder, body_limit, clock, sessions } = parts;
     let memories = memory_service(settings, stores, embedder.clone()).await?;
     prepare_vector_index(stores, embedder.dimension()).await?;
     let generation = generation_service(settings, stores, embedder)?;
-    Ok(MemoryState { memories, generation, job_queue_wake: Arc::new(Notify::new()), body_limit, clock })
+    let context = ContextService::new(sessions, memories.clone());
+    Ok(MemoryState { memories, generation, context, job_queue_wake: Arc::new(Notify::new()), body_limit, clock })
 }
 
 /// The gateway role's view of the services behind it.

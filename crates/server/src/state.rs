@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use contextiq_core::generation::GenerationService;
-use contextiq_core::{KeyService, MemoryService, SessionService, SessionStore};
+use contextiq_core::{ContextService, KeyService, MemoryService, SessionService, SessionStore};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Notify;
 
@@ -35,6 +35,7 @@ pub struct AppState {
 pub struct MemoryState {
     pub memories: MemoryService,
     pub generation: GenerationService,
+    pub context: ContextService,
     /// Wakes an idle worker (and the job relay) when a job is queued.
     pub job_queue_wake: Arc<Notify>,
     pub body_limit: BodyLimit,

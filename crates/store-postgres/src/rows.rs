@@ -77,6 +77,16 @@ pub(crate) fn session_from_row(row: &PgRow) -> Result<Session> {
         updated_at: get(row, TABLE, "updated_at")?,
         expires_at: get(row, TABLE, "expires_at")?,
         event_count: get(row, TABLE, "event_count")?,
+        token_count: get(row, TABLE, "token_count")?,
+        compaction: contextiq_core::CompactionStatus {
+            policy: get::<Option<serde_json::Value>>(row, TABLE, "compaction_policy")?
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|err| corrupt(TABLE, err))?,
+            through_seq: get(row, TABLE, "compacted_through_seq")?,
+            uncompacted_events: get(row, TABLE, "uncompacted_events")?,
+            uncompacted_tokens: get(row, TABLE, "uncompacted_tokens")?,
+        },
         events: None,
     })
 }
@@ -94,6 +104,13 @@ pub(crate) fn event_from_row(row: &PgRow) -> Result<Event> {
         metadata: json(row, TABLE, "metadata")?,
         timestamp: get(row, TABLE, "timestamp")?,
         invocation_id: get(row, TABLE, "invocation_id")?,
+        token_count: u32::try_from(get::<i64>(row, TABLE, "token_count")?).map_err(|err| corrupt(TABLE, err))?,
+        state_delta: json(row, TABLE, "state_delta")?,
+        kind: match get::<String>(row, TABLE, "kind")?.as_str() {
+            "message" => contextiq_core::EventKind::Message,
+            "compaction" => contextiq_core::EventKind::Compaction(json(row, TABLE, "detail")?),
+            kind => return Err(corrupt(TABLE, format!("kind {kind}"))),
+        },
     })
 }
 

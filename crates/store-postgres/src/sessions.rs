@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use contextiq_core::session::{SessionPatch, apply_state_delta, check_state_size};
-use contextiq_core::{Error, Event, NewEvent, OrgId, Result, Session, SessionFilter, SessionPage, SessionStore};
+use contextiq_core::{
+    Appended, Error, Event, EventKind, NewEvent, OrgId, Result, Session, SessionFilter, SessionPage, SessionStore,
+};
 use serde_json::{Map, Value};
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -17,7 +19,8 @@ impl SessionStore for PostgresStore {
     async fn create_session(&self, session: Session) -> Result<Session> {
         let result = sqlx::query(concat!(
             "INSERT INTO sessions (org_id, id, user_id, agent_id, scope, state, metadata, ",
-            "created_at, updated_at, expires_at, event_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)"
+            "created_at, updated_at, expires_at, event_count, compaction_policy) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11)"
         ))
         .bind(session.org_id.as_str())
         .bind(session.id)
@@ -29,6 +32,7 @@ impl SessionStore for PostgresStore {
         .bind(session.created_at)
         .bind(session.updated_at)
         .bind(session.expires_at)
+        .bind(session.compaction.policy.as_ref().map(sqlx::types::Json))
         .execute(&self.pool)
         .await;
         record("insert", "sessions", result)?;
@@ -99,7 +103,7 @@ impl SessionStore for PostgresStore {
         new_events: Vec<NewEvent>,
         max_state_bytes: u64,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Event>> {
+    ) -> Result<Appended> {
         let mut tx = record("begin", "events", self.pool.begin().await)?;
         let now = applied_at(now);
         let n_events = new_events.len() as i64;
@@ -132,16 +136,31 @@ impl SessionStore for PostgresStore {
                 .await;
             record("update", "sessions", updated)?;
         }
+        let n_tokens: i64 = new_events.iter().map(|event| i64::from(event.token_count)).sum();
+        let messages = new_events.iter().filter(|event| event.kind == EventKind::Message);
+        let (n_messages, message_tokens) =
+            messages.fold((0i64, 0i64), |(n, tokens), event| (n + 1, tokens + i64::from(event.token_count)));
+        let compacted_through = new_events
+            .iter()
+            .filter_map(|event| match &event.kind {
+                EventKind::Compaction(compaction) => Some(compaction.end_seq),
+                EventKind::Message => None,
+            })
+            .max();
         // Checks the session is alive and reserves the sequence numbers; the row lock it takes
         // holds concurrent appends to the same session until this transaction ends.
         let reserved: sqlx::Result<Option<(i64,)>> = sqlx::query_as(concat!(
-            "UPDATE sessions SET event_count = event_count + $1, updated_at = $2 ",
+            "UPDATE sessions SET event_count = event_count + $1, updated_at = $2, token_count = token_count + $5, ",
+            "uncompacted_events = uncompacted_events + $6, uncompacted_tokens = uncompacted_tokens + $7 ",
             "WHERE org_id = $3 AND id = $4 AND (expires_at IS NULL OR expires_at > $2) RETURNING event_count"
         ))
         .bind(n_events)
         .bind(now)
         .bind(org.as_str())
         .bind(session_id)
+        .bind(n_tokens)
+        .bind(n_messages)
+        .bind(message_tokens)
         .fetch_optional(&mut *tx)
         .await;
         let Some((last_seq,)) = record("update", "sessions", reserved)? else {
@@ -150,21 +169,12 @@ impl SessionStore for PostgresStore {
         let events: Vec<Event> = new_events
             .into_iter()
             .zip(last_seq - n_events + 1..)
-            .map(|(new, seq)| Event {
-                id: Uuid::now_v7(),
-                session_id,
-                seq,
-                author: new.author,
-                role: new.role,
-                content: new.content,
-                metadata: new.metadata,
-                timestamp: new.timestamp.unwrap_or(now),
-                invocation_id: new.invocation_id,
-            })
+            .map(|(new, seq)| new.into_event(session_id, seq, now))
             .collect();
-        let mut insert = QueryBuilder::<Postgres>::new(
-            "INSERT INTO events (session_id, seq, org_id, id, author, role, content, metadata, timestamp, invocation_id) ",
-        );
+        let mut insert = QueryBuilder::<Postgres>::new(concat!(
+            "INSERT INTO events (session_id, seq, org_id, id, author, role, content, metadata, timestamp, ",
+            "invocation_id, token_count, state_delta, kind, detail) "
+        ));
         insert.push_values(&events, |mut row, event| {
             row.push_bind(session_id)
                 .push_bind(event.seq)
@@ -175,11 +185,57 @@ impl SessionStore for PostgresStore {
                 .push_bind(sqlx::types::Json(&event.content))
                 .push_bind(sqlx::types::Json(&event.metadata))
                 .push_bind(event.timestamp)
-                .push_bind(event.invocation_id.as_deref());
+                .push_bind(event.invocation_id.as_deref())
+                .push_bind(i64::from(event.token_count))
+                .push_bind(sqlx::types::Json(&event.state_delta))
+                .push_bind(event.kind.name())
+                .push_bind(match &event.kind {
+                    EventKind::Message => None,
+                    EventKind::Compaction(compaction) => Some(sqlx::types::Json(compaction)),
+                });
         });
         record("insert", "events", insert.build().execute(&mut *tx).await)?;
+        if let Some(end_seq) = compacted_through {
+            // What the next compaction reads: the message events after the furthest one.
+            let recounted = sqlx::query(concat!(
+                "UPDATE sessions SET compacted_through_seq = greatest(compacted_through_seq, $1), ",
+                "uncompacted_events = counts.n, uncompacted_tokens = counts.tokens ",
+                "FROM (SELECT count(*) AS n, coalesce(sum(e.token_count), 0)::BIGINT AS tokens FROM events e ",
+                "JOIN sessions s ON s.id = e.session_id WHERE e.session_id = $2 ",
+                "AND e.seq > greatest(s.compacted_through_seq, $1) AND e.kind = 'message') AS counts ",
+                "WHERE sessions.id = $2"
+            ))
+            .bind(end_seq)
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await;
+            record("update", "sessions", recounted)?;
+        }
+        let row = sqlx::query("SELECT * FROM sessions WHERE id = $1").bind(session_id).fetch_one(&mut *tx).await;
+        let session = session_from_row(&record("select", "sessions", row)?)?;
         record("commit", "events", tx.commit().await)?;
-        Ok(events)
+        Ok(Appended { events, session })
+    }
+
+    async fn compaction_events(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>> {
+        let rows = sqlx::query(concat!(
+            "SELECT e.* FROM events e JOIN sessions s ON s.id = e.session_id ",
+            "WHERE s.org_id = $1 AND s.id = $2 AND (s.expires_at IS NULL OR s.expires_at > $3) ",
+            "AND e.kind <> 'message' ORDER BY e.seq DESC LIMIT $4"
+        ))
+        .bind(org.as_str())
+        .bind(session_id)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await;
+        record("select", "events", rows)?.iter().map(event_from_row).collect()
     }
 
     async fn list_events(

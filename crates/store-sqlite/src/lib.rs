@@ -290,7 +290,7 @@ impl SessionStore for SqliteStore {
         events: Vec<NewEvent>,
         max_state_bytes: u64,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Event>> {
+    ) -> Result<contextiq_core::Appended> {
         let org = org.clone();
         self.submit(|reply| {
             WriteOp::Session(SessionWrite::AppendEvents { org, session_id, events, max_state_bytes, now, reply })
@@ -316,6 +316,27 @@ impl SessionStore for SqliteStore {
         .bind(session_id.to_string())
         .bind(micros(now))
         .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await;
+        record("select", "events", rows)?.iter().map(event_from_row).collect()
+    }
+
+    async fn compaction_events(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>> {
+        let rows = sqlx::query(concat!(
+            "SELECT e.* FROM events e JOIN sessions s ON s.id = e.session_id ",
+            "WHERE s.org_id = ? AND s.id = ? AND (s.expires_at IS NULL OR s.expires_at > ?) ",
+            "AND e.kind <> 'message' ORDER BY e.seq DESC LIMIT ?"
+        ))
+        .bind(org.as_str())
+        .bind(session_id.to_string())
+        .bind(micros(now))
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await;
@@ -414,6 +435,8 @@ mod tests {
             updated_at: now,
             expires_at,
             event_count: 0,
+            token_count: 0,
+            compaction: Default::default(),
             events: None,
         }
     }
@@ -427,6 +450,8 @@ mod tests {
             timestamp: None,
             invocation_id: None,
             state_delta: Default::default(),
+            token_count: 0,
+            kind: contextiq_core::EventKind::Message,
         }
     }
 

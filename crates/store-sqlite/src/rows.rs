@@ -1,7 +1,7 @@
 //! Conversions between SQLite rows and domain types, and the `db_operations_total` metric.
 
 use chrono::{DateTime, Utc};
-use contextiq_core::{Error, Event, OrgId, Result, Role, Session};
+use contextiq_core::{CompactionStatus, Error, Event, EventKind, OrgId, Result, Role, Session};
 use serde_json::{Map, Value};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -90,6 +90,18 @@ pub(crate) fn session_from_row(row: &SqliteRow) -> Result<Session> {
         updated_at: timestamp(TABLE, get_int("updated_at")?)?,
         expires_at: expires_at.map(|at| timestamp(TABLE, at)).transpose()?,
         event_count: get_int("event_count")?,
+        token_count: get_int("token_count")?,
+        compaction: CompactionStatus {
+            policy: row
+                .try_get::<Option<String>, _>("compaction_policy")
+                .map_err(|err| corrupt(TABLE, err))?
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|err| corrupt(TABLE, err))?,
+            through_seq: get_int("compacted_through_seq")?,
+            uncompacted_events: get_int("uncompacted_events")?,
+            uncompacted_tokens: get_int("uncompacted_tokens")?,
+        },
         events: None,
     })
 }
@@ -109,7 +121,30 @@ pub(crate) fn event_from_row(row: &SqliteRow) -> Result<Event> {
         metadata: json_object(TABLE, &get_text("metadata")?)?,
         timestamp: timestamp(TABLE, get_int("timestamp")?)?,
         invocation_id: row.try_get("invocation_id").map_err(|err| corrupt(TABLE, err))?,
+        token_count: u32::try_from(get_int("token_count")?).map_err(|err| corrupt(TABLE, err))?,
+        state_delta: json_object(TABLE, &get_text("state_delta")?)?,
+        kind: event_kind(&get_text("kind")?, row.try_get("detail").map_err(|err| corrupt(TABLE, err))?)
+            .map_err(|err| corrupt(TABLE, err))?,
     })
+}
+
+/// An event's kind from its `kind` and `detail` columns.
+pub(crate) fn event_kind(kind: &str, detail: Option<String>) -> std::result::Result<EventKind, String> {
+    match (kind, detail) {
+        ("message", _) => Ok(EventKind::Message),
+        ("compaction", Some(detail)) => {
+            serde_json::from_str(&detail).map(EventKind::Compaction).map_err(|err| err.to_string())
+        }
+        (kind, _) => Err(format!("unknown event kind {kind:?} or missing detail")),
+    }
+}
+
+/// The `detail` column of an event: what a compaction covers.
+pub(crate) fn event_detail(kind: &EventKind) -> Option<String> {
+    match kind {
+        EventKind::Message => None,
+        EventKind::Compaction(compaction) => serde_json::to_string(compaction).ok(),
+    }
 }
 
 pub(crate) fn key_from_row(row: &SqliteRow) -> Result<contextiq_core::ApiKey> {

@@ -3,12 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use contextiq_core::session::{SessionPatch, apply_state_delta, check_state_size};
-use contextiq_core::{Error, Event, NewEvent, OrgId, Resource, Result, Session};
+use contextiq_core::{Appended, Error, Event, EventKind, NewEvent, OrgId, Resource, Result, Session};
 use serde_json::{Map, Value};
 use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
-use crate::rows::{count, micros, session_from_row};
+use crate::rows::{count, event_detail, micros, session_from_row};
 use crate::writer::{Completion, SessionWrite, Writer, applied_at, complete, json_text};
 
 impl Writer {
@@ -35,7 +35,8 @@ impl Writer {
     async fn create_session(&mut self, session: Session) -> sqlx::Result<Result<Session>> {
         let result = sqlx::query(concat!(
             "INSERT INTO sessions (org_id, id, user_id, agent_id, scope, state, metadata, ",
-            "created_at, updated_at, expires_at, event_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) ",
+            "created_at, updated_at, expires_at, event_count, compaction_policy) ",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) ",
             // A client may name the session it creates: a name taken is refused, not an error of
             // the whole group.
             "ON CONFLICT (id) DO NOTHING"
@@ -50,6 +51,7 @@ impl Writer {
         .bind(micros(session.created_at))
         .bind(micros(session.updated_at))
         .bind(session.expires_at.map(micros))
+        .bind(session.compaction.policy.as_ref().map(json_text).transpose()?)
         .execute(&mut self.conn)
         .await;
         if count("insert", "sessions", result)?.rows_affected() == 0 {
@@ -89,7 +91,7 @@ impl Writer {
         new_events: Vec<NewEvent>,
         max_state_bytes: u64,
         now: DateTime<Utc>,
-    ) -> sqlx::Result<Result<Vec<Event>>> {
+    ) -> sqlx::Result<Result<Appended>> {
         let n_events = new_events.len() as i64;
         let deltas: Vec<_> =
             new_events.iter().map(|event| &event.state_delta).filter(|delta| !delta.is_empty()).collect();
@@ -122,14 +124,29 @@ impl Writer {
                 .await;
             count("update", "sessions", updated)?;
         }
+        let n_tokens: i64 = new_events.iter().map(|event| i64::from(event.token_count)).sum();
+        let messages = new_events.iter().filter(|event| event.kind == EventKind::Message);
+        let (n_messages, message_tokens) =
+            messages.fold((0i64, 0i64), |(n, tokens), event| (n + 1, tokens + i64::from(event.token_count)));
+        let compacted_through = new_events
+            .iter()
+            .filter_map(|event| match &event.kind {
+                EventKind::Compaction(compaction) => Some(compaction.end_seq),
+                EventKind::Message => None,
+            })
+            .max();
         // Checks the session is alive and reserves the sequence numbers in one statement; the
         // single writer makes the reservation race-free.
         let reserved: sqlx::Result<Option<(i64,)>> = sqlx::query_as(concat!(
-            "UPDATE sessions SET event_count = event_count + ?, updated_at = ? ",
+            "UPDATE sessions SET event_count = event_count + ?, updated_at = ?, token_count = token_count + ?, ",
+            "uncompacted_events = uncompacted_events + ?, uncompacted_tokens = uncompacted_tokens + ? ",
             "WHERE org_id = ? AND id = ? AND (expires_at IS NULL OR expires_at > ?) RETURNING event_count"
         ))
         .bind(n_events)
         .bind(micros(now))
+        .bind(n_tokens)
+        .bind(n_messages)
+        .bind(message_tokens)
         .bind(org.as_str())
         .bind(session_id.to_string())
         .bind(micros(now))
@@ -141,26 +158,17 @@ impl Writer {
         let events: Vec<Event> = new_events
             .into_iter()
             .zip(last_seq - n_events + 1..)
-            .map(|(new, seq)| Event {
-                id: Uuid::now_v7(),
-                session_id,
-                seq,
-                author: new.author,
-                role: new.role,
-                content: new.content,
-                metadata: new.metadata,
-                timestamp: new.timestamp.unwrap_or(now),
-                invocation_id: new.invocation_id,
-            })
+            .map(|(new, seq)| new.into_event(session_id, seq, now))
             .collect();
         let mut encoded = Vec::with_capacity(events.len());
         for event in &events {
-            encoded.push((json_text(&event.content)?, json_text(&event.metadata)?));
+            encoded.push((json_text(&event.content)?, json_text(&event.metadata)?, json_text(&event.state_delta)?));
         }
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (session_id, seq, org_id, id, author, role, content, metadata, timestamp, invocation_id) ",
-        );
-        insert.push_values(events.iter().zip(encoded), |mut row, (event, (content, metadata))| {
+        let mut insert = QueryBuilder::<Sqlite>::new(concat!(
+            "INSERT INTO events (session_id, seq, org_id, id, author, role, content, metadata, timestamp, ",
+            "invocation_id, token_count, state_delta, kind, detail) "
+        ));
+        insert.push_values(events.iter().zip(encoded), |mut row, (event, (content, metadata, state_delta))| {
             row.push_bind(session_id.to_string())
                 .push_bind(event.seq)
                 .push_bind(org.as_str())
@@ -170,10 +178,44 @@ impl Writer {
                 .push_bind(content)
                 .push_bind(metadata)
                 .push_bind(micros(event.timestamp))
-                .push_bind(event.invocation_id.as_deref());
+                .push_bind(event.invocation_id.as_deref())
+                .push_bind(i64::from(event.token_count))
+                .push_bind(state_delta)
+                .push_bind(event.kind.name())
+                .push_bind(event_detail(&event.kind));
         });
         count("insert", "events", insert.build().execute(&mut self.conn).await)?;
-        Ok(Ok(events))
+        if let Some(end_seq) = compacted_through {
+            // What the next compaction reads: the message events after the furthest one.
+            let moved =
+                sqlx::query("UPDATE sessions SET compacted_through_seq = max(compacted_through_seq, ?) WHERE id = ?")
+                    .bind(end_seq)
+                    .bind(session_id.to_string())
+                    .execute(&mut self.conn)
+                    .await;
+            count("update", "sessions", moved)?;
+            let recounted = sqlx::query(concat!(
+                "UPDATE sessions SET ",
+                "uncompacted_events = (SELECT count(*) FROM events e WHERE e.session_id = sessions.id ",
+                "AND e.seq > sessions.compacted_through_seq AND e.kind = 'message'), ",
+                "uncompacted_tokens = (SELECT coalesce(sum(e.token_count), 0) FROM events e ",
+                "WHERE e.session_id = sessions.id AND e.seq > sessions.compacted_through_seq AND e.kind = 'message') ",
+                "WHERE id = ?"
+            ))
+            .bind(session_id.to_string())
+            .execute(&mut self.conn)
+            .await;
+            count("update", "sessions", recounted)?;
+        }
+        let row = sqlx::query("SELECT * FROM sessions WHERE id = ?")
+            .bind(session_id.to_string())
+            .fetch_one(&mut self.conn)
+            .await;
+        let session = match session_from_row(&count("select", "sessions", row)?) {
+            Ok(session) => session,
+            Err(err) => return Ok(Err(err)),
+        };
+        Ok(Ok(Appended { events, session }))
     }
 
     async fn patch_state(

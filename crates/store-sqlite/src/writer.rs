@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use contextiq_core::session::SessionPatch;
-use contextiq_core::{ApiKey, Error, Event, NewEvent, OrgId, Result, Session, Write, Written, to_micros};
+use contextiq_core::{ApiKey, Error, NewEvent, OrgId, Result, Session, Write, Written, to_micros};
 use serde::Serialize;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
@@ -44,7 +44,7 @@ pub(crate) enum SessionWrite {
         events: Vec<NewEvent>,
         max_state_bytes: u64,
         now: DateTime<Utc>,
-        reply: Reply<Vec<Event>>,
+        reply: Reply<contextiq_core::Appended>,
     },
     PatchState {
         org: OrgId,

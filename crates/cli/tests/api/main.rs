@@ -5,6 +5,7 @@ mod agent_engine;
 mod auth;
 mod cache;
 mod cli;
+mod context;
 mod contract;
 mod distributed;
 mod errors;

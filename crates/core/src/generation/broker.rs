@@ -51,7 +51,7 @@ pub struct JobMessage {
 impl JobMessage {
     pub fn of(job: &Job) -> JobMessage {
         let source_reference = match &job.source {
-            Source::Session { session_id, .. } => Some(session_id.to_string()),
+            Source::Session { session_id, .. } | Source::Compaction { session_id, .. } => Some(session_id.to_string()),
             Source::Events { .. } | Source::Memories { .. } => None,
         };
         JobMessage {

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{
     Candidate, CandidateKind, ChatMessage, ChatModel, ChatRequest, ExtractError, Extractor, GenerationConfig, LlmUsage,
-    Neighbour, TopicSpec, Turn, Verdict,
+    Neighbour, SummaryTurn, TopicSpec, Turn, Verdict,
 };
 use crate::Role;
 
@@ -140,6 +140,88 @@ impl Extractor for LlmExtractor {
             Decision::Noop => Verdict::Noop,
         }))
     }
+
+    async fn summarise(
+        &self,
+        turns: &[SummaryTurn],
+        max_tokens: u32,
+        tokenizer: crate::Tokenizer,
+        usage: &mut LlmUsage,
+    ) -> Result<String, ExtractError> {
+        let seqs: HashSet<i64> = turns.iter().map(|turn| turn.seq).collect();
+        self.ask(
+            summary_system_prompt(max_tokens),
+            summary_prompt(turns),
+            |text| validate_summary(text, max_tokens, tokenizer, &seqs),
+            usage,
+        )
+        .await
+    }
+
+    fn summary_method(&self) -> crate::SummaryMethod {
+        crate::SummaryMethod::Llm
+    }
+}
+
+fn summary_system_prompt(max_tokens: u32) -> String {
+    format!(
+        "You compact the history of a conversation between a user and an AI agent so the agent can go on \
+         without the full transcript. Write a summary of the turns given, at most {max_tokens} tokens, as short \
+         lines. Keep: facts about the user and their preferences and instructions; decisions taken; the user's \
+         current request and any question not yet answered; names, numbers, dates and identifiers exactly as \
+         written; tool results only as what they established. Drop pleasantries and repetition. End every line \
+         with the numbers of the turns it comes from, as [#n].\n\n\
+         Reply with a single JSON object and nothing else: {{\"summary\": \"<the summary, lines separated by \\n>\"}}"
+    )
+}
+
+fn summary_prompt(turns: &[SummaryTurn]) -> String {
+    let mut prompt = String::from("The turns, each numbered [#n]:\n");
+    for turn in turns {
+        let speaker = turn.turn.role.as_str();
+        let content = &turn.turn.content;
+        if turn.turn.author.is_empty() || turn.turn.author == speaker {
+            prompt.push_str(&format!("\n[#{}] {speaker}: {content}", turn.seq));
+        } else {
+            prompt.push_str(&format!("\n[#{}] {speaker} ({}): {content}", turn.seq, turn.turn.author));
+        }
+    }
+    prompt.push_str("\n\nReply with the JSON object of the summary.");
+    prompt
+}
+
+#[derive(Deserialize)]
+struct SummaryReply {
+    summary: String,
+}
+
+/// A summary must be text within its budget (a fifth over is tolerated: models count loosely)
+/// and cite only turns it was given.
+fn validate_summary(
+    text: &str,
+    max_tokens: u32,
+    tokenizer: crate::Tokenizer,
+    seqs: &HashSet<i64>,
+) -> Result<String, String> {
+    let reply: SummaryReply = serde_json::from_str(strip_code_fence(text))
+        .map_err(|err| format!("the reply is not valid JSON of the schema: {err}"))?;
+    let summary = reply.summary.trim().to_owned();
+    if summary.is_empty() {
+        return Err("the summary is empty".to_owned());
+    }
+    let n_tokens = tokenizer.count(&summary);
+    if u64::from(n_tokens) > u64::from(max_tokens) * 6 / 5 {
+        return Err(format!("the summary takes {n_tokens} tokens; the limit is {max_tokens}"));
+    }
+    for cited in summary.split("[#").skip(1) {
+        let digits: String = cited.chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(seq) = digits.parse::<i64>()
+            && !seqs.contains(&seq)
+        {
+            return Err(format!("the summary cites [#{seq}], which is not one of the turns given"));
+        }
+    }
+    Ok(summary)
 }
 
 /// What the topics of Memory Bank mean, for topics configured without a description.

@@ -9,10 +9,12 @@
 //! call it live in the server; time comes in as an argument.
 
 pub mod broker;
+mod compaction;
 pub mod consolidate;
 pub mod llm;
 pub mod rules;
 mod service;
+pub mod summary;
 
 use std::collections::BTreeMap;
 
@@ -25,7 +27,7 @@ use crate::memory::Revision;
 use crate::{Memory, MemoryStore, OrgId, Role, Scope, Write};
 
 pub use consolidate::ConsolidationSettings;
-pub use service::{Attempt, GenerationService, GenerationSettings, derived_event_id};
+pub use service::{Attempt, GenerationService, GenerationSettings, derived_event_id, event_text};
 
 /// The topics of Memory Bank, used when a request names none.
 pub const MANAGED_TOPICS: [&str; 4] = [
@@ -45,6 +47,9 @@ pub enum Source {
     Events { events: Vec<InlineEvent> },
     /// Finished facts, only consolidated (Memory Bank's direct memories).
     Memories { facts: Vec<DirectFact> },
+    /// Not memories: summarises a session's events after its last compaction, all but the
+    /// `keep_recent_events` newest message events, into a compaction event.
+    Compaction { session_id: Uuid, keep_recent_events: u32 },
 }
 
 impl Source {
@@ -53,6 +58,7 @@ impl Source {
             Source::Session { .. } => "session",
             Source::Events { .. } => "events",
             Source::Memories { .. } => "memories",
+            Source::Compaction { .. } => "compaction",
         }
     }
 }
@@ -265,6 +271,27 @@ pub trait Extractor: Send + Sync + 'static {
         neighbours: &[Neighbour],
         usage: &mut LlmUsage,
     ) -> Result<Option<Verdict>, ExtractError>;
+
+    /// A summary of `turns` in at most about `max_tokens` tokens (counted with `tokenizer`),
+    /// each line naming the `seq` of the turns it comes from as `[#seq]`, so a reader can fetch
+    /// the events themselves.
+    async fn summarise(
+        &self,
+        turns: &[SummaryTurn],
+        max_tokens: u32,
+        tokenizer: crate::Tokenizer,
+        usage: &mut LlmUsage,
+    ) -> Result<String, ExtractError>;
+
+    fn summary_method(&self) -> crate::SummaryMethod;
+}
+
+/// A turn as a summariser reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryTurn {
+    pub seq: i64,
+    pub turn: Turn,
+    pub timestamp: DateTime<Utc>,
 }
 
 /// One request to a chat model: a system prompt and a conversation of user/assistant turns.
@@ -340,6 +367,9 @@ pub struct JobOutcome {
     /// Candidates that were already known.
     pub unchanged: u32,
     pub llm_usage: LlmUsage,
+    /// A compaction job's summary event; `None` when there was nothing to summarise.
+    pub compaction_event_id: Option<Uuid>,
+    pub compaction: Option<crate::Compaction>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -369,6 +399,40 @@ pub struct Job {
     /// The W3C trace context (`traceparent`, `tracestate`) of the request that queued it.
     #[serde(default)]
     pub trace_context: BTreeMap<String, String>,
+}
+
+impl Job {
+    /// A job ready to queue: pending, due at once, no attempts yet.
+    pub fn queued(
+        org_id: OrgId,
+        scope: Scope,
+        source: Source,
+        config: GenerationConfig,
+        actor: &str,
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> Job {
+        Job {
+            id: Uuid::now_v7(),
+            org_id,
+            scope,
+            status: JobStatus::Pending,
+            source,
+            config,
+            actor: actor.to_owned(),
+            attempts: 0,
+            max_attempts: max_attempts.max(1),
+            error: None,
+            outcome: JobOutcome::default(),
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+            run_after: now,
+            lease_until: None,
+            trace_context: BTreeMap::new(),
+        }
+    }
 }
 
 /// One change a job makes to the memories of its scope.

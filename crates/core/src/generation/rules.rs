@@ -12,8 +12,8 @@ use crate::Role;
 use crate::grammar::{Finding, FindingKind, content_words, findings_in, normalise};
 
 use super::{
-    Candidate, CandidateKind, ExtractError, Extractor, GenerationConfig, LlmUsage, MANAGED_TOPICS, Neighbour, Turn,
-    Verdict,
+    Candidate, CandidateKind, ExtractError, Extractor, GenerationConfig, LlmUsage, MANAGED_TOPICS, Neighbour,
+    SummaryTurn, Turn, Verdict,
 };
 
 /// Extracts facts with the fixed rules of the grammar; needs no model and never judges.
@@ -39,6 +39,20 @@ impl Extractor for RulesExtractor {
     ) -> Result<Option<Verdict>, ExtractError> {
         // Rules cannot tell whether a near-duplicate says the same thing: consolidation keeps both.
         Ok(None)
+    }
+
+    async fn summarise(
+        &self,
+        turns: &[SummaryTurn],
+        max_tokens: u32,
+        tokenizer: crate::Tokenizer,
+        _usage: &mut LlmUsage,
+    ) -> Result<String, ExtractError> {
+        Ok(super::summary::offline_summary(turns, max_tokens, tokenizer))
+    }
+
+    fn summary_method(&self) -> crate::SummaryMethod {
+        crate::SummaryMethod::Offline
     }
 }
 

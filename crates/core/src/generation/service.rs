@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::consolidate::{ConsolidationError, ConsolidationSettings, Consolidator};
 use super::{
     Candidate, CandidateKind, CommitResult, ExtractError, Extractor, ExtractorKind, GenerateRequest, GenerationConfig,
-    Job, JobCompletion, JobOutcome, JobStatus, JobStore, LlmUsage, MANAGED_TOPICS, Source, Turn,
+    Job, JobCompletion, JobOutcome, JobStore, LlmUsage, MANAGED_TOPICS, Source, Turn,
 };
 use crate::limits::MAX_TTL_SECONDS;
 use crate::memory::scope_key;
@@ -40,6 +40,8 @@ pub struct GenerationSettings {
     /// Events one job reads from a session; the rest wait for the next job.
     pub max_events_per_job: u32,
     pub consolidation: ConsolidationSettings,
+    /// Counts the tokens of compaction summaries.
+    pub tokenizer: crate::Tokenizer,
 }
 
 impl Default for GenerationSettings {
@@ -49,6 +51,7 @@ impl Default for GenerationSettings {
             retry_base: Duration::seconds(2),
             max_events_per_job: 10_000,
             consolidation: ConsolidationSettings::default(),
+            tokenizer: crate::Tokenizer::default(),
         }
     }
 }
@@ -72,13 +75,13 @@ pub enum Attempt {
 
 #[derive(Clone)]
 pub struct GenerationService {
-    jobs: Arc<dyn JobStore>,
-    sessions: Arc<dyn SessionStore>,
+    pub(super) jobs: Arc<dyn JobStore>,
+    pub(super) sessions: Arc<dyn SessionStore>,
     memories: Arc<dyn MemoryStore>,
     embedder: Arc<dyn Embedder>,
-    rules: Arc<dyn Extractor>,
-    llm: Option<Arc<dyn Extractor>>,
-    settings: GenerationSettings,
+    pub(super) rules: Arc<dyn Extractor>,
+    pub(super) llm: Option<Arc<dyn Extractor>>,
+    pub(super) settings: GenerationSettings,
 }
 
 /// What a job reads: the source session, the turns, the watermark to advance, and whether
@@ -86,9 +89,9 @@ pub struct GenerationService {
 type SourceRead = (Option<Uuid>, Vec<Turn>, Option<(Uuid, String, i64)>, bool);
 
 /// Why an attempt failed, and whether trying again can help.
-struct AttemptError {
-    message: String,
-    permanent: bool,
+pub(super) struct AttemptError {
+    pub(super) message: String,
+    pub(super) permanent: bool,
 }
 
 impl From<Error> for AttemptError {
@@ -172,6 +175,9 @@ impl GenerationService {
                 }
                 request.scope.clone().ok_or_else(|| Error::validation("scope", "is required for inline events"))?
             }
+            Source::Compaction { .. } => {
+                return Err(Error::validation("source", "compactions are asked for with POST /sessions/{id}/compact"));
+            }
             Source::Memories { facts } => {
                 if facts.is_empty() || facts.len() > MAX_DIRECT_FACTS {
                     return Err(Error::validation("memories", format!("must hold 1 to {MAX_DIRECT_FACTS} facts")));
@@ -190,26 +196,17 @@ impl GenerationService {
         if !access.reaches(&scope) {
             return Err(Error::Forbidden("the job's scope is outside the credential's scope".to_owned()));
         }
-        let job = Job {
-            id: Uuid::now_v7(),
-            org_id: access.org_id.clone(),
+        let mut job = Job::queued(
+            access.org_id.clone(),
             scope,
-            status: JobStatus::Pending,
-            source: request.source,
-            config: request.config,
-            actor: actor.to_owned(),
-            attempts: 0,
-            max_attempts: self.settings.max_attempts.max(1),
-            error: None,
-            outcome: JobOutcome::default(),
-            created_at: now,
-            updated_at: now,
-            started_at: None,
-            finished_at: None,
-            run_after: request.run_after.map(to_micros).filter(|at| *at > now).unwrap_or(now),
-            lease_until: None,
-            trace_context: request.trace_context,
-        };
+            request.source,
+            request.config,
+            actor,
+            self.settings.max_attempts,
+            now,
+        );
+        job.run_after = request.run_after.map(to_micros).filter(|at| *at > now).unwrap_or(now);
+        job.trace_context = request.trace_context;
         self.jobs.enqueue_job(job).await
     }
 
@@ -274,6 +271,9 @@ impl GenerationService {
         now: &impl Fn() -> DateTime<Utc>,
         usage: &mut LlmUsage,
     ) -> std::result::Result<Option<JobOutcome>, AttemptError> {
+        if let Source::Compaction { session_id, keep_recent_events } = &job.source {
+            return self.attempt_compaction(job, *session_id, *keep_recent_events, now, usage).await;
+        }
         let extractor = match job.config.extractor {
             ExtractorKind::Rules => &self.rules,
             ExtractorKind::Llm => self.llm.as_ref().ok_or_else(|| AttemptError {
@@ -394,7 +394,7 @@ impl GenerationService {
                     .collect();
                 Ok((None, turns, None, false))
             }
-            Source::Memories { .. } => Ok((None, Vec::new(), None, false)),
+            Source::Memories { .. } | Source::Compaction { .. } => Ok((None, Vec::new(), None, false)),
         }
     }
 }
@@ -417,7 +417,7 @@ fn within_limits(candidates: Vec<Candidate>) -> Vec<Candidate> {
 }
 
 /// The text of an event's content: a string, or the `text` parts of structured content.
-fn event_text(content: &Value) -> Option<String> {
+pub fn event_text(content: &Value) -> Option<String> {
     let text = match content {
         Value::String(text) => text.clone(),
         Value::Object(object) => match object.get("text").or_else(|| object.get("content")) {

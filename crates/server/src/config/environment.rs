@@ -116,6 +116,26 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ("MAX_STATE_BYTES", "sessions.max_state_bytes", "Largest session state, or metadata, as JSON"),
     ("SESSION_DEFAULT_TTL_SECONDS", "sessions.default_ttl_seconds", "TTL of sessions created without one"),
     ("SESSION_PURGE_INTERVAL_SECONDS", "sessions.purge_interval_seconds", "How often expired sessions are purged"),
+    (
+        "SESSION_TOKENIZER",
+        "sessions.tokenizer",
+        "Counts event tokens: o200k_base, cl100k_base, or approximate (4 bytes a token)",
+    ),
+    (
+        "COMPACTION_EVERY_EVENTS",
+        "sessions.compaction_every_events",
+        "Compact a session every N new events (sessions without a policy of their own)",
+    ),
+    (
+        "COMPACTION_TOKEN_THRESHOLD",
+        "sessions.compaction_token_threshold",
+        "Compact a session once its uncompacted events hold this many tokens",
+    ),
+    (
+        "COMPACTION_KEEP_RECENT_EVENTS",
+        "sessions.compaction_keep_recent_events",
+        "Newest events a compaction leaves out",
+    ),
     ("AUTH_REQUIRE_AUTH", "auth.require_auth", "false turns authentication off, for local development only"),
     ("AUTH_JWT_SECRET_KEY", "auth.jwt_secret_key", "HS256 secret of JWT bearer tokens; unset: JWTs are refused"),
     ("AUTH_JWT_ISSUER", "auth.jwt_issuer", "The iss every JWT must carry"),

@@ -358,6 +358,23 @@ pub struct SessionSettings {
     pub purge_interval_seconds: u64,
     pub max_events_per_request: usize,
     pub max_state_bytes: u64,
+    pub tokenizer: contextiq_core::Tokenizer,
+    pub compaction_every_events: Option<u32>,
+    pub compaction_token_threshold: Option<u64>,
+    pub compaction_keep_recent_events: u32,
+}
+
+impl SessionSettings {
+    /// The compaction policy of sessions without their own; `None` when no trigger is set.
+    pub fn compaction_policy(&self) -> Option<contextiq_core::CompactionPolicy> {
+        (self.compaction_every_events.is_some() || self.compaction_token_threshold.is_some()).then_some(
+            contextiq_core::CompactionPolicy {
+                every_events: self.compaction_every_events,
+                token_threshold: self.compaction_token_threshold,
+                keep_recent_events: self.compaction_keep_recent_events,
+            },
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -434,6 +451,10 @@ impl Default for SessionSettings {
             purge_interval_seconds: 60,
             max_events_per_request: limits.max_events_per_request,
             max_state_bytes: limits.max_state_bytes,
+            tokenizer: limits.tokenizer,
+            compaction_every_events: None,
+            compaction_token_threshold: None,
+            compaction_keep_recent_events: 0,
         }
     }
 }
@@ -522,6 +543,15 @@ impl Settings {
         }
         if self.sessions.purge_interval_seconds == 0 {
             bail!("SESSION_PURGE_INTERVAL_SECONDS must be at least 1");
+        }
+        if let Some(policy) = self.sessions.compaction_policy() {
+            policy.check("compaction").map_err(|_| {
+                anyhow::anyhow!(
+                    "COMPACTION_EVERY_EVENTS and COMPACTION_TOKEN_THRESHOLD must be at least 1, \
+                     COMPACTION_KEEP_RECENT_EVENTS at most {}",
+                    contextiq_core::limits::MAX_KEEP_RECENT_EVENTS
+                )
+            })?;
         }
         let max_rate = contextiq_core::limits::MAX_RATE_PER_SECOND;
         if self.auth.rate_limit_per_second > max_rate || self.auth.rate_limit_burst > 2 * max_rate {

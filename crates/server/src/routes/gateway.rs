@@ -49,7 +49,12 @@ impl Gateway {
                 crate::routes::agent_engine::names::Service::Memory => &self.memory_url,
             });
         }
-        let resource = path.strip_prefix("/api/v1/")?.split('/').next()?;
+        let relative = path.strip_prefix("/api/v1/")?;
+        // Compacting and assembling a context need the memory services (jobs, search).
+        if relative.starts_with("sessions/") && (relative.ends_with("/compact") || relative.ends_with("/context")) {
+            return Some(&self.memory_url);
+        }
+        let resource = relative.split('/').next()?;
         match resource {
             "sessions" | "keys" => Some(&self.sessions_url),
             "memories" | "jobs" => Some(&self.memory_url),

@@ -31,6 +31,8 @@ pub enum SourceType {
     Session,
     Events,
     Memories,
+    /// A compaction of a session (`POST /sessions/{id}/compact`); not for `/memories/generate`.
+    Compaction,
 }
 
 impl From<&Source> for SourceType {
@@ -39,6 +41,7 @@ impl From<&Source> for SourceType {
             Source::Session { .. } => SourceType::Session,
             Source::Events { .. } => SourceType::Events,
             Source::Memories { .. } => SourceType::Memories,
+            Source::Compaction { .. } => SourceType::Compaction,
         }
     }
 }
@@ -259,6 +262,12 @@ impl GenerateRequestBody {
                     .collect();
                 Source::Memories { facts }
             }
+            SourceType::Compaction => {
+                return Err(ApiError::Domain(contextiq_core::Error::validation(
+                    "source_type",
+                    "compactions are asked for with POST /api/v1/sessions/{id}/compact",
+                )));
+            }
         };
         Ok(GenerateRequest {
             source,
@@ -306,6 +315,36 @@ pub struct JobBody {
     pub counts: JobCounts,
     #[schema(value_type = Object)]
     pub llm_usage: LlmUsage,
+    /// A compaction job's summary event, once written; null when there was nothing to summarise.
+    pub compaction_event_id: Option<Uuid>,
+    /// What that summary covers.
+    pub compaction: Option<CompactionBody>,
+}
+
+/// What a compaction event summarises.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CompactionBody {
+    pub start_seq: i64,
+    pub end_seq: i64,
+    /// llm or offline.
+    #[schema(value_type = String, example = "offline")]
+    pub method: contextiq_core::SummaryMethod,
+    /// Tokens of the message events summarised.
+    pub tokens_before: u64,
+    /// Tokens of the summary.
+    pub tokens_after: u64,
+}
+
+impl From<contextiq_core::Compaction> for CompactionBody {
+    fn from(compaction: contextiq_core::Compaction) -> CompactionBody {
+        CompactionBody {
+            start_seq: compaction.start_seq,
+            end_seq: compaction.end_seq,
+            method: compaction.method,
+            tokens_before: compaction.tokens_before,
+            tokens_after: compaction.tokens_after,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -320,7 +359,7 @@ pub struct JobCounts {
 impl From<Job> for JobBody {
     fn from(job: Job) -> JobBody {
         let source_reference = match &job.source {
-            Source::Session { session_id, .. } => Some(*session_id),
+            Source::Session { session_id, .. } | Source::Compaction { session_id, .. } => Some(*session_id),
             _ => None,
         };
         let retry_at = (job.status == JobStatus::Pending && job.attempts > 0).then_some(job.run_after);
@@ -353,6 +392,8 @@ impl From<Job> for JobBody {
             memories_updated: outcome.memories_updated,
             memories_deleted: outcome.memories_deleted,
             llm_usage: outcome.llm_usage,
+            compaction_event_id: outcome.compaction_event_id,
+            compaction: outcome.compaction.map(CompactionBody::from),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Routers, one module per URL prefix.
 
 pub mod agent_engine;
+pub mod context;
 pub mod gateway;
 pub mod health;
 pub mod jobs;
@@ -40,6 +41,8 @@ use agent_engine::openapi::AgentEngineDocument;
         sessions::append_events,
         sessions::list_events,
         sessions::patch_state,
+        context::compact_session,
+        context::assemble_context,
         memories::create_memory,
         memories::list_memories,
         memories::get_memory,
@@ -93,7 +96,8 @@ pub fn router(routes: Routes, state: &AppState, server: &crate::config::ServerSe
             }
             if memories {
                 let memory = state.memory.clone().expect("a plan serving memories builds the memory services");
-                api = api.merge(memories::router().merge(jobs::router()).route_layer(engine()).with_state(memory));
+                let memory_routes = memories::router().merge(jobs::router()).merge(context::router());
+                api = api.merge(memory_routes.route_layer(engine()).with_state(memory));
             }
             let mut router = Router::new()
                 .nest("/api/v1", api)

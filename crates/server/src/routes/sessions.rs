@@ -8,7 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use contextiq_core::{
-    Error as CoreError, Event, NewEvent, NewSession, PageCursor, Role, Scope, Session, SessionFilter,
+    CompactionPolicy, Error as CoreError, Event, EventKind, NewEvent, NewSession, PageCursor, Role, Scope, Session,
+    SessionFilter,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -49,6 +50,56 @@ pub struct CreateSessionRequest {
     pub ttl_seconds: Option<i64>,
     /// In the future, at most ten years ahead; not with `ttl_seconds`.
     pub expires_at: Option<DateTime<Utc>>,
+    /// When the session is compacted without being asked; default: the server's policy
+    /// (`COMPACTION_*`).
+    pub compaction_policy: Option<CompactionPolicyBody>,
+}
+
+/// Compact every `every_events` new events, or once the events not yet summarised hold
+/// `token_threshold` tokens; each time all but the `keep_recent_events` newest are summarised.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompactionPolicyBody {
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::extract::integer")]
+    pub every_events: Option<u32>,
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::extract::integer")]
+    pub token_threshold: Option<u64>,
+    #[schema(minimum = 0, maximum = 10_000)]
+    #[serde(default, deserialize_with = "crate::extract::integer")]
+    pub keep_recent_events: Option<u32>,
+}
+
+impl From<CompactionPolicyBody> for CompactionPolicy {
+    fn from(body: CompactionPolicyBody) -> CompactionPolicy {
+        CompactionPolicy {
+            every_events: body.every_events,
+            token_threshold: body.token_threshold,
+            keep_recent_events: body.keep_recent_events.unwrap_or(0),
+        }
+    }
+}
+
+impl From<CompactionPolicy> for CompactionPolicyBody {
+    fn from(policy: CompactionPolicy) -> CompactionPolicyBody {
+        CompactionPolicyBody {
+            every_events: policy.every_events,
+            token_threshold: policy.token_threshold,
+            keep_recent_events: Some(policy.keep_recent_events),
+        }
+    }
+}
+
+/// ADK's event actions; only `state_delta` is taken from clients.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionsBody {
+    /// Keys set in the session's state with the append, each replacing the key's value whole
+    /// (`null` included), atomically with it.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub state_delta: Map<String, Value>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -67,6 +118,7 @@ pub struct AppendEventRequest {
     pub timestamp: Option<DateTime<Utc>>,
     #[schema(schema_with = crate::routes::optional_id_text)]
     pub invocation_id: Option<String>,
+    pub actions: Option<ActionsBody>,
 }
 
 /// Several events appended atomically, in order.
@@ -80,7 +132,7 @@ pub struct AppendEventsRequest {
 
 /// The body of an append: one event, or several in `events`.
 #[derive(Deserialize, ToSchema)]
-#[allow(dead_code)] // Describes the body in the OpenAPI document; `append_events` parses it.
+#[allow(dead_code, clippy::large_enum_variant)] // Describes the body in the OpenAPI document; `append_events` parses it.
 #[serde(untagged)]
 pub enum AppendBody {
     One(AppendEventRequest),
@@ -141,6 +193,9 @@ pub struct SessionBody {
     pub expires_at: Option<DateTime<Utc>>,
     /// How many events the session holds.
     pub event_count: i64,
+    /// Tokens of all its events, each counted on append with the server's tokenizer.
+    pub token_count: i64,
+    pub compaction: CompactionStatusBody,
     /// The first events in append order (at most 1,000); absent in lists and with
     /// `include_events=false`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,6 +204,18 @@ pub struct SessionBody {
     /// rest from `GET /sessions/{id}/events`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events_next_cursor: Option<String>,
+}
+
+/// How far the session's compactions reach.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompactionStatusBody {
+    /// The session's own policy; null: the server's.
+    pub policy: Option<CompactionPolicyBody>,
+    /// The last `seq` a compaction summarised (0: none yet).
+    pub through_seq: i64,
+    /// Message events after `through_seq`, and their tokens.
+    pub uncompacted_events: i64,
+    pub uncompacted_tokens: i64,
 }
 
 /// A new session: the shape of `GET /sessions/{id}`, with its events, none yet.
@@ -175,6 +242,22 @@ pub struct EventBody {
     pub metadata: Map<String, Value>,
     pub timestamp: DateTime<Utc>,
     pub invocation_id: Option<String>,
+    /// Tokens of its content, counted on append with the server's tokenizer.
+    pub token_count: u32,
+    /// message, or compaction: a summary (the content) the server wrote of `compaction`'s range.
+    #[schema(inline)]
+    pub kind: EventKindBody,
+    /// For a compaction event: what it summarises.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<crate::routes::jobs::CompactionBody>,
+    pub actions: ActionsBody,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKindBody {
+    Message,
+    Compaction,
 }
 
 /// The events of a batch append, in their order.
@@ -210,6 +293,13 @@ impl From<Session> for SessionBody {
             updated_at: session.updated_at,
             expires_at: session.expires_at,
             event_count: session.event_count,
+            token_count: session.token_count,
+            compaction: CompactionStatusBody {
+                policy: session.compaction.policy.map(CompactionPolicyBody::from),
+                through_seq: session.compaction.through_seq,
+                uncompacted_events: session.compaction.uncompacted_events,
+                uncompacted_tokens: session.compaction.uncompacted_tokens,
+            },
             events_next_cursor: session
                 .events
                 .as_ref()
@@ -233,6 +323,16 @@ impl From<Event> for EventBody {
             metadata: event.metadata,
             timestamp: event.timestamp,
             invocation_id: event.invocation_id,
+            token_count: event.token_count,
+            kind: match event.kind {
+                EventKind::Message => EventKindBody::Message,
+                EventKind::Compaction(_) => EventKindBody::Compaction,
+            },
+            compaction: match event.kind {
+                EventKind::Compaction(compaction) => Some(compaction.into()),
+                EventKind::Message => None,
+            },
+            actions: ActionsBody { state_delta: event.state_delta },
         }
     }
 }
@@ -246,7 +346,9 @@ impl From<AppendEventRequest> for NewEvent {
             metadata: request.metadata.unwrap_or_default(),
             timestamp: request.timestamp,
             invocation_id: request.invocation_id,
-            state_delta: Map::new(),
+            state_delta: request.actions.map(|actions| actions.state_delta).unwrap_or_default(),
+            token_count: 0,
+            kind: EventKind::Message,
         }
     }
 }
@@ -300,6 +402,7 @@ pub async fn create_session(
         metadata: request.metadata,
         ttl_seconds: request.ttl_seconds,
         expires_at: request.expires_at,
+        compaction_policy: request.compaction_policy.map(CompactionPolicy::from),
     };
     let session = state.sessions.create(&principal.access, new, state.clock.now()).await?;
     let created =

@@ -402,6 +402,8 @@ pub async fn ingest_events(state: &AppState, memory: &MemoryState, mut call: Cal
             timestamp: event.event_time,
             invocation_id: None,
             state_delta: Map::new(),
+            token_count: 0,
+            kind: contextiq_core::EventKind::Message,
         });
     }
     let last_seq = match new_events.is_empty() {
@@ -497,6 +499,7 @@ async fn append_to_stream(
         metadata: Some(Map::from_iter([(AGENT_ENGINE.to_owned(), json!({"stream_id": stream_id}))])),
         ttl_seconds: None,
         expires_at: None,
+        compaction_policy: None,
     };
     match state.sessions.create(&call.access, new, call.now).await {
         // Another request of the stream created it meanwhile.

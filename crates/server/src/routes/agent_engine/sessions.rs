@@ -95,6 +95,7 @@ pub async fn create(state: &AppState, call: &mut Call) -> Result<Value, ApiError
         metadata: (!extras.is_empty()).then(|| Map::from_iter([(AGENT_ENGINE.to_owned(), Value::Object(extras))])),
         ttl_seconds: message.ttl,
         expires_at: message.expire_time,
+        compaction_policy: None,
     };
     let session = state.sessions.create(&call.access, new, call.now).await?;
     let name = session_name(&session);
@@ -287,6 +288,8 @@ fn new_event(message: EventMessage) -> Result<NewEvent, ApiError> {
         timestamp: message.timestamp,
         invocation_id: message.invocation_id.filter(|id| !id.is_empty()),
         state_delta,
+        token_count: 0,
+        kind: contextiq_core::EventKind::Message,
     })
 }
 
