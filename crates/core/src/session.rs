@@ -197,6 +197,10 @@ impl EventKind {
 pub struct Compaction {
     pub start_seq: i64,
     pub end_seq: i64,
+    /// When the first and the last event summarised happened (ADK replaces the events of this
+    /// time range with the summary).
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
     pub method: SummaryMethod,
     /// Tokens of the message events summarised, and of the summary.
     pub tokens_before: u64,

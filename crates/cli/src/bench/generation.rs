@@ -33,7 +33,7 @@ const MONTHS: &[&str] = &["March", "June", "September", "December"];
 
 /// The `turn`th event of session `session`: user statements of every kind the rules
 /// extractor knows, questions and chatter, and assistant replies.
-fn event(session: usize, turn: usize) -> Value {
+pub(super) fn event(session: usize, turn: usize) -> Value {
     let mut state = ((session as u64) << 32 | turn as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
     let mut pick = |len: usize| {
         state ^= state << 13;

@@ -7,6 +7,7 @@
 //! `measure`.
 
 mod agent_engine;
+mod context;
 mod generation;
 pub(crate) mod measure;
 mod memories;
@@ -55,9 +56,10 @@ pub struct BenchArgs {
     /// memories: how many scopes (users) hold them.
     #[arg(long, default_value_t = 1_000)]
     scopes: usize,
-    /// generation: events of the session whose generation latency is measured.
-    #[arg(long, default_value_t = 500)]
-    events: usize,
+    /// generation: events of the session whose generation latency is measured [default: 500];
+    /// context: events of the session contexts are assembled from [default: 10000].
+    #[arg(long)]
+    events: Option<usize>,
     /// generation: sessions (of 100 events) generated at once for throughput.
     #[arg(long, default_value_t = 40)]
     sessions: usize,
@@ -74,6 +76,9 @@ enum BenchTarget {
     Memories,
     /// Generate memories from sessions (rules extractor): latency and throughput.
     Generation,
+    /// Token counting per event, compaction job latency, and context assembly on a session
+    /// of --events events (default here 10,000).
+    Context,
     /// Vector search alone on the configured backend (embedded, pgvector or Qdrant), with
     /// recall against an exact scan; in this process, no HTTP.
     Vectors,
@@ -124,7 +129,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Memories => {
             memories::run(&client, &base_url, args.memories, args.scopes, args.clients, duration).await
         }
-        BenchTarget::Generation => generation::run(&client, &base_url, args.events, args.sessions).await,
+        BenchTarget::Generation => generation::run(&client, &base_url, args.events.unwrap_or(500), args.sessions).await,
+        BenchTarget::Context => {
+            context::run(args.clients, &client, &base_url, args.events.unwrap_or(10_000), duration).await
+        }
         BenchTarget::Vectors => unreachable!("measured without a server, above"),
     };
     let n_throttled = THROTTLED.load(Ordering::Relaxed);

@@ -154,6 +154,8 @@ impl GenerationService {
         let compaction = Compaction {
             start_seq: session.compaction.through_seq + 1,
             end_seq: summarised.last().map_or(0, |event| event.seq),
+            start_time: summarised.first().map_or(now, |event| event.timestamp),
+            end_time: summarised.last().map_or(now, |event| event.timestamp),
             method: summariser.summary_method(),
             tokens_before,
             tokens_after: u64::from(tokens_after),

@@ -326,6 +326,9 @@ pub struct JobBody {
 pub struct CompactionBody {
     pub start_seq: i64,
     pub end_seq: i64,
+    /// When the first and the last event summarised happened.
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
     /// llm or offline.
     #[schema(value_type = String, example = "offline")]
     pub method: contextiq_core::SummaryMethod,
@@ -340,6 +343,8 @@ impl From<contextiq_core::Compaction> for CompactionBody {
         CompactionBody {
             start_seq: compaction.start_seq,
             end_seq: compaction.end_seq,
+            start_time: compaction.start_time,
+            end_time: compaction.end_time,
             method: compaction.method,
             tokens_before: compaction.tokens_before,
             tokens_after: compaction.tokens_after,

@@ -9,7 +9,7 @@
 
 use contextiq_core::engine::id_for_name;
 use contextiq_core::session::SessionPatch;
-use contextiq_core::{Event, NewEvent, NewSession, PageCursor, Permission, Role, Session, SessionFilter};
+use contextiq_core::{Event, EventKind, NewEvent, NewSession, PageCursor, Permission, Role, Session, SessionFilter};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -344,6 +344,16 @@ fn render_event(engine: &EnginePath, session: &str, event: &Event) -> Value {
             };
             resource["content"] = json!({"role": role, "parts": [{"text": text}]});
         }
+    }
+    if let EventKind::Compaction(compaction) = &event.kind {
+        // Where ADK's VertexAiSessionService reads a compaction from (it writes them there
+        // too): its contents builder then shows the summary in place of the events of the range.
+        let seconds = |at: chrono::DateTime<chrono::Utc>| at.timestamp_micros() as f64 / 1e6;
+        resource["eventMetadata"] = json!({"customMetadata": {"_compaction": {
+            "start_timestamp": seconds(compaction.start_time),
+            "end_timestamp": seconds(compaction.end_time),
+            "compacted_content": resource["content"].clone(),
+        }}});
     }
     resource
 }
