@@ -411,11 +411,19 @@ pub struct SessionService {
     limits: SessionLimits,
     /// Where compactions a policy calls for are queued.
     compaction_jobs: Option<(Arc<dyn JobStore>, u32)>,
+    /// Woken after every append through this service, so live streams of this process read
+    /// at once (streams of other processes find the events when they next look).
+    appended: Arc<tokio::sync::Notify>,
 }
 
 impl SessionService {
     pub fn new(store: Arc<dyn SessionStore>, limits: SessionLimits) -> SessionService {
-        SessionService { store, limits, compaction_jobs: None }
+        SessionService { store, limits, compaction_jobs: None, appended: Arc::new(tokio::sync::Notify::new()) }
+    }
+
+    /// Notified after each append through this service.
+    pub fn appended(&self) -> &Arc<tokio::sync::Notify> {
+        &self.appended
     }
 
     /// Queues a compaction job in `jobs` (with `max_attempts`) whenever an append makes a
@@ -594,6 +602,7 @@ impl SessionService {
             .store
             .append_events(&access.org_id, session_id, checked, self.limits.max_state_bytes, to_micros(now))
             .await?;
+        self.appended.notify_waiters();
         self.compact_if_due(&appended.session, added_events, added_tokens, now).await;
         Ok(appended.events)
     }

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::fake_llm::{FakeLlm, Reply};
-use crate::helpers::{TestApp, client_with_key, id_of, json_of, problem_of, without_model};
+use crate::helpers::{SseReader, TestApp, client_with_key, id_of, json_of, problem_of, without_model};
 
 async fn session(app: &TestApp, body: Value) -> String {
     id_of(&json_of(app.post("/api/v1/sessions", &body).await, StatusCode::CREATED).await)
@@ -401,4 +401,114 @@ async fn with_a_model_configured_the_summary_is_the_models() {
     assert_eq!(summary["content"], "Maria lives in Hamburg and plans a trip to Lisbon. [#1] [#3]");
     let prompt = fake.requests()[0].to_string();
     assert!(prompt.contains("[#4] tool (search_flights)"), "{prompt}");
+}
+
+#[tokio::test]
+async fn a_session_stream_sends_new_events_resumes_from_last_event_id_and_ends_with_the_session() {
+    let app = without_model::spawn_app().await;
+    let id = session(&app, json!({"user_id": "maria"})).await;
+    append_all(&app, &id, conversation(2)).await;
+    let stream_url = app.url(&format!("/api/v1/sessions/{id}/events/stream"));
+
+    // By default only what is appended from now on; ?after_seq=0 from the first event.
+    let mut live = SseReader::new(app.client.get(&stream_url).send().await.unwrap());
+    let mut replay = SseReader::new(app.client.get(format!("{stream_url}?after_seq=0")).send().await.unwrap());
+    for seq in 1..=2 {
+        let sent = replay.next().await.unwrap();
+        assert_eq!((sent.event.as_str(), sent.id.as_deref()), ("event", Some(seq.to_string().as_str())));
+        assert_eq!(sent.data["seq"], seq);
+    }
+    append_all(&app, &id, vec![turn("user", "Is the train on time?")]).await;
+    for reader in [&mut live, &mut replay] {
+        let sent = reader.next().await.unwrap();
+        assert_eq!(sent.id.as_deref(), Some("3"));
+        assert_eq!(sent.data["content"], "Is the train on time?");
+        assert_eq!(sent.data["token_count"], 6);
+    }
+    // A compaction (written by a worker, not through this request path) arrives too.
+    compact(&app, &id, None).await;
+    assert_eq!(live.next().await.unwrap().data["kind"], "compaction");
+
+    // Resuming: the events after the Last-Event-ID, then the live ones.
+    let response = app.client.get(&stream_url).header("last-event-id", "2").send().await.unwrap();
+    let mut resumed = SseReader::new(response);
+    assert_eq!(resumed.next().await.unwrap().id.as_deref(), Some("3"));
+    assert_eq!(resumed.next().await.unwrap().id.as_deref(), Some("4"));
+
+    // Deleting the session ends every stream of it.
+    assert_eq!(app.delete(&format!("/api/v1/sessions/{id}")).await.status(), StatusCode::NO_CONTENT);
+    for reader in [&mut live, &mut resumed] {
+        let end = reader.next().await.unwrap();
+        assert_eq!(end.event, "end");
+        assert_eq!(end.data["reason"], "session_not_found");
+        assert!(reader.next().await.is_none());
+    }
+
+    // Errors come before the stream starts.
+    problem_of(
+        app.get(&format!("/api/v1/sessions/{id}/events/stream")).await,
+        StatusCode::NOT_FOUND,
+        "session_not_found",
+    )
+    .await;
+    let other = session(&app, json!({"user_id": "maria"})).await;
+    let path = format!("/api/v1/sessions/{other}/events/stream");
+    let bad = app.client.get(app.url(&path)).header("last-event-id", "x").send().await.unwrap();
+    problem_of(bad, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    problem_of(app.get(&format!("{path}?after_seq=-1")).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+        .await;
+    let key = json_of(
+        app.post("/api/v1/keys", &json!({"name": "u2", "permissions": ["SESSION_READ"], "scope": {"user_id": "u2"}}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let u2 = client_with_key(key["key"].as_str().unwrap());
+    problem_of(u2.get(app.url(&path)).send().await.unwrap(), StatusCode::NOT_FOUND, "session_not_found").await;
+}
+
+#[tokio::test]
+async fn a_job_stream_sends_each_change_until_the_job_is_finished() {
+    let app = without_model::spawn_app().await;
+    let id = session(&app, json!({"user_id": "maria"})).await;
+    append_all(&app, &id, conversation(6)).await;
+    let job =
+        json_of(app.post(&format!("/api/v1/sessions/{id}/compact"), &json!({})).await, StatusCode::ACCEPTED).await;
+    let mut stream =
+        SseReader::new(app.client.get(app.url(&format!("/api/v1/jobs/{}/stream", id_of(&job)))).send().await.unwrap());
+    let mut statuses = Vec::new();
+    while let Some(sent) = stream.next().await {
+        assert_eq!(sent.event, "job");
+        assert_eq!(sent.data["id"], job["id"]);
+        statuses.push(sent.data["status"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(statuses.last().map(String::as_str), Some("completed"), "{statuses:?}");
+    problem_of(
+        app.get("/api/v1/jobs/0190b8a4-0000-7000-8000-000000000001/stream").await,
+        StatusCode::NOT_FOUND,
+        "job_not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_model_that_cannot_summarise_leaves_the_offline_summary_on_the_last_attempt() {
+    let fake = FakeLlm::start(|_, _| Reply::Text(r#"{"facts": []}"#.to_owned())).await;
+    let base_url = fake.base_url.clone();
+    let app = without_model::spawn_app_with(move |settings| {
+        settings.llm.provider = "openai".parse().unwrap();
+        settings.llm.model = Some("test-model".to_owned());
+        settings.llm.base_url = Some(base_url);
+        settings.llm.api_key = Some("sk-test".to_owned().into());
+        settings.worker.max_attempts = 2;
+        settings.worker.retry_base_seconds = 0;
+    })
+    .await;
+    let id = session(&app, json!({"user_id": "maria"})).await;
+    append_all(&app, &id, conversation(6)).await;
+    let job = compact(&app, &id, None).await;
+    assert_eq!(job["attempts"], 2, "{job}");
+    assert_eq!(job["compaction"]["method"], "offline", "{job}");
+    // Each attempt asked the model and sent its invalid replies back twice.
+    assert_eq!(job["llm_usage"]["calls"], 6, "{job}");
 }

@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::fake_llm::{FakeLlm, Reply};
-use crate::helpers::{id_of, json_of, skip_unless_required, test_database_url};
+use crate::helpers::{SseReader, id_of, json_of, skip_unless_required, test_database_url};
 use crate::otlp::OtlpReceiver;
 use crate::process::ServerProcess;
 
@@ -25,6 +25,8 @@ const FACTS: &str = r#"{"facts": [
     {"fact": "User prefers tea over coffee", "topic": "USER_PREFERENCES", "confidence": 0.9,
      "source_turns": [1], "action": "remember"}
 ]}"#;
+
+const SUMMARY: &str = r#"{"summary": "User plays the cello and prefers tea. [#1] [#2]"}"#;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -44,7 +46,12 @@ async fn the_roles_as_processes_survive_a_killed_worker_a_rabbitmq_restart_and_r
     let mut redis = PrivateRedis::start();
     let otlp = OtlpReceiver::start();
     // The first extraction hangs: its worker is killed in the middle of it.
-    let fake = FakeLlm::start(|call, _| if call == 0 { Reply::Hang } else { Reply::Text(FACTS.to_owned()) }).await;
+    let fake = FakeLlm::start(|call, prompt| match call {
+        0 => Reply::Hang,
+        _ if prompt.contains("You compact the history") => Reply::Text(SUMMARY.to_owned()),
+        _ => Reply::Text(FACTS.to_owned()),
+    })
+    .await;
 
     let rabbitmq_url = rabbitmq.url();
     let redis_url = redis.url();
@@ -129,6 +136,33 @@ async fn the_roles_as_processes_survive_a_killed_worker_a_rabbitmq_restart_and_r
     let retrieved = client.post(format!("{engine}/memories:retrieve")).json(&retrieve).send().await.unwrap();
     let retrieved = json_of(retrieved, StatusCode::OK).await;
     assert_eq!(retrieved["retrievedMemories"].as_array().map(Vec::len), Some(2), "{retrieved}");
+
+    // Live streams across processes: a second sessions process streams the events appended
+    // through the first (behind the gateway), and the gateway relays a stream as it goes.
+    let other_sessions = start("sessions", &[]);
+    let stream_path = format!("/api/v1/sessions/{session_id}/events/stream");
+    let elsewhere = other_sessions.client.get(format!("{}{stream_path}", other_sessions.address)).send();
+    let mut elsewhere = SseReader::new(elsewhere.await.unwrap());
+    let mut relayed = SseReader::new(client.get(format!("{}{stream_path}", gateway.address)).send().await.unwrap());
+    let event = json!({"author": "user", "role": "user", "content": "Is my cello lesson on Friday?"});
+    let appended = client.post(api(&format!("/sessions/{session_id}/events"))).json(&event).send().await.unwrap();
+    assert_eq!(appended.status(), StatusCode::CREATED);
+    for reader in [&mut elsewhere, &mut relayed] {
+        let sent = reader.next().await.unwrap();
+        assert_eq!((sent.id.as_deref(), &sent.data["content"]), (Some("3"), &json!("Is my cello lesson on Friday?")));
+    }
+    drop(other_sessions);
+    // Compaction and context are the memory role's, through the gateway.
+    let compact = client.post(api(&format!("/sessions/{session_id}/compact"))).json(&json!({})).send().await.unwrap();
+    let compaction =
+        finished(&client, &api(&format!("/jobs/{}", id_of(&json_of(compact, StatusCode::ACCEPTED).await)))).await;
+    assert_eq!(compaction["compaction"]["end_seq"], 3, "{compaction}");
+    assert_eq!(compaction["compaction"]["method"], "llm", "{compaction}");
+    let context =
+        client.post(api(&format!("/sessions/{session_id}/context"))).json(&json!({"budget_tokens": 500})).send();
+    let context = json_of(context.await.unwrap(), StatusCode::OK).await;
+    assert_eq!(context["summaries"][0]["end_seq"], 3, "{context}");
+    assert_eq!(context["memories"].as_array().map(Vec::len), Some(2), "the cellist's memories: {context}");
 
     // RabbitMQ down: a job is still accepted (the job table is its outbox), and runs once
     // RabbitMQ is back.

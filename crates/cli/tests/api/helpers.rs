@@ -410,3 +410,56 @@ pub fn binary() -> PathBuf {
     contextiq_models::use_ring_for_tls();
     PathBuf::from(env!("CARGO_BIN_EXE_contextiq"))
 }
+
+/// Reads a Server-Sent Events response one event at a time.
+pub struct SseReader {
+    response: Response,
+    buffer: String,
+}
+
+/// One Server-Sent Event: its `event`, `id` and `data` (as JSON).
+#[derive(Debug)]
+pub struct Sse {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: Value,
+}
+
+impl SseReader {
+    pub fn new(response: Response) -> SseReader {
+        assert_eq!(response.status(), StatusCode::OK);
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+        SseReader { response, buffer: String::new() }
+    }
+
+    /// The next event (keep-alive comments skipped); `None` when the stream ended.
+    pub async fn next(&mut self) -> Option<Sse> {
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = ("message".to_owned(), None, String::new());
+                for line in block.lines() {
+                    match line.split_once(':') {
+                        Some(("event", value)) => event = value.trim().to_owned(),
+                        Some(("id", value)) => id = Some(value.trim().to_owned()),
+                        Some(("data", value)) => data.push_str(value.strip_prefix(' ').unwrap_or(value)),
+                        _ => {}
+                    }
+                }
+                if !data.is_empty() {
+                    return Some(Sse { event, id, data: serde_json::from_str(&data).expect("JSON data") });
+                }
+            }
+            // Against a stream that never sends what the test waits for, not a measurement.
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), self.response.chunk())
+                .await
+                .expect("an event within 30 s")
+                .expect("the stream reads");
+            match chunk {
+                Some(bytes) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                None => return None,
+            }
+        }
+    }
+}

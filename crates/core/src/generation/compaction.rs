@@ -147,9 +147,19 @@ impl GenerationService {
         let max_tokens = (tokens_before / SUMMARY_SHARE)
             .clamp(MIN_SUMMARY_TOKENS, MAX_SUMMARY_TOKENS)
             .min(tokens_before.max(1)) as u32;
-        // The configured model when there is one; the offline summariser otherwise.
-        let summariser = self.llm.as_ref().unwrap_or(&self.rules);
-        let summary = summariser.summarise(&turns, max_tokens, tokenizer, usage).await?;
+        // The configured model when there is one; the offline summariser otherwise, and also
+        // when the model fails for good or on the job's last attempt: a compaction should not
+        // be lost to a model that cannot answer.
+        let mut summariser = self.llm.as_ref().unwrap_or(&self.rules);
+        let summary = match summariser.summarise(&turns, max_tokens, tokenizer, usage).await {
+            Ok(summary) => summary,
+            Err(err) if self.llm.is_some() && (err.is_permanent() || job.attempts >= job.max_attempts) => {
+                tracing::warn!(job_id = %job.id, error = %err, "the model could not summarise; using the offline summary");
+                summariser = &self.rules;
+                summariser.summarise(&turns, max_tokens, tokenizer, usage).await?
+            }
+            Err(err) => return Err(err.into()),
+        };
         let tokens_after = tokenizer.count(&summary);
         let compaction = Compaction {
             start_seq: session.compaction.through_seq + 1,

@@ -229,6 +229,13 @@ pub enum ExtractError {
     Permanent(String),
 }
 
+impl ExtractError {
+    /// Trying again cannot help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, ExtractError::Permanent(_))
+    }
+}
+
 /// How consolidation settles a candidate that is close to, but not a duplicate of, existing
 /// memories.
 #[derive(Debug, Clone, PartialEq)]

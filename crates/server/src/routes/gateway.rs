@@ -30,6 +30,8 @@ pub struct GatewayState {
 /// Where the gateway sends each request.
 pub struct Gateway {
     client: reqwest::Client,
+    /// For live streams, which last as long as the client listens: no overall timeout.
+    streaming_client: reqwest::Client,
     sessions_url: String,
     memory_url: String,
 }
@@ -37,8 +39,9 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(sessions_url: &str, memory_url: &str, timeout: Duration) -> anyhow::Result<Gateway> {
         let client = reqwest::Client::builder().timeout(timeout).build()?;
+        let streaming_client = reqwest::Client::builder().connect_timeout(timeout).build()?;
         let trim = |url: &str| url.trim_end_matches('/').to_owned();
-        Ok(Gateway { client, sessions_url: trim(sessions_url), memory_url: trim(memory_url) })
+        Ok(Gateway { client, streaming_client, sessions_url: trim(sessions_url), memory_url: trim(memory_url) })
     }
 
     fn upstream_of(&self, path: &str) -> Option<&str> {
@@ -98,7 +101,9 @@ pub async fn forward(State(state): State<GatewayState>, request: Request) -> Res
     let mut headers = HeaderMap::new();
     copy_end_to_end(&parts.headers, &mut headers);
     crate::trace_context::inject_into_headers(&tracing::Span::current(), &mut headers);
-    let forwarded = gateway.client.request(parts.method, &url).headers(headers).body(body).send().await;
+    let is_stream = path.ends_with("/stream");
+    let client = if is_stream { &gateway.streaming_client } else { &gateway.client };
+    let forwarded = client.request(parts.method, &url).headers(headers).body(body).send().await;
     let upstream_response = forwarded.map_err(|err| {
         tracing::warn!(error = %err, url, "the upstream service did not answer");
         ApiError::UpstreamUnavailable
@@ -109,6 +114,17 @@ pub async fn forward(State(state): State<GatewayState>, request: Request) -> Res
     copy_end_to_end(upstream_response.headers(), &mut response_headers);
     // The gateway's own correlation id is set on the way out by the middleware.
     response_headers.remove(CORRELATION_ID);
+    let is_event_stream = response_headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"));
+    if is_event_stream {
+        // Relayed as it arrives, not gathered: a live stream never ends by itself.
+        let mut response = Response::new(Body::from_stream(upstream_response.bytes_stream()));
+        *response.status_mut() = status;
+        *response.headers_mut() = response_headers;
+        return Ok(response);
+    }
     let body = upstream_response.bytes().await.map_err(|err| {
         tracing::warn!(error = %err, url, "the upstream answer was cut off");
         ApiError::UpstreamUnavailable

@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod keys;
 pub mod memories;
 pub mod sessions;
+pub mod streams;
 
 use std::sync::Arc;
 
@@ -43,6 +44,8 @@ use agent_engine::openapi::AgentEngineDocument;
         sessions::patch_state,
         context::compact_session,
         context::assemble_context,
+        streams::stream_events,
+        streams::stream_job,
         memories::create_memory,
         memories::list_memories,
         memories::get_memory,
@@ -92,11 +95,13 @@ pub fn router(routes: Routes, state: &AppState, server: &crate::config::ServerSe
             let engine = || axum::middleware::from_fn(crate::auth::select_engine);
             let mut api = Router::new();
             if sessions {
-                api = api.merge(sessions::router().route_layer(engine())).merge(keys::router());
+                let session_routes = sessions::router().merge(streams::sessions_router());
+                api = api.merge(session_routes.route_layer(engine())).merge(keys::router());
             }
             if memories {
                 let memory = state.memory.clone().expect("a plan serving memories builds the memory services");
-                let memory_routes = memories::router().merge(jobs::router()).merge(context::router());
+                let memory_routes =
+                    memories::router().merge(jobs::router()).merge(context::router()).merge(streams::jobs_router());
                 api = api.merge(memory_routes.route_layer(engine()).with_state(memory));
             }
             let mut router = Router::new()
