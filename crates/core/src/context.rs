@@ -146,7 +146,7 @@ impl ContextService {
             return Err(Error::validation("memory_top_k", format!("must be between 0 and {MAX_TOP_K}")));
         }
         if let Some(query) = &request.query
-            && (query.trim().is_empty() || query.chars().count() > MAX_QUERY_CHARS)
+            && (query.is_empty() || query.chars().count() > MAX_QUERY_CHARS)
         {
             return Err(Error::validation("query", format!("must be 1 to {MAX_QUERY_CHARS} characters")));
         }
@@ -194,7 +194,7 @@ impl ContextService {
             newest_user_text = tail.newest_user_text(self, access, session_id, floor, now).await?;
         }
         let query = request.query.clone().or(newest_user_text).map(|query| shorten(&query, MAX_QUERY_CHARS));
-        if let Some(query) = &query
+        if let Some(query) = query.as_ref().filter(|query| !query.trim().is_empty())
             && request.memory_top_k > 0
         {
             let found = self

@@ -68,7 +68,8 @@ pub struct ContextRequestBody {
     #[schema(value_type = u32, required = true, minimum = 1, maximum = 1_000_000)]
     #[serde(default, deserialize_with = "crate::extract::integer")]
     pub budget_tokens: Option<u32>,
-    /// What memories should be relevant to; default: the session's newest user turn.
+    /// What memories should be relevant to; default: the session's newest user turn. A query
+    /// of white space only finds no memories.
     #[schema(min_length = 1, max_length = 4000)]
     pub query: Option<String>,
     /// Most memories to include, 0 for none (default 5). Memories need MEMORY_READ.
