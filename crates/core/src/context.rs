@@ -10,7 +10,8 @@
 //! 5. the other recent events verbatim, newest first, back to the newest summary's range (or
 //!    to the first event), stopping at the first that does not fit, so what is shown is one
 //!    unbroken stretch;
-//! 6. older summaries, newest first, each ending before the one taken last.
+//! 6. older summaries, those sharing most words with the query first (newest first among
+//!    equals), each covering events no summary taken covers.
 //!
 //! The rendered text puts them in reading order: state, summaries (oldest first), memories,
 //! events (oldest first). Token counts are of each part as rendered, under the server's
@@ -230,14 +231,24 @@ impl ContextService {
                 parts.push(Part::Event(Box::new(part)));
             }
         }
-        // 6. Older summaries, each ending before the last one taken.
-        if let Some(mut start) = chain_start {
-            for summary in summaries {
-                if summary.end_seq >= start || i64::from(summary.token_count) > left {
+        // 6. Older summaries, those that share most words with the query first (the newest
+        // first among equals), each covering events no summary taken covers.
+        if let Some(start) = chain_start {
+            let words = query.as_deref().map(query_words).unwrap_or_default();
+            let mut older: Vec<(usize, SummaryPart)> = summaries
+                .filter(|summary| summary.end_seq < start)
+                .map(|summary| (shared_words(&words, &summary.summary), summary))
+                .collect();
+            // Stable: the newest-first order holds among equal scores.
+            older.sort_by(|a, b| b.0.cmp(&a.0));
+            let mut taken: Vec<[i64; 2]> = Vec::new();
+            for (_, summary) in older {
+                let overlaps = taken.iter().any(|[from, to]| summary.start_seq <= *to && *from <= summary.end_seq);
+                if overlaps || i64::from(summary.token_count) > left {
                     continue;
                 }
                 left -= i64::from(summary.token_count);
-                start = summary.start_seq;
+                taken.push([summary.start_seq, summary.end_seq]);
                 parts.push(Part::Summary(summary));
             }
         }
@@ -453,6 +464,28 @@ fn finish(
     let covered: i64 = context.summaries.iter().map(|s| (s.end_seq.min(before) - s.start_seq + 1).max(0)).sum();
     context.coverage.unrepresented_events = (before - covered).max(0);
     context
+}
+
+/// The distinct content words of a query: lowercased, four letters or more.
+fn query_words(query: &str) -> Vec<String> {
+    let mut words: Vec<String> = query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|word| word.chars().count() >= 4)
+        .map(str::to_lowercase)
+        .collect();
+    words.sort();
+    words.dedup();
+    words
+}
+
+/// How many of `words` occur in `text` (as words, ignoring case).
+fn shared_words(words: &[String], text: &str) -> usize {
+    if words.is_empty() {
+        return 0;
+    }
+    let present: std::collections::HashSet<String> =
+        text.split(|c: char| !c.is_alphanumeric()).map(str::to_lowercase).collect();
+    words.iter().filter(|word| present.contains(*word)).count()
 }
 
 fn shorten(text: &str, max_chars: usize) -> String {

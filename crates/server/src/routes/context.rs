@@ -85,7 +85,7 @@ const DEFAULT_MEMORY_TOP_K: u32 = 5;
 /// What to put in front of the model for the session's next turn, within `budget_tokens`:
 /// the newest event, the state, the newest compaction summary, the most relevant memories (at
 /// most a quarter of the budget), the recent events verbatim back to that summary, then older
-/// summaries, in that priority order; as parts with their token counts and as one text block.
+/// summaries (those sharing most words with the query first), in that priority order; as parts with their token counts and as one text block.
 /// The same request on the same session and memories gives the same context.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/context", tag = "sessions", params(("id" = Uuid, Path)),
     request_body = ContextRequestBody,
