@@ -101,14 +101,20 @@ impl ApplicationBuilder {
         };
         let sessions = SessionService::new(stores.sessions.clone(), limits)
             .with_compaction_jobs(stores.jobs.clone(), settings.worker.max_attempts);
+        let stopping = CancellationToken::new();
         let memory = match plan.memory_services {
             true => {
                 let embedder = match embedder {
                     Some(embedder) => embedder,
                     None => build_embedder(&settings).await?,
                 };
-                let components =
-                    MemoryComponents { embedder, body_limit, clock: clock.clone(), sessions: sessions.clone() };
+                let components = MemoryComponents {
+                    embedder,
+                    body_limit,
+                    clock: clock.clone(),
+                    sessions: sessions.clone(),
+                    stopping: stopping.clone(),
+                };
                 Some(memory_components(&settings, &stores, components).await?)
             }
             false => None,
@@ -140,6 +146,7 @@ impl ApplicationBuilder {
             clock: clock.clone(),
             gateway,
             memory: memory.clone(),
+            stopping,
         };
         let router = app_router(state.clone(), &settings);
         let listener = TcpListener::bind(&settings.server.bind)
@@ -156,6 +163,7 @@ struct MemoryComponents {
     body_limit: BodyLimit,
     clock: Arc<dyn Clock>,
     sessions: SessionService,
+    stopping: CancellationToken,
 }
 
 /// The memory, generation and context services on `embedder`, with the vector index readied
@@ -165,12 +173,13 @@ async fn memory_components(
     stores: &Stores,
     parts: MemoryComponents,
 ) -> anyhow::Result<MemoryState> {
-    let MemoryComponents { embedder, body_limit, clock, sessions } = parts;
+    let MemoryComponents { embedder, body_limit, clock, sessions, stopping } = parts;
     let memories = memory_service(settings, stores, embedder.clone()).await?;
     prepare_vector_index(stores, embedder.dimension()).await?;
     let generation = generation_service(settings, stores, embedder)?;
     let context = ContextService::new(sessions, memories.clone());
-    Ok(MemoryState { memories, generation, context, job_queue_wake: Arc::new(Notify::new()), body_limit, clock })
+    let job_queue_wake = Arc::new(Notify::new());
+    Ok(MemoryState { memories, generation, context, job_queue_wake, body_limit, clock, stopping })
 }
 
 /// The gateway role's view of the services behind it.
@@ -264,8 +273,7 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// (up to the configured grace period), stops background tasks and closes the store.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, local_addr, router, state: _, plan, stores, memory, broker, clock, settings } =
-            self;
+        let Application { listener, local_addr, router, state, plan, stores, memory, broker, clock, settings } = self;
         let background = CancellationToken::new();
         let tasks = BackgroundTasks {
             plan,
@@ -278,7 +286,7 @@ impl Application {
         };
         let (background_tasks, workers) = tasks.spawn();
 
-        let stopping = CancellationToken::new();
+        let stopping = state.stopping.clone();
         let grace = Duration::from_secs(settings.server.shutdown_timeout_seconds);
         // The peer's address keys the rate limit of requests without credentials.
         let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -8,6 +8,7 @@ use contextiq_core::generation::GenerationService;
 use contextiq_core::{ContextService, KeyService, MemoryService, SessionService, SessionStore};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::clock::Clock;
@@ -28,6 +29,9 @@ pub struct AppState {
     pub gateway: Option<GatewayState>,
     /// The memory services, in the roles that build them.
     pub memory: Option<MemoryState>,
+    /// Cancelled when the server begins to shut down: live streams end then, so they do not
+    /// hold the shutdown for its whole grace period.
+    pub stopping: CancellationToken,
 }
 
 /// What the routes of memories and jobs reach.
@@ -40,6 +44,8 @@ pub struct MemoryState {
     pub job_queue_wake: Arc<Notify>,
     pub body_limit: BodyLimit,
     pub clock: Arc<dyn Clock>,
+    /// As [`AppState::stopping`].
+    pub stopping: CancellationToken,
 }
 
 /// The largest request body (`MAX_REQUEST_BODY_BYTES`), which a body extractor names when it

@@ -465,6 +465,12 @@ async fn a_session_stream_sends_new_events_resumes_from_last_event_id_and_ends_w
     .await;
     let u2 = client_with_key(key["key"].as_str().unwrap());
     problem_of(u2.get(app.url(&path)).send().await.unwrap(), StatusCode::NOT_FOUND, "session_not_found").await;
+
+    // A server shutting down ends its streams cleanly (the client resumes elsewhere).
+    let mut open = SseReader::new(app.client.get(app.url(&path)).send().await.unwrap());
+    let stopped = tokio::spawn(app.stop());
+    assert!(open.next().await.is_none());
+    stopped.await.unwrap();
 }
 
 #[tokio::test]

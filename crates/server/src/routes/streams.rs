@@ -85,6 +85,7 @@ pub async fn stream_events(
         access: principal.access,
         session_id: id,
         clock: state.clock.clone(),
+        stopping: state.stopping.clone(),
         after,
         buffered: Default::default(),
         ended: false,
@@ -97,6 +98,7 @@ struct EventStream {
     access: Access,
     session_id: Uuid,
     clock: std::sync::Arc<dyn Clock>,
+    stopping: tokio_util::sync::CancellationToken,
     /// The last seq read.
     after: i64,
     /// Read and not yet sent, oldest first.
@@ -137,7 +139,11 @@ impl EventStream {
                     tracing::warn!(error = %err, session_id = %self.session_id, "a session stream could not read");
                 }
             }
-            let _ = tokio::time::timeout(POLL, woken).await;
+            tokio::select! {
+                _ = tokio::time::timeout(POLL, woken) => {}
+                // Shutting down: the client resumes elsewhere with Last-Event-ID.
+                () = self.stopping.cancelled() => return None,
+            }
         }
     }
 }
@@ -187,7 +193,10 @@ impl JobStream {
                 Err(CoreError::NotFound { .. }) => return None,
                 Err(err) => tracing::warn!(error = %err, job_id = %self.job_id, "a job stream could not read"),
             }
-            tokio::time::sleep(POLL).await;
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                () = self.state.stopping.cancelled() => return None,
+            }
         }
     }
 }
