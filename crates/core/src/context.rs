@@ -240,7 +240,7 @@ impl ContextService {
                 .map(|summary| (shared_words(&words, &summary.summary), summary))
                 .collect();
             // Stable: the newest-first order holds among equal scores.
-            older.sort_by(|a, b| b.0.cmp(&a.0));
+            older.sort_by_key(|(shared, _)| std::cmp::Reverse(*shared));
             let mut taken: Vec<[i64; 2]> = Vec::new();
             for (_, summary) in older {
                 let overlaps = taken.iter().any(|[from, to]| summary.start_seq <= *to && *from <= summary.end_seq);
