@@ -119,6 +119,10 @@ class _Recorder:
         return sum(1 for e in self.exchanges if e.operation == (method, template))
 
 
+def _is_stream(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("text/event-stream")
+
+
 class RecordingTransport(httpx.BaseTransport, _Recorder):
     def __init__(self, inner: httpx.BaseTransport) -> None:
         _Recorder.__init__(self)
@@ -126,7 +130,8 @@ class RecordingTransport(httpx.BaseTransport, _Recorder):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self.inner.handle_request(request)
-        response.read()
+        if not _is_stream(response):  # a live stream has no end to read up to
+            response.read()
         self._record(request, response)
         return response
 
@@ -141,7 +146,8 @@ class AsyncRecordingTransport(httpx.AsyncBaseTransport, _Recorder):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self.inner.handle_async_request(request)
-        await response.aread()
+        if not _is_stream(response):
+            await response.aread()
         self._record(request, response)
         return response
 

@@ -10,6 +10,7 @@ import pytest
 
 import contextiq
 from contextiq import (
+    Context,
     CreatedKey,
     Event,
     EventBatch,
@@ -97,6 +98,18 @@ def test_every_operation_sync(recorded: Any, user: str) -> None:
     assert done.counts.added >= 1 and len(done.memories_added) == done.counts.added
     assert client.jobs.get(job.id).status == "completed"
 
+    # Context: a compaction, a context within a budget, the live streams
+    compacting = client.sessions.compact(session.id, keep_recent_events=1)
+    assert isinstance(compacting, Job) and compacting.source_type == "compaction"
+    assert [j.status for j in client.jobs.stream(compacting.id)][-1] == "completed"
+    compacted = client.jobs.get(compacting.id)
+    assert compacted.compaction is not None and compacted.compaction.start_seq == 1
+    context = client.sessions.context(session.id, 2000)
+    assert isinstance(context, Context) and context.total_tokens <= 2000 and len(context.summaries) == 1
+    streamed = client.sessions.stream_events(session.id, after_seq=0)
+    assert next(streamed).seq == 1
+    streamed.close()
+
     # Keys
     created = client.keys.create(f"walk-{user}", ["SESSION_READ"], scope={"user_id": user}, expires_in_seconds=3600)
     assert isinstance(created, CreatedKey) and created.key.startswith("ck_") and created.key not in repr(created)
@@ -161,6 +174,14 @@ async def test_every_operation_async(arecorded: Any, user: str) -> None:
     done = await client.jobs.wait(job.id, timeout=60)
     assert done.status == "completed", done.error
     assert (await client.jobs.get(job.id)).counts == done.counts
+
+    compacting = await client.sessions.compact(session.id)
+    assert [j.status async for j in client.jobs.stream(compacting.id)][-1] == "completed"
+    context = await client.sessions.context(session.id, 500, include_state=False)
+    assert context.state is None and context.total_tokens <= 500
+    streamed = client.sessions.stream_events(session.id, after_seq=0)
+    assert (await streamed.__anext__()).seq == 1
+    await streamed.aclose()
 
     created = await client.keys.create(f"walk-{user}", ["MEMORY_READ"], scope=scope)
     assert created.key.startswith("ck_")

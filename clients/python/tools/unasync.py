@@ -37,6 +37,8 @@ SUBSTITUTIONS = [
     (r"\b__aenter__\b", "__enter__"),
     (r"\b__aexit__\b", "__exit__"),
     (r"\baclose\b", "close"),
+    (r"\baread\b", "read"),
+    (r"\baiter_lines\b", "iter_lines"),
     (r"\b_AsyncResource\b", "_Resource"),
     (r"\bAsync([A-Z]\w*)", r"\1"),
 ]

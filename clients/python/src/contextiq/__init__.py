@@ -26,7 +26,16 @@ from ._errors import (
     ValidationError,
 )
 from ._models import (
+    Actions,
+    Compaction,
+    CompactionStatus,
+    Context,
+    Coverage,
     CreatedKey,
+    EventPart,
+    MemoryPart,
+    StatePart,
+    SummaryPart,
     Event,
     EventBatch,
     EventList,
@@ -48,6 +57,11 @@ from ._models import (
 from ._operations import HELPERS, OPERATIONS
 from ._sync_client import ContextIQ, Jobs, Keys, Memories, Sessions
 from ._types import (
+    CompactionPolicy,
+    CompactRequest,
+    ContextRequest,
+    EventActions,
+    EventKind,
     AppendEvent,
     AppendEventsRequest,
     AppendRequest,
@@ -78,6 +92,20 @@ from ._version import __version__
 
 __all__ = [
     "__version__",
+    "Actions",
+    "Compaction",
+    "CompactionStatus",
+    "Context",
+    "Coverage",
+    "EventPart",
+    "MemoryPart",
+    "StatePart",
+    "SummaryPart",
+    "CompactionPolicy",
+    "CompactRequest",
+    "ContextRequest",
+    "EventActions",
+    "EventKind",
     # Clients
     "ContextIQ",
     "AsyncContextIQ",

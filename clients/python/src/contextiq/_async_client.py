@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Dict, Literal, Mapping, Optional, Sequence, Union, overload
+from typing import Any, AsyncIterator, Dict, Literal, Mapping, Optional, Sequence, Tuple, Union, overload
 
 import httpx
 
@@ -17,6 +17,7 @@ from . import _base
 from ._base import NOT_GIVEN, ClientConfig, NotGiven, body, patch_body, query
 from ._errors import ContextIQError
 from ._models import (
+    Context,
     CreatedKey,
     Event,
     EventBatch,
@@ -38,6 +39,7 @@ from ._models import (
 )
 from ._types import (
     AppendEvent,
+    CompactionPolicy,
     DirectFact,
     EventRange,
     GenerationConfig,
@@ -170,6 +172,42 @@ class AsyncContextIQ:
         response = await self._send(method, template, ids=ids, params=params, json=json, content_type=content_type)
         return _base.decode_json(response)
 
+    async def _events(
+        self,
+        template: str,
+        *,
+        ids: Optional[Dict[str, str]] = None,
+        params: Optional[Dict[str, str]] = None,
+        headers: Optional[Dict[str, str]] = None,
+    ) -> AsyncIterator[Tuple[str, Any]]:
+        """The Server-Sent Events of a `GET` stream, as `(event, data)`, until the server ends it.
+
+        No read timeout: a stream waits as long as nothing happens (the server sends a comment
+        every 15 s). Errors before the stream starts raise as any answer's would.
+        """
+        request_headers = self._config.request_headers(template, None)
+        request_headers["Accept"] = "text/event-stream"
+        request_headers.update(headers or {})
+        request = self._http.build_request(
+            "GET",
+            _base.expand(template, ids or {}),
+            params=params or None,
+            headers=request_headers,
+            timeout=httpx.Timeout(self._config.timeout, read=None),
+        )
+        response = await self._http.send(request, stream=True)
+        try:
+            if not response.is_success:
+                await response.aread()
+                raise ContextIQError.from_response(response)
+            parser = _base.ServerSentEvents()
+            async for line in response.aiter_lines():
+                sent = parser.feed(line)
+                if sent is not None:
+                    yield sent
+        finally:
+            await response.aclose()
+
     async def _send(
         self,
         method: str,
@@ -233,10 +271,13 @@ class AsyncSessions(_AsyncResource):
         metadata: Optional[Dict[str, Any]] = None,
         ttl_seconds: Optional[int] = None,
         expires_at: Optional[Timestamp] = None,
+        compaction_policy: Optional[CompactionPolicy] = None,
     ) -> Session:
-        """Creates a session; its scope defaults to `{"user_id": user_id}`."""
+        """Creates a session; its scope defaults to `{"user_id": user_id}`. `compaction_policy`
+        (`every_events`, `token_threshold`, `keep_recent_events`) makes it compact itself."""
         payload = body(user_id=user_id, agent_id=agent_id, scope=scope, state=state, metadata=metadata,
-                       ttl_seconds=ttl_seconds, expires_at=expires_at)
+                       ttl_seconds=ttl_seconds, expires_at=expires_at,
+                       compaction_policy=dict(compaction_policy) if compaction_policy is not None else None)
         return Session.from_json(await self._client._json("POST", "/api/v1/sessions", json=payload))
 
     async def get(self, session_id: str, *, include_events: bool = True) -> Session:
@@ -288,10 +329,13 @@ class AsyncSessions(_AsyncResource):
         metadata: Optional[Dict[str, Any]] = None,
         invocation_id: Optional[str] = None,
         timestamp: Optional[Timestamp] = None,
+        state_delta: Optional[Dict[str, Any]] = None,
     ) -> Event:
-        """Appends one event (`content`: text or any JSON value; `role` defaults to user)."""
+        """Appends one event (`content`: text or any JSON value; `role` defaults to user);
+        `state_delta` sets those keys in the session's state with it (ADK's `actions.state_delta`)."""
+        actions = None if state_delta is None else {"state_delta": dict(state_delta)}
         payload = body(author=author, content=content, role=role, metadata=metadata, invocation_id=invocation_id,
-                       timestamp=timestamp)
+                       timestamp=timestamp, actions=actions)
         data = await self._client._json("POST", "/api/v1/sessions/{id}/events", ids={"id": session_id}, json=payload)
         return Event.from_json(data)
 
@@ -327,6 +371,50 @@ class AsyncSessions(_AsyncResource):
         data = await self._client._json("PATCH", "/api/v1/sessions/{id}/state", ids={"id": session_id},
                                         json=dict(patch), content_type=_MERGE_PATCH)
         return session_or_receipt(data)
+
+    async def compact(self, session_id: str, *, keep_recent_events: Optional[int] = None) -> Job:
+        """Queues a compaction: a job that summarises the events after the last compaction, all
+        but the `keep_recent_events` newest, into one compaction event (nothing is deleted)."""
+        payload = body(keep_recent_events=keep_recent_events)
+        data = await self._client._json("POST", "/api/v1/sessions/{id}/compact", ids={"id": session_id}, json=payload)
+        return Job.from_json(data)
+
+    async def context(
+        self,
+        session_id: str,
+        budget_tokens: int,
+        *,
+        query: Optional[str] = None,
+        memory_top_k: Optional[int] = None,
+        include_state: Optional[bool] = None,
+    ) -> Context:
+        """What to put in front of the model for the next turn, within `budget_tokens`: the newest
+        event, the state, summaries, the memories most relevant to `query` (default: the newest
+        user turn) and the recent events, with their token counts and as one `text`."""
+        payload = body(budget_tokens=budget_tokens, query=query, memory_top_k=memory_top_k,
+                       include_state=include_state)
+        data = await self._client._json("POST", "/api/v1/sessions/{id}/context", ids={"id": session_id}, json=payload)
+        return Context.from_json(data)
+
+    async def stream_events(
+        self,
+        session_id: str,
+        *,
+        after_seq: Optional[int] = None,
+        last_event_id: Optional[int] = None,
+    ) -> AsyncIterator[Event]:
+        """The session's events as they are appended (Server-Sent Events), from any process.
+
+        By default only new events; `after_seq` (0: from the first) or `last_event_id` (resume
+        after that seq) send stored ones first. Ends when the session is deleted or expires, or
+        the server stops (resume with `last_event_id`).
+        """
+        headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+        stream = self._client._events("/api/v1/sessions/{id}/events/stream", ids={"id": session_id},
+                                      params=query(after_seq=after_seq), headers=headers)
+        async for name, data in stream:
+            if name == "event":
+                yield Event.from_json(data)
 
 
 class AsyncMemories(_AsyncResource):
@@ -505,6 +593,12 @@ class AsyncJobs(_AsyncResource):
     async def get(self, job_id: str) -> Job:
         """A job and its outcome so far."""
         return Job.from_json(await self._client._json("GET", "/api/v1/jobs/{id}", ids={"id": job_id}))
+
+    async def stream(self, job_id: str) -> AsyncIterator[Job]:
+        """The job each time it changes (Server-Sent Events), ending once it is completed or failed."""
+        async for name, data in self._client._events("/api/v1/jobs/{id}/stream", ids={"id": job_id}):
+            if name == "job":
+                yield Job.from_json(data)
 
     async def wait(self, job_id: str, timeout: Optional[float] = 60.0, *, poll_interval: float = 0.5) -> Job:
         """Polls a job until it is `completed` or `failed`, and returns it (check `job.status`).

@@ -8,7 +8,7 @@ import random
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import quote
 
 import httpx
@@ -242,3 +242,28 @@ def decode_json(response: httpx.Response) -> Any:
     if response.status_code == 204 or not response.content:
         return None
     return response.json()
+
+
+class ServerSentEvents:
+    """Reads Server-Sent Events line by line: `feed` returns `(event, data)` at the end of each
+    event that carries data (its JSON decoded); comments and keep-alives give nothing."""
+
+    def __init__(self) -> None:
+        self._event = "message"
+        self._data: List[str] = []
+
+    def feed(self, line: str) -> Optional[Tuple[str, Any]]:
+        line = line.rstrip("\r")
+        if line == "":
+            event, data = self._event, "\n".join(self._data)
+            self._event, self._data = "message", []
+            return (event, json.loads(data)) if data else None
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        return None

@@ -34,6 +34,15 @@ __all__ = [
     "CreatedKey",
     "KeyList",
     "Health",
+    "Compaction",
+    "Actions",
+    "CompactionStatus",
+    "Context",
+    "StatePart",
+    "SummaryPart",
+    "MemoryPart",
+    "EventPart",
+    "Coverage",
     "parse_datetime",
 ]
 
@@ -117,6 +126,48 @@ class _Items(Generic[T]):
 
 
 @dataclass(frozen=True)
+class Compaction:
+    """What a compaction event summarises (`CompactionBody`)."""
+
+    start_seq: int
+    end_seq: int
+    start_time: datetime
+    end_time: datetime
+    #: llm or offline.
+    method: str
+    #: Tokens of the message events summarised, and of the summary.
+    tokens_before: int
+    tokens_after: int
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Compaction":
+        return cls(
+            start_seq=int(data["start_seq"]),
+            end_seq=int(data["end_seq"]),
+            start_time=_req_dt(data, "start_time"),
+            end_time=_req_dt(data, "end_time"),
+            method=data["method"],
+            tokens_before=int(data.get("tokens_before", 0)),
+            tokens_after=int(data.get("tokens_after", 0)),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class Actions:
+    """ADK's event actions (`ActionsBody`): the state keys the event set."""
+
+    state_delta: Dict[str, Any]
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Optional[Mapping[str, Any]]) -> "Actions":
+        data = data or {}
+        return cls(state_delta=_dict(data.get("state_delta")), raw=dict(data))
+
+
+@dataclass(frozen=True)
 class Event:
     """An event of a session (`EventBody`)."""
 
@@ -131,10 +182,17 @@ class Event:
     metadata: Dict[str, Any]
     timestamp: datetime
     invocation_id: Optional[str] = None
+    #: Tokens of its content, counted on append with the server's tokenizer.
+    token_count: int = 0
+    #: message, or compaction: a summary (the content) the server wrote of `compaction`'s range.
+    kind: str = "message"
+    compaction: Optional[Compaction] = None
+    actions: Actions = field(default_factory=lambda: Actions(state_delta={}))
     raw: Dict[str, Any] = _raw()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Event":
+        compaction = data.get("compaction")
         return cls(
             id=data["id"],
             session_id=data["session_id"],
@@ -145,6 +203,10 @@ class Event:
             metadata=_dict(data.get("metadata")),
             timestamp=_req_dt(data, "timestamp"),
             invocation_id=data.get("invocation_id"),
+            token_count=int(data.get("token_count") or 0),
+            kind=data.get("kind", "message"),
+            compaction=Compaction.from_json(compaction) if compaction else None,
+            actions=Actions.from_json(data.get("actions")),
             raw=dict(data),
         )
 
@@ -205,6 +267,9 @@ class Session:
     events: Optional[List[Event]] = None
     #: When `events` holds only the first events: the cursor for `sessions.events()`.
     events_next_cursor: Optional[str] = None
+    #: Tokens of all its events.
+    token_count: int = 0
+    compaction: "CompactionStatus" = field(default_factory=lambda: CompactionStatus.from_json({}))
     raw: Dict[str, Any] = _raw()
 
     @classmethod
@@ -223,6 +288,32 @@ class Session:
             expires_at=_dt(data, "expires_at"),
             events=[Event.from_json(e) for e in events] if isinstance(events, list) else None,
             events_next_cursor=data.get("events_next_cursor"),
+            token_count=int(data.get("token_count") or 0),
+            compaction=CompactionStatus.from_json(data.get("compaction") or {}),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class CompactionStatus:
+    """How far a session's compactions reach (`CompactionStatusBody`)."""
+
+    #: The session's own policy (`every_events`, `token_threshold`, `keep_recent_events`); None: the server's.
+    policy: Optional[Dict[str, Any]]
+    #: The last seq a compaction summarised (0: none yet).
+    through_seq: int
+    uncompacted_events: int
+    uncompacted_tokens: int
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "CompactionStatus":
+        policy = data.get("policy")
+        return cls(
+            policy=dict(policy) if isinstance(policy, Mapping) else None,
+            through_seq=int(data.get("through_seq") or 0),
+            uncompacted_events=int(data.get("uncompacted_events") or 0),
+            uncompacted_tokens=int(data.get("uncompacted_tokens") or 0),
             raw=dict(data),
         )
 
@@ -448,6 +539,9 @@ class Job:
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
     retry_at: Optional[datetime] = None
+    #: A compaction job's summary event, once written.
+    compaction_event_id: Optional[str] = None
+    compaction: Optional[Compaction] = None
     raw: Dict[str, Any] = _raw()
 
     @property
@@ -480,6 +574,8 @@ class Job:
             started_at=_dt(data, "started_at"),
             finished_at=_dt(data, "finished_at"),
             retry_at=_dt(data, "retry_at"),
+            compaction_event_id=data.get("compaction_event_id"),
+            compaction=Compaction.from_json(data["compaction"]) if data.get("compaction") else None,
             raw=dict(data),
         )
 
@@ -587,3 +683,136 @@ def memory_or_job(data: Mapping[str, Any]) -> Union[Memory, Job]:
     """`POST /memories`: 201 with the memory, or 202 with the job of a consolidation."""
     return Memory.from_json(data) if "fact" in data else Job.from_json(data)
 
+
+
+@dataclass(frozen=True)
+class StatePart:
+    """The session's state in a context (`StatePartBody`)."""
+
+    state: Dict[str, Any]
+    token_count: int
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "StatePart":
+        return cls(state=_dict(data.get("state")), token_count=int(data["token_count"]), raw=dict(data))
+
+
+@dataclass(frozen=True)
+class SummaryPart:
+    """A compaction summary in a context (`SummaryPartBody`)."""
+
+    event_id: str
+    seq: int
+    start_seq: int
+    end_seq: int
+    method: str
+    summary: str
+    token_count: int
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "SummaryPart":
+        return cls(
+            event_id=data["event_id"],
+            seq=int(data["seq"]),
+            start_seq=int(data["start_seq"]),
+            end_seq=int(data["end_seq"]),
+            method=data["method"],
+            summary=data["summary"],
+            token_count=int(data["token_count"]),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class MemoryPart:
+    """A memory in a context (`MemoryPartBody`)."""
+
+    id: str
+    fact: str
+    relevance: float
+    token_count: int
+    topic: Optional[str] = None
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "MemoryPart":
+        return cls(
+            id=data["id"],
+            fact=data["fact"],
+            relevance=float(data["relevance"]),
+            token_count=int(data["token_count"]),
+            topic=data.get("topic"),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class EventPart:
+    """An event shown verbatim in a context (`EventPartBody`)."""
+
+    event: Event
+    token_count: int
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "EventPart":
+        return cls(event=Event.from_json(data["event"]), token_count=int(data["token_count"]), raw=dict(data))
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the session a context represents (`CoverageBody`)."""
+
+    summarised: List[List[int]]
+    unrepresented_events: int
+    verbatim_from_seq: Optional[int] = None
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Coverage":
+        return cls(
+            summarised=[list(pair) for pair in data.get("summarised") or []],
+            unrepresented_events=int(data.get("unrepresented_events") or 0),
+            verbatim_from_seq=data.get("verbatim_from_seq"),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class Context:
+    """What to put in front of the model for a session's next turn (`ContextBody`)."""
+
+    session_id: str
+    tokenizer: str
+    budget_tokens: int
+    #: Tokens of `text`; never more than `budget_tokens`.
+    total_tokens: int
+    summaries: List[SummaryPart]
+    memories: List[MemoryPart]
+    events: List[EventPart]
+    coverage: Coverage
+    #: Everything, rendered as one block of text.
+    text: str
+    query: Optional[str] = None
+    state: Optional[StatePart] = None
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Context":
+        state = data.get("state")
+        return cls(
+            session_id=data["session_id"],
+            tokenizer=data["tokenizer"],
+            budget_tokens=int(data["budget_tokens"]),
+            total_tokens=int(data["total_tokens"]),
+            summaries=[SummaryPart.from_json(part) for part in data.get("summaries") or []],
+            memories=[MemoryPart.from_json(part) for part in data.get("memories") or []],
+            events=[EventPart.from_json(part) for part in data.get("events") or []],
+            coverage=Coverage.from_json(data.get("coverage") or {}),
+            text=data.get("text", ""),
+            query=data.get("query"),
+            state=StatePart.from_json(state) if state else None,
+            raw=dict(data),
+        )

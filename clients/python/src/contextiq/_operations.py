@@ -30,6 +30,9 @@ OPERATIONS: Dict[Operation, str] = {
     ("POST", "/api/v1/sessions/{id}/events"): "sessions.append",
     ("GET", "/api/v1/sessions/{id}/events"): "sessions.events",
     ("PATCH", "/api/v1/sessions/{id}/state"): "sessions.patch_state",
+    ("POST", "/api/v1/sessions/{id}/compact"): "sessions.compact",
+    ("POST", "/api/v1/sessions/{id}/context"): "sessions.context",
+    ("GET", "/api/v1/sessions/{id}/events/stream"): "sessions.stream_events",
     # Memories
     ("POST", "/api/v1/memories"): "memories.create",
     ("GET", "/api/v1/memories"): "memories.list",
@@ -42,6 +45,7 @@ OPERATIONS: Dict[Operation, str] = {
     ("POST", "/api/v1/memories/generate"): "memories.generate",
     # Jobs
     ("GET", "/api/v1/jobs/{id}"): "jobs.get",
+    ("GET", "/api/v1/jobs/{id}/stream"): "jobs.stream",
     # Keys
     ("POST", "/api/v1/keys"): "keys.create",
     ("GET", "/api/v1/keys"): "keys.list",
@@ -83,6 +87,10 @@ SCHEMAS: Dict[str, Tuple[str, ...]] = {
     "CreateKeyRequest": ("CreateKeyRequest",),
     "RoleBody": ("Role",),
     "SourceType": ("SourceType",),
+    "ActionsBody": ("Actions",),
+    "CompactionPolicyBody": ("CompactionPolicy",),
+    "CompactRequest": ("CompactRequest",),
+    "ContextRequestBody": ("ContextRequest",),
     "BTreeMap": ("Scope",),
     # Responses
     "SessionBody": ("Session",),
@@ -103,6 +111,14 @@ SCHEMAS: Dict[str, Tuple[str, ...]] = {
     "SearchResult": ("SearchResult",),
     "JobBody": ("Job",),
     "JobCounts": ("JobCounts",),
+    "CompactionBody": ("Compaction",),
+    "CompactionStatusBody": ("CompactionStatus",),
+    "ContextBody": ("Context",),
+    "StatePartBody": ("StatePart",),
+    "SummaryPartBody": ("SummaryPart",),
+    "MemoryPartBody": ("MemoryPart",),
+    "EventPartBody": ("EventPart",),
+    "CoverageBody": ("Coverage",),
     "KeyBody": ("Key",),
     "CreatedKeyBody": ("CreatedKey",),
     "KeyList": ("KeyList",),
@@ -115,7 +131,7 @@ SCHEMAS: Dict[str, Tuple[str, ...]] = {
 # a read that is a POST only to carry its query.
 IDEMPOTENT: FrozenSet[Operation] = frozenset(
     op for op in OPERATIONS if op[0] in ("GET", "DELETE", "PATCH")
-) | frozenset({("POST", "/api/v1/memories/search")})
+) | frozenset({("POST", "/api/v1/memories/search"), ("POST", "/api/v1/sessions/{id}/context")})
 
 # The routes on which `X-Engine-Id` selects a reasoning engine; keys belong to the org.
 ENGINE_PREFIXES: Tuple[str, ...] = ("/api/v1/sessions", "/api/v1/memories", "/api/v1/jobs")

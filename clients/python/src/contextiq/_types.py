@@ -38,6 +38,11 @@ __all__ = [
     "GenerationConfig",
     "GenerateRequest",
     "CreateKeyRequest",
+    "EventActions",
+    "CompactionPolicy",
+    "CompactRequest",
+    "ContextRequest",
+    "EventKind",
 ]
 
 #: A scope: a flat string-to-string dict (1 to 32 keys), e.g. `{"user_id": "u1"}`.
@@ -47,7 +52,9 @@ Role = Literal["user", "assistant", "tool", "system"]
 #: A permission of an API key or JWT. ADMIN holds every other one.
 Permission = Literal["SESSION_READ", "SESSION_WRITE", "MEMORY_READ", "MEMORY_WRITE", "ADMIN"]
 #: What a generation job reads: a stored session, events sent inline, or finished facts.
-SourceType = Literal["session", "events", "memories"]
+SourceType = Literal["session", "events", "memories", "compaction"]
+#: What an event is: a turn, or a compaction (a summary the server wrote).
+EventKind = Literal["message", "compaction"]
 #: The state of a generation job; `completed` and `failed` are final.
 JobStatus = Literal["pending", "running", "completed", "failed"]
 #: The extractor of a generation job.
@@ -62,6 +69,12 @@ class _AppendEventRequired(TypedDict):
     content: Any
 
 
+class EventActions(TypedDict, total=False):
+    """ADK's event actions: `state_delta` sets keys in the session's state with the append."""
+
+    state_delta: Dict[str, Any]
+
+
 class AppendEvent(_AppendEventRequired, total=False):
     """One event of `POST /api/v1/sessions/{id}/events` (schema `AppendEventRequest`)."""
 
@@ -69,6 +82,7 @@ class AppendEvent(_AppendEventRequired, total=False):
     metadata: Optional[Dict[str, Any]]
     invocation_id: Optional[str]
     timestamp: Optional[Timestamp]
+    actions: Optional[EventActions]
 
 
 class AppendEventsRequest(TypedDict):
@@ -94,6 +108,34 @@ class CreateSessionRequest(_CreateSessionRequired, total=False):
     metadata: Optional[Dict[str, Any]]
     ttl_seconds: Optional[int]
     expires_at: Optional[Timestamp]
+    compaction_policy: Optional["CompactionPolicy"]
+
+
+class CompactionPolicy(TypedDict, total=False):
+    """When a session compacts itself: every `every_events` events, or once its uncompacted
+    events hold `token_threshold` tokens, keeping the `keep_recent_events` newest."""
+
+    every_events: Optional[int]
+    token_threshold: Optional[int]
+    keep_recent_events: Optional[int]
+
+
+class CompactRequest(TypedDict, total=False):
+    """`POST /api/v1/sessions/{id}/compact`."""
+
+    keep_recent_events: Optional[int]
+
+
+class _ContextRequired(TypedDict):
+    budget_tokens: int
+
+
+class ContextRequest(_ContextRequired, total=False):
+    """`POST /api/v1/sessions/{id}/context`."""
+
+    query: Optional[str]
+    memory_top_k: Optional[int]
+    include_state: Optional[bool]
 
 
 #: `PATCH /api/v1/sessions/{id}/state`: a JSON Merge Patch (RFC 7396); `None` deletes a key.
