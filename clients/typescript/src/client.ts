@@ -2,6 +2,10 @@ import { ContextIQError } from "./errors.js";
 import { sleep, Transport, type FetchLike, type RequestOptions } from "./http.js";
 import type {
   AppendEventRequest,
+  CompactRequest,
+  ContextBody,
+  ContextRequest,
+  StreamEventsParams,
   CreatedKeyBody,
   CreatedSession,
   CreateKeyRequest,
@@ -154,6 +158,32 @@ export class Sessions {
   patchState(id: string, patch: StatePatch, options?: RequestOptions): Promise<SessionAnswer> {
     return this.http.call({ op: "patch_state", path: { id }, body: patch, contentType: "application/merge-patch+json", options });
   }
+
+  /**
+   * Queues a compaction (`POST /api/v1/sessions/{id}/compact`): a job that summarises the events
+   * after the last compaction, all but the `keep_recent_events` newest, into one compaction event.
+   */
+  compact(id: string, body: CompactRequest = {}, options?: RequestOptions): Promise<JobBody> {
+    return this.http.call({ op: "compact_session", path: { id }, body, options });
+  }
+
+  /** What to put in front of the model for the next turn, within `budget_tokens` (`POST /api/v1/sessions/{id}/context`). */
+  context(id: string, body: ContextRequest, options?: RequestOptions): Promise<ContextBody> {
+    return this.http.call({ op: "assemble_context", path: { id }, body, options });
+  }
+
+  /**
+   * The session's events as they are appended (`GET /api/v1/sessions/{id}/events/stream`,
+   * Server-Sent Events), from any process; ends when the session is deleted or expires, the
+   * server stops (resume with `last_event_id`), or `signal` aborts.
+   */
+  async *streamEvents(id: string, params: StreamEventsParams = {}, options?: RequestOptions): AsyncGenerator<EventBody, void, undefined> {
+    const spec = { op: "stream_events" as const, path: { id }, query: { after_seq: params.after_seq }, options };
+    const stream = this.http.events({ ...spec, lastEventId: params.last_event_id, signal: params.signal });
+    for await (const [name, data] of stream) {
+      if (name === "event") yield data as EventBody;
+    }
+  }
 }
 
 /** Durable facts of a scope: CRUD, revisions, hybrid search, generation. */
@@ -241,6 +271,13 @@ export class Jobs {
   /** Reads a job (`GET /api/v1/jobs/{id}`). */
   get(id: string, options?: RequestOptions): Promise<JobBody> {
     return this.http.call({ op: "get_job", path: { id }, options });
+  }
+
+  /** The job each time it changes (`GET /api/v1/jobs/{id}/stream`), until it is completed or failed. */
+  async *stream(id: string, options?: RequestOptions & { signal?: AbortSignal }): AsyncGenerator<JobBody, void, undefined> {
+    for await (const [name, data] of this.http.events({ op: "stream_job", path: { id }, options, signal: options?.signal })) {
+      if (name === "job") yield data as JobBody;
+    }
   }
 
   /**

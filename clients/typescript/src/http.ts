@@ -93,6 +93,73 @@ export class Transport {
     }
   }
 
+  /**
+   * Opens a Server-Sent Events stream (a `GET`) and yields `[event, data]` (data parsed as
+   * JSON) until the server ends it or `signal` aborts. The request times out only until the
+   * answer starts; errors before that throw as any call's would.
+   */
+  async *events(spec: CallSpec & { lastEventId?: number; signal?: AbortSignal }): AsyncGenerator<[string, unknown], void, undefined> {
+    const op = operation(spec.op);
+    const url = this.url(op.path, spec.path, spec.query);
+    const headers: Record<string, string> = { accept: "text/event-stream, application/problem+json", ...this.config.headers };
+    if (this.config.apiKey !== undefined) headers["x-api-key"] = this.config.apiKey;
+    if (this.config.token !== undefined) headers["authorization"] = `Bearer ${this.config.token}`;
+    const engine = spec.options?.engine === undefined ? this.config.engine : spec.options.engine;
+    if (op.engine && engine !== undefined && engine !== null) headers["x-engine-id"] = engine;
+    if (spec.lastEventId !== undefined) headers["last-event-id"] = String(spec.lastEventId);
+    Object.assign(headers, spec.options?.headers);
+    const fetchFn: FetchLike = this.config.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(spec.signal?.reason);
+    spec.signal?.addEventListener("abort", onAbort, { once: true });
+    const timeoutMs = spec.options?.timeoutMs ?? this.config.timeoutMs;
+    const timer = timeoutMs > 0 && Number.isFinite(timeoutMs) ? setTimeout(() => controller.abort(new AttemptTimeout()), timeoutMs) : undefined;
+    let response: Response;
+    try {
+      response = await fetchFn(url, { method: "GET", headers, signal: controller.signal });
+    } finally {
+      if (timer !== undefined) clearTimeout(timer);
+    }
+    try {
+      if (!response.ok) throw await ContextIQError.fromResponse(response);
+      const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      let event = "message";
+      let data: string[] = [];
+      for (;;) {
+        let chunk;
+        try {
+          chunk = await reader.read();
+        } catch (cause) {
+          if (spec.signal?.aborted) return;
+          throw cause;
+        }
+        if (chunk.done) return;
+        buffer += chunk.value;
+        let newline;
+        while ((newline = buffer.indexOf("\n")) >= 0) {
+          const line = buffer.slice(0, newline).replace(/\r$/, "");
+          buffer = buffer.slice(newline + 1);
+          if (line === "") {
+            if (data.length > 0) yield [event, JSON.parse(data.join("\n"))];
+            event = "message";
+            data = [];
+          } else if (!line.startsWith(":")) {
+            const colon = line.indexOf(":");
+            const name = colon < 0 ? line : line.slice(0, colon);
+            let value = colon < 0 ? "" : line.slice(colon + 1);
+            if (value.startsWith(" ")) value = value.slice(1);
+            if (name === "event") event = value;
+            else if (name === "data") data.push(value);
+          }
+        }
+      }
+    } finally {
+      spec.signal?.removeEventListener("abort", onAbort);
+      controller.abort();
+    }
+  }
+
   /** The wait before retrying after `error`, or undefined when it is not retried. */
   private retryDelay(error: ContextIQError, idempotent: boolean, attempt: number): number | undefined {
     let retryable: boolean;

@@ -36,6 +36,9 @@ export const OPERATIONS = [
   { operationId: "append_events", method: "POST", path: "/api/v1/sessions/{id}/events", sdk: ["sessions.append", "sessions.appendMany"], engine: true, idempotent: false, public: false },
   { operationId: "list_events", method: "GET", path: "/api/v1/sessions/{id}/events", sdk: ["sessions.events", "sessions.iterEvents"], engine: true, idempotent: true, public: false },
   { operationId: "patch_state", method: "PATCH", path: "/api/v1/sessions/{id}/state", sdk: ["sessions.patchState"], engine: true, idempotent: true, public: false },
+  { operationId: "compact_session", method: "POST", path: "/api/v1/sessions/{id}/compact", sdk: ["sessions.compact"], engine: true, idempotent: false, public: false },
+  { operationId: "assemble_context", method: "POST", path: "/api/v1/sessions/{id}/context", sdk: ["sessions.context"], engine: true, idempotent: true, public: false },
+  { operationId: "stream_events", method: "GET", path: "/api/v1/sessions/{id}/events/stream", sdk: ["sessions.streamEvents"], engine: true, idempotent: true, public: false },
   // Memories
   { operationId: "create_memory", method: "POST", path: "/api/v1/memories", sdk: ["memories.create"], engine: true, idempotent: false, public: false },
   { operationId: "list_memories", method: "GET", path: "/api/v1/memories", sdk: ["memories.list", "memories.iter"], engine: true, idempotent: true, public: false },
@@ -48,6 +51,7 @@ export const OPERATIONS = [
   { operationId: "generate_memories", method: "POST", path: "/api/v1/memories/generate", sdk: ["memories.generate"], engine: true, idempotent: false, public: false },
   // Jobs
   { operationId: "get_job", method: "GET", path: "/api/v1/jobs/{id}", sdk: ["jobs.get", "jobs.wait"], engine: true, idempotent: true, public: false },
+  { operationId: "stream_job", method: "GET", path: "/api/v1/jobs/{id}/stream", sdk: ["jobs.stream"], engine: true, idempotent: true, public: false },
   // Keys (they belong to the org: no engine)
   { operationId: "create_key", method: "POST", path: "/api/v1/keys", sdk: ["keys.create"], engine: false, idempotent: false, public: false },
   { operationId: "list_keys", method: "GET", path: "/api/v1/keys", sdk: ["keys.list"], engine: false, idempotent: true, public: false },

@@ -62,6 +62,40 @@ export interface CreateSessionRequest {
   ttl_seconds?: number | null;
   /** In the future, at most ten years ahead; not with `ttl_seconds`. */
   expires_at?: DateTimeInput | null;
+  /** When the session compacts itself; default: the server's policy. */
+  compaction_policy?: CompactionPolicy | null;
+}
+
+/** Compact every `every_events` events, or once the uncompacted events hold `token_threshold` tokens, keeping the `keep_recent_events` newest. */
+export interface CompactionPolicy {
+  every_events?: number | null;
+  token_threshold?: number | null;
+  keep_recent_events?: number | null;
+}
+
+/** ADK's event actions: `state_delta` sets keys in the session's state with the append. */
+export interface EventActions {
+  state_delta: JsonObject;
+}
+
+/** What a compaction event summarises (`CompactionBody`). */
+export interface CompactionBody {
+  start_seq: number;
+  end_seq: number;
+  start_time: string;
+  end_time: string;
+  /** `llm` or `offline`. */
+  method: string;
+  tokens_before: number;
+  tokens_after: number;
+}
+
+/** How far a session's compactions reach (`CompactionStatusBody`). */
+export interface CompactionStatus {
+  policy?: CompactionPolicy | null;
+  through_seq: number;
+  uncompacted_events: number;
+  uncompacted_tokens: number;
 }
 
 /** A stored event (`EventBody`). */
@@ -76,6 +110,12 @@ export interface EventBody {
   invocation_id?: string | null;
   metadata: JsonObject;
   timestamp: string;
+  /** Tokens of its content, counted on append with the server's tokenizer. */
+  token_count: number;
+  /** `message`, or `compaction`: a summary (the content) the server wrote of `compaction`'s range. */
+  kind: "message" | "compaction";
+  compaction?: CompactionBody;
+  actions: EventActions;
 }
 
 /** A session (`SessionBody`). */
@@ -95,6 +135,9 @@ export interface SessionBody {
   events?: EventBody[] | null;
   /** When `events` holds only the first events: the `cursor` to page the rest with `sessions.events`. */
   events_next_cursor?: string | null;
+  /** Tokens of all its events. */
+  token_count: number;
+  compaction: CompactionStatus;
 }
 
 /** The answer of `POST /api/v1/sessions` (`CreatedSession`): a session with its (empty) events. */
@@ -135,6 +178,52 @@ export interface AppendEventRequest {
   metadata?: JsonObject | null;
   /** When the event happened (years 1 to 9999); defaults to the time it is stored. */
   timestamp?: DateTimeInput | null;
+  /** `state_delta`: keys set in the session's state with the append. */
+  actions?: Partial<EventActions> | null;
+}
+
+/** The body of `POST /api/v1/sessions/{id}/compact`. */
+export interface CompactRequest {
+  /** Newest message events left out of the summary (default: the session's policy's, else 0). */
+  keep_recent_events?: number | null;
+}
+
+/** The body of `POST /api/v1/sessions/{id}/context`. */
+export interface ContextRequest {
+  budget_tokens: number;
+  /** What memories should be relevant to; default: the newest user turn. */
+  query?: string | null;
+  /** Most memories to include, 0 for none (default 5). */
+  memory_top_k?: number | null;
+  /** Include the session's state (default true). */
+  include_state?: boolean | null;
+}
+
+/** What to put in front of the model for a session's next turn (`ContextBody`). */
+export interface ContextBody {
+  session_id: string;
+  tokenizer: string;
+  budget_tokens: number;
+  /** Tokens of `text`; never more than `budget_tokens`. */
+  total_tokens: number;
+  query?: string | null;
+  state?: { state: JsonObject; token_count: number } | null;
+  summaries: { event_id: string; seq: number; start_seq: number; end_seq: number; method: string; summary: string; token_count: number }[];
+  memories: { id: string; fact: string; topic?: string | null; relevance: number; token_count: number }[];
+  events: { event: EventBody; token_count: number }[];
+  coverage: { verbatim_from_seq?: number | null; summarised: [number, number][]; unrepresented_events: number };
+  /** Everything above as one block of text, in reading order. */
+  text: string;
+}
+
+/** Where a stream of a session's events starts. */
+export interface StreamEventsParams {
+  /** Send the events after this `seq` first (0: from the first); default: only new events. */
+  after_seq?: number;
+  /** Resume after this `seq` (sent as `Last-Event-ID`); wins over `after_seq`. */
+  last_event_id?: number;
+  /** Ends the stream when it aborts. */
+  signal?: AbortSignal;
 }
 
 /** Several events appended atomically, in order (`AppendEventsRequest`). */
@@ -330,7 +419,7 @@ export interface SearchResponse {
 // ---------------------------------------------------------------------------------------------
 
 /** Where a generation job reads (`SourceType`). */
-export type SourceType = "session" | "events" | "memories";
+export type SourceType = "session" | "events" | "memories" | "compaction";
 
 /** A job's state. */
 export type JobStatus = "pending" | "running" | "completed" | "failed";
@@ -446,6 +535,9 @@ export interface JobBody {
   memories_deleted: string[];
   counts: JobCounts;
   llm_usage: JsonObject;
+  /** A compaction job's summary event, once written. */
+  compaction_event_id?: string | null;
+  compaction?: CompactionBody | null;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ describe("coverage of /openapi.json", () => {
     assert.deepEqual(missing, [], "operations of /openapi.json without a client method");
     assert.deepEqual(extra, [], "OPERATIONS rows that /openapi.json does not have");
     assert.equal(OPERATIONS.length, tableKeys.size, "one row per operation");
-    assert.equal(documented.length, 24);
+    assert.equal(documented.length, 28);
     for (const op of documented) {
       const row = OPERATIONS.find((r) => key(r) === key(op));
       assert.equal(row.operationId, op.operationId, key(op));
@@ -91,6 +91,7 @@ describe("coverage of /openapi.json", () => {
     const expected = [
       "sessions.create", "sessions.get", "sessions.list", "sessions.iter", "sessions.delete", "sessions.append",
       "sessions.appendMany", "sessions.events", "sessions.iterEvents", "sessions.patchState",
+      "sessions.compact", "sessions.context", "sessions.streamEvents", "jobs.stream",
       "memories.create", "memories.get", "memories.list", "memories.iter", "memories.update", "memories.delete",
       "memories.revisions", "memories.restore", "memories.search", "memories.generate",
       "jobs.get", "jobs.wait", "keys.create", "keys.list", "keys.get", "keys.revoke", "health", "ready", "metrics",
@@ -153,6 +154,19 @@ describe("coverage of /openapi.json", () => {
     const job = await run("memories.generate", () => ciq.memories.generate({ source_type: "session", source_reference: session.id }));
     assert.equal((await run("jobs.get", () => ciq.jobs.get(job.id))).id, job.id);
     assert.equal((await run("jobs.wait", () => ciq.jobs.wait(job.id, { pollIntervalMs: 100 }))).status, "completed");
+    const compacting = await run("sessions.compact", () => ciq.sessions.compact(session.id, { keep_recent_events: 1 }));
+    await run("jobs.stream", async () => {
+      const seen = [];
+      for await (const update of ciq.jobs.stream(compacting.id)) seen.push(update.status);
+      assert.equal(seen.at(-1), "completed");
+    });
+    assert.ok((await run("sessions.context", () => ciq.sessions.context(session.id, { budget_tokens: 500 }))).total_tokens <= 500);
+    await run("sessions.streamEvents", async () => {
+      for await (const event of ciq.sessions.streamEvents(session.id, { after_seq: 0 })) {
+        assert.equal(event.seq, 1);
+        break;
+      }
+    });
     await run("memories.delete", () => ciq.memories.delete(memory.id, { purge: true }));
     await run("sessions.delete", () => ciq.sessions.delete(session.id));
 
