@@ -5,7 +5,6 @@ import type {
   CompactRequest,
   ContextBody,
   ContextRequest,
-  StreamEventsParams,
   CreatedKeyBody,
   CreatedSession,
   CreateKeyRequest,
@@ -35,6 +34,7 @@ import type {
   SessionBody,
   SessionList,
   StatePatch,
+  StreamEventsParams,
   UpdateMemoryRequest,
 } from "./types.js";
 
@@ -161,27 +161,43 @@ export class Sessions {
 
   /**
    * Queues a compaction (`POST /api/v1/sessions/{id}/compact`): a job that summarises the events
-   * after the last compaction, all but the `keep_recent_events` newest, into one compaction event.
+   * after the last compaction, all but the `keep_recent_events` newest, into one compaction
+   * event (no event is deleted or changed). `jobs.wait` or `jobs.stream` follow it; the job's
+   * `compaction_event_id` is the summary's event (null: there was nothing to summarise).
    */
   compact(id: string, body: CompactRequest = {}, options?: RequestOptions): Promise<JobBody> {
     return this.http.call({ op: "compact_session", path: { id }, body, options });
   }
 
-  /** What to put in front of the model for the next turn, within `budget_tokens` (`POST /api/v1/sessions/{id}/context`). */
+  /**
+   * What to put in front of the model for the session's next turn, within `budget_tokens`
+   * (`POST /api/v1/sessions/{id}/context`): the state, compaction summaries, relevant memories
+   * and the recent events verbatim, as parts with their token counts and as one `text`.
+   */
   context(id: string, body: ContextRequest, options?: RequestOptions): Promise<ContextBody> {
     return this.http.call({ op: "assemble_context", path: { id }, body, options });
   }
 
   /**
-   * The session's events as they are appended (`GET /api/v1/sessions/{id}/events/stream`,
-   * Server-Sent Events), from any process; ends when the session is deleted or expires, the
-   * server stops (resume with `last_event_id`), or `signal` aborts.
+   * The session's events as they are appended, by any client (`GET /api/v1/sessions/{id}/events/stream`,
+   * Server-Sent Events): with `after_seq`, the stored events after it first. An async iterator
+   * that ends when the session is deleted or expires, or the server stops (resume with
+   * `last_event_id`: the `seq` of the last event received); `break` or an aborted `signal`
+   * ends it too and closes the connection. A broken connection throws a `network_error`.
    */
   async *streamEvents(id: string, params: StreamEventsParams = {}, options?: RequestOptions): AsyncGenerator<EventBody, void, undefined> {
-    const spec = { op: "stream_events" as const, path: { id }, query: { after_seq: params.after_seq }, options };
-    const stream = this.http.events({ ...spec, lastEventId: params.last_event_id, signal: params.signal });
+    const stream = this.http.events({
+      op: "stream_events",
+      path: { id },
+      query: { after_seq: params.after_seq },
+      lastEventId: params.last_event_id,
+      signal: params.signal,
+      options,
+    });
     for await (const [name, data] of stream) {
       if (name === "event") yield data as EventBody;
+      // The session is gone (`{"reason": "session_not_found"}`): nothing more will come.
+      else if (name === "end") return;
     }
   }
 }
@@ -273,10 +289,17 @@ export class Jobs {
     return this.http.call({ op: "get_job", path: { id }, options });
   }
 
-  /** The job each time it changes (`GET /api/v1/jobs/{id}/stream`), until it is completed or failed. */
-  async *stream(id: string, options?: RequestOptions & { signal?: AbortSignal }): AsyncGenerator<JobBody, void, undefined> {
-    for await (const [name, data] of this.http.events({ op: "stream_job", path: { id }, options, signal: options?.signal })) {
-      if (name === "job") yield data as JobBody;
+  /**
+   * The job each time it changes (`GET /api/v1/jobs/{id}/stream`, Server-Sent Events): an async
+   * iterator whose last job is `completed` or `failed` (a finished job: that one only). `break`
+   * or an aborted `signal` ends it and closes the connection.
+   */
+  async *stream(id: string, options?: RequestOptions): AsyncGenerator<JobBody, void, undefined> {
+    for await (const [name, data] of this.http.events({ op: "stream_job", path: { id }, options })) {
+      if (name !== "job") continue;
+      const job = data as JobBody;
+      yield job;
+      if (job.status === "completed" || job.status === "failed") return;
     }
   }
 

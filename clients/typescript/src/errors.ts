@@ -26,7 +26,7 @@ export interface ContextIQErrorInit {
  * connection failed; `cause` holds fetch's error), `timeout` (no answer within `timeoutMs`),
  * `invalid_response` (a success whose body is not the JSON it should be) or `wait_timeout`
  * (`jobs.wait` gave up). An abort through your own `signal` is not wrapped: it rejects with
- * the signal's reason, as `fetch` does.
+ * the signal's reason, as `fetch` does (a stream of events just ends).
  */
 export class ContextIQError extends Error {
   /** The HTTP status, or 0 when no answer came. */

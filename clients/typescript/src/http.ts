@@ -1,5 +1,5 @@
 import { ContextIQError } from "./errors.js";
-import { operation, type OperationId } from "./operations.js";
+import { operation, type Operation, type OperationId } from "./operations.js";
 
 /** The `fetch` the client calls: the global one, or any with its signature. */
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
@@ -47,6 +47,14 @@ export interface CallSpec {
   options?: RequestOptions | undefined;
 }
 
+/** A Server-Sent Events stream, by operation. */
+export interface StreamSpec extends CallSpec {
+  /** Sent as `Last-Event-ID`: the id of the last message received, to resume after it. */
+  lastEventId?: number | string | undefined;
+  /** Another signal that ends the stream (besides `options.signal`). */
+  signal?: AbortSignal | undefined;
+}
+
 /** Timed out: distinguishes the attempt's own deadline from the caller's abort. */
 class AttemptTimeout extends Error {}
 
@@ -60,13 +68,7 @@ export class Transport {
     const options = spec.options ?? {};
     const url = this.url(op.path, spec.path, spec.query);
     const accept = spec.accept === "text" ? "text/plain, application/problem+json" : "application/json, application/problem+json";
-    const headers: Record<string, string> = { accept, ...this.config.headers };
-    if (!op.public) {
-      if (this.config.apiKey !== undefined) headers["x-api-key"] = this.config.apiKey;
-      if (this.config.token !== undefined) headers["authorization"] = `Bearer ${this.config.token}`;
-    }
-    const engine = options.engine === undefined ? this.config.engine : options.engine;
-    if (op.engine && engine !== undefined && engine !== null) headers["x-engine-id"] = engine;
+    const headers = this.headers(op, options, accept);
     let body: string | undefined;
     if (spec.body !== undefined) {
       body = JSON.stringify(spec.body);
@@ -75,11 +77,7 @@ export class Transport {
     Object.assign(headers, options.headers);
     const maxRetries = options.maxRetries ?? this.config.maxRetries;
     const timeoutMs = options.timeoutMs ?? this.config.timeoutMs;
-    if (this.config.fetch === undefined && typeof globalThis.fetch !== "function") {
-      throw new TypeError("ContextIQ: no fetch available; pass one as the `fetch` option");
-    }
-    // Called through globalThis: some browsers refuse a fetch detached from its window.
-    const fetchFn: FetchLike = this.config.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    const fetchFn = this.fetchFn();
 
     for (let attempt = 0; ; attempt++) {
       options.signal?.throwIfAborted();
@@ -94,70 +92,85 @@ export class Transport {
   }
 
   /**
-   * Opens a Server-Sent Events stream (a `GET`) and yields `[event, data]` (data parsed as
-   * JSON) until the server ends it or `signal` aborts. The request times out only until the
-   * answer starts; errors before that throw as any call's would.
+   * Opens a Server-Sent Events stream (a `GET`) and yields its messages as `[event, data]`
+   * (`data` parsed as JSON) until the server ends it, the consumer stops (`break`, `return`)
+   * or a signal aborts; the connection is closed then. Until the stream starts, a call's rules
+   * apply: `timeoutMs` per attempt, retries after a 429, a 503 or a network error, an error
+   * answer thrown as a `ContextIQError`. An abort, before or after, ends the stream quietly.
    */
-  async *events(spec: CallSpec & { lastEventId?: number; signal?: AbortSignal }): AsyncGenerator<[string, unknown], void, undefined> {
+  async *events(spec: StreamSpec): AsyncGenerator<[string, unknown], void, undefined> {
     const op = operation(spec.op);
+    const options = spec.options ?? {};
+    const signals = [spec.signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
     const url = this.url(op.path, spec.path, spec.query);
-    const headers: Record<string, string> = { accept: "text/event-stream, application/problem+json", ...this.config.headers };
-    if (this.config.apiKey !== undefined) headers["x-api-key"] = this.config.apiKey;
-    if (this.config.token !== undefined) headers["authorization"] = `Bearer ${this.config.token}`;
-    const engine = spec.options?.engine === undefined ? this.config.engine : spec.options.engine;
-    if (op.engine && engine !== undefined && engine !== null) headers["x-engine-id"] = engine;
+    const headers = this.headers(op, options, "text/event-stream, application/problem+json");
     if (spec.lastEventId !== undefined) headers["last-event-id"] = String(spec.lastEventId);
-    Object.assign(headers, spec.options?.headers);
-    const fetchFn: FetchLike = this.config.fetch ?? ((input, init) => globalThis.fetch(input, init));
-    const controller = new AbortController();
-    const onAbort = () => controller.abort(spec.signal?.reason);
-    spec.signal?.addEventListener("abort", onAbort, { once: true });
-    const timeoutMs = spec.options?.timeoutMs ?? this.config.timeoutMs;
-    const timer = timeoutMs > 0 && Number.isFinite(timeoutMs) ? setTimeout(() => controller.abort(new AttemptTimeout()), timeoutMs) : undefined;
-    let response: Response;
+    Object.assign(headers, options.headers);
+    const maxRetries = options.maxRetries ?? this.config.maxRetries;
+    const timeoutMs = options.timeoutMs ?? this.config.timeoutMs;
+    const fetchFn = this.fetchFn();
+
+    // Aborted by the caller's signals, and by the end of this generator (which closes the body).
+    const stream = new AbortController();
+    const onAbort = () => stream.abort();
+    if (signals.some((signal) => signal.aborted)) return;
+    for (const signal of signals) signal.addEventListener("abort", onAbort, { once: true });
     try {
-      response = await fetchFn(url, { method: "GET", headers, signal: controller.signal });
-    } finally {
-      if (timer !== undefined) clearTimeout(timer);
-    }
-    try {
-      if (!response.ok) throw await ContextIQError.fromResponse(response);
-      const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      let event = "message";
-      let data: string[] = [];
-      for (;;) {
-        let chunk;
+      let response: Response | undefined;
+      for (let attempt = 0; response === undefined; attempt++) {
+        if (stream.signal.aborted) return;
+        const controller = new AbortController();
+        const follow = () => controller.abort(stream.signal.reason);
+        stream.signal.addEventListener("abort", follow, { once: true });
+        const timer = timeoutMs > 0 && Number.isFinite(timeoutMs) ? setTimeout(() => controller.abort(new AttemptTimeout()), timeoutMs) : undefined;
+        let error: ContextIQError;
         try {
-          chunk = await reader.read();
-        } catch (cause) {
-          if (spec.signal?.aborted) return;
-          throw cause;
-        }
-        if (chunk.done) return;
-        buffer += chunk.value;
-        let newline;
-        while ((newline = buffer.indexOf("\n")) >= 0) {
-          const line = buffer.slice(0, newline).replace(/\r$/, "");
-          buffer = buffer.slice(newline + 1);
-          if (line === "") {
-            if (data.length > 0) yield [event, JSON.parse(data.join("\n"))];
-            event = "message";
-            data = [];
-          } else if (!line.startsWith(":")) {
-            const colon = line.indexOf(":");
-            const name = colon < 0 ? line : line.slice(0, colon);
-            let value = colon < 0 ? "" : line.slice(colon + 1);
-            if (value.startsWith(" ")) value = value.slice(1);
-            if (name === "event") event = value;
-            else if (name === "data") data.push(value);
+          const answer = await fetchFn(url, { method: "GET", headers, signal: controller.signal });
+          if (answer.ok && answer.body !== null) {
+            response = answer;
+            continue;
           }
+          error = answer.ok ? invalidStream(answer, "no body") : await ContextIQError.fromResponse(answer);
+        } catch (cause) {
+          if (stream.signal.aborted) return;
+          error = failure(cause, controller.signal, "GET", url, timeoutMs);
+        } finally {
+          if (timer !== undefined) clearTimeout(timer);
+        }
+        const delay = this.retryDelay(error, op.idempotent, attempt);
+        if (delay === undefined || attempt >= maxRetries) throw error;
+        try {
+          await sleep(delay, stream.signal);
+        } catch {
+          return;
         }
       }
+      yield* readEvents(response, stream.signal, url);
     } finally {
-      spec.signal?.removeEventListener("abort", onAbort);
-      controller.abort();
+      for (const signal of signals) signal.removeEventListener("abort", onAbort);
+      stream.abort();
     }
+  }
+
+  /** The headers of a request of `op`: `accept`, the client's headers, credentials, engine. */
+  private headers(op: Operation, options: RequestOptions, accept: string): Record<string, string> {
+    const headers: Record<string, string> = { accept, ...this.config.headers };
+    if (!op.public) {
+      if (this.config.apiKey !== undefined) headers["x-api-key"] = this.config.apiKey;
+      if (this.config.token !== undefined) headers["authorization"] = `Bearer ${this.config.token}`;
+    }
+    const engine = options.engine === undefined ? this.config.engine : options.engine;
+    if (op.engine && engine !== undefined && engine !== null) headers["x-engine-id"] = engine;
+    return headers;
+  }
+
+  /** The `fetch` to call. */
+  private fetchFn(): FetchLike {
+    if (this.config.fetch === undefined && typeof globalThis.fetch !== "function") {
+      throw new TypeError("ContextIQ: no fetch available; pass one as the `fetch` option");
+    }
+    // Called through globalThis: some browsers refuse a fetch detached from its window.
+    return this.config.fetch ?? ((input, init) => globalThis.fetch(input, init));
   }
 
   /** The wait before retrying after `error`, or undefined when it is not retried. */
@@ -227,26 +240,7 @@ export class Transport {
       }
     } catch (cause) {
       if (signal?.aborted) throw signal.reason;
-      if (controller.signal.aborted && controller.signal.reason instanceof AttemptTimeout) {
-        return {
-          error: new ContextIQError({
-            status: 0,
-            code: "timeout",
-            title: "Timed out",
-            detail: `no answer from ${init.method} ${url} within ${timeoutMs} ms`,
-            cause,
-          }),
-        };
-      }
-      return {
-        error: new ContextIQError({
-          status: 0,
-          code: "network_error",
-          title: "Network error",
-          detail: `${init.method} ${url} failed: ${describe(cause)}`,
-          cause,
-        }),
-      };
+      return { error: failure(cause, controller.signal, init.method, url, timeoutMs) };
     } finally {
       if (timer !== undefined) clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
@@ -270,6 +264,104 @@ export class Transport {
       if (text) url += `?${text}`;
     }
     return url;
+  }
+}
+
+/** The error of an attempt that got no answer: its own `timeout`, or a `network_error`. */
+function failure(cause: unknown, attempt: AbortSignal, method: string, url: string, timeoutMs: number): ContextIQError {
+  if (attempt.aborted && attempt.reason instanceof AttemptTimeout) {
+    return new ContextIQError({
+      status: 0,
+      code: "timeout",
+      title: "Timed out",
+      detail: `no answer from ${method} ${url} within ${timeoutMs} ms`,
+      cause,
+    });
+  }
+  return new ContextIQError({
+    status: 0,
+    code: "network_error",
+    title: "Network error",
+    detail: `${method} ${url} failed: ${describe(cause)}`,
+    cause,
+  });
+}
+
+/** A success that is not the stream it should be. */
+function invalidStream(response: Response, why: string, cause?: unknown): ContextIQError {
+  return new ContextIQError({
+    status: 0,
+    code: "invalid_response",
+    title: "Invalid response",
+    detail: `a ${response.status} event stream with ${why}`,
+    correlationId: response.headers.get("x-correlation-id") ?? undefined,
+    cause,
+  });
+}
+
+/**
+ * The messages of a `text/event-stream` body (the WHATWG HTML "event stream" format), as
+ * `[event, JSON-parsed data]`: comments (keep-alives) and `id`/`retry` fields are skipped, a
+ * message without data is not dispatched. A body that breaks before the server ends it throws
+ * a `network_error`, unless `aborted` fired; the body is cancelled however the reading ends.
+ */
+async function* readEvents(response: Response, aborted: AbortSignal, url: string): AsyncGenerator<[string, unknown], void, undefined> {
+  const reader = response.body!.getReader();
+  // A fetch of the caller's may not tie the body to the signal: cancelling ends a pending read.
+  const onAbort = () => void reader.cancel().catch(() => undefined);
+  aborted.addEventListener("abort", onAbort, { once: true });
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let event = "";
+  let data: string[] = [];
+  try {
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (cause) {
+        if (aborted.aborted) return;
+        throw new ContextIQError({
+          status: 0,
+          code: "network_error",
+          title: "Network error",
+          detail: `the event stream of GET ${url} broke: ${describe(cause)}`,
+          cause,
+        });
+      }
+      if (chunk.done || aborted.aborted) return;
+      buffer += decoder.decode(chunk.value, { stream: true });
+      for (;;) {
+        const end = buffer.search(/[\r\n]/);
+        // A CR that ends the buffer may be the first half of a CRLF: wait for the next chunk.
+        if (end < 0 || (buffer[end] === "\r" && end === buffer.length - 1)) break;
+        const line = buffer.slice(0, end);
+        buffer = buffer.slice(buffer.startsWith("\r\n", end) ? end + 2 : end + 1);
+        if (line === "") {
+          if (data.length > 0) {
+            let value: unknown;
+            try {
+              value = JSON.parse(data.join("\n"));
+            } catch (cause) {
+              throw invalidStream(response, `data that is not JSON: ${data.join("\n").slice(0, 200)}`, cause);
+            }
+            yield [event || "message", value];
+          }
+          event = "";
+          data = [];
+        } else if (!line.startsWith(":")) {
+          const colon = line.indexOf(":");
+          const name = colon < 0 ? line : line.slice(0, colon);
+          let value = colon < 0 ? "" : line.slice(colon + 1);
+          if (value.startsWith(" ")) value = value.slice(1);
+          if (name === "event") event = value;
+          else if (name === "data") data.push(value);
+        }
+      }
+    }
+  } finally {
+    aborted.removeEventListener("abort", onAbort);
+    await reader.cancel().catch(() => undefined);
   }
 }
 

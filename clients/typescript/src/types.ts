@@ -62,19 +62,30 @@ export interface CreateSessionRequest {
   ttl_seconds?: number | null;
   /** In the future, at most ten years ahead; not with `ttl_seconds`. */
   expires_at?: DateTimeInput | null;
-  /** When the session compacts itself; default: the server's policy. */
+  /** When the session is compacted without being asked; default: the server's policy (`COMPACTION_*`). */
   compaction_policy?: CompactionPolicy | null;
 }
 
-/** Compact every `every_events` events, or once the uncompacted events hold `token_threshold` tokens, keeping the `keep_recent_events` newest. */
+/**
+ * When a session compacts itself (`CompactionPolicyBody`): every `every_events` new events, or
+ * once the events not yet summarised hold `token_threshold` tokens; each time all but the
+ * `keep_recent_events` newest are summarised.
+ */
 export interface CompactionPolicy {
+  /** At least 1. */
   every_events?: number | null;
+  /** At least 1. */
   token_threshold?: number | null;
+  /** 0 to 10,000. */
   keep_recent_events?: number | null;
 }
 
-/** ADK's event actions: `state_delta` sets keys in the session's state with the append. */
+/** An event's actions (`ActionsBody`, ADK's); only `state_delta` is taken from clients. */
 export interface EventActions {
+  /**
+   * Keys set in the session's state with the append, atomically with it, each replacing the
+   * key's value whole (`null` included: unlike `patchState`, it does not delete the key).
+   */
   state_delta: JsonObject;
 }
 
@@ -82,21 +93,32 @@ export interface EventActions {
 export interface CompactionBody {
   start_seq: number;
   end_seq: number;
+  /** When the first event summarised happened. */
   start_time: string;
+  /** When the last event summarised happened. */
   end_time: string;
-  /** `llm` or `offline`. */
+  /** `llm` or `offline` (the offline summariser, when no LLM is configured). */
   method: string;
+  /** Tokens of the message events summarised. */
   tokens_before: number;
+  /** Tokens of the summary. */
   tokens_after: number;
 }
 
 /** How far a session's compactions reach (`CompactionStatusBody`). */
 export interface CompactionStatus {
+  /** The session's own policy; null: the server's. */
   policy?: CompactionPolicy | null;
+  /** The last `seq` a compaction summarised (0: none yet). */
   through_seq: number;
+  /** Message events after `through_seq`. */
   uncompacted_events: number;
+  /** Their tokens. */
   uncompacted_tokens: number;
 }
+
+/** What an event is: a `message`, or a `compaction` (a summary the server wrote). */
+export type EventKind = "message" | "compaction";
 
 /** A stored event (`EventBody`). */
 export interface EventBody {
@@ -113,8 +135,9 @@ export interface EventBody {
   /** Tokens of its content, counted on append with the server's tokenizer. */
   token_count: number;
   /** `message`, or `compaction`: a summary (the content) the server wrote of `compaction`'s range. */
-  kind: "message" | "compaction";
-  compaction?: CompactionBody;
+  kind: EventKind;
+  /** For a compaction event: what it summarises (absent on messages). */
+  compaction?: CompactionBody | null;
   actions: EventActions;
 }
 
@@ -135,7 +158,7 @@ export interface SessionBody {
   events?: EventBody[] | null;
   /** When `events` holds only the first events: the `cursor` to page the rest with `sessions.events`. */
   events_next_cursor?: string | null;
-  /** Tokens of all its events. */
+  /** Tokens of all its events, each counted on append with the server's tokenizer. */
   token_count: number;
   compaction: CompactionStatus;
 }
@@ -178,51 +201,106 @@ export interface AppendEventRequest {
   metadata?: JsonObject | null;
   /** When the event happened (years 1 to 9999); defaults to the time it is stored. */
   timestamp?: DateTimeInput | null;
-  /** `state_delta`: keys set in the session's state with the append. */
+  /** `{ state_delta }`: keys set in the session's state, atomically with the append. */
   actions?: Partial<EventActions> | null;
 }
 
-/** The body of `POST /api/v1/sessions/{id}/compact`. */
+/** The body of `POST /api/v1/sessions/{id}/compact` (`CompactRequest`). */
 export interface CompactRequest {
-  /** Newest message events left out of the summary (default: the session's policy's, else 0). */
+  /** Newest message events left out of the summary, 0 to 10,000 (default: the session's policy's, else 0). */
   keep_recent_events?: number | null;
 }
 
-/** The body of `POST /api/v1/sessions/{id}/context`. */
+/** The body of `POST /api/v1/sessions/{id}/context` (`ContextRequestBody`). */
 export interface ContextRequest {
+  /** The most tokens the context may take under the server's tokenizer, 1 to 1,000,000. */
   budget_tokens: number;
-  /** What memories should be relevant to; default: the newest user turn. */
+  /** What memories should be relevant to, 1 to 4000 characters; default: the session's newest user turn. */
   query?: string | null;
-  /** Most memories to include, 0 for none (default 5). */
+  /** Most memories to include, 0 to 100, 0 for none (default 5). Memories need MEMORY_READ. */
   memory_top_k?: number | null;
   /** Include the session's state (default true). */
   include_state?: boolean | null;
 }
 
-/** What to put in front of the model for a session's next turn (`ContextBody`). */
+/** The session's state in a context (`StatePartBody`). */
+export interface ContextState {
+  state: JsonObject;
+  token_count: number;
+}
+
+/** A compaction summary in a context (`SummaryPartBody`). */
+export interface ContextSummary {
+  /** The compaction event. */
+  event_id: string;
+  seq: number;
+  start_seq: number;
+  end_seq: number;
+  /** `llm` or `offline`. */
+  method: string;
+  summary: string;
+  token_count: number;
+}
+
+/** A memory in a context (`MemoryPartBody`). */
+export interface ContextMemory {
+  id: string;
+  fact: string;
+  topic?: string | null;
+  relevance: number;
+  token_count: number;
+}
+
+/** An event shown verbatim in a context (`EventPartBody`). */
+export interface ContextEvent {
+  event: EventBody;
+  token_count: number;
+}
+
+/** What of the session a context shows (`CoverageBody`). */
+export interface ContextCoverage {
+  /** The oldest event shown verbatim. */
+  verbatim_from_seq?: number | null;
+  /** `[start_seq, end_seq]` of each summary included. */
+  summarised: [number, number][];
+  /** Events before `verbatim_from_seq` that no included summary covers. */
+  unrepresented_events: number;
+}
+
+/**
+ * What to put in front of the model for a session's next turn (`ContextBody`), in priority
+ * order: the newest event, the state, the newest compaction summary, the most relevant
+ * memories (at most a quarter of the budget), the recent events back to that summary, then
+ * older summaries. The same request on the same session and memories gives the same context.
+ */
 export interface ContextBody {
   session_id: string;
+  /** The tokenizer every count is in (`SESSION_TOKENIZER`, e.g. `o200k_base`). */
   tokenizer: string;
   budget_tokens: number;
   /** Tokens of `text`; never more than `budget_tokens`. */
   total_tokens: number;
+  /** The query memories were searched with. */
   query?: string | null;
-  state?: { state: JsonObject; token_count: number } | null;
-  summaries: { event_id: string; seq: number; start_seq: number; end_seq: number; method: string; summary: string; token_count: number }[];
-  memories: { id: string; fact: string; topic?: string | null; relevance: number; token_count: number }[];
-  events: { event: EventBody; token_count: number }[];
-  coverage: { verbatim_from_seq?: number | null; summarised: [number, number][]; unrepresented_events: number };
+  state?: ContextState | null;
+  /** Compaction summaries included, oldest first. */
+  summaries: ContextSummary[];
+  /** Memories included, most relevant first. */
+  memories: ContextMemory[];
+  /** Events included verbatim, oldest first: one unbroken stretch ending at the newest. */
+  events: ContextEvent[];
+  coverage: ContextCoverage;
   /** Everything above as one block of text, in reading order. */
   text: string;
 }
 
-/** Where a stream of a session's events starts. */
+/** Where a stream of a session's events starts (`GET /api/v1/sessions/{id}/events/stream`). */
 export interface StreamEventsParams {
-  /** Send the events after this `seq` first (0: from the first); default: only new events. */
+  /** Send the stored events after this `seq` first (0: from the first); default: only events appended from now on. */
   after_seq?: number;
-  /** Resume after this `seq` (sent as `Last-Event-ID`); wins over `after_seq`. */
+  /** Resume after this `seq` (sent as `Last-Event-ID`, which wins over `after_seq`). */
   last_event_id?: number;
-  /** Ends the stream when it aborts. */
+  /** Ends the stream (quietly) when it aborts; as `RequestOptions.signal`. */
   signal?: AbortSignal;
 }
 
@@ -418,7 +496,7 @@ export interface SearchResponse {
 // Generation jobs
 // ---------------------------------------------------------------------------------------------
 
-/** Where a generation job reads (`SourceType`). */
+/** Where a job reads (`SourceType`); `compaction` jobs come from `sessions.compact`. */
 export type SourceType = "session" | "events" | "memories" | "compaction";
 
 /** A job's state. */
@@ -485,7 +563,8 @@ export interface GenerationConfig {
 
 /** The body of `POST /api/v1/memories/generate` (`GenerateRequestBody`). */
 export interface GenerateRequest {
-  source_type: SourceType;
+  /** Not `compaction`: the server refuses it here (`sessions.compact` asks for one). */
+  source_type: Exclude<SourceType, "compaction">;
   /** For `session`: the session's id. */
   source_reference?: string | null;
   /** Where the memories go; default for `session`: the session's scope. Required otherwise. */
@@ -508,7 +587,7 @@ export interface JobCounts {
   unchanged: number;
 }
 
-/** A generation job (`JobBody`). */
+/** A job: a memory generation, or a compaction (`JobBody`). */
 export interface JobBody {
   id: string;
   status: JobStatus;
@@ -535,8 +614,9 @@ export interface JobBody {
   memories_deleted: string[];
   counts: JobCounts;
   llm_usage: JsonObject;
-  /** A compaction job's summary event, once written. */
+  /** A compaction job's summary event, once written; null when there was nothing to summarise. */
   compaction_event_id?: string | null;
+  /** What that summary covers. */
   compaction?: CompactionBody | null;
 }
 

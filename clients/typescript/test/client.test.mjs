@@ -291,3 +291,174 @@ describe("requests", () => {
     assert.match(script.requests[0].headers.accept, /text\/plain/);
   });
 });
+
+/** A `text/event-stream` answer sending `chunks` (strings) in turn; open: it then stays open. Records its cancel. */
+function sse(chunks, { open = false, fail } = {}) {
+  const encoder = new TextEncoder();
+  const state = { cancelled: false };
+  let index = 0;
+  const body = new ReadableStream({
+    pull(controller) {
+      if (index < chunks.length) controller.enqueue(encoder.encode(chunks[index++]));
+      else if (fail) controller.error(fail);
+      else if (!open) controller.close();
+      else return new Promise(() => {});
+    },
+    cancel() {
+      state.cancelled = true;
+    },
+  });
+  const response = new Response(body, { status: 200, headers: { "content-type": "text/event-stream" } });
+  return Object.assign(response, { state });
+}
+
+const collect = async (iterable) => {
+  const items = [];
+  for await (const item of iterable) items.push(item);
+  return items;
+};
+
+describe("event streams", () => {
+  const EVENT = (seq) => ({ id: `e${seq}`, seq, kind: "message", content: `line 1\nline ${seq}` });
+
+  test("messages split anywhere, CRLF, comments, multi-line data; end ends the stream", async () => {
+    const one = `event: event\r\nid: 1\r\ndata: ${JSON.stringify(EVENT(1))}\r\n\r\n`;
+    const two = `: keep-alive\n\nevent: other\ndata: {"ignored": true}\n\nevent:event\nid: 2\ndata: {"id": "e2",\ndata:  "seq": 2}\n\n`;
+    const text = one + two + 'event: end\ndata: {"reason":"session_not_found"}\n\n';
+    // Every split of the text into two chunks, and one byte a chunk.
+    const splits = [...Array(text.length).keys()].map((at) => [text.slice(0, at), text.slice(at)]);
+    splits.push([...text]);
+    for (const chunks of splits) {
+      const answer = sse(chunks, { open: true });
+      const script = scriptedFetch([() => answer]);
+      const client = new ContextIQ({ ...fast, fetch: script.fetch });
+      const events = await collect(client.sessions.streamEvents("s1", { after_seq: 0 }));
+      assert.deepEqual(events, [EVENT(1), { id: "e2", seq: 2 }], JSON.stringify(chunks.slice(0, 2)));
+      assert.ok(answer.state.cancelled, "the body is cancelled after end");
+    }
+    // Non-ASCII split inside a character.
+    const bytes = new TextEncoder().encode(`event: event\ndata: {"seq": 1, "content": "Lisboa → Porto"}\n\n`);
+    const cut = bytes.indexOf(0xe2) + 1;
+    const body = new ReadableStream({
+      start(controller) {
+        controller.enqueue(bytes.slice(0, cut));
+        controller.enqueue(bytes.slice(cut));
+        controller.close();
+      },
+    });
+    const client = new ContextIQ({ ...fast, fetch: async () => new Response(body, { status: 200 }) });
+    assert.deepEqual(await collect(client.sessions.streamEvents("s1")), [{ seq: 1, content: "Lisboa → Porto" }]);
+  });
+
+  test("the request: path, after_seq, Last-Event-ID, accept, engine", async () => {
+    const script = scriptedFetch([() => sse([])]);
+    const client = new ContextIQ({ ...fast, engine: "E", fetch: script.fetch });
+    await collect(client.sessions.streamEvents("s 1", { after_seq: 3, last_event_id: 7 }, { headers: { "x-extra": "1" } }));
+    await collect(client.sessions.streamEvents("s1"));
+    await collect(client.jobs.stream("j1", { engine: null }));
+    const [first, plain, job] = script.requests;
+    assert.equal(first.url, "http://ciq.test/api/v1/sessions/s%201/events/stream?after_seq=3");
+    assert.equal(first.method, "GET");
+    assert.equal(first.headers["last-event-id"], "7");
+    assert.match(first.headers.accept, /^text\/event-stream/);
+    assert.equal(first.headers["x-api-key"], "ck_test");
+    assert.equal(first.headers["x-engine-id"], "E");
+    assert.equal(first.headers["x-extra"], "1");
+    assert.equal(plain.url, "http://ciq.test/api/v1/sessions/s1/events/stream");
+    assert.equal(plain.headers["last-event-id"], undefined);
+    assert.equal(job.url, "http://ciq.test/api/v1/jobs/j1/stream");
+    assert.equal(job.headers["x-engine-id"], undefined);
+  });
+
+  test("break and the signal close the connection", async () => {
+    let answer = sse([`event: event\ndata: ${JSON.stringify(EVENT(1))}\n\n`], { open: true });
+    const client = new ContextIQ({ ...fast, fetch: async () => answer });
+    for await (const event of client.sessions.streamEvents("s1")) {
+      assert.equal(event.seq, 1);
+      break;
+    }
+    assert.ok(answer.state.cancelled, "break cancels the body");
+
+    answer = sse([`event: event\ndata: ${JSON.stringify(EVENT(1))}\n\n`], { open: true });
+    const aborter = new AbortController();
+    const seen = [];
+    setTimeout(() => aborter.abort(new Error("stop")), 50);
+    for await (const event of client.sessions.streamEvents("s1", { signal: aborter.signal })) seen.push(event.seq);
+    assert.deepEqual(seen, [1], "an abort ends the stream, without an error");
+    assert.ok(answer.state.cancelled);
+
+    answer = sse([`event: job\ndata: {"id": "j1", "status": "running"}\n\n`], { open: true });
+    const jobAborter = new AbortController();
+    setTimeout(() => jobAborter.abort(), 50);
+    assert.deepEqual(await collect(client.jobs.stream("j1", { signal: jobAborter.signal })), [{ id: "j1", status: "running" }]);
+    assert.ok(answer.state.cancelled);
+  });
+
+  test("a job stream ends with a finished job, even if the body stays open", async () => {
+    const job = (status) => `event: job\ndata: ${JSON.stringify({ id: "j1", status })}\n\n`;
+    const answer = sse([job("pending"), ": ping\n\n", job("running"), job("failed"), job("never")], { open: true });
+    const client = new ContextIQ({ ...fast, fetch: async () => answer });
+    assert.deepEqual((await collect(client.jobs.stream("j1"))).map((j) => j.status), ["pending", "running", "failed"]);
+    assert.ok(answer.state.cancelled);
+  });
+
+  test("before the stream starts, a call's rules: retries, errors, timeouts", async () => {
+    const refuse = () => Promise.reject(new TypeError("fetch failed"));
+    const hang = (_url, init) => new Promise((_resolve, reject) => init.signal.addEventListener("abort", () => reject(init.signal.reason)));
+    const ok = () => sse([`event: event\ndata: {"seq": 1}\n\n`]);
+    let script = scriptedFetch([() => problem(503, "shutting_down", {}, { "retry-after": "0" }), () => problem(429, "rate_limited", {}, { "retry-after": "0" }), refuse, hang, ok]);
+    let client = new ContextIQ({ ...fast, timeoutMs: 50, maxRetries: 4, fetch: script.fetch });
+    assert.deepEqual(await collect(client.sessions.streamEvents("s1")), [{ seq: 1 }]);
+    assert.equal(script.requests.length, 5);
+
+    script = scriptedFetch([() => problem(404, "session_not_found"), ok]);
+    client = new ContextIQ({ ...fast, fetch: script.fetch });
+    await assert.rejects(collect(client.sessions.streamEvents("s1")), (err) => err instanceof ContextIQError && err.status === 404 && err.code === "session_not_found");
+    assert.equal(script.requests.length, 1, "not retried");
+
+    script = scriptedFetch([refuse]);
+    client = new ContextIQ({ ...fast, fetch: script.fetch, maxRetries: 1 });
+    await assert.rejects(collect(client.jobs.stream("j1")), (err) => err instanceof ContextIQError && err.status === 0 && err.code === "network_error");
+    assert.equal(script.requests.length, 2);
+
+    script = scriptedFetch([hang]);
+    client = new ContextIQ({ ...fast, fetch: script.fetch, maxRetries: 0, timeoutMs: 30 });
+    await assert.rejects(collect(client.jobs.stream("j1")), (err) => err instanceof ContextIQError && err.code === "timeout");
+
+    // timeoutMs bounds the wait for the answer, not the stream: a slow stream lives on.
+    const slow = new ReadableStream({
+      async start(controller) {
+        await new Promise((r) => setTimeout(r, 120));
+        controller.enqueue(new TextEncoder().encode('event: event\ndata: {"seq": 1}\n\n'));
+        controller.close();
+      },
+    });
+    client = new ContextIQ({ ...fast, timeoutMs: 30, fetch: async () => new Response(slow, { status: 200 }) });
+    assert.deepEqual(await collect(client.sessions.streamEvents("s1")), [{ seq: 1 }]);
+
+    // An abort while waiting to retry ends the stream quietly.
+    script = scriptedFetch([() => problem(429, "rate_limited", {}, { "retry-after": "5" })]);
+    client = new ContextIQ({ ...fast, fetch: script.fetch });
+    const started = Date.now();
+    assert.deepEqual(await collect(client.sessions.streamEvents("s1", {}, { signal: AbortSignal.timeout(50) })), []);
+    assert.ok(Date.now() - started < 2000);
+  });
+
+  test("a stream that breaks is a network_error; data that is not JSON, an invalid_response", async () => {
+    let answer = sse([`event: event\ndata: {"seq": 1}\n\n`, "event: event\ndata: {"], { fail: new TypeError("terminated") });
+    let client = new ContextIQ({ ...fast, fetch: async () => answer });
+    const seen = [];
+    await assert.rejects(
+      (async () => {
+        for await (const event of client.sessions.streamEvents("s1")) seen.push(event.seq);
+      })(),
+      (err) => err instanceof ContextIQError && err.status === 0 && err.code === "network_error" && err.cause instanceof TypeError,
+    );
+    assert.deepEqual(seen, [1], "the events before the break were delivered");
+
+    answer = sse(["event: event\ndata: not json\n\n"], { open: true });
+    client = new ContextIQ({ ...fast, fetch: async () => answer });
+    await assert.rejects(collect(client.sessions.streamEvents("s1")), (err) => err instanceof ContextIQError && err.code === "invalid_response");
+    assert.ok(answer.state.cancelled);
+  });
+});

@@ -4,6 +4,8 @@ import {
   ContextIQ,
   ContextIQError,
   OPERATIONS,
+  type CompactionBody,
+  type ContextBody,
   type CreatedKeyBody,
   type CreatedSession,
   type EventBatch,
@@ -47,6 +49,27 @@ export async function consumer(): Promise<void> {
     const state: Record<string, unknown> = answer.state;
   } else {
     const receipt: WriteReceipt = answer;
+  }
+  const compacted: CreatedSession = await ciq.sessions.create({ user_id: "u1", compaction_policy: { every_events: 50, keep_recent_events: 4 } });
+  const withDelta: EventBody = await ciq.sessions.append(compacted.id, { author: "user", content: "hi", actions: { state_delta: { step: 2 } } });
+  const tokens: [number, "message" | "compaction", Record<string, unknown>] = [withDelta.token_count, withDelta.kind, withDelta.actions.state_delta];
+  const uncompacted: number = compacted.compaction.uncompacted_tokens + compacted.token_count;
+  const compaction: JobBody = await ciq.sessions.compact(compacted.id, { keep_recent_events: 2 });
+  await ciq.sessions.compact(compacted.id);
+  const summary: CompactionBody | null | undefined = (await ciq.jobs.wait(compaction.id)).compaction;
+  const context: ContextBody = await ciq.sessions.context(compacted.id, { budget_tokens: 2000, query: "trains", memory_top_k: 3, include_state: false });
+  const parts: [string, number, number[][], string | undefined] = [
+    context.text, context.total_tokens, context.coverage.summarised, context.summaries[0]?.summary,
+  ];
+  for await (const live of ciq.sessions.streamEvents(compacted.id, { after_seq: 0, signal: AbortSignal.timeout(1000) })) {
+    const seq: number = live.seq;
+    const what: CompactionBody | null | undefined = live.compaction;
+  }
+  for await (const resumed of ciq.sessions.streamEvents(compacted.id, { last_event_id: 7 }, { signal: AbortSignal.timeout(1000), engine: "other" })) {
+    const kind: string = resumed.kind;
+  }
+  for await (const update of ciq.jobs.stream(compaction.id, { signal: AbortSignal.timeout(1000) })) {
+    const eventId: string | null | undefined = update.compaction_event_id;
   }
   const deleted: void = await ciq.sessions.delete(got.id);
 
@@ -104,6 +127,12 @@ export async function consumer(): Promise<void> {
   await ciq.memories.list({ limit: 5 });
   // @ts-expect-error an unknown source type
   await ciq.memories.generate({ source_type: "video" });
+  // @ts-expect-error compactions are asked for with sessions.compact
+  await ciq.memories.generate({ source_type: "compaction", source_reference: "s" });
+  // @ts-expect-error a context needs a budget
+  await ciq.sessions.context("s", { query: "x" });
+  // @ts-expect-error only state_delta is taken from clients, and it is an object
+  await ciq.sessions.append("s", { author: "user", content: "x", actions: { state_delta: 1 } });
   // @ts-expect-error an unknown permission
   await ciq.keys.create({ name: "k", permissions: ["ROOT"] });
   // @ts-expect-error scope values are strings
