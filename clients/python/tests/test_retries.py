@@ -122,6 +122,20 @@ def test_retries_run_out(no_backoff: None) -> None:
     assert len(requests) == 3 and caught.value.code == "store_unavailable" and caught.value.retry_after == 0
 
 
+def test_opening_a_stream_is_retried(no_backoff: None) -> None:
+    ended = httpx.Response(200, headers={"content-type": "text/event-stream"},
+                           content=b'event: end\ndata: {"reason": "session_not_found"}\n\n')
+    transport, requests = _scripted([problem(503, "store_unavailable", headers={"retry-after": "0"}), ended])
+    with _client(transport) as client:
+        assert list(client.sessions.stream_events("0198c1a2-0000-7000-8000-000000000001")) == []
+    assert len(requests) == 2
+    transport, requests = _scripted([problem(429, "rate_limited", headers={"retry-after": "0"})])
+    with _client(transport, max_retries=1) as client:
+        with pytest.raises(RateLimitError):
+            next(client.jobs.stream("0198c1a2-0000-7000-8000-000000000002"))
+    assert len(requests) == 2
+
+
 def test_max_retries_zero_sends_once(no_backoff: None) -> None:
     transport, requests = _scripted([problem(429, "rate_limited", headers={"retry-after": "0"}), SESSIONS])
     with _client(transport, max_retries=0) as client:

@@ -57,6 +57,7 @@ __all__ = ["AsyncContextIQ"]
 
 _JSON = "application/json"
 _MERGE_PATCH = "application/merge-patch+json"
+_SSE = "text/event-stream"
 
 
 class AsyncContextIQ:
@@ -182,24 +183,13 @@ class AsyncContextIQ:
     ) -> AsyncIterator[Tuple[str, Any]]:
         """The Server-Sent Events of a `GET` stream, as `(event, data)`, until the server ends it.
 
-        No read timeout: a stream waits as long as nothing happens (the server sends a comment
-        every 15 s). Errors before the stream starts raise as any answer's would.
+        Opening the stream is a request like any other (retried as the policy allows; an error
+        answer raises). Once it streams no read timeout applies: a stream waits as long as
+        nothing happens (the server sends a comment every 15 s). The response is closed when the
+        stream ends, fails, or the caller stops iterating and closes the iterator.
         """
-        request_headers = self._config.request_headers(template, None)
-        request_headers["Accept"] = "text/event-stream"
-        request_headers.update(headers or {})
-        request = self._http.build_request(
-            "GET",
-            _base.expand(template, ids or {}),
-            params=params or None,
-            headers=request_headers,
-            timeout=httpx.Timeout(self._config.timeout, read=None),
-        )
-        response = await self._http.send(request, stream=True)
+        response = await self._send("GET", template, ids=ids, params=params, headers=headers, accept=_SSE, stream=True)
         try:
-            if not response.is_success:
-                await response.aread()
-                raise ContextIQError.from_response(response)
             parser = _base.ServerSentEvents()
             async for line in response.aiter_lines():
                 sent = parser.feed(line)
@@ -218,25 +208,33 @@ class AsyncContextIQ:
         json: Any = None,
         content_type: Optional[str] = None,
         accept: Optional[str] = None,
+        headers: Optional[Dict[str, str]] = None,
+        stream: bool = False,
     ) -> httpx.Response:
-        """Sends one operation (`template` is its OpenAPI path), retrying as the policy allows."""
+        """Sends one operation (`template` is its OpenAPI path), retrying as the policy allows.
+
+        With `stream=True` the body of a success is left unread, with no read timeout: the
+        caller reads it and closes the response.
+        """
         config = self._config
         if json is not None and content_type is None:
             content_type = _JSON
-        headers = config.request_headers(template, content_type)
+        request_headers = config.request_headers(template, content_type)
         if accept is not None:
-            headers["Accept"] = accept
+            request_headers["Accept"] = accept
+        request_headers.update(headers or {})
         request = self._http.build_request(
             method,
             _base.expand(template, ids or {}),
             params=params or None,
             content=_base.encode(json) if json is not None else None,
-            headers=headers,
+            headers=request_headers,
+            timeout=httpx.Timeout(config.timeout, read=None) if stream else self._http.timeout,
         )
         attempt = 0
         while True:
             try:
-                response = await self._http.send(request)
+                response = await self._http.send(request, stream=stream)
             except httpx.TransportError as error:
                 delay = _base.transport_retry_delay(error, method, template, attempt, config.max_retries)
                 if delay is None:
@@ -246,6 +244,11 @@ class AsyncContextIQ:
                 continue
             if response.is_success:
                 return response
+            if stream:  # the problem document, read whole before it is raised or the request sent again
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
             delay = _base.retry_delay(response, method, template, attempt, config.max_retries)
             if delay is None:
                 raise ContextIQError.from_response(response)
@@ -412,9 +415,12 @@ class AsyncSessions(_AsyncResource):
         headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
         stream = self._client._events("/api/v1/sessions/{id}/events/stream", ids={"id": session_id},
                                       params=query(after_seq=after_seq), headers=headers)
-        async for name, data in stream:
-            if name == "event":
-                yield Event.from_json(data)
+        try:
+            async for name, data in stream:
+                if name == "event":
+                    yield Event.from_json(data)
+        finally:  # at once, not when the stream is collected: its response holds a connection
+            await stream.aclose()
 
 
 class AsyncMemories(_AsyncResource):
@@ -596,9 +602,13 @@ class AsyncJobs(_AsyncResource):
 
     async def stream(self, job_id: str) -> AsyncIterator[Job]:
         """The job each time it changes (Server-Sent Events), ending once it is completed or failed."""
-        async for name, data in self._client._events("/api/v1/jobs/{id}/stream", ids={"id": job_id}):
-            if name == "job":
-                yield Job.from_json(data)
+        stream = self._client._events("/api/v1/jobs/{id}/stream", ids={"id": job_id})
+        try:
+            async for name, data in stream:
+                if name == "job":
+                    yield Job.from_json(data)
+        finally:
+            await stream.aclose()
 
     async def wait(self, job_id: str, timeout: Optional[float] = 60.0, *, poll_interval: float = 0.5) -> Job:
         """Polls a job until it is `completed` or `failed`, and returns it (check `job.status`).

@@ -340,6 +340,139 @@ class SessionList(_Items[Session]):
 
 
 @dataclass(frozen=True)
+class StatePart:
+    """The session's state in a context (`StatePartBody`)."""
+
+    state: Dict[str, Any]
+    token_count: int
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "StatePart":
+        return cls(state=_dict(data.get("state")), token_count=int(data["token_count"]), raw=dict(data))
+
+
+@dataclass(frozen=True)
+class SummaryPart:
+    """A compaction summary in a context (`SummaryPartBody`)."""
+
+    event_id: str
+    seq: int
+    start_seq: int
+    end_seq: int
+    method: str
+    summary: str
+    token_count: int
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "SummaryPart":
+        return cls(
+            event_id=data["event_id"],
+            seq=int(data["seq"]),
+            start_seq=int(data["start_seq"]),
+            end_seq=int(data["end_seq"]),
+            method=data["method"],
+            summary=data["summary"],
+            token_count=int(data["token_count"]),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class MemoryPart:
+    """A memory in a context (`MemoryPartBody`)."""
+
+    id: str
+    fact: str
+    relevance: float
+    token_count: int
+    topic: Optional[str] = None
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "MemoryPart":
+        return cls(
+            id=data["id"],
+            fact=data["fact"],
+            relevance=float(data["relevance"]),
+            token_count=int(data["token_count"]),
+            topic=data.get("topic"),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class EventPart:
+    """An event shown verbatim in a context (`EventPartBody`)."""
+
+    event: Event
+    token_count: int
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "EventPart":
+        return cls(event=Event.from_json(data["event"]), token_count=int(data["token_count"]), raw=dict(data))
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the session a context represents (`CoverageBody`)."""
+
+    summarised: List[List[int]]
+    unrepresented_events: int
+    verbatim_from_seq: Optional[int] = None
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Coverage":
+        return cls(
+            summarised=[list(pair) for pair in data.get("summarised") or []],
+            unrepresented_events=int(data.get("unrepresented_events") or 0),
+            verbatim_from_seq=data.get("verbatim_from_seq"),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class Context:
+    """What to put in front of the model for a session's next turn (`ContextBody`)."""
+
+    session_id: str
+    tokenizer: str
+    budget_tokens: int
+    #: Tokens of `text`; never more than `budget_tokens`.
+    total_tokens: int
+    summaries: List[SummaryPart]
+    memories: List[MemoryPart]
+    events: List[EventPart]
+    coverage: Coverage
+    #: Everything, rendered as one block of text.
+    text: str
+    query: Optional[str] = None
+    state: Optional[StatePart] = None
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Context":
+        state = data.get("state")
+        return cls(
+            session_id=data["session_id"],
+            tokenizer=data["tokenizer"],
+            budget_tokens=int(data["budget_tokens"]),
+            total_tokens=int(data["total_tokens"]),
+            summaries=[SummaryPart.from_json(part) for part in data.get("summaries") or []],
+            memories=[MemoryPart.from_json(part) for part in data.get("memories") or []],
+            events=[EventPart.from_json(part) for part in data.get("events") or []],
+            coverage=Coverage.from_json(data.get("coverage") or {}),
+            text=data.get("text", ""),
+            query=data.get("query"),
+            state=StatePart.from_json(state) if state else None,
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
 class WriteReceipt:
     """The answer of a change to a credential that may write but not read."""
 
@@ -682,137 +815,3 @@ def session_or_receipt(data: Mapping[str, Any]) -> Union[Session, WriteReceipt]:
 def memory_or_job(data: Mapping[str, Any]) -> Union[Memory, Job]:
     """`POST /memories`: 201 with the memory, or 202 with the job of a consolidation."""
     return Memory.from_json(data) if "fact" in data else Job.from_json(data)
-
-
-
-@dataclass(frozen=True)
-class StatePart:
-    """The session's state in a context (`StatePartBody`)."""
-
-    state: Dict[str, Any]
-    token_count: int
-    raw: Dict[str, Any] = _raw()
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "StatePart":
-        return cls(state=_dict(data.get("state")), token_count=int(data["token_count"]), raw=dict(data))
-
-
-@dataclass(frozen=True)
-class SummaryPart:
-    """A compaction summary in a context (`SummaryPartBody`)."""
-
-    event_id: str
-    seq: int
-    start_seq: int
-    end_seq: int
-    method: str
-    summary: str
-    token_count: int
-    raw: Dict[str, Any] = _raw()
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "SummaryPart":
-        return cls(
-            event_id=data["event_id"],
-            seq=int(data["seq"]),
-            start_seq=int(data["start_seq"]),
-            end_seq=int(data["end_seq"]),
-            method=data["method"],
-            summary=data["summary"],
-            token_count=int(data["token_count"]),
-            raw=dict(data),
-        )
-
-
-@dataclass(frozen=True)
-class MemoryPart:
-    """A memory in a context (`MemoryPartBody`)."""
-
-    id: str
-    fact: str
-    relevance: float
-    token_count: int
-    topic: Optional[str] = None
-    raw: Dict[str, Any] = _raw()
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "MemoryPart":
-        return cls(
-            id=data["id"],
-            fact=data["fact"],
-            relevance=float(data["relevance"]),
-            token_count=int(data["token_count"]),
-            topic=data.get("topic"),
-            raw=dict(data),
-        )
-
-
-@dataclass(frozen=True)
-class EventPart:
-    """An event shown verbatim in a context (`EventPartBody`)."""
-
-    event: Event
-    token_count: int
-    raw: Dict[str, Any] = _raw()
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "EventPart":
-        return cls(event=Event.from_json(data["event"]), token_count=int(data["token_count"]), raw=dict(data))
-
-
-@dataclass(frozen=True)
-class Coverage:
-    """How much of the session a context represents (`CoverageBody`)."""
-
-    summarised: List[List[int]]
-    unrepresented_events: int
-    verbatim_from_seq: Optional[int] = None
-    raw: Dict[str, Any] = _raw()
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Coverage":
-        return cls(
-            summarised=[list(pair) for pair in data.get("summarised") or []],
-            unrepresented_events=int(data.get("unrepresented_events") or 0),
-            verbatim_from_seq=data.get("verbatim_from_seq"),
-            raw=dict(data),
-        )
-
-
-@dataclass(frozen=True)
-class Context:
-    """What to put in front of the model for a session's next turn (`ContextBody`)."""
-
-    session_id: str
-    tokenizer: str
-    budget_tokens: int
-    #: Tokens of `text`; never more than `budget_tokens`.
-    total_tokens: int
-    summaries: List[SummaryPart]
-    memories: List[MemoryPart]
-    events: List[EventPart]
-    coverage: Coverage
-    #: Everything, rendered as one block of text.
-    text: str
-    query: Optional[str] = None
-    state: Optional[StatePart] = None
-    raw: Dict[str, Any] = _raw()
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Context":
-        state = data.get("state")
-        return cls(
-            session_id=data["session_id"],
-            tokenizer=data["tokenizer"],
-            budget_tokens=int(data["budget_tokens"]),
-            total_tokens=int(data["total_tokens"]),
-            summaries=[SummaryPart.from_json(part) for part in data.get("summaries") or []],
-            memories=[MemoryPart.from_json(part) for part in data.get("memories") or []],
-            events=[EventPart.from_json(part) for part in data.get("events") or []],
-            coverage=Coverage.from_json(data.get("coverage") or {}),
-            text=data.get("text", ""),
-            query=data.get("query"),
-            state=StatePart.from_json(state) if state else None,
-            raw=dict(data),
-        )
