@@ -71,6 +71,10 @@ where
         if !is_json(content_type.as_ref().and_then(|value| value.to_str().ok())) {
             return Err(ApiError::UnsupportedMediaType);
         }
+        // No body, said in JSON: nothing, or `null`.
+        if matches!(bytes.trim_ascii(), b"" | b"null") {
+            return Ok(OptionalApiJson(T::default()));
+        }
         parse_json(&bytes).map(OptionalApiJson)
     }
 }

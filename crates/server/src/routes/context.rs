@@ -42,7 +42,7 @@ pub struct CompactRequest {
 /// No event is deleted or changed. The summary comes from the configured LLM, or from the
 /// offline summariser when there is none.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/compact", tag = "sessions", params(("id" = Uuid, Path)),
-    request_body(content = CompactRequest, description = "Optional"),
+    request_body(content = Option<CompactRequest>, description = "Optional"),
     responses((status = 202, body = JobBody, headers(("Location" = String, description = "The job"))),
         (status = 400, body = Problem), (status = 404, body = Problem), (status = 415, body = Problem),
         (status = 422, body = Problem)))]

@@ -245,7 +245,7 @@ pub struct EventBody {
     /// Tokens of its content, counted on append with the server's tokenizer.
     pub token_count: u32,
     /// message, or compaction: a summary (the content) the server wrote of `compaction`'s range.
-    #[schema(inline)]
+    #[schema(value_type = String, example = "message")]
     pub kind: EventKindBody,
     /// For a compaction event: what it summarises.
     #[serde(skip_serializing_if = "Option::is_none")]
