@@ -29,115 +29,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
-import urllib.parse
-import urllib.request
 import uuid
 
-ADVERSARIAL = 5
+from locomo_common import ADVERSARIAL, call, evidence_ids, turns_of, wait_job
+
 BUDGETS = (1000, 2000, 4000)
 POLICY = {"token_threshold": 2000, "keep_recent_events": 20}
 PREFIX_TOKENS = 8
-
-
-def call(server: str, key: str, method: str, path: str, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(server + path, data=data, method=method)
-    request.add_header("X-API-Key", key)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=300) as response:
-        return json.loads(response.read() or b"null")
-
-
-def evidence_ids(raw: list[str]) -> set[str]:
-    ids = set()
-    for item in raw:
-        for part in re.split(r"[;,]", item):
-            part = part.strip().replace("D:", "D")
-            match = re.fullmatch(r"D(\d+):(\d+)", part)
-            if match:
-                ids.add(f"D{int(match.group(1))}:{int(match.group(2))}")
-    return ids
-
-
-def turns_of(conversation: dict) -> list[dict]:
-    numbers = sorted(
-        int(key.split("_")[1]) for key in conversation if re.fullmatch(r"session_\d+", key) and conversation[key]
-    )
-    return [turn for n in numbers for turn in conversation[f"session_{n}"]]
-
-
-def wait_job(server: str, key: str, job_id: str) -> dict:
-    while True:
-        job = call(server, key, "GET", f"/api/v1/jobs/{job_id}")
-        if job["status"] in ("completed", "failed"):
-            return job
-        time.sleep(0.05)
-
-
-class Conversation:
-    """One LoCoMo conversation stored as a session, with what maps events back to turns."""
-
-    def __init__(self, server: str, key: str, user_id: str, turns: list[dict]):
-        self.server, self.key, self.user_id = server, key, user_id
-        session = call(server, key, "POST", "/api/v1/sessions", {"user_id": user_id, "compaction_policy": POLICY})
-        self.id = session["id"]
-        self.dia_of_seq: dict[int, str] = {}
-        self.dia_of_event: dict[str, str] = {}
-        self.events: list[dict] = []
-        for start in range(0, len(turns), 20):
-            batch = [
-                {"author": turn["speaker"], "role": "user", "content": turn["text"],
-                 "metadata": {"dia_id": turn["dia_id"]}}
-                for turn in turns[start:start + 20]
-            ]
-            appended = call(server, key, "POST", f"/api/v1/sessions/{self.id}/events", {"events": batch})
-            for event in appended["events"]:
-                self.dia_of_seq[event["seq"]] = event["metadata"]["dia_id"]
-                self.dia_of_event[event["id"]] = event["metadata"]["dia_id"]
-                self.events.append(event)
-            self.wait_for_compactions()
-
-    def wait_for_compactions(self):
-        """The policy's job runs as events arrive; wait for it, as time would pass in a chat."""
-        for _ in range(2000):
-            session = call(self.server, self.key, "GET", f"/api/v1/sessions/{self.id}?include_events=false")
-            if session["compaction"]["uncompacted_tokens"] < POLICY["token_threshold"]:
-                return
-            time.sleep(0.02)
-        raise RuntimeError(f"session {self.id} stayed uncompacted")
-
-    def present(self, context: dict) -> set[str]:
-        found = {part["event"]["metadata"].get("dia_id") for part in context["events"]}
-        for summary in context["summaries"]:
-            for seq in re.findall(r"\[#(\d+)\]", summary["summary"]):
-                if int(seq) in self.dia_of_seq:
-                    found.add(self.dia_of_seq[int(seq)])
-        for memory in context["memories"]:
-            found.update(self.memory_turns.get(memory["id"], ()))
-        return found
-
-    def index_memories(self, scope: dict):
-        """Which turns each memory of `scope` comes from."""
-        self.memory_turns: dict[str, set[str]] = {}
-        cursor = None
-        while True:
-            query = "scope=" + urllib.parse.quote(json.dumps(scope)) + "&limit=100"
-            if cursor:
-                query += "&cursor=" + urllib.parse.quote(cursor)
-            page = call(self.server, self.key, "GET", f"/api/v1/memories?{query}")
-            for memory in page["memories"]:
-                turns = {self.dia_of_event[e] for e in memory["source_event_ids"] if e in self.dia_of_event}
-                if memory["metadata"].get("dia_id"):
-                    turns.add(memory["metadata"]["dia_id"])
-                self.memory_turns[memory["id"]] = turns
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return
 
 
 def store_turn_memories(server: str, key: str, scope: dict, turns: list[dict]):

@@ -19,44 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
 import urllib.parse
-import urllib.request
 import uuid
 from datetime import datetime
 
-ADVERSARIAL = 5
-
-
-def call(server: str, key: str, method: str, path: str, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(server + path, data=data, method=method)
-    request.add_header("X-API-Key", key)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=300) as response:
-        return json.loads(response.read() or b"null")
-
-
-def evidence_ids(raw: list[str]) -> set[str]:
-    ids = set()
-    for item in raw:
-        for part in re.split(r"[;,]", item):
-            part = part.strip().replace("D:", "D")
-            match = re.fullmatch(r"D(\d+):(\d+)", part)
-            if match:
-                ids.add(f"D{int(match.group(1))}:{int(match.group(2))}")
-    return ids
-
-
-def sessions_of(conversation: dict) -> list[tuple[int, list[dict]]]:
-    numbers = sorted(
-        int(key.split("_")[1]) for key in conversation if re.fullmatch(r"session_\d+", key) and conversation[key]
-    )
-    return [(n, conversation[f"session_{n}"]) for n in numbers]
+from locomo_common import ADVERSARIAL, call, evidence_ids, sessions_of
 
 
 def parse_time(text: str) -> datetime:

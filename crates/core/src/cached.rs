@@ -216,14 +216,8 @@ impl SessionStore for CachedSessionStore {
         appended
     }
 
-    async fn compaction_events(
-        &self,
-        org: &OrgId,
-        session_id: Uuid,
-        limit: u32,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Event>> {
-        self.inner.compaction_events(org, session_id, limit, now).await
+    async fn marker_events(&self, org: &OrgId, session_id: Uuid, limit: u32, now: DateTime<Utc>) -> Result<Vec<Event>> {
+        self.inner.marker_events(org, session_id, limit, now).await
     }
 
     async fn list_events(
@@ -251,11 +245,48 @@ impl SessionStore for CachedSessionStore {
         patched
     }
 
-    async fn delete_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+    async fn delete_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<Vec<Uuid>> {
         let invalidation = self.cache.invalidation(vec![session_family(id)]);
         let deleted = self.inner.delete_session(org, id, now).await;
         invalidation.finish().await;
+        // The descendants that went with it are known only now; a read of one of them that
+        // starts after the delete finds nothing in the store.
+        if let Ok(ids) = &deleted {
+            let descendants = ids.iter().filter(|deleted| **deleted != id).map(|id| session_family(*id)).collect();
+            self.cache.invalidation(descendants).finish().await;
+        }
         deleted
+    }
+
+    async fn state_history(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        through_seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<crate::StateHistory> {
+        self.inner.state_history(org, session_id, through_seq, now).await
+    }
+
+    async fn fork_session(
+        &self,
+        org: &OrgId,
+        source_id: Uuid,
+        through_seq: i64,
+        fork: Session,
+        now: DateTime<Utc>,
+    ) -> Result<Session> {
+        self.inner.fork_session(org, source_id, through_seq, fork, now).await
+    }
+
+    async fn invocation_span(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        invocation_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(i64, i64)>> {
+        self.inner.invocation_span(org, session_id, invocation_id, now).await
     }
 
     /// Only expired sessions are purged, and cached ones are checked for expiry on every hit.
@@ -659,7 +690,7 @@ mod tests {
                 SessionWrite::Patch => {
                     store.patch_state(org, id, json!({"step": 2}).into(), 1 << 20, now()).await.map(drop)
                 }
-                SessionWrite::Delete => store.delete_session(org, id, now()).await,
+                SessionWrite::Delete => store.delete_session(org, id, now()).await.map(|_| ()),
             }
         }
     }
@@ -775,6 +806,8 @@ mod tests {
             event_count: 0,
             token_count: 0,
             compaction: Default::default(),
+            parent_session_id: None,
+            forked_from: None,
             events: None,
         }
     }
@@ -977,7 +1010,7 @@ mod tests {
             })
         }
 
-        async fn compaction_events(&self, _: &OrgId, _: Uuid, _: u32, _: DateTime<Utc>) -> Result<Vec<Event>> {
+        async fn marker_events(&self, _: &OrgId, _: Uuid, _: u32, _: DateTime<Utc>) -> Result<Vec<Event>> {
             Err(Error::Unavailable)
         }
 
@@ -1007,11 +1040,33 @@ mod tests {
             Ok(self.stored(session_id).expect("just patched"))
         }
 
-        async fn delete_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+        async fn delete_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<Vec<Uuid>> {
             self.read_before_writing(org, id, now).await;
             self.change(org, id, now, |_| ())?;
-            self.sessions.lock().unwrap().remove(&id);
-            Ok(())
+            let mut sessions = self.sessions.lock().unwrap();
+            let mut deleted = vec![id];
+            let mut next = 0;
+            while let Some(parent) = deleted.get(next).copied() {
+                let children = sessions.values().filter(|session| session.parent_session_id == Some(parent));
+                deleted.extend(children.map(|child| child.id).collect::<Vec<_>>());
+                next += 1;
+            }
+            for id in &deleted {
+                sessions.remove(id);
+            }
+            Ok(deleted)
+        }
+
+        async fn state_history(&self, _: &OrgId, _: Uuid, _: i64, _: DateTime<Utc>) -> Result<crate::StateHistory> {
+            Err(Error::Unavailable)
+        }
+
+        async fn fork_session(&self, _: &OrgId, _: Uuid, _: i64, _: Session, _: DateTime<Utc>) -> Result<Session> {
+            Err(Error::Unavailable)
+        }
+
+        async fn invocation_span(&self, _: &OrgId, _: Uuid, _: &str, _: DateTime<Utc>) -> Result<Option<(i64, i64)>> {
+            Err(Error::Unavailable)
         }
 
         async fn purge_expired_sessions(&self, _: DateTime<Utc>, _: u32) -> Result<u64> {

@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::generation::event_text;
 use crate::limits::{MAX_CONTEXT_BUDGET_TOKENS, MAX_QUERY_CHARS, MAX_TOP_K};
 use crate::memory::MemoryFilter;
+use crate::session::Rewound;
 use crate::{Access, Error, Event, EventKind, MemoryService, Result, Role, SessionService, SummaryMethod, Tokenizer};
 
 /// Events read per page while walking back from the newest.
@@ -153,13 +154,19 @@ impl ContextService {
         }
         let tokenizer = self.sessions.limits().tokenizer;
         let session = self.sessions.get(access, session_id, false, now).await?;
-        let compactions = self.sessions.compactions(access, session_id, MAX_SUMMARIES, now).await?;
+        // Compactions and rewinds, newest first: what a rewind took out of the conversation
+        // (events and summaries alike) is left out of the context.
+        // The session is in reach (checked by the read above): pages are read from the store
+        // without checking again.
+        let markers = self.sessions.store().marker_events(&access.org_id, session_id, MAX_SUMMARIES, now).await?;
+        let rewound = Rewound::from_markers(&markers);
+        let compactions: Vec<Event> = markers.into_iter().filter(|event| !rewound.hides(event.seq)).collect();
         let mut parts: Vec<Part> = Vec::new();
         let mut left = i64::from(request.budget_tokens);
         let mut headings = Headings::default();
 
         // 1. The newest message event, and the tail it starts.
-        let mut tail = Tail { next_end: session.event_count, buffered: Vec::new() };
+        let mut tail = Tail { next_end: session.event_count, buffered: Vec::new(), rewound };
         let newest = tail.next_message(self, access, session_id, 1, now).await?;
         let mut newest_user_text = None;
         if let Some(event) = &newest {
@@ -292,6 +299,8 @@ struct Tail {
     next_end: i64,
     /// Read and not yet handed out, oldest first.
     buffered: Vec<Event>,
+    /// Events rewinds took out, skipped.
+    rewound: Rewound,
 }
 
 impl Tail {
@@ -311,7 +320,7 @@ impl Tail {
                     self.next_end = 0;
                     return Ok(None);
                 }
-                if event.kind == EventKind::Message {
+                if event.kind == EventKind::Message && !self.rewound.hides(event.seq) {
                     return Ok(Some(event));
                 }
             }
@@ -320,12 +329,12 @@ impl Tail {
             }
             let after = (self.next_end - i64::from(TAIL_PAGE)).max(floor - 1).max(0);
             let limit = (self.next_end - after) as u32;
-            let page = service.sessions.events(access, session_id, after, limit, now).await?;
+            let page = service.sessions.store().list_events(&access.org_id, session_id, after, limit, now).await?;
             self.next_end = after;
-            if page.events.is_empty() {
+            if page.is_empty() {
                 return Ok(None);
             }
-            self.buffered = page.events;
+            self.buffered = page;
         }
     }
 
@@ -339,7 +348,8 @@ impl Tail {
         floor: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<String>> {
-        let mut probe = Tail { next_end: self.next_end, buffered: self.buffered.clone() };
+        let mut probe =
+            Tail { next_end: self.next_end, buffered: self.buffered.clone(), rewound: self.rewound.clone() };
         while let Some(event) = probe.next_message(service, access, session_id, floor, now).await? {
             if event.role == Role::User
                 && let Some(text) = event_text(&event.content)

@@ -35,8 +35,9 @@ pub use error::{Error, Resource, Result};
 pub use memory::{Memory, MemoryFilter, MemoryStore, Revision, RevisionAction, ScoredMemory};
 pub use memory_service::{MemoryService, SearchSettings};
 pub use session::{
-    Compaction, CompactionPolicy, CompactionStatus, Event, EventKind, EventPage, NewEvent, NewSession, OrgId,
-    PageCursor, Role, Scope, Session, SessionFilter, SessionLimits, SessionPage, SessionService, SummaryMethod,
+    Compaction, CompactionPolicy, CompactionStatus, Event, EventKind, EventPage, ForkOrigin, ForkPoint, ForkRequest,
+    NewEvent, NewSession, OrgId, PageCursor, Rewind, RewindTarget, Rewound, Role, Scope, Session, SessionFilter,
+    SessionLimits, SessionPage, SessionService, StateHistory, StatePatch, SummaryMethod,
 };
 pub use store::{Appended, Layered, SessionStore, StoreLayer, Touched, Write, WriteOutcome, Written};
 pub use tokens::Tokenizer;

@@ -99,8 +99,20 @@ pub struct Session {
     pub token_count: i64,
     /// What compaction has covered, and when it runs by itself.
     pub compaction: CompactionStatus,
+    /// The session this one belongs to (a sub-agent's session under its coordinator's), if
+    /// any. Deleting a session deletes its descendants with it.
+    pub parent_session_id: Option<Uuid>,
+    /// The session and event this one was forked from, if it was.
+    pub forked_from: Option<ForkOrigin>,
     /// The events in append order, when they were asked for.
     pub events: Option<Vec<Event>>,
+}
+
+/// Where a fork branched off: its events up to `seq` are copies of that session's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkOrigin {
+    pub session_id: Uuid,
+    pub seq: i64,
 }
 
 /// How far a session's compactions reach, and its own compaction policy.
@@ -182,6 +194,9 @@ pub enum EventKind {
     /// A summary (the event's content) of the events `start_seq..=end_seq`, which stay as
     /// they are.
     Compaction(Compaction),
+    /// Takes the session back to how it was after event `to_seq`: the events after that one
+    /// and before this one stay stored but are out of the conversation (ADK's rewind).
+    Rewind(Rewind),
 }
 
 impl EventKind {
@@ -189,8 +204,33 @@ impl EventKind {
         match self {
             EventKind::Message => "message",
             EventKind::Compaction(_) => "compaction",
+            EventKind::Rewind(_) => "rewind",
         }
     }
+
+    /// What the stores keep beside the kind's name: what a compaction covers, where a rewind
+    /// returns to.
+    pub fn detail(&self) -> Option<Value> {
+        match self {
+            EventKind::Message => None,
+            EventKind::Compaction(compaction) => serde_json::to_value(compaction).ok(),
+            EventKind::Rewind(rewind) => serde_json::to_value(rewind).ok(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rewind {
+    pub to_seq: i64,
+    /// The invocation of event `to_seq + 1`, if it has one: how ADK names a rewind's target
+    /// (`actions.rewind_before_invocation_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_invocation_id: Option<String>,
+    /// The state as it was at `to_seq`, which the rewind restores whole, whatever was appended
+    /// meanwhile (the event's `state_delta` shows the change, ADK's way: null for a key
+    /// removed). `None` for a rewind ADK wrote, which only has its delta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -240,6 +280,9 @@ pub struct NewSession {
     pub ttl_seconds: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
     pub compaction_policy: Option<CompactionPolicy>,
+    /// The session it belongs to: within the same org and reach, and its scope must hold all
+    /// of the parent's scope (so whoever reaches the parent reaches its children).
+    pub parent_session_id: Option<Uuid>,
 }
 
 /// An event as a client sends it; the store assigns `id` and `seq`.
@@ -334,12 +377,187 @@ impl SessionPatch {
 }
 
 /// Sets each key of `delta` in `state`, replacing its value whole (ADK's `state.update(delta)`,
-/// unlike a merge patch, which would merge objects and delete on null).
-pub fn apply_state_delta(state: &mut Map<String, Value>, delta: &Map<String, Value>) {
+/// unlike a merge patch, which would merge objects and delete on null); a rewind that knows
+/// the state it returns to restores that instead.
+pub fn apply_event_state(state: &mut Map<String, Value>, delta: &Map<String, Value>, kind: &EventKind) {
+    if let EventKind::Rewind(Rewind { state: Some(restored), .. }) = kind {
+        state.clone_from(restored);
+        return;
+    }
     for (key, value) in delta {
         state.insert(key.clone(), value.clone());
     }
 }
+
+/// What an append adds to its session's totals, counted once for every store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendTotals {
+    pub tokens: i64,
+    /// Message events, and their tokens: what the uncompacted counts grow by.
+    pub messages: i64,
+    pub message_tokens: i64,
+    /// The furthest `end_seq` of the compactions appended, if any.
+    pub compacted_through: Option<i64>,
+}
+
+impl AppendTotals {
+    pub fn of(events: &[NewEvent]) -> AppendTotals {
+        let mut totals = AppendTotals::default();
+        for event in events {
+            let tokens = i64::from(event.token_count);
+            totals.tokens += tokens;
+            match &event.kind {
+                EventKind::Message => {
+                    totals.messages += 1;
+                    totals.message_tokens += tokens;
+                }
+                EventKind::Compaction(compaction) => {
+                    totals.compacted_through = totals.compacted_through.max(Some(compaction.end_seq));
+                }
+                EventKind::Rewind(_) => {}
+            }
+        }
+        totals
+    }
+}
+
+impl NewEvent {
+    /// Whether appending it changes the session's state.
+    pub fn changes_state(&self) -> bool {
+        !self.state_delta.is_empty() || matches!(&self.kind, EventKind::Rewind(Rewind { state: Some(_), .. }))
+    }
+}
+
+/// A `PATCH /state` as the session's state log keeps it: the merge patch, and how many events
+/// the session held when it applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatePatch {
+    pub after_seq: i64,
+    pub patch: Value,
+}
+
+/// What a session's state at `through_seq` is rebuilt from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateHistory {
+    /// The state the session was created (or forked) with; `None` for sessions created before
+    /// the state log existed.
+    pub initial: Option<Map<String, Value>>,
+    /// The session's current state and event count, for `through_seq` at the newest event.
+    pub current: Map<String, Value>,
+    pub event_count: i64,
+    /// Events with `seq <= through_seq` that change the state, in order.
+    pub events: Vec<Event>,
+    /// Patches with `after_seq <= through_seq`, in the order they applied.
+    pub patches: Vec<StatePatch>,
+}
+
+impl StateHistory {
+    /// The state after event `through_seq` and the patches that followed it before the next
+    /// event: the initial state, then each event's delta and each patch, in the order they
+    /// applied.
+    pub fn state_at(&self, through_seq: i64) -> Result<Map<String, Value>> {
+        let Some(initial) = &self.initial else {
+            if through_seq == self.event_count {
+                return Ok(self.current.clone());
+            }
+            return Err(Error::validation(
+                "at_seq",
+                "this session was created before the state log existed: only its current state is known",
+            ));
+        };
+        let mut state = Value::Object(initial.clone());
+        let mut patches = self.patches.iter().filter(|patch| patch.after_seq <= through_seq).peekable();
+        let mut apply_patches_through = |state: &mut Value, seq: i64| {
+            while let Some(patch) = patches.next_if(|patch| patch.after_seq <= seq) {
+                crate::merge_patch::apply(state, &patch.patch);
+            }
+        };
+        apply_patches_through(&mut state, 0);
+        for event in self.events.iter().filter(|event| event.seq <= through_seq) {
+            apply_patches_through(&mut state, event.seq - 1);
+            if let Value::Object(map) = &mut state {
+                apply_event_state(map, &event.state_delta, &event.kind);
+            }
+        }
+        apply_patches_through(&mut state, through_seq);
+        match state {
+            Value::Object(map) => Ok(map),
+            _ => Err(Error::Store("a stored state patch left a state that is no object".into())),
+        }
+    }
+}
+
+/// Which events rewinds took out of the conversation, from a session's rewind events (any
+/// order): ADK's rule, walking back from the newest, a rewind not itself rewound hides the
+/// events after its `to_seq` and before itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rewound {
+    /// Hidden `(from, to)` seq ranges, inclusive, newest first.
+    ranges: Vec<(i64, i64)>,
+}
+
+impl Rewound {
+    pub fn from_markers<'a>(markers: impl IntoIterator<Item = &'a Event>) -> Rewound {
+        let mut rewinds: Vec<(i64, i64)> = markers
+            .into_iter()
+            .filter_map(|event| match &event.kind {
+                EventKind::Rewind(rewind) => Some((event.seq, rewind.to_seq)),
+                _ => None,
+            })
+            .collect();
+        rewinds.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+        let mut ranges: Vec<(i64, i64)> = Vec::new();
+        for (seq, to_seq) in rewinds {
+            let hidden = ranges.iter().any(|(from, to)| (*from..=*to).contains(&seq));
+            if !hidden {
+                ranges.push((to_seq + 1, seq));
+            }
+        }
+        Rewound { ranges }
+    }
+
+    /// Whether event `seq` is out of the conversation (a rewind event itself is: it only
+    /// marks the rewind).
+    pub fn hides(&self, seq: i64) -> bool {
+        self.ranges.iter().any(|(from, to)| (*from..=*to).contains(&seq))
+    }
+}
+
+/// Where a fork ends: its copy of the history goes up to and including this point.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ForkPoint {
+    /// The newest event.
+    Latest,
+    /// Event `seq` (0: before the first event).
+    Seq(i64),
+    /// The last event of this invocation.
+    Invocation(String),
+}
+
+/// A fork as a client asks for it.
+#[derive(Debug, Clone)]
+pub struct ForkRequest {
+    pub at: ForkPoint,
+    /// The fork's id, if the client names it.
+    pub id: Option<Uuid>,
+    /// The fork's metadata; `None`: the source's.
+    pub metadata: Option<Map<String, Value>>,
+    pub ttl_seconds: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What a rewind returns to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RewindTarget {
+    /// The session as it was after event `seq` (0: before the first event).
+    Seq(i64),
+    /// The session as it was before the first event of this invocation (ADK's
+    /// `rewind_before_invocation_id`).
+    BeforeInvocation(String),
+}
+
+/// The author of the rewind events the server writes.
+pub const REWIND_AUTHOR: &str = "system:rewind";
 
 /// Position after the last session of a page, in the newest-first order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,6 +570,8 @@ pub struct PageCursor {
 pub struct SessionFilter {
     /// Only sessions whose scope holds all these pairs.
     pub scope: Option<Scope>,
+    /// Only the children of this session.
+    pub parent_session_id: Option<Uuid>,
     pub user_id: Option<String>,
     pub agent_id: Option<String>,
     pub limit: u32,
@@ -476,6 +696,17 @@ impl SessionService {
         if let Some(policy) = &new.compaction_policy {
             policy.check("compaction")?;
         }
+        if let Some(parent_id) = new.parent_session_id {
+            let parent = match self.get(access, parent_id, false, now).await {
+                Err(Error::NotFound { .. }) => {
+                    return Err(Error::validation("parent_session_id", "no session with this id is within reach"));
+                }
+                found => found?,
+            };
+            if parent.scope.iter().any(|(key, value)| scope.get(key) != Some(value)) {
+                return Err(Error::validation("scope", "must hold every key and value of the parent session's scope"));
+            }
+        }
         let session = Session {
             org_id: access.org_id.clone(),
             id: new.id.unwrap_or_else(Uuid::now_v7),
@@ -490,6 +721,8 @@ impl SessionService {
             event_count: 0,
             token_count: 0,
             compaction: CompactionStatus { policy: new.compaction_policy, ..CompactionStatus::default() },
+            parent_session_id: new.parent_session_id,
+            forked_from: None,
             events: None,
         };
         self.store.create_session(session).await
@@ -672,18 +905,6 @@ impl SessionService {
         Ok(EventPage { events, next_after_seq })
     }
 
-    /// The session's compaction events, newest first, at most `limit`.
-    pub async fn compactions(
-        &self,
-        access: &Access,
-        session_id: Uuid,
-        limit: u32,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Event>> {
-        self.check_reach(access, session_id, now).await?;
-        self.store.compaction_events(&access.org_id, session_id, limit, now).await
-    }
-
     pub async fn patch_state(
         &self,
         access: &Access,
@@ -722,9 +943,141 @@ impl SessionService {
         self.store.patch_state(&access.org_id, session_id, patch, self.limits.max_state_bytes, to_micros(now)).await
     }
 
+    /// Deletes the session, its events and its descendants.
     pub async fn delete(&self, access: &Access, id: Uuid, now: DateTime<Utc>) -> Result<()> {
         self.check_reach(access, id, now).await?;
-        self.store.delete_session(&access.org_id, id, now).await
+        self.store.delete_session(&access.org_id, id, now).await?;
+        Ok(())
+    }
+
+    /// The state as it was after event `at_seq` (and the patches before the next event);
+    /// `None`: now. Returns it with the seq it is at.
+    pub async fn state_at(
+        &self,
+        access: &Access,
+        session_id: Uuid,
+        at_seq: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<(Map<String, Value>, i64)> {
+        let session = self.get(access, session_id, false, now).await?;
+        let at_seq = match at_seq {
+            None => return Ok((session.state, session.event_count)),
+            Some(seq) => check_seq("at_seq", seq, session.event_count)?,
+        };
+        let history = self.store.state_history(&access.org_id, session_id, at_seq, now).await?;
+        Ok((history.state_at(at_seq)?, at_seq))
+    }
+
+    /// A new session with the history of this one up to `request.at` and the state as it was
+    /// there: same user, agent, scope, parent and compaction policy; the events are copied
+    /// inside the store.
+    pub async fn fork(
+        &self,
+        access: &Access,
+        session_id: Uuid,
+        request: ForkRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Session> {
+        let now = to_micros(now);
+        let source = self.get(access, session_id, false, now).await?;
+        let through_seq = match &request.at {
+            ForkPoint::Latest => source.event_count,
+            ForkPoint::Seq(seq) => check_seq("at_seq", *seq, source.event_count)?,
+            ForkPoint::Invocation(invocation_id) => {
+                check_text("invocation_id", invocation_id, true)?;
+                self.store
+                    .invocation_span(&access.org_id, session_id, invocation_id, now)
+                    .await?
+                    .ok_or_else(|| Error::validation("invocation_id", "the session has no event of this invocation"))?
+                    .1
+            }
+        };
+        let metadata = request.metadata.unwrap_or_else(|| source.metadata.clone());
+        check_json_size("metadata", &metadata, self.limits.max_state_bytes)?;
+        check_json_depth("metadata", &metadata)?;
+        let expires_at = self.expiry(request.ttl_seconds, request.expires_at, now)?;
+        let history = self.store.state_history(&access.org_id, session_id, through_seq, now).await?;
+        let fork = Session {
+            org_id: access.org_id.clone(),
+            id: request.id.unwrap_or_else(Uuid::now_v7),
+            user_id: source.user_id,
+            agent_id: source.agent_id,
+            scope: source.scope,
+            state: history.state_at(through_seq)?,
+            metadata,
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            event_count: through_seq,
+            token_count: 0,
+            compaction: CompactionStatus { policy: source.compaction.policy, ..CompactionStatus::default() },
+            parent_session_id: source.parent_session_id,
+            forked_from: Some(ForkOrigin { session_id, seq: through_seq }),
+            events: None,
+        };
+        self.store.fork_session(&access.org_id, session_id, through_seq, fork, now).await
+    }
+
+    /// Takes the session back to how it was at `target`, as ADK's rewind does: appends a
+    /// rewind event that restores the state of that point and takes the events between out of
+    /// the conversation (context assembly and compaction skip them); nothing is deleted.
+    /// Returns the rewind event and the session after it.
+    pub async fn rewind(
+        &self,
+        access: &Access,
+        session_id: Uuid,
+        target: RewindTarget,
+        now: DateTime<Utc>,
+    ) -> Result<(Event, Session)> {
+        let session = self.get(access, session_id, false, now).await?;
+        let (to_seq, before_invocation_id) = match target {
+            RewindTarget::Seq(seq) => {
+                let to_seq = check_seq("to_seq", seq, session.event_count)?;
+                let next = self.store.list_events(&access.org_id, session_id, to_seq, 1, now).await?;
+                (to_seq, next.into_iter().next().and_then(|event| event.invocation_id))
+            }
+            RewindTarget::BeforeInvocation(invocation_id) => {
+                check_text("before_invocation_id", &invocation_id, true)?;
+                let (first, _) =
+                    self.store.invocation_span(&access.org_id, session_id, &invocation_id, now).await?.ok_or_else(
+                        || Error::validation("before_invocation_id", "the session has no event of this invocation"),
+                    )?;
+                (first - 1, Some(invocation_id))
+            }
+        };
+        if to_seq >= session.event_count {
+            return Err(Error::validation("to_seq", "nothing follows this seq: there is nothing to rewind"));
+        }
+        let history = self.store.state_history(&access.org_id, session_id, to_seq, now).await?;
+        let restored = history.state_at(to_seq)?;
+        // ADK's delta: what changes, with null for each key the rewind removes.
+        let mut state_delta: Map<String, Value> = restored
+            .iter()
+            .filter(|(key, value)| session.state.get(*key) != Some(*value))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        for key in session.state.keys().filter(|key| !restored.contains_key(*key)) {
+            state_delta.insert(key.clone(), Value::Null);
+        }
+        let event = NewEvent {
+            author: REWIND_AUTHOR.to_owned(),
+            role: Role::System,
+            content: Value::String(format!("Rewound to after event {to_seq}.")),
+            metadata: Map::new(),
+            timestamp: None,
+            invocation_id: None,
+            state_delta,
+            token_count: 0,
+            kind: EventKind::Rewind(Rewind { to_seq, before_invocation_id, state: Some(restored) }),
+        };
+        let appended = self
+            .store
+            .append_events(&access.org_id, session_id, vec![event], self.limits.max_state_bytes, to_micros(now))
+            .await?;
+        self.appended.notify_waiters();
+        let event =
+            appended.events.into_iter().next().ok_or_else(|| Error::Store("the store returned no event".into()))?;
+        Ok((event, appended.session))
     }
 }
 
@@ -805,6 +1158,17 @@ fn check_json_size(field: &str, value: &Map<String, Value>, max_bytes: u64) -> R
         });
     }
     Ok(())
+}
+
+/// A seq of a session that holds `event_count` events: 0 (before the first) to the newest.
+fn check_seq(field: &str, seq: i64, event_count: i64) -> Result<i64> {
+    if !(0..=event_count).contains(&seq) {
+        return Err(Error::validation(
+            field,
+            format!("must be between 0 and {event_count}, the session's newest event"),
+        ));
+    }
+    Ok(seq)
 }
 
 fn check_page_limit(limit: u32, max: u32) -> Result<()> {

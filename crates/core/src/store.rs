@@ -40,7 +40,7 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Appends all `events` atomically after the session's last event and returns them with
     /// their ids and sequence numbers. In the same transaction, each event's `state_delta` is
-    /// applied to the session's state in order ([`apply_state_delta`](crate::session::apply_state_delta));
+    /// applied to the session's state in order ([`apply_event_state`](crate::session::apply_event_state));
     /// a state that would outgrow `max_state_bytes` fails the whole append.
     ///
     /// Also in that transaction: the session's `token_count` grows by the events' counts; a
@@ -56,14 +56,9 @@ pub trait SessionStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Appended>;
 
-    /// The session's compaction events, newest first, at most `limit`.
-    async fn compaction_events(
-        &self,
-        org: &OrgId,
-        session_id: Uuid,
-        limit: u32,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Event>>;
+    /// The session's compaction and rewind events (every kind but `message`), newest first, at
+    /// most `limit`.
+    async fn marker_events(&self, org: &OrgId, session_id: Uuid, limit: u32, now: DateTime<Utc>) -> Result<Vec<Event>>;
 
     /// Events with `seq > after_seq`, in append order, at most `limit`.
     async fn list_events(
@@ -92,7 +87,41 @@ pub trait SessionStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Session>;
 
-    async fn delete_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<()>;
+    /// Deletes the session with its events and, with it, its descendants (children, their
+    /// children, ...); returns the ids of every session deleted.
+    async fn delete_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<Vec<Uuid>>;
+
+    /// What the session's state at `through_seq` is rebuilt from
+    /// ([`StateHistory::state_at`](crate::session::StateHistory::state_at)), read in one snapshot.
+    async fn state_history(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        through_seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<crate::session::StateHistory>;
+
+    /// Creates `fork` (whose state the caller rebuilt) with copies, made inside the store, of
+    /// the source's events `1..=through_seq` (new ids, same seqs) and of its state log up to
+    /// there, and its totals (`event_count`, tokens, compaction) recounted from those events.
+    /// Fails with `NotFound` if the source is gone and `AlreadyExists` if `fork.id` is taken.
+    async fn fork_session(
+        &self,
+        org: &OrgId,
+        source_id: Uuid,
+        through_seq: i64,
+        fork: Session,
+        now: DateTime<Utc>,
+    ) -> Result<Session>;
+
+    /// The first and last `seq` of the session's events of `invocation_id`, if it has any.
+    async fn invocation_span(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        invocation_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(i64, i64)>>;
 
     /// Removes sessions (and their events) that expired at or before `now`, at most `batch`
     /// of them; returns how many went.

@@ -353,6 +353,7 @@ impl McpServer {
                         ttl_seconds: None,
                         expires_at: None,
                         compaction_policy: None,
+                        parent_session_id: None,
                     };
                     self.app.sessions.create(&principal.access, new, self.now()).await?.id
                 }

@@ -87,6 +87,14 @@ pub(crate) fn session_from_row(row: &PgRow) -> Result<Session> {
             uncompacted_events: get(row, TABLE, "uncompacted_events")?,
             uncompacted_tokens: get(row, TABLE, "uncompacted_tokens")?,
         },
+        parent_session_id: get(row, TABLE, "parent_session_id")?,
+        forked_from: match (
+            get::<Option<uuid::Uuid>>(row, TABLE, "forked_from_session_id")?,
+            get::<Option<i64>>(row, TABLE, "forked_from_seq")?,
+        ) {
+            (Some(session_id), Some(seq)) => Some(contextiq_core::ForkOrigin { session_id, seq }),
+            _ => None,
+        },
         events: None,
     })
 }
@@ -109,6 +117,7 @@ pub(crate) fn event_from_row(row: &PgRow) -> Result<Event> {
         kind: match get::<String>(row, TABLE, "kind")?.as_str() {
             "message" => contextiq_core::EventKind::Message,
             "compaction" => contextiq_core::EventKind::Compaction(json(row, TABLE, "detail")?),
+            "rewind" => contextiq_core::EventKind::Rewind(json(row, TABLE, "detail")?),
             kind => return Err(corrupt(TABLE, format!("kind {kind}"))),
         },
     })

@@ -3,9 +3,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use contextiq_core::session::{SessionPatch, apply_state_delta, check_state_size};
+use contextiq_core::session::{AppendTotals, SessionPatch, apply_event_state, check_state_size};
 use contextiq_core::{
-    Appended, Error, Event, EventKind, NewEvent, OrgId, Result, Session, SessionFilter, SessionPage, SessionStore,
+    Appended, Error, Event, NewEvent, OrgId, Result, Session, SessionFilter, SessionPage, SessionStore, StateHistory,
+    StatePatch,
 };
 use serde_json::{Map, Value};
 use sqlx::{Postgres, QueryBuilder};
@@ -17,24 +18,7 @@ use crate::{PostgresStore, applied_at, cut_page, push_page};
 #[async_trait]
 impl SessionStore for PostgresStore {
     async fn create_session(&self, session: Session) -> Result<Session> {
-        let result = sqlx::query(concat!(
-            "INSERT INTO sessions (org_id, id, user_id, agent_id, scope, state, metadata, ",
-            "created_at, updated_at, expires_at, event_count, compaction_policy) ",
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11)"
-        ))
-        .bind(session.org_id.as_str())
-        .bind(session.id)
-        .bind(session.user_id.as_str())
-        .bind(session.agent_id.as_deref())
-        .bind(sqlx::types::Json(&session.scope))
-        .bind(sqlx::types::Json(&session.state))
-        .bind(sqlx::types::Json(&session.metadata))
-        .bind(session.created_at)
-        .bind(session.updated_at)
-        .bind(session.expires_at)
-        .bind(session.compaction.policy.as_ref().map(sqlx::types::Json))
-        .execute(&self.pool)
-        .await;
+        let result = insert_session(&session).execute(&self.pool).await;
         record("insert", "sessions", result)?;
         Ok(session)
     }
@@ -85,6 +69,9 @@ impl SessionStore for PostgresStore {
         if let Some(agent_id) = &filter.agent_id {
             query.push(" AND agent_id = ").push_bind(agent_id.as_str());
         }
+        if let Some(parent_id) = filter.parent_session_id {
+            query.push(" AND parent_session_id = ").push_bind(parent_id);
+        }
         if let Some(scope) = &filter.scope {
             // Containment: the session's scope holds every pair of the constraint.
             query.push(" AND scope @> ").push_bind(sqlx::types::Json(scope));
@@ -107,11 +94,9 @@ impl SessionStore for PostgresStore {
         let mut tx = record("begin", "events", self.pool.begin().await)?;
         let now = applied_at(now);
         let n_events = new_events.len() as i64;
-        let deltas: Vec<_> =
-            new_events.iter().map(|event| &event.state_delta).filter(|delta| !delta.is_empty()).collect();
         // The state first, under the row lock the append takes anyway: a delta that outgrows the
         // limit refuses the append before any write.
-        if !deltas.is_empty() {
+        if new_events.iter().any(NewEvent::changes_state) {
             let current: sqlx::Result<Option<(sqlx::types::Json<Map<String, Value>>,)>> = sqlx::query_as(
                 "SELECT state FROM sessions WHERE org_id = $1 AND id = $2 AND (expires_at IS NULL OR expires_at > $3) \
                  FOR UPDATE",
@@ -124,8 +109,8 @@ impl SessionStore for PostgresStore {
             let Some((sqlx::types::Json(mut state),)) = record("select", "sessions", current)? else {
                 return Err(Error::session_not_found());
             };
-            for delta in deltas {
-                apply_state_delta(&mut state, delta);
+            for event in &new_events {
+                apply_event_state(&mut state, &event.state_delta, &event.kind);
             }
             check_state_size(&state, max_state_bytes)?;
             let updated = sqlx::query("UPDATE sessions SET state = $1 WHERE org_id = $2 AND id = $3")
@@ -136,17 +121,8 @@ impl SessionStore for PostgresStore {
                 .await;
             record("update", "sessions", updated)?;
         }
-        let n_tokens: i64 = new_events.iter().map(|event| i64::from(event.token_count)).sum();
-        let messages = new_events.iter().filter(|event| event.kind == EventKind::Message);
-        let (n_messages, message_tokens) =
-            messages.fold((0i64, 0i64), |(n, tokens), event| (n + 1, tokens + i64::from(event.token_count)));
-        let compacted_through = new_events
-            .iter()
-            .filter_map(|event| match &event.kind {
-                EventKind::Compaction(compaction) => Some(compaction.end_seq),
-                EventKind::Message => None,
-            })
-            .max();
+        let AppendTotals { tokens: n_tokens, messages: n_messages, message_tokens, compacted_through } =
+            AppendTotals::of(&new_events);
         // Checks the session is alive and reserves the sequence numbers; the row lock it takes
         // holds concurrent appends to the same session until this transaction ends.
         let reserved: sqlx::Result<Option<(i64,)>> = sqlx::query_as(concat!(
@@ -189,10 +165,7 @@ impl SessionStore for PostgresStore {
                 .push_bind(i64::from(event.token_count))
                 .push_bind(sqlx::types::Json(&event.state_delta))
                 .push_bind(event.kind.name())
-                .push_bind(match &event.kind {
-                    EventKind::Message => None,
-                    EventKind::Compaction(compaction) => Some(sqlx::types::Json(compaction)),
-                });
+                .push_bind(event.kind.detail());
         });
         record("insert", "events", insert.build().execute(&mut *tx).await)?;
         if let Some(end_seq) = compacted_through {
@@ -217,13 +190,7 @@ impl SessionStore for PostgresStore {
         Ok(Appended { events, session })
     }
 
-    async fn compaction_events(
-        &self,
-        org: &OrgId,
-        session_id: Uuid,
-        limit: u32,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Event>> {
+    async fn marker_events(&self, org: &OrgId, session_id: Uuid, limit: u32, now: DateTime<Utc>) -> Result<Vec<Event>> {
         let rows = sqlx::query(concat!(
             "SELECT e.* FROM events e JOIN sessions s ON s.id = e.session_id ",
             "WHERE s.org_id = $1 AND s.id = $2 AND (s.expires_at IS NULL OR s.expires_at > $3) ",
@@ -287,6 +254,17 @@ impl SessionStore for PostgresStore {
             return Err(Error::session_not_found());
         };
         let (state, metadata) = patch.apply(state, metadata, max_state_bytes)?;
+        // The state log: what rebuilds the state at an earlier event.
+        if patch.state.as_object().is_some_and(|changes| !changes.is_empty()) {
+            let logged = sqlx::query(
+                "INSERT INTO state_patches (session_id, after_seq, patch) SELECT id, event_count, $2 FROM sessions WHERE id = $1",
+            )
+            .bind(session_id)
+            .bind(sqlx::types::Json(&patch.state))
+            .execute(&mut *tx)
+            .await;
+            record("insert", "state_patches", logged)?;
+        }
         let updated = sqlx::query(
             "UPDATE sessions SET state = $1, metadata = $2, updated_at = $3 WHERE org_id = $4 AND id = $5 RETURNING *",
         )
@@ -303,19 +281,162 @@ impl SessionStore for PostgresStore {
         Ok(session)
     }
 
-    async fn delete_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<()> {
-        let result = sqlx::query(
-            "DELETE FROM sessions WHERE org_id = $1 AND id = $2 AND (expires_at IS NULL OR expires_at > $3)",
-        )
+    async fn delete_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<Vec<Uuid>> {
+        // The session (if alive) and its descendants, whatever their expiry.
+        let deleted: sqlx::Result<Vec<(Uuid,)>> = sqlx::query_as(concat!(
+            "WITH RECURSIVE doomed(id) AS (SELECT id FROM sessions WHERE org_id = $1 AND id = $2 ",
+            "AND (expires_at IS NULL OR expires_at > $3) ",
+            "UNION SELECT s.id FROM sessions s JOIN doomed d ON s.parent_session_id = d.id WHERE s.org_id = $1) ",
+            "DELETE FROM sessions WHERE id IN (SELECT id FROM doomed) RETURNING id"
+        ))
         .bind(org.as_str())
         .bind(id)
         .bind(applied_at(now))
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await;
-        if record("delete", "sessions", result)?.rows_affected() == 0 {
+        let deleted: Vec<Uuid> = record("delete", "sessions", deleted)?.into_iter().map(|(id,)| id).collect();
+        if deleted.is_empty() {
             return Err(Error::session_not_found());
         }
-        Ok(())
+        Ok(deleted)
+    }
+
+    async fn state_history(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        through_seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<StateHistory> {
+        use sqlx::types::Json;
+        let mut snapshot = record("begin", "sessions", self.pool.begin().await)?;
+        record(
+            "begin",
+            "sessions",
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *snapshot).await,
+        )?;
+        type Row = (Option<Json<Map<String, Value>>>, Json<Map<String, Value>>, i64);
+        let row: sqlx::Result<Option<Row>> = sqlx::query_as(concat!(
+            "SELECT initial_state, state, event_count FROM sessions WHERE org_id = $1 AND id = $2 ",
+            "AND (expires_at IS NULL OR expires_at > $3)"
+        ))
+        .bind(org.as_str())
+        .bind(session_id)
+        .bind(now)
+        .fetch_optional(&mut *snapshot)
+        .await;
+        let (initial, Json(current), event_count) =
+            record("select", "sessions", row)?.ok_or_else(Error::session_not_found)?;
+        let events = sqlx::query(concat!(
+            "SELECT * FROM events WHERE session_id = $1 AND seq <= $2 ",
+            "AND (state_delta <> '{}'::jsonb OR kind = 'rewind') ORDER BY seq"
+        ))
+        .bind(session_id)
+        .bind(through_seq)
+        .fetch_all(&mut *snapshot)
+        .await;
+        let events = record("select", "events", events)?.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        let patches: sqlx::Result<Vec<(i64, Json<Value>)>> = sqlx::query_as(
+            "SELECT after_seq, patch FROM state_patches WHERE session_id = $1 AND after_seq <= $2 ORDER BY id",
+        )
+        .bind(session_id)
+        .bind(through_seq)
+        .fetch_all(&mut *snapshot)
+        .await;
+        let patches = record("select", "state_patches", patches)?
+            .into_iter()
+            .map(|(after_seq, Json(patch))| StatePatch { after_seq, patch })
+            .collect();
+        record("commit", "sessions", snapshot.commit().await)?;
+        Ok(StateHistory { initial: initial.map(|Json(state)| state), current, event_count, events, patches })
+    }
+
+    async fn fork_session(
+        &self,
+        org: &OrgId,
+        source_id: Uuid,
+        through_seq: i64,
+        fork: Session,
+        now: DateTime<Utc>,
+    ) -> Result<Session> {
+        let mut tx = record("begin", "sessions", self.pool.begin().await)?;
+        let now = applied_at(now);
+        let source: sqlx::Result<Option<(i64,)>> = sqlx::query_as(
+            "SELECT event_count FROM sessions WHERE org_id = $1 AND id = $2 AND (expires_at IS NULL OR expires_at > $3) \
+             FOR SHARE",
+        )
+        .bind(org.as_str())
+        .bind(source_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await;
+        match record("select", "sessions", source)? {
+            Some((event_count,)) if event_count >= through_seq => {}
+            _ => return Err(Error::session_not_found()),
+        }
+        record("insert", "sessions", insert_session(&fork).execute(&mut *tx).await)?;
+        // The fork's history rebuilds like its source's: the same initial state and state log.
+        let statements = [
+            concat!(
+                "UPDATE sessions SET initial_state = (SELECT initial_state FROM sessions WHERE id = $2) ",
+                "WHERE id = $1"
+            ),
+            concat!(
+                "INSERT INTO events (session_id, seq, org_id, id, author, role, content, metadata, timestamp, ",
+                "invocation_id, token_count, state_delta, kind, detail) ",
+                "SELECT $1, seq, org_id, gen_random_uuid(), author, role, content, metadata, timestamp, ",
+                "invocation_id, token_count, state_delta, kind, detail FROM events ",
+                "WHERE session_id = $2 AND seq <= $3 ORDER BY seq"
+            ),
+            concat!(
+                "INSERT INTO state_patches (session_id, after_seq, patch) SELECT $1, after_seq, patch ",
+                "FROM state_patches WHERE session_id = $2 AND after_seq <= $3 ORDER BY id"
+            ),
+            concat!(
+                "UPDATE sessions SET token_count = totals.tokens, compacted_through_seq = totals.through ",
+                "FROM (SELECT coalesce(sum(token_count), 0)::BIGINT AS tokens, ",
+                "coalesce(max((detail->>'end_seq')::BIGINT) FILTER (WHERE kind = 'compaction'), 0) AS through ",
+                "FROM events WHERE session_id = $1) AS totals WHERE sessions.id = $1"
+            ),
+            concat!(
+                "UPDATE sessions SET uncompacted_events = counts.n, uncompacted_tokens = counts.tokens ",
+                "FROM (SELECT count(*) AS n, coalesce(sum(e.token_count), 0)::BIGINT AS tokens FROM events e ",
+                "JOIN sessions s ON s.id = e.session_id WHERE e.session_id = $1 ",
+                "AND e.seq > s.compacted_through_seq AND e.kind = 'message') AS counts WHERE sessions.id = $1"
+            ),
+        ];
+        for statement in statements {
+            let done = sqlx::query(statement).bind(fork.id).bind(source_id).bind(through_seq).execute(&mut *tx).await;
+            record("fork", "sessions", done)?;
+        }
+        let row = sqlx::query("SELECT * FROM sessions WHERE id = $1").bind(fork.id).fetch_one(&mut *tx).await;
+        let session = session_from_row(&record("select", "sessions", row)?)?;
+        record("commit", "sessions", tx.commit().await)?;
+        Ok(session)
+    }
+
+    async fn invocation_span(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        invocation_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(i64, i64)>> {
+        let span: sqlx::Result<(Option<i64>, Option<i64>)> = sqlx::query_as(concat!(
+            "SELECT min(e.seq), max(e.seq) FROM events e JOIN sessions s ON s.id = e.session_id ",
+            "WHERE s.org_id = $1 AND s.id = $2 AND (s.expires_at IS NULL OR s.expires_at > $3) ",
+            "AND e.invocation_id = $4"
+        ))
+        .bind(org.as_str())
+        .bind(session_id)
+        .bind(now)
+        .bind(invocation_id)
+        .fetch_one(&self.pool)
+        .await;
+        Ok(match record("select", "events", span)? {
+            (Some(first), Some(last)) => Some((first, last)),
+            _ => None,
+        })
     }
 
     async fn purge_expired_sessions(&self, now: DateTime<Utc>, batch: u32) -> Result<u64> {
@@ -337,4 +458,29 @@ impl SessionStore for PostgresStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The insert of a new session row (created, or forked with its event count).
+fn insert_session(session: &Session) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(concat!(
+        "INSERT INTO sessions (org_id, id, user_id, agent_id, scope, state, metadata, ",
+        "created_at, updated_at, expires_at, event_count, compaction_policy, parent_session_id, ",
+        "forked_from_session_id, forked_from_seq, initial_state) ",
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $6)"
+    ))
+    .bind(session.org_id.as_str())
+    .bind(session.id)
+    .bind(session.user_id.as_str())
+    .bind(session.agent_id.as_deref())
+    .bind(sqlx::types::Json(&session.scope))
+    .bind(sqlx::types::Json(&session.state))
+    .bind(sqlx::types::Json(&session.metadata))
+    .bind(session.created_at)
+    .bind(session.updated_at)
+    .bind(session.expires_at)
+    .bind(session.event_count)
+    .bind(session.compaction.policy.as_ref().map(sqlx::types::Json))
+    .bind(session.parent_session_id)
+    .bind(session.forked_from.map(|origin| origin.session_id))
+    .bind(session.forked_from.map(|origin| origin.seq))
 }

@@ -25,8 +25,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use contextiq_core::session::SessionPatch;
 use contextiq_core::{
-    Error, Event, NewEvent, OrgId, PageCursor, Result, Session, SessionFilter, SessionPage, SessionStore,
+    Error, Event, NewEvent, OrgId, PageCursor, Result, Session, SessionFilter, SessionPage, SessionStore, StateHistory,
+    StatePatch,
 };
+use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite};
 use tokio::sync::{mpsc, oneshot};
@@ -268,6 +270,9 @@ impl SessionStore for SqliteStore {
         if let Some(agent_id) = &filter.agent_id {
             query.push(" AND agent_id = ").push_bind(agent_id.as_str());
         }
+        if let Some(parent_id) = filter.parent_session_id {
+            query.push(" AND parent_session_id = ").push_bind(parent_id.to_string());
+        }
         if let Some(scope) = &filter.scope {
             // Containment as one expression, however many pairs the constraint holds: no pair
             // of the constraint is missing from the session's scope.
@@ -322,13 +327,7 @@ impl SessionStore for SqliteStore {
         record("select", "events", rows)?.iter().map(event_from_row).collect()
     }
 
-    async fn compaction_events(
-        &self,
-        org: &OrgId,
-        session_id: Uuid,
-        limit: u32,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Event>> {
+    async fn marker_events(&self, org: &OrgId, session_id: Uuid, limit: u32, now: DateTime<Utc>) -> Result<Vec<Event>> {
         let rows = sqlx::query(concat!(
             "SELECT e.* FROM events e JOIN sessions s ON s.id = e.session_id ",
             "WHERE s.org_id = ? AND s.id = ? AND (s.expires_at IS NULL OR s.expires_at > ?) ",
@@ -358,9 +357,97 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn delete_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+    async fn delete_session(&self, org: &OrgId, id: Uuid, now: DateTime<Utc>) -> Result<Vec<Uuid>> {
         let org = org.clone();
         self.submit(|reply| WriteOp::Session(SessionWrite::Delete { org, id, now, reply })).await
+    }
+
+    async fn state_history(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        through_seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<StateHistory> {
+        let mut snapshot = record("begin", "sessions", self.readers.begin().await)?;
+        let row: sqlx::Result<Option<(Option<String>, String, i64)>> = sqlx::query_as(concat!(
+            "SELECT initial_state, state, event_count FROM sessions WHERE org_id = ? AND id = ? ",
+            "AND (expires_at IS NULL OR expires_at > ?)"
+        ))
+        .bind(org.as_str())
+        .bind(session_id.to_string())
+        .bind(micros(now))
+        .fetch_optional(&mut *snapshot)
+        .await;
+        let (initial, current, event_count) =
+            record("select", "sessions", row)?.ok_or_else(Error::session_not_found)?;
+        fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+            serde_json::from_str(text).map_err(Error::store)
+        }
+        let events = sqlx::query(concat!(
+            "SELECT * FROM events WHERE session_id = ? AND seq <= ? ",
+            "AND (state_delta <> '{}' OR kind = 'rewind') ORDER BY seq"
+        ))
+        .bind(session_id.to_string())
+        .bind(through_seq)
+        .fetch_all(&mut *snapshot)
+        .await;
+        let events = record("select", "events", events)?.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        let patches: sqlx::Result<Vec<(i64, String)>> = sqlx::query_as(
+            "SELECT after_seq, patch FROM state_patches WHERE session_id = ? AND after_seq <= ? ORDER BY rowid",
+        )
+        .bind(session_id.to_string())
+        .bind(through_seq)
+        .fetch_all(&mut *snapshot)
+        .await;
+        let patches = record("select", "state_patches", patches)?
+            .into_iter()
+            .map(|(after_seq, patch)| Ok(StatePatch { after_seq, patch: decode(&patch)? }))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(StateHistory {
+            initial: initial.as_deref().map(decode::<Map<String, Value>>).transpose()?,
+            current: decode(&current)?,
+            event_count,
+            events,
+            patches,
+        })
+    }
+
+    async fn fork_session(
+        &self,
+        org: &OrgId,
+        source_id: Uuid,
+        through_seq: i64,
+        fork: Session,
+        now: DateTime<Utc>,
+    ) -> Result<Session> {
+        let org = org.clone();
+        let fork = Box::new(fork);
+        self.submit(|reply| WriteOp::Session(SessionWrite::Fork { org, source_id, through_seq, fork, now, reply }))
+            .await
+    }
+
+    async fn invocation_span(
+        &self,
+        org: &OrgId,
+        session_id: Uuid,
+        invocation_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(i64, i64)>> {
+        let span: sqlx::Result<(Option<i64>, Option<i64>)> = sqlx::query_as(concat!(
+            "SELECT min(e.seq), max(e.seq) FROM events e JOIN sessions s ON s.id = e.session_id ",
+            "WHERE s.org_id = ? AND s.id = ? AND (s.expires_at IS NULL OR s.expires_at > ?) AND e.invocation_id = ?"
+        ))
+        .bind(org.as_str())
+        .bind(session_id.to_string())
+        .bind(micros(now))
+        .bind(invocation_id)
+        .fetch_one(&self.readers)
+        .await;
+        Ok(match record("select", "events", span)? {
+            (Some(first), Some(last)) => Some((first, last)),
+            _ => None,
+        })
     }
 
     async fn purge_expired_sessions(&self, now: DateTime<Utc>, batch: u32) -> Result<u64> {
@@ -437,6 +524,8 @@ mod tests {
             event_count: 0,
             token_count: 0,
             compaction: Default::default(),
+            parent_session_id: None,
+            forked_from: None,
             events: None,
         }
     }
@@ -550,7 +639,7 @@ mod tests {
         not_found(
             store.patch_state(&stranger, created.id, serde_json::json!({"a": 1}).into(), 1000, now).await.map(|_| ()),
         );
-        not_found(store.delete_session(&stranger, created.id, now).await);
+        not_found(store.delete_session(&stranger, created.id, now).await.map(|_| ()));
         let filter = SessionFilter { limit: 10, ..SessionFilter::default() };
         assert!(store.list_sessions(&stranger, &filter, now).await.unwrap().sessions.is_empty());
         assert!(store.list_events(&stranger, created.id, 0, 10, now).await.unwrap().is_empty());

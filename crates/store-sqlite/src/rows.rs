@@ -1,7 +1,7 @@
 //! Conversions between SQLite rows and domain types, and the `db_operations_total` metric.
 
 use chrono::{DateTime, Utc};
-use contextiq_core::{CompactionStatus, Error, Event, EventKind, OrgId, Result, Role, Session};
+use contextiq_core::{CompactionStatus, Error, Event, EventKind, ForkOrigin, OrgId, Result, Role, Session};
 use serde_json::{Map, Value};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -73,6 +73,10 @@ pub(crate) fn uuid(table: &'static str, text: &str) -> Result<Uuid> {
     Uuid::parse_str(text).map_err(|err| corrupt(table, err))
 }
 
+fn optional_uuid(table: &'static str, text: Option<String>) -> Result<Option<Uuid>> {
+    text.map(|text| uuid(table, &text)).transpose()
+}
+
 pub(crate) fn session_from_row(row: &SqliteRow) -> Result<Session> {
     const TABLE: &str = "sessions";
     let get_text = |column: &str| row.try_get::<String, _>(column).map_err(|err| corrupt(TABLE, err));
@@ -101,6 +105,14 @@ pub(crate) fn session_from_row(row: &SqliteRow) -> Result<Session> {
             through_seq: get_int("compacted_through_seq")?,
             uncompacted_events: get_int("uncompacted_events")?,
             uncompacted_tokens: get_int("uncompacted_tokens")?,
+        },
+        parent_session_id: optional_uuid(TABLE, row.try_get("parent_session_id").map_err(|err| corrupt(TABLE, err))?)?,
+        forked_from: match (
+            optional_uuid(TABLE, row.try_get("forked_from_session_id").map_err(|err| corrupt(TABLE, err))?)?,
+            row.try_get::<Option<i64>, _>("forked_from_seq").map_err(|err| corrupt(TABLE, err))?,
+        ) {
+            (Some(session_id), Some(seq)) => Some(ForkOrigin { session_id, seq }),
+            _ => None,
         },
         events: None,
     })
@@ -135,16 +147,14 @@ pub(crate) fn event_kind(kind: &str, detail: Option<String>) -> std::result::Res
         ("compaction", Some(detail)) => {
             serde_json::from_str(&detail).map(EventKind::Compaction).map_err(|err| err.to_string())
         }
+        ("rewind", Some(detail)) => serde_json::from_str(&detail).map(EventKind::Rewind).map_err(|err| err.to_string()),
         (kind, _) => Err(format!("unknown event kind {kind:?} or missing detail")),
     }
 }
 
-/// The `detail` column of an event: what a compaction covers.
+/// The `detail` column of an event: what a compaction covers, where a rewind returns to.
 pub(crate) fn event_detail(kind: &EventKind) -> Option<String> {
-    match kind {
-        EventKind::Message => None,
-        EventKind::Compaction(compaction) => serde_json::to_string(compaction).ok(),
-    }
+    kind.detail().map(|detail| detail.to_string())
 }
 
 pub(crate) fn key_from_row(row: &SqliteRow) -> Result<contextiq_core::ApiKey> {

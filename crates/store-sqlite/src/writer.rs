@@ -58,7 +58,15 @@ pub(crate) enum SessionWrite {
         org: OrgId,
         id: Uuid,
         now: DateTime<Utc>,
-        reply: Reply<()>,
+        reply: Reply<Vec<Uuid>>,
+    },
+    Fork {
+        org: OrgId,
+        source_id: Uuid,
+        through_seq: i64,
+        fork: Box<Session>,
+        now: DateTime<Utc>,
+        reply: Reply<Session>,
     },
     PurgeExpired {
         now: DateTime<Utc>,

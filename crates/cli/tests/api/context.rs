@@ -31,17 +31,6 @@ async fn get_session(app: &TestApp, session_id: &str) -> Value {
     json_of(app.get(&format!("/api/v1/sessions/{session_id}?include_events=false")).await, StatusCode::OK).await
 }
 
-async fn finished(app: &TestApp, job_id: &str) -> Value {
-    for _ in 0..600 {
-        let job = json_of(app.get(&format!("/api/v1/jobs/{job_id}")).await, StatusCode::OK).await;
-        if job["status"] == "completed" || job["status"] == "failed" {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job {job_id} did not finish");
-}
-
 async fn compact(app: &TestApp, session_id: &str, body: Option<Value>) -> Value {
     let request = app.client.post(app.url(&format!("/api/v1/sessions/{session_id}/compact")));
     let request = match body {
@@ -51,7 +40,7 @@ async fn compact(app: &TestApp, session_id: &str, body: Option<Value>) -> Value 
     let job = json_of(request.send().await.unwrap(), StatusCode::ACCEPTED).await;
     assert_eq!(job["source_type"], "compaction", "{job}");
     assert_eq!(job["source_reference"], session_id, "{job}");
-    let job = finished(app, &id_of(&job)).await;
+    let job = app.finished(&id_of(&job)).await;
     assert_eq!(job["status"], "completed", "{job}");
     job
 }

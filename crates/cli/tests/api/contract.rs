@@ -120,7 +120,7 @@ async fn parameters_sit_where_the_routes_read_them() {
             assert!(declared, "{method} {template}: {name} is not declared");
         }
     }
-    assert_eq!(n_query, 17, "the query parameters of the API");
+    assert_eq!(n_query, 19, "the query parameters of the API");
 }
 
 #[tokio::test]

@@ -22,20 +22,9 @@ async fn generate(app: &TestApp, body: Value) -> String {
 }
 
 /// Polls a job until it completes or fails.
-async fn finished(app: &TestApp, job_id: &str) -> Value {
-    for _ in 0..600 {
-        let job = json_of(app.get(&format!("/api/v1/jobs/{job_id}")).await, StatusCode::OK).await;
-        if job["status"] == "completed" || job["status"] == "failed" {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job {job_id} did not finish");
-}
-
 async fn completed(app: &TestApp, body: Value) -> Value {
     let job_id = generate(app, body).await;
-    let job = finished(app, &job_id).await;
+    let job = app.finished(&job_id).await;
     assert_eq!(job["status"], "completed", "{job}");
     job
 }
@@ -221,7 +210,7 @@ async fn inline_events_and_direct_facts_are_idempotent() {
         .post("/api/v1/memories", &json!({"scope": scope, "fact": "User owns a cast-iron pan.", "consolidate": true}))
         .await;
     let job = json_of(response, StatusCode::ACCEPTED).await;
-    let job = finished(&app, &id_of(&job)).await;
+    let job = app.finished(&id_of(&job)).await;
     assert_eq!(job["counts"]["unchanged"], 1, "{job}");
     assert_eq!(live_memories(&app, &scope).await.len(), 3);
 
@@ -253,7 +242,7 @@ async fn concurrent_jobs_on_one_scope_do_not_duplicate() {
         job_ids.push(generate(&app, json!({"source_type": "events", "scope": scope, "events": events})).await);
     }
     for job_id in &job_ids {
-        let job = finished(&app, job_id).await;
+        let job = app.finished(job_id).await;
         assert_eq!(job["status"], "completed", "{job}");
     }
     let memories = live_memories(&app, &scope).await;
@@ -422,7 +411,7 @@ async fn malformed_llm_output_is_repaired_or_fails_the_job_visibly() {
     let fake = FakeLlm::start(|_, _| Reply::Text("{\"facts\": \"none\"}".to_owned())).await;
     let app = spawn_app_with(llm_settings(&fake, "openai")).await;
     let job_id = generate(&app, conversation(&json!({"user_id": "f2"}))).await;
-    let job = finished(&app, &job_id).await;
+    let job = app.finished(&job_id).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["attempts"], 2);
     assert!(job["error"].as_str().unwrap().contains("invalid"), "{job}");
@@ -432,7 +421,7 @@ async fn malformed_llm_output_is_repaired_or_fails_the_job_visibly() {
     let fake = FakeLlm::start(|_, _| Reply::Status(503)).await;
     let app = spawn_app_with(llm_settings(&fake, "anthropic")).await;
     let job_id = generate(&app, conversation(&json!({"user_id": "f3"}))).await;
-    let job = finished(&app, &job_id).await;
+    let job = app.finished(&job_id).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["attempts"], 2, "transient failures are retried");
     assert!(!job["error"].as_str().unwrap().contains("sk-test-secret"));
@@ -441,7 +430,7 @@ async fn malformed_llm_output_is_repaired_or_fails_the_job_visibly() {
     let fake = FakeLlm::start(|_, _| Reply::Status(401)).await;
     let app = spawn_app_with(llm_settings(&fake, "openai")).await;
     let job_id = generate(&app, conversation(&json!({"user_id": "f4"}))).await;
-    let job = finished(&app, &job_id).await;
+    let job = app.finished(&job_id).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["attempts"], 1, "{job}");
 }

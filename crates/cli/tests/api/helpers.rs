@@ -204,6 +204,18 @@ impl TestApp {
     pub async fn append(&self, session_id: &str, body: &Value) -> Value {
         json_of(self.post(&format!("/api/v1/sessions/{session_id}/events"), body).await, StatusCode::CREATED).await
     }
+
+    /// The job once it has completed or failed.
+    pub async fn finished(&self, job_id: &str) -> Value {
+        for _ in 0..600 {
+            let job = json_of(self.get(&format!("/api/v1/jobs/{job_id}")).await, StatusCode::OK).await;
+            if job["status"] == "completed" || job["status"] == "failed" {
+                return job;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("job {job_id} did not finish");
+    }
 }
 
 impl Drop for TestApp {

@@ -14,6 +14,7 @@ mod fuzz;
 mod generation;
 mod hardening;
 mod helpers;
+mod lineage;
 mod mcp;
 mod memories;
 mod otlp;

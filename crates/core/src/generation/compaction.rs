@@ -13,12 +13,14 @@ use uuid::Uuid;
 use super::service::{AttemptError, GenerationService};
 use super::{CommitResult, GenerationConfig, Job, JobCompletion, JobOutcome, LlmUsage, Source, SummaryTurn, Turn};
 use crate::limits::MAX_KEEP_RECENT_EVENTS;
-use crate::session::to_micros;
+use crate::session::{Rewound, to_micros};
 use crate::{Access, Compaction, Error, Event, EventKind, NewEvent, Result, Role};
 
 /// Who writes compaction events.
 pub const COMPACTION_AUTHOR: &str = "contextiq";
 const EVENTS_PAGE: u32 = 1000;
+/// Rewinds (and compactions) looked at, newest first.
+const MAX_MARKERS: u32 = 256;
 /// A summary gets a quarter of the tokens it replaces, within these bounds, and never more
 /// than all of them.
 const SUMMARY_SHARE: u64 = 4;
@@ -90,17 +92,24 @@ impl GenerationService {
             outcome.compaction = Some(compaction.clone());
             outcome.events_processed = (compaction.end_seq - compaction.start_seq + 1) as u32;
         } else {
-            let messages: Vec<&Event> = events.iter().filter(|event| event.kind == EventKind::Message).collect();
+            // What a rewind took out of the conversation stays out of its summary.
+            let markers = self.sessions.marker_events(&job.org_id, session_id, MAX_MARKERS, now()).await?;
+            let rewound = Rewound::from_markers(&markers);
+            let messages: Vec<&Event> =
+                events.iter().filter(|event| event.kind == EventKind::Message && !rewound.hides(event.seq)).collect();
             let n_summarised = messages
                 .len()
                 .saturating_sub(keep_recent_events as usize)
                 .min(self.settings.max_events_per_job as usize);
             if n_summarised > 0 {
                 let summarised = &messages[..n_summarised];
-                let (event_id, compaction) = self.write_summary(job, &session, summarised, now(), usage).await?;
-                outcome.events_processed = n_summarised as u32;
-                outcome.compaction_event_id = Some(event_id);
-                outcome.compaction = Some(compaction);
+                if let Some((event_id, compaction)) =
+                    self.write_summary(job, &session, summarised, now(), usage).await?
+                {
+                    outcome.events_processed = n_summarised as u32;
+                    outcome.compaction_event_id = Some(event_id);
+                    outcome.compaction = Some(compaction);
+                }
             }
         }
         outcome.llm_usage = *usage;
@@ -127,7 +136,7 @@ impl GenerationService {
         summarised: &[&Event],
         now: DateTime<Utc>,
         usage: &mut LlmUsage,
-    ) -> std::result::Result<(Uuid, Compaction), AttemptError> {
+    ) -> std::result::Result<Option<(Uuid, Compaction)>, AttemptError> {
         let tokenizer = self.settings.tokenizer;
         let turns: Vec<SummaryTurn> = summarised
             .iter()
@@ -160,6 +169,11 @@ impl GenerationService {
             }
             Err(err) => return Err(err.into()),
         };
+        if summary.trim().is_empty() {
+            // Nothing fitted the budget (a few tiny events): an empty summary would replace
+            // them with nothing, so none is written and they stay as they are.
+            return Ok(None);
+        }
         let tokens_after = tokenizer.count(&summary);
         let compaction = Compaction {
             start_seq: session.compaction.through_seq + 1,
@@ -188,7 +202,7 @@ impl GenerationService {
             message: "the store appended no compaction event".to_owned(),
             permanent: false,
         })?;
-        Ok((event_id, compaction))
+        Ok(Some((event_id, compaction)))
     }
 }
 

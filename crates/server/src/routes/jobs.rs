@@ -46,6 +46,16 @@ impl From<&Source> for SourceType {
     }
 }
 
+/// What `/memories/generate` reads: a job's source types but compaction, which has a route of
+/// its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GenerateSourceType {
+    Session,
+    Events,
+    Memories,
+}
+
 /// A job's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -87,7 +97,7 @@ impl From<ExtractorKind> for ExtractorBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateRequestBody {
-    pub source_type: SourceType,
+    pub source_type: GenerateSourceType,
     /// For `session`: the session's id.
     pub source_reference: Option<Uuid>,
     /// For `session`: only these events (by `seq`, inclusive). Without it, the events after
@@ -211,7 +221,7 @@ impl GenerateRequestBody {
             )))
         };
         let source = match self.source_type {
-            SourceType::Session => {
+            GenerateSourceType::Session => {
                 if self.events.is_some() {
                     return unexpected("events");
                 }
@@ -222,7 +232,7 @@ impl GenerateRequestBody {
                 let (from_seq, to_seq) = self.event_range.map_or((None, None), |range| (range.from_seq, range.to_seq));
                 Source::Session { session_id, from_seq, to_seq }
             }
-            SourceType::Events => {
+            GenerateSourceType::Events => {
                 if self.source_reference.is_some() {
                     return unexpected("source_reference");
                 }
@@ -245,7 +255,7 @@ impl GenerateRequestBody {
                     .collect();
                 Source::Events { events }
             }
-            SourceType::Memories => {
+            GenerateSourceType::Memories => {
                 if self.source_reference.is_some() {
                     return unexpected("source_reference");
                 }
@@ -261,12 +271,6 @@ impl GenerateRequestBody {
                     .map(|fact| DirectFact { fact: fact.fact, topic: fact.topic, confidence: fact.confidence })
                     .collect();
                 Source::Memories { facts }
-            }
-            SourceType::Compaction => {
-                return Err(ApiError::Domain(contextiq_core::Error::validation(
-                    "source_type",
-                    "compactions are asked for with POST /api/v1/sessions/{id}/compact",
-                )));
             }
         };
         Ok(GenerateRequest {

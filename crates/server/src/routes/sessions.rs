@@ -8,8 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use contextiq_core::{
-    CompactionPolicy, Error as CoreError, Event, EventKind, NewEvent, NewSession, PageCursor, Role, Scope, Session,
-    SessionFilter,
+    CompactionPolicy, Error as CoreError, Event, EventKind, ForkPoint, ForkRequest, NewEvent, NewSession, PageCursor,
+    RewindTarget, Role, Scope, Session, SessionFilter,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::auth::{Authorized, Principal, SessionRead, SessionWrite};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiQuery, SessionId, from_value};
+use crate::extract::{ApiJson, ApiQuery, OptionalApiJson, SessionId, from_value};
 use crate::routes::WriteReceipt;
 use crate::state::AppState;
 
@@ -27,7 +27,9 @@ pub fn router() -> Router<AppState> {
         .route("/sessions", post(create_session).get(list_sessions))
         .route("/sessions/{id}", get(get_session).delete(delete_session))
         .route("/sessions/{id}/events", post(append_events).get(list_events))
-        .route("/sessions/{id}/state", patch(patch_state))
+        .route("/sessions/{id}/state", patch(patch_state).get(get_state))
+        .route("/sessions/{id}/fork", post(fork_session))
+        .route("/sessions/{id}/rewind", post(rewind_session))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -53,6 +55,10 @@ pub struct CreateSessionRequest {
     /// When the session is compacted without being asked; default: the server's policy
     /// (`COMPACTION_*`).
     pub compaction_policy: Option<CompactionPolicyBody>,
+    /// The session this one belongs to (a sub-agent's session under its coordinator's): within
+    /// reach, and this session's scope must hold all of the parent's. Deleting the parent
+    /// deletes this session too.
+    pub parent_session_id: Option<Uuid>,
 }
 
 /// Compact every `every_events` new events, or once the events not yet summarised hold
@@ -196,6 +202,10 @@ pub struct SessionBody {
     /// Tokens of all its events, each counted on append with the server's tokenizer.
     pub token_count: i64,
     pub compaction: CompactionStatusBody,
+    /// The session it belongs to, if any.
+    pub parent_session_id: Option<Uuid>,
+    /// The session and event it was forked from, if it was.
+    pub forked_from: Option<ForkOriginBody>,
     /// The first events in append order (at most 1,000); absent in lists and with
     /// `include_events=false`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -204,6 +214,13 @@ pub struct SessionBody {
     /// rest from `GET /sessions/{id}/events`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events_next_cursor: Option<String>,
+}
+
+/// Where a fork branched off: its events up to `seq` are copies of that session's.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ForkOriginBody {
+    pub session_id: Uuid,
+    pub seq: i64,
 }
 
 /// How far the session's compactions reach.
@@ -244,12 +261,18 @@ pub struct EventBody {
     pub invocation_id: Option<String>,
     /// Tokens of its content, counted on append with the server's tokenizer.
     pub token_count: u32,
-    /// message, or compaction: a summary (the content) the server wrote of `compaction`'s range.
+    /// message; compaction: a summary (the content) the server wrote of `compaction`'s range;
+    /// rewind: the session went back to how it was after `rewind.to_seq`.
     #[schema(value_type = String, example = "message")]
     pub kind: EventKindBody,
     /// For a compaction event: what it summarises.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compaction: Option<crate::routes::jobs::CompactionBody>,
+    /// For a rewind event: where it went back to. The events after `to_seq` and before this
+    /// one are out of the conversation; `actions.state_delta` is the state change (null: a key
+    /// removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewind: Option<RewindBody>,
     pub actions: ActionsBody,
 }
 
@@ -258,6 +281,14 @@ pub struct EventBody {
 pub enum EventKindBody {
     Message,
     Compaction,
+    Rewind,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RewindBody {
+    pub to_seq: i64,
+    /// The invocation of event `to_seq + 1`, if it has one (ADK's `rewind_before_invocation_id`).
+    pub before_invocation_id: Option<String>,
 }
 
 /// The events of a batch append, in their order.
@@ -300,6 +331,10 @@ impl From<Session> for SessionBody {
                 uncompacted_events: session.compaction.uncompacted_events,
                 uncompacted_tokens: session.compaction.uncompacted_tokens,
             },
+            parent_session_id: session.parent_session_id,
+            forked_from: session
+                .forked_from
+                .map(|origin| ForkOriginBody { session_id: origin.session_id, seq: origin.seq }),
             events_next_cursor: session
                 .events
                 .as_ref()
@@ -327,10 +362,18 @@ impl From<Event> for EventBody {
             kind: match event.kind {
                 EventKind::Message => EventKindBody::Message,
                 EventKind::Compaction(_) => EventKindBody::Compaction,
+                EventKind::Rewind(_) => EventKindBody::Rewind,
+            },
+            rewind: match &event.kind {
+                EventKind::Rewind(rewind) => Some(RewindBody {
+                    to_seq: rewind.to_seq,
+                    before_invocation_id: rewind.before_invocation_id.clone(),
+                }),
+                _ => None,
             },
             compaction: match event.kind {
                 EventKind::Compaction(compaction) => Some(compaction.into()),
-                EventKind::Message => None,
+                EventKind::Message | EventKind::Rewind(_) => None,
             },
             actions: ActionsBody { state_delta: event.state_delta },
         }
@@ -365,6 +408,8 @@ pub struct GetSessionQuery {
 pub struct ListSessionsQuery {
     pub user_id: Option<String>,
     pub agent_id: Option<String>,
+    /// Only the children of this session.
+    pub parent_session_id: Option<Uuid>,
     /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
@@ -403,6 +448,7 @@ pub async fn create_session(
         ttl_seconds: request.ttl_seconds,
         expires_at: request.expires_at,
         compaction_policy: request.compaction_policy.map(CompactionPolicy::from),
+        parent_session_id: request.parent_session_id,
     };
     let session = state.sessions.create(&principal.access, new, state.clock.now()).await?;
     let created =
@@ -432,6 +478,7 @@ pub async fn list_sessions(
 ) -> Result<Json<SessionList>, ApiError> {
     let filter = SessionFilter {
         scope: None,
+        parent_session_id: query.parent_session_id,
         user_id: query.user_id,
         agent_id: query.agent_id,
         limit: query.limit.unwrap_or(DEFAULT_SESSIONS_PAGE),
@@ -530,8 +577,137 @@ pub async fn patch_state(
     Ok(Json(SessionAnswer::to(&principal, session)))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetStateQuery {
+    /// The state as it was after this event (and the state patches before the next one); 0:
+    /// as the session was created; default: now.
+    #[param(minimum = 0)]
+    pub at_seq: Option<i64>,
+}
+
+/// A session's state at one point of its history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StateAt {
+    pub session_id: Uuid,
+    /// The event it is the state after.
+    pub at_seq: i64,
+    #[schema(value_type = Object)]
+    pub state: Map<String, Value>,
+}
+
+/// The session's state now, or as it was at any earlier event, rebuilt from the state each
+/// event set and each state patch (sessions created before the state log existed know only
+/// their current state).
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/state", tag = "sessions", params(("id" = Uuid, Path), GetStateQuery),
+    responses((status = 200, body = StateAt), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn get_state(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<SessionRead>,
+    SessionId(id): SessionId,
+    ApiQuery(query): ApiQuery<GetStateQuery>,
+) -> Result<Json<StateAt>, ApiError> {
+    let (session_state, at_seq) =
+        state.sessions.state_at(&principal.access, id, query.at_seq, state.clock.now()).await?;
+    Ok(Json(StateAt { session_id: id, at_seq, state: session_state }))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForkSessionRequest {
+    /// Fork after this event (0: before the first); not with `invocation_id`. Default: after
+    /// the newest event.
+    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "crate::extract::integer")]
+    pub at_seq: Option<i64>,
+    /// Fork after the last event of this invocation; not with `at_seq`.
+    #[schema(schema_with = crate::routes::optional_id_text)]
+    pub invocation_id: Option<String>,
+    /// The fork's id; default: a new one.
+    pub session_id: Option<Uuid>,
+    /// The fork's metadata; default: the source's.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+    /// Seconds until the fork expires; or give `expires_at`; default: the server's TTL.
+    #[schema(minimum = 1, maximum = 316_224_000)]
+    #[serde(default, deserialize_with = "crate::extract::integer")]
+    pub ttl_seconds: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A new session with this one's history up to a point and the state as it was there: the
+/// same user, agent, scope, parent and compaction policy, `forked_from` naming the source. The
+/// events are copied inside the database; the source is unchanged.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/fork", tag = "sessions", params(("id" = Uuid, Path)),
+    request_body(content = Option<ForkSessionRequest>, description = "Optional"),
+    responses((status = 201, body = SessionAnswer), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+pub async fn fork_session(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<SessionWrite>,
+    SessionId(id): SessionId,
+    OptionalApiJson(request): OptionalApiJson<ForkSessionRequest>,
+) -> Result<(StatusCode, Json<SessionAnswer>), ApiError> {
+    let at = match (request.at_seq, request.invocation_id) {
+        (Some(_), Some(_)) => {
+            return Err(CoreError::validation("invocation_id", "give either at_seq or invocation_id, not both").into());
+        }
+        (Some(seq), None) => ForkPoint::Seq(seq),
+        (None, Some(invocation_id)) => ForkPoint::Invocation(invocation_id),
+        (None, None) => ForkPoint::Latest,
+    };
+    let fork = ForkRequest {
+        at,
+        id: request.session_id,
+        metadata: request.metadata,
+        ttl_seconds: request.ttl_seconds,
+        expires_at: request.expires_at,
+    };
+    let forked = state.sessions.fork(&principal.access, id, fork, state.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(SessionAnswer::to(&principal, forked))))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RewindSessionRequest {
+    /// Go back to how the session was after this event (0: as it was created); not with
+    /// `before_invocation_id`.
+    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "crate::extract::integer")]
+    pub to_seq: Option<i64>,
+    /// Go back to before the first event of this invocation (ADK's rewind); not with `to_seq`.
+    #[schema(schema_with = crate::routes::optional_id_text)]
+    pub before_invocation_id: Option<String>,
+}
+
+/// Takes the session back to an earlier point, as ADK's rewind does: appends a `rewind` event
+/// that restores the state of that point and takes the events between out of the
+/// conversation (context assembly and compaction skip them). Nothing is deleted: the events
+/// stay listed, and a later rewind can go back to any of them.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/rewind", tag = "sessions", params(("id" = Uuid, Path)),
+    request_body = RewindSessionRequest,
+    responses((status = 201, description = "The session after the rewind (a receipt without SESSION_READ)",
+            body = SessionAnswer),
+        (status = 400, body = Problem), (status = 404, body = Problem), (status = 415, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn rewind_session(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<SessionWrite>,
+    SessionId(id): SessionId,
+    ApiJson(request): ApiJson<RewindSessionRequest>,
+) -> Result<(StatusCode, Json<SessionAnswer>), ApiError> {
+    let target = match (request.to_seq, request.before_invocation_id) {
+        (Some(seq), None) => RewindTarget::Seq(seq),
+        (None, Some(invocation_id)) => RewindTarget::BeforeInvocation(invocation_id),
+        _ => return Err(CoreError::validation("to_seq", "give exactly one of to_seq and before_invocation_id").into()),
+    };
+    let (_, session) = state.sessions.rewind(&principal.access, id, target, state.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(SessionAnswer::to(&principal, session))))
+}
+
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path)),
-    responses((status = 204, description = "Deleted, with its events"), (status = 404, body = Problem)))]
+    responses((status = 204, description = "Deleted, with its events and its descendants (children, their children, ...)"),
+        (status = 404, body = Problem)))]
 pub async fn delete_session(
     State(state): State<AppState>,
     Authorized(principal, _): Authorized<SessionWrite>,

@@ -500,6 +500,7 @@ async fn append_to_stream(
         ttl_seconds: None,
         expires_at: None,
         compaction_policy: None,
+        parent_session_id: None,
     };
     match state.sessions.create(&call.access, new, call.now).await {
         // Another request of the stream created it meanwhile.

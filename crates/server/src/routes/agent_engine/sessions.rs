@@ -96,6 +96,7 @@ pub async fn create(state: &AppState, call: &mut Call) -> Result<Value, ApiError
         ttl_seconds: message.ttl,
         expires_at: message.expire_time,
         compaction_policy: None,
+        parent_session_id: None,
     };
     let session = state.sessions.create(&call.access, new, call.now).await?;
     let name = session_name(&session);
@@ -125,7 +126,14 @@ pub async fn list(state: &AppState, call: &mut Call) -> Result<Value, ApiError> 
     let (sessions, next) = filtered_page(page_size, cursor, |cursor| {
         let user_id = user_id.clone();
         async move {
-            let native = SessionFilter { scope: None, user_id, agent_id: None, limit: page_size, cursor };
+            let native = SessionFilter {
+                scope: None,
+                parent_session_id: None,
+                user_id,
+                agent_id: None,
+                limit: page_size,
+                cursor,
+            };
             let page = state.sessions.list(&call.access, native, call.now).await?;
             let matches = page
                 .sessions
@@ -250,9 +258,36 @@ pub async fn append_event(state: &AppState, mut call: Call, id: &str) -> Result<
     call.require(Permission::SessionWrite)?;
     call.finish_query()?;
     let message: EventMessage = call.json()?;
-    let event = new_event(message)?;
-    state.sessions.append(&call.access, session_uuid(&call, id), vec![event], call.now).await?;
+    let mut event = new_event(message)?;
+    let session_id = session_uuid(&call, id);
+    // ADK's rewind (`Runner.rewind_async`) arrives as an event whose raw form names the
+    // invocation it goes back before: stored as a rewind, so context assembly and compaction
+    // leave the rewound events out as ADK does.
+    if let Some(invocation_id) = rewind_target(&event) {
+        let span =
+            state.sessions.store().invocation_span(&call.access.org_id, session_id, &invocation_id, call.now).await?;
+        if let Some((first, _)) = span {
+            event.kind = EventKind::Rewind(contextiq_core::Rewind {
+                to_seq: first - 1,
+                before_invocation_id: Some(invocation_id),
+                state: None,
+            });
+        }
+    }
+    state.sessions.append(&call.access, session_id, vec![event], call.now).await?;
     Ok(json!({}))
+}
+
+/// The invocation an ADK rewind event goes back before, from its `rawEvent` (ADK's own dump,
+/// camelCase) or its `actions`.
+fn rewind_target(event: &NewEvent) -> Option<String> {
+    let extras = event.metadata.get(AGENT_ENGINE)?;
+    let named = |actions: Option<&Value>| {
+        let actions = actions?;
+        let id = actions.get("rewindBeforeInvocationId").or_else(|| actions.get("rewind_before_invocation_id"))?;
+        id.as_str().filter(|id| !id.is_empty()).map(str::to_owned)
+    };
+    named(extras.get("rawEvent").and_then(|raw| raw.get("actions"))).or_else(|| named(extras.get("actions")))
 }
 
 /// A SessionEvent as the native event it is stored as.
@@ -344,6 +379,18 @@ fn render_event(engine: &EnginePath, session: &str, event: &Event) -> Value {
             };
             resource["content"] = json!({"role": role, "parts": [{"text": text}]});
         }
+    }
+    if let (None, EventKind::Rewind(rewind)) = (extras, &event.kind) {
+        // A rewind made through the native API, in the raw form ADK reads its own from.
+        let mut actions = json!({"stateDelta": event.state_delta});
+        if let Some(invocation_id) = &rewind.before_invocation_id {
+            actions["rewindBeforeInvocationId"] = json!(invocation_id);
+        }
+        resource["rawEvent"] = json!({
+            "author": event.author,
+            "invocationId": resource["invocationId"].clone(),
+            "actions": actions,
+        });
     }
     if let EventKind::Compaction(compaction) = &event.kind {
         // Where ADK's VertexAiSessionService reads a compaction from (it writes them there
