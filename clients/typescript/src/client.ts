@@ -14,8 +14,10 @@ import type {
   EventBatch,
   EventBody,
   EventList,
+  ForkSessionRequest,
   GenerateRequest,
   GetSessionParams,
+  GetStateParams,
   HealthBody,
   JobBody,
   KeyBody,
@@ -28,11 +30,13 @@ import type {
   MemoryList,
   RestoreRequest,
   RevisionList,
+  RewindSessionRequest,
   SearchRequest,
   SearchResponse,
   SessionAnswer,
   SessionBody,
   SessionList,
+  StateAt,
   StatePatch,
   StreamEventsParams,
   UpdateMemoryRequest,
@@ -100,7 +104,10 @@ async function* paginate<T>(first: string | undefined, load: (cursor: string | u
 export class Sessions {
   constructor(private readonly http: Transport) {}
 
-  /** Creates a session (`POST /api/v1/sessions`). */
+  /**
+   * Creates a session (`POST /api/v1/sessions`); with `parent_session_id`, under a parent
+   * session (whose scope its own must hold), deleted with it.
+   */
   create(body: CreateSessionRequest, options?: RequestOptions): Promise<CreatedSession> {
     return this.http.call({ op: "create_session", body, options });
   }
@@ -110,7 +117,7 @@ export class Sessions {
     return this.http.call({ op: "get_session", path: { id }, query: { include_events: params?.include_events }, options });
   }
 
-  /** One page of sessions, newest first (`GET /api/v1/sessions`). */
+  /** One page of sessions, newest first (`GET /api/v1/sessions`); `{parent_session_id}`: a session's children. */
   list(params?: ListSessionsParams, options?: RequestOptions): Promise<SessionList> {
     return this.http.call({ op: "list_sessions", query: { ...params }, options });
   }
@@ -123,7 +130,7 @@ export class Sessions {
     });
   }
 
-  /** Deletes a session and its events (`DELETE /api/v1/sessions/{id}`). */
+  /** Deletes a session, its events and its descendants (children, their children, ...) (`DELETE /api/v1/sessions/{id}`). */
   async delete(id: string, options?: RequestOptions): Promise<void> {
     await this.http.call({ op: "delete_session", path: { id }, options });
   }
@@ -157,6 +164,40 @@ export class Sessions {
    */
   patchState(id: string, patch: StatePatch, options?: RequestOptions): Promise<SessionAnswer> {
     return this.http.call({ op: "patch_state", path: { id }, body: patch, contentType: "application/merge-patch+json", options });
+  }
+
+  /**
+   * The session's state now, or as it was after event `at_seq` and the state patches before the
+   * next event (`GET /api/v1/sessions/{id}/state`), rebuilt from the state each event set and
+   * each patch. `at_seq` goes from 0 (as the session was created) to the newest event.
+   */
+  state(id: string, params?: GetStateParams, options?: RequestOptions): Promise<StateAt> {
+    return this.http.call({ op: "get_state", path: { id }, query: { at_seq: params?.at_seq }, options });
+  }
+
+  /**
+   * A new session with this one's history up to a point and the state as it was there
+   * (`POST /api/v1/sessions/{id}/fork`): after event `at_seq`, after the last event of
+   * `invocation_id`, or (neither) after the newest. The fork has the source's user, agent,
+   * scope, parent and compaction policy, copies of its events (with ids of their own) and
+   * `forked_from: {session_id, seq}`; the source is unchanged. `session_id` names the fork (a
+   * taken id is a 409 `session_exists`). Resolves with the fork without its events, or a
+   * receipt for a credential without SESSION_READ.
+   */
+  fork(id: string, body: ForkSessionRequest = {}, options?: RequestOptions): Promise<SessionAnswer> {
+    return this.http.call({ op: "fork_session", path: { id }, body, options });
+  }
+
+  /**
+   * Takes the session back to how it was after event `to_seq`, or before the first event of
+   * `before_invocation_id` (ADK's rewind) (`POST /api/v1/sessions/{id}/rewind`): appends a
+   * `rewind` event that restores the state of that point and takes the events between out of
+   * the conversation (`context` and compaction skip them). Nothing is deleted: the events stay
+   * listed, and a later rewind can go back to any of them. Resolves with the session after the
+   * rewind (without its events), or a receipt for a credential without SESSION_READ.
+   */
+  rewind(id: string, target: RewindSessionRequest, options?: RequestOptions): Promise<SessionAnswer> {
+    return this.http.call({ op: "rewind_session", path: { id }, body: target, options });
   }
 
   /**

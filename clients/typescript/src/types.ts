@@ -64,6 +64,12 @@ export interface CreateSessionRequest {
   expires_at?: DateTimeInput | null;
   /** When the session is compacted without being asked; default: the server's policy (`COMPACTION_*`). */
   compaction_policy?: CompactionPolicy | null;
+  /**
+   * The session this one belongs to (a sub-agent's session under its coordinator's): within
+   * reach, and this session's scope must hold all of the parent's. Deleting the parent deletes
+   * this session too.
+   */
+  parent_session_id?: string | null;
 }
 
 /**
@@ -117,8 +123,23 @@ export interface CompactionStatus {
   uncompacted_tokens: number;
 }
 
-/** What an event is: a `message`, or a `compaction` (a summary the server wrote). */
-export type EventKind = "message" | "compaction";
+/**
+ * What an event is: a `message`; a `compaction` (a summary the server wrote); or a `rewind`
+ * (the session went back to how it was after `rewind.to_seq`).
+ */
+export type EventKind = "message" | "compaction" | "rewind";
+
+/**
+ * Where a rewind event went back to (`RewindBody`). The events after `to_seq` and before the
+ * rewind event are out of the conversation (context assembly and compaction skip them), but
+ * stay stored and listed; a later rewind can go back to any of them.
+ */
+export interface RewindDetail {
+  /** The session is as it was after this event (0: as it was created). */
+  to_seq: number;
+  /** The invocation of event `to_seq + 1`, if it has one (ADK's `rewind_before_invocation_id`). */
+  before_invocation_id?: string | null;
+}
 
 /** A stored event (`EventBody`). */
 export interface EventBody {
@@ -134,11 +155,24 @@ export interface EventBody {
   timestamp: string;
   /** Tokens of its content, counted on append with the server's tokenizer. */
   token_count: number;
-  /** `message`, or `compaction`: a summary (the content) the server wrote of `compaction`'s range. */
+  /**
+   * `message`; `compaction`: a summary (the content) the server wrote of `compaction`'s range;
+   * `rewind`: the session went back to how it was after `rewind.to_seq` (author
+   * `system:rewind`, role `system`; `actions.state_delta` is the state change, `null` for a key
+   * removed).
+   */
   kind: EventKind;
-  /** For a compaction event: what it summarises (absent on messages). */
+  /** For a compaction event: what it summarises (absent on other kinds). */
   compaction?: CompactionBody | null;
+  /** For a rewind event: where it went back to (absent on other kinds). */
+  rewind?: RewindDetail | null;
   actions: EventActions;
+}
+
+/** Where a fork branched off (`ForkOriginBody`): its events up to `seq` are copies of that session's. */
+export interface ForkOrigin {
+  session_id: string;
+  seq: number;
 }
 
 /** A session (`SessionBody`). */
@@ -161,6 +195,10 @@ export interface SessionBody {
   /** Tokens of all its events, each counted on append with the server's tokenizer. */
   token_count: number;
   compaction: CompactionStatus;
+  /** The session it belongs to, if any (`CreateSessionRequest.parent_session_id`). */
+  parent_session_id?: string | null;
+  /** The session and event it was forked from, if it was (`sessions.fork`). */
+  forked_from?: ForkOrigin | null;
 }
 
 /** The answer of `POST /api/v1/sessions` (`CreatedSession`): a session with its (empty) events. */
@@ -179,6 +217,8 @@ export interface SessionList {
 export interface ListSessionsParams {
   user_id?: string;
   agent_id?: string;
+  /** Only the children of this session (those created with it as `parent_session_id`). */
+  parent_session_id?: string;
   /** Page size, 1 to 100 (default 20). */
   limit?: number;
   /** The `next_cursor` of the previous page. */
@@ -348,8 +388,59 @@ export interface WriteReceipt {
   updated_at: string;
 }
 
-/** The answer of `PATCH /api/v1/sessions/{id}/state` (`SessionAnswer`). */
+/**
+ * The answer of `PATCH /api/v1/sessions/{id}/state`, `POST /api/v1/sessions/{id}/fork` and
+ * `POST /api/v1/sessions/{id}/rewind` (`SessionAnswer`): the session without its events, or a
+ * receipt for a credential without SESSION_READ.
+ */
 export type SessionAnswer = SessionBody | WriteReceipt;
+
+/** The query of `GET /api/v1/sessions/{id}/state`. */
+export interface GetStateParams {
+  /**
+   * The state as it was after this event (and the state patches before the next one), 0 (as
+   * the session was created) to the newest event; default: now.
+   */
+  at_seq?: number;
+}
+
+/** A session's state at one point of its history (`StateAt`). */
+export interface StateAt {
+  session_id: string;
+  /** The event it is the state after (without `at_seq`: the newest, the event count). */
+  at_seq: number;
+  state: JsonObject;
+}
+
+/**
+ * Where a fork ends: after event `at_seq` (0: before the first), or after the last event of
+ * `invocation_id`, not both; neither: after the newest event.
+ */
+export type ForkPoint =
+  | { at_seq?: number | null; invocation_id?: null }
+  | { invocation_id: string; at_seq?: null };
+
+/** The body of `POST /api/v1/sessions/{id}/fork` (`ForkSessionRequest`); every field is optional. */
+export type ForkSessionRequest = ForkPoint & {
+  /** The fork's id (a UUID); default: a new one. A taken id is a 409 `session_exists`. */
+  session_id?: string | null;
+  /** The fork's metadata; default: the source's. */
+  metadata?: JsonObject | null;
+  /** Seconds until the fork expires (up to ten years); or give `expires_at`; default: the server's TTL. */
+  ttl_seconds?: number | null;
+  /** In the future, at most ten years ahead; not with `ttl_seconds`. */
+  expires_at?: DateTimeInput | null;
+};
+
+/**
+ * The body of `POST /api/v1/sessions/{id}/rewind` (`RewindSessionRequest`), exactly one of:
+ * `to_seq`, back to how the session was after that event (0: as it was created; an earlier
+ * event than the newest); `before_invocation_id`, back to before the first event of that
+ * invocation (ADK's rewind).
+ */
+export type RewindSessionRequest =
+  | { to_seq: number; before_invocation_id?: null }
+  | { before_invocation_id: string; to_seq?: null };
 
 // ---------------------------------------------------------------------------------------------
 // Memories

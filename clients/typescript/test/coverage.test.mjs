@@ -59,7 +59,7 @@ describe("coverage of /openapi.json", () => {
     assert.deepEqual(missing, [], "operations of /openapi.json without a client method");
     assert.deepEqual(extra, [], "OPERATIONS rows that /openapi.json does not have");
     assert.equal(OPERATIONS.length, tableKeys.size, "one row per operation");
-    assert.equal(documented.length, 28);
+    assert.equal(documented.length, 31);
     for (const op of documented) {
       const row = OPERATIONS.find((r) => key(r) === key(op));
       assert.equal(row.operationId, op.operationId, key(op));
@@ -91,6 +91,7 @@ describe("coverage of /openapi.json", () => {
     const expected = [
       "sessions.create", "sessions.get", "sessions.list", "sessions.iter", "sessions.delete", "sessions.append",
       "sessions.appendMany", "sessions.events", "sessions.iterEvents", "sessions.patchState",
+      "sessions.state", "sessions.fork", "sessions.rewind",
       "sessions.compact", "sessions.context", "sessions.streamEvents", "jobs.stream",
       "memories.create", "memories.get", "memories.list", "memories.iter", "memories.update", "memories.delete",
       "memories.revisions", "memories.restore", "memories.search", "memories.generate",
@@ -140,6 +141,11 @@ describe("coverage of /openapi.json", () => {
       assert.equal(all.length, 2);
     });
     assert.deepEqual((await run("sessions.patchState", () => ciq.sessions.patchState(session.id, { a: 1 }))).state, { a: 1 });
+    assert.deepEqual(await run("sessions.state", () => ciq.sessions.state(session.id, { at_seq: 1 })), { session_id: session.id, at_seq: 1, state: {} });
+    const fork = await run("sessions.fork", () => ciq.sessions.fork(session.id, { at_seq: 2 }));
+    assert.deepEqual(fork.forked_from, { session_id: session.id, seq: 2 });
+    const rewound = await run("sessions.rewind", () => ciq.sessions.rewind(fork.id, { to_seq: 1 }));
+    assert.equal(rewound.event_count, 3);
 
     const memory = await run("memories.create", () => ciq.memories.create({ scope, fact: "Has a cat" }));
     assert.equal((await run("memories.get", () => ciq.memories.get(memory.id))).fact, "Has a cat");

@@ -26,6 +26,9 @@ import {
   type SessionBody,
   type SessionList,
   type EventList,
+  type ForkOrigin,
+  type RewindDetail,
+  type StateAt,
   type WriteReceipt,
 } from "../dist/index.js";
 
@@ -52,7 +55,7 @@ export async function consumer(): Promise<void> {
   }
   const compacted: CreatedSession = await ciq.sessions.create({ user_id: "u1", compaction_policy: { every_events: 50, keep_recent_events: 4 } });
   const withDelta: EventBody = await ciq.sessions.append(compacted.id, { author: "user", content: "hi", actions: { state_delta: { step: 2 } } });
-  const tokens: [number, "message" | "compaction", Record<string, unknown>] = [withDelta.token_count, withDelta.kind, withDelta.actions.state_delta];
+  const tokens: [number, "message" | "compaction" | "rewind", Record<string, unknown>] = [withDelta.token_count, withDelta.kind, withDelta.actions.state_delta];
   const uncompacted: number = compacted.compaction.uncompacted_tokens + compacted.token_count;
   const compaction: JobBody = await ciq.sessions.compact(compacted.id, { keep_recent_events: 2 });
   await ciq.sessions.compact(compacted.id);
@@ -71,6 +74,20 @@ export async function consumer(): Promise<void> {
   for await (const update of ciq.jobs.stream(compaction.id, { signal: AbortSignal.timeout(1000) })) {
     const eventId: string | null | undefined = update.compaction_event_id;
   }
+  const now: StateAt = await ciq.sessions.state(compacted.id);
+  const then: Record<string, unknown> = (await ciq.sessions.state(compacted.id, { at_seq: 1 }, { engine: null })).state;
+  const fork: SessionAnswer = await ciq.sessions.fork(compacted.id);
+  await ciq.sessions.fork(compacted.id, { at_seq: 2, session_id: "0190b8a4-0000-7000-8000-000000000002", metadata: { branch: "b" }, ttl_seconds: 60 });
+  await ciq.sessions.fork(compacted.id, { invocation_id: "inv-1", expires_at: new Date() });
+  if ("state" in fork) {
+    const origin: ForkOrigin | null | undefined = fork.forked_from;
+    const parent: string | null | undefined = fork.parent_session_id;
+  }
+  const rewound: SessionAnswer = await ciq.sessions.rewind(compacted.id, { to_seq: 1 });
+  await ciq.sessions.rewind(compacted.id, { before_invocation_id: "inv-1" });
+  const child: CreatedSession = await ciq.sessions.create({ user_id: "u1", parent_session_id: compacted.id });
+  const children: SessionList = await ciq.sessions.list({ parent_session_id: compacted.id });
+  const marker: RewindDetail | null | undefined = withDelta.rewind;
   const deleted: void = await ciq.sessions.delete(got.id);
 
   const memory: MemoryBody = await ciq.memories.create({ scope: { user_id: "u1" }, fact: "Likes tea" });
@@ -133,6 +150,14 @@ export async function consumer(): Promise<void> {
   await ciq.sessions.context("s", { query: "x" });
   // @ts-expect-error only state_delta is taken from clients, and it is an object
   await ciq.sessions.append("s", { author: "user", content: "x", actions: { state_delta: 1 } });
+  // @ts-expect-error a rewind needs a target
+  await ciq.sessions.rewind("s", {});
+  // @ts-expect-error a rewind takes one target, not both
+  await ciq.sessions.rewind("s", { to_seq: 1, before_invocation_id: "inv-1" });
+  // @ts-expect-error a fork point is a seq or an invocation, not both
+  await ciq.sessions.fork("s", { at_seq: 1, invocation_id: "inv-1" });
+  // @ts-expect-error at_seq is a number
+  await ciq.sessions.state("s", { at_seq: "1" });
   // @ts-expect-error an unknown permission
   await ciq.keys.create({ name: "k", permissions: ["ROOT"] });
   // @ts-expect-error scope values are strings
