@@ -26,6 +26,7 @@ from contextiq import (
     SearchResponse,
     Session,
     SessionList,
+    StateAt,
 )
 
 TOPICS: Any = ["USER_PREFERENCES", "USER_PERSONAL_INFO", "KEY_CONVERSATION_DETAILS",
@@ -60,6 +61,16 @@ def test_every_operation_sync(recorded: Any, user: str) -> None:
     assert isinstance(patched, Session) and patched.state == {"step": 2}
     listed = client.sessions.list(user_id=user, limit=20)
     assert isinstance(listed, SessionList) and [s.id for s in listed] == [session.id]
+    # History: the state at an event, a fork, a rewind of the fork, a child session
+    at = client.sessions.state(session.id, at_seq=0)
+    assert isinstance(at, StateAt) and at.state == {"step": 1}
+    fork = client.sessions.fork(session.id, at_seq=2)
+    assert isinstance(fork, Session) and fork.forked_from is not None and fork.forked_from.seq == 2
+    rewound = client.sessions.rewind(fork.id, to_seq=1)
+    assert isinstance(rewound, Session) and rewound.event_count == 3
+    child = client.sessions.create(user, parent_session_id=session.id)
+    assert [s.id for s in client.sessions.list(parent_session_id=session.id)] == [child.id]
+    client.sessions.delete(fork.id)
 
     # Memories
     scope = {"user_id": user}
@@ -139,7 +150,7 @@ async def test_every_operation_async(arecorded: Any, user: str) -> None:
     event = await client.sessions.append(session.id, author="user", content="I want to go to Lisbon in May")
     assert event.seq == 1 and event.role == "user"
     batch = await client.sessions.append_many(session.id, [
-        {"author": "agent", "role": "assistant", "content": "Lisbon it is."},
+        {"author": "agent", "role": "assistant", "content": "Lisbon it is.", "invocation_id": "turn-2"},
         {"author": "user", "content": "My favourite colour is green."},
     ])
     assert [e.seq for e in batch] == [2, 3]
@@ -150,6 +161,12 @@ async def test_every_operation_async(arecorded: Any, user: str) -> None:
     patched = await client.sessions.patch_state(session.id, {"step": 2, "nested": {"a": 1}})
     assert isinstance(patched, Session) and patched.state == {"step": 2, "nested": {"a": 1}}
     assert [s.id for s in await client.sessions.list(user_id=user)] == [session.id]
+    assert (await client.sessions.state(session.id, at_seq=0)).state == {"step": 1}
+    fork = await client.sessions.fork(session.id, invocation_id="turn-2")
+    assert isinstance(fork, Session) and fork.forked_from is not None and fork.event_count == 2
+    rewound = await client.sessions.rewind(fork.id, before_invocation_id="turn-2")
+    assert isinstance(rewound, Session) and rewound.event_count == 3 and rewound.state == {"step": 1}
+    await client.sessions.delete(fork.id)
 
     scope = {"user_id": user}
     memory = await client.memories.create(scope, "Allergic to peanuts", topic="USER_PERSONAL_INFO")

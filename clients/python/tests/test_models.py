@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from contextiq import CreatedKey, Event, EventList, Job, Memory, SearchResponse
+from contextiq import CreatedKey, Event, EventList, ForkOrigin, Job, Memory, Rewind, SearchResponse, Session, StateAt
 from contextiq._models import parse_datetime
 
 MEMORY = {
@@ -77,3 +77,23 @@ def test_job_is_done_when_final() -> None:
     done = Job.from_json({**base, "status": "completed", "finished_at": "2026-01-01T00:00:02Z"})
     assert done.done and done.counts.added == 1 and done.finished_at - done.created_at == timedelta(seconds=2)
     assert Job.from_json({**base, "status": "failed", "error": "boom"}).error == "boom"
+
+
+def test_lineage_fields() -> None:
+    session = {"id": "s2", "user_id": "u1", "scope": {"user_id": "u1"}, "state": {"step": 1}, "metadata": {},
+               "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "event_count": 2,
+               "parent_session_id": "p1", "forked_from": {"session_id": "s1", "seq": 2}}
+    fork = Session.from_json(session)
+    assert fork.parent_session_id == "p1" and fork.forked_from == ForkOrigin(session_id="s1", seq=2)
+    plain = Session.from_json({**session, "parent_session_id": None, "forked_from": None})
+    assert plain.parent_session_id is None and plain.forked_from is None
+    assert Session.from_json({k: v for k, v in session.items() if k not in ("parent_session_id", "forked_from")}) == plain
+    rewind = Event.from_json({"id": "e5", "session_id": "s1", "seq": 5, "author": "system:rewind", "role": "system",
+                              "content": "Rewound to after event 1.", "metadata": {},
+                              "timestamp": "2026-01-01T00:00:00Z", "kind": "rewind",
+                              "rewind": {"to_seq": 1, "before_invocation_id": None},
+                              "actions": {"state_delta": {"step": 1, "city": None}}})
+    assert rewind.kind == "rewind" and rewind.rewind == Rewind(to_seq=1) and rewind.compaction is None
+    assert rewind.actions.state_delta == {"step": 1, "city": None}
+    at = StateAt.from_json({"session_id": "s1", "at_seq": 0, "state": {"step": 0}})
+    assert (at.session_id, at.at_seq, at.state) == ("s1", 0, {"step": 0})

@@ -43,6 +43,9 @@ __all__ = [
     "MemoryPart",
     "EventPart",
     "Coverage",
+    "ForkOrigin",
+    "Rewind",
+    "StateAt",
     "parse_datetime",
 ]
 
@@ -155,6 +158,22 @@ class Compaction:
 
 
 @dataclass(frozen=True)
+class Rewind:
+    """What a rewind event went back to (`RewindBody`): the events after `to_seq` and before
+    the rewind event are out of the conversation (they stay stored and listed)."""
+
+    to_seq: int
+    #: The invocation of event `to_seq + 1`, if it has one (ADK's `rewind_before_invocation_id`).
+    before_invocation_id: Optional[str] = None
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Rewind":
+        return cls(to_seq=int(data["to_seq"]), before_invocation_id=data.get("before_invocation_id"),
+                   raw=dict(data))
+
+
+@dataclass(frozen=True)
 class Actions:
     """ADK's event actions (`ActionsBody`): the state keys the event set."""
 
@@ -184,15 +203,20 @@ class Event:
     invocation_id: Optional[str] = None
     #: Tokens of its content, counted on append with the server's tokenizer.
     token_count: int = 0
-    #: message, or compaction: a summary (the content) the server wrote of `compaction`'s range.
+    #: message; compaction: a summary (the content) the server wrote of `compaction`'s range;
+    #: rewind: the session went back to how it was after `rewind.to_seq`.
     kind: str = "message"
     compaction: Optional[Compaction] = None
+    #: For a rewind event: where it went back to. Its `actions.state_delta` is the state
+    #: change (None: a key removed).
+    rewind: Optional[Rewind] = None
     actions: Actions = field(default_factory=lambda: Actions(state_delta={}))
     raw: Dict[str, Any] = _raw()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Event":
         compaction = data.get("compaction")
+        rewind = data.get("rewind")
         return cls(
             id=data["id"],
             session_id=data["session_id"],
@@ -206,6 +230,7 @@ class Event:
             token_count=int(data.get("token_count") or 0),
             kind=data.get("kind", "message"),
             compaction=Compaction.from_json(compaction) if compaction else None,
+            rewind=Rewind.from_json(rewind) if rewind else None,
             actions=Actions.from_json(data.get("actions")),
             raw=dict(data),
         )
@@ -249,6 +274,20 @@ class EventList(_Items[Event]):
 
 
 @dataclass(frozen=True)
+class ForkOrigin:
+    """Where a fork branched off (`ForkOriginBody`): its events up to `seq` are copies of
+    that session's."""
+
+    session_id: str
+    seq: int
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ForkOrigin":
+        return cls(session_id=data["session_id"], seq=int(data["seq"]), raw=dict(data))
+
+
+@dataclass(frozen=True)
 class Session:
     """A session (`SessionBody`; a new one is `CreatedSession`, with no events yet)."""
 
@@ -270,11 +309,16 @@ class Session:
     #: Tokens of all its events.
     token_count: int = 0
     compaction: "CompactionStatus" = field(default_factory=lambda: CompactionStatus.from_json({}))
+    #: The session this one belongs to (`sessions.list(parent_session_id=...)` lists its children).
+    parent_session_id: Optional[str] = None
+    #: The session and event it was forked from, if it was.
+    forked_from: Optional[ForkOrigin] = None
     raw: Dict[str, Any] = _raw()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Session":
         events = data.get("events")
+        forked_from = data.get("forked_from")
         return cls(
             id=data["id"],
             user_id=data["user_id"],
@@ -290,6 +334,8 @@ class Session:
             events_next_cursor=data.get("events_next_cursor"),
             token_count=int(data.get("token_count") or 0),
             compaction=CompactionStatus.from_json(data.get("compaction") or {}),
+            parent_session_id=data.get("parent_session_id"),
+            forked_from=ForkOrigin.from_json(forked_from) if forked_from else None,
             raw=dict(data),
         )
 
@@ -337,6 +383,22 @@ class SessionList(_Items[Session]):
             next_cursor=data.get("next_cursor"),
             raw=dict(data),
         )
+
+
+@dataclass(frozen=True)
+class StateAt:
+    """A session's state at one point of its history (`StateAt`, from `sessions.state`)."""
+
+    session_id: str
+    #: The event it is the state after (0: as the session was created).
+    at_seq: int
+    state: Dict[str, Any]
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "StateAt":
+        return cls(session_id=data["session_id"], at_seq=int(data["at_seq"]), state=_dict(data.get("state")),
+                   raw=dict(data))
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from ._models import (
     SearchResponse,
     Session,
     SessionList,
+    StateAt,
     WriteReceipt,
     memory_or_job,
     memory_or_receipt,
@@ -40,13 +41,13 @@ from ._types import (
     CompactionPolicy,
     DirectFact,
     EventRange,
+    GenerateSourceType,
     GenerationConfig,
     InlineEvent,
     Permission,
     Role,
     Scope,
     SearchFilter,
-    SourceType,
     StatePatch,
     Timestamp,
 )
@@ -273,12 +274,17 @@ class Sessions(_Resource):
         ttl_seconds: Optional[int] = None,
         expires_at: Optional[Timestamp] = None,
         compaction_policy: Optional[CompactionPolicy] = None,
+        parent_session_id: Optional[str] = None,
     ) -> Session:
         """Creates a session; its scope defaults to `{"user_id": user_id}`. `compaction_policy`
-        (`every_events`, `token_threshold`, `keep_recent_events`) makes it compact itself."""
+        (`every_events`, `token_threshold`, `keep_recent_events`) makes it compact itself.
+        `parent_session_id` makes it a child of that session (a sub-agent's session under its
+        coordinator's): the parent must be within reach and its scope within this one's, and
+        deleting the parent deletes this session too."""
         payload = body(user_id=user_id, agent_id=agent_id, scope=scope, state=state, metadata=metadata,
                        ttl_seconds=ttl_seconds, expires_at=expires_at,
-                       compaction_policy=dict(compaction_policy) if compaction_policy is not None else None)
+                       compaction_policy=dict(compaction_policy) if compaction_policy is not None else None,
+                       parent_session_id=parent_session_id)
         return Session.from_json(self._client._json("POST", "/api/v1/sessions", json=payload))
 
     def get(self, session_id: str, *, include_events: bool = True) -> Session:
@@ -292,11 +298,14 @@ class Sessions(_Resource):
         *,
         user_id: Optional[str] = None,
         agent_id: Optional[str] = None,
+        parent_session_id: Optional[str] = None,
         limit: Optional[int] = None,
         cursor: Optional[str] = None,
     ) -> SessionList:
-        """One page of sessions, newest first (`limit` 1 to 100, default 20)."""
-        params = query(user_id=user_id, agent_id=agent_id, limit=limit, cursor=cursor)
+        """One page of sessions, newest first (`limit` 1 to 100, default 20); with
+        `parent_session_id`, only the children of that session."""
+        params = query(user_id=user_id, agent_id=agent_id, parent_session_id=parent_session_id, limit=limit,
+                       cursor=cursor)
         return SessionList.from_json(self._client._json("GET", "/api/v1/sessions", params=params))
 
     def iter(
@@ -304,12 +313,14 @@ class Sessions(_Resource):
         *,
         user_id: Optional[str] = None,
         agent_id: Optional[str] = None,
+        parent_session_id: Optional[str] = None,
         page_size: int = 100,
     ) -> Iterator[Session]:
         """Every session (newest first), following `next_cursor` page after page."""
         cursor: Optional[str] = None
         while True:
-            page = self.list(user_id=user_id, agent_id=agent_id, limit=page_size, cursor=cursor)
+            page = self.list(user_id=user_id, agent_id=agent_id, parent_session_id=parent_session_id,
+                                   limit=page_size, cursor=cursor)
             for session in page.sessions:
                 yield session
             if not page.next_cursor or page.next_cursor == cursor:
@@ -317,7 +328,8 @@ class Sessions(_Resource):
             cursor = page.next_cursor
 
     def delete(self, session_id: str) -> None:
-        """Deletes a session and its events (memories made from it stay)."""
+        """Deletes a session and its events, and its descendants (children, their children,
+        ...) with theirs; memories made from them stay."""
         self._client._json("DELETE", "/api/v1/sessions/{id}", ids={"id": session_id})
 
     def append(
@@ -373,6 +385,62 @@ class Sessions(_Resource):
                                         json=dict(patch), content_type=_MERGE_PATCH)
         return session_or_receipt(data)
 
+    def state(self, session_id: str, *, at_seq: Optional[int] = None) -> StateAt:
+        """The session's state now, or as it was after event `at_seq` (and the state patches
+        made before the next event; 0: as the session was created), rebuilt from the state each
+        event set and each state patch."""
+        data = self._client._json("GET", "/api/v1/sessions/{id}/state", ids={"id": session_id},
+                                        params=query(at_seq=at_seq))
+        return StateAt.from_json(data)
+
+    def fork(
+        self,
+        session_id: str,
+        *,
+        at_seq: Optional[int] = None,
+        invocation_id: Optional[str] = None,
+        fork_id: Optional[str] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+        ttl_seconds: Optional[int] = None,
+        expires_at: Optional[Timestamp] = None,
+    ) -> Union[Session, WriteReceipt]:
+        """A new session with this one's history up to a point and the state as it was there.
+
+        The fork branches off after event `at_seq` (0: before the first), or after the last
+        event of `invocation_id` (not both); by default after the newest event. It gets copies
+        of those events (with ids of their own), the same user, agent, scope, parent and
+        compaction policy, and `forked_from` naming the source, which is left as it is.
+        `fork_id` is the fork's id (the body's `session_id`; a taken one raises
+        `ConflictError`, `session_exists`); `metadata` defaults to the source's.
+
+        Returns the fork (without its events), or a `WriteReceipt` with its id to a credential
+        that may write sessions but not read them.
+        """
+        payload = body(at_seq=at_seq, invocation_id=invocation_id, session_id=fork_id, metadata=metadata,
+                       ttl_seconds=ttl_seconds, expires_at=expires_at)
+        data = self._client._json("POST", "/api/v1/sessions/{id}/fork", ids={"id": session_id}, json=payload)
+        return session_or_receipt(data)
+
+    def rewind(
+        self,
+        session_id: str,
+        *,
+        to_seq: Optional[int] = None,
+        before_invocation_id: Optional[str] = None,
+    ) -> Union[Session, WriteReceipt]:
+        """Takes the session back to how it was after event `to_seq` (0: as it was created), or
+        to before the first event of `before_invocation_id` (ADK's rewind); give exactly one.
+
+        Appends a `rewind` event that restores the state of that point; the events in between
+        stay stored and listed but leave the conversation (context assembly and compaction skip
+        them), and a later rewind can go back to any of them. Returns the session after the
+        rewind (without its events), or a `WriteReceipt` to a credential that may write
+        sessions but not read them.
+        """
+        payload = body(to_seq=to_seq, before_invocation_id=before_invocation_id)
+        data = self._client._json("POST", "/api/v1/sessions/{id}/rewind", ids={"id": session_id}, json=payload)
+        return session_or_receipt(data)
+
     def compact(self, session_id: str, *, keep_recent_events: Optional[int] = None) -> Job:
         """Queues a compaction: a job that summarises the events after the last compaction, all
         but the `keep_recent_events` newest, into one compaction event (nothing is deleted)."""
@@ -391,7 +459,8 @@ class Sessions(_Resource):
     ) -> Context:
         """What to put in front of the model for the next turn, within `budget_tokens`: the newest
         event, the state, summaries, the memories most relevant to `query` (default: the newest
-        user turn) and the recent events, with their token counts and as one `text`."""
+        user turn) and the recent events, with their token counts and as one `text`. Events
+        a rewind took out of the conversation are left out."""
         payload = body(budget_tokens=budget_tokens, query=query, memory_top_k=memory_top_k,
                        include_state=include_state)
         data = self._client._json("POST", "/api/v1/sessions/{id}/context", ids={"id": session_id}, json=payload)
@@ -569,7 +638,7 @@ class Memories(_Resource):
     def generate(
         self,
         *,
-        source_type: SourceType,
+        source_type: GenerateSourceType,
         source_reference: Optional[str] = None,
         scope: Optional[Scope] = None,
         events: Optional[Sequence[InlineEvent]] = None,

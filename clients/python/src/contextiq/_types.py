@@ -17,6 +17,7 @@ __all__ = [
     "Role",
     "Permission",
     "SourceType",
+    "GenerateSourceType",
     "JobStatus",
     "Extractor",
     "Timestamp",
@@ -43,6 +44,8 @@ __all__ = [
     "CompactRequest",
     "ContextRequest",
     "EventKind",
+    "ForkSessionRequest",
+    "RewindSessionRequest",
 ]
 
 #: A scope: a flat string-to-string dict (1 to 32 keys), e.g. `{"user_id": "u1"}`.
@@ -51,10 +54,14 @@ Scope = Dict[str, str]
 Role = Literal["user", "assistant", "tool", "system"]
 #: A permission of an API key or JWT. ADMIN holds every other one.
 Permission = Literal["SESSION_READ", "SESSION_WRITE", "MEMORY_READ", "MEMORY_WRITE", "ADMIN"]
-#: What a generation job reads: a stored session, events sent inline, or finished facts.
+#: What a job reads: a stored session, events sent inline, finished facts, or (a compaction
+#: job) the session it summarises.
 SourceType = Literal["session", "events", "memories", "compaction"]
-#: What an event is: a turn, or a compaction (a summary the server wrote).
-EventKind = Literal["message", "compaction"]
+#: What `memories.generate` reads: a job's source types but compaction (`sessions.compact`).
+GenerateSourceType = Literal["session", "events", "memories"]
+#: What an event is: a turn; a compaction (a summary the server wrote); or a rewind (the
+#: session went back to an earlier point).
+EventKind = Literal["message", "compaction", "rewind"]
 #: The state of a generation job; `completed` and `failed` are final.
 JobStatus = Literal["pending", "running", "completed", "failed"]
 #: The extractor of a generation job.
@@ -109,6 +116,9 @@ class CreateSessionRequest(_CreateSessionRequired, total=False):
     ttl_seconds: Optional[int]
     expires_at: Optional[Timestamp]
     compaction_policy: Optional["CompactionPolicy"]
+    #: The session this one belongs to (a sub-agent's under its coordinator's): its scope must
+    #: hold all of the parent's; deleting the parent deletes this one too.
+    parent_session_id: Optional[str]
 
 
 class CompactionPolicy(TypedDict, total=False):
@@ -140,6 +150,31 @@ class ContextRequest(_ContextRequired, total=False):
 
 #: `PATCH /api/v1/sessions/{id}/state`: a JSON Merge Patch (RFC 7396); `None` deletes a key.
 StatePatch = Dict[str, Any]
+
+
+class ForkSessionRequest(TypedDict, total=False):
+    """`POST /api/v1/sessions/{id}/fork` (the whole body is optional). `at_seq` or
+    `invocation_id`, not both; default: after the newest event."""
+
+    #: Fork after this event (0: before the first).
+    at_seq: Optional[int]
+    #: Fork after the last event of this invocation.
+    invocation_id: Optional[str]
+    #: The fork's id; default: a new one.
+    session_id: Optional[str]
+    #: The fork's metadata; default: the source's.
+    metadata: Optional[Dict[str, Any]]
+    ttl_seconds: Optional[int]
+    expires_at: Optional[Timestamp]
+
+
+class RewindSessionRequest(TypedDict, total=False):
+    """`POST /api/v1/sessions/{id}/rewind`: exactly one of the two."""
+
+    #: Go back to how the session was after this event (0: as it was created).
+    to_seq: Optional[int]
+    #: Go back to before the first event of this invocation (ADK's rewind).
+    before_invocation_id: Optional[str]
 
 
 class _CreateMemoryRequired(TypedDict):
@@ -260,7 +295,7 @@ class GenerationConfig(TypedDict, total=False):
 
 
 class _GenerateRequired(TypedDict):
-    source_type: SourceType
+    source_type: GenerateSourceType
 
 
 class GenerateRequest(_GenerateRequired, total=False):
