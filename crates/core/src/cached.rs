@@ -604,6 +604,29 @@ mod tests {
         assert_eq!(fixture.cache.generation(&family), 1);
     }
 
+    #[tokio::test]
+    async fn deleting_a_parent_invalidates_its_cached_descendants() {
+        let fixture = Fixture::new(false);
+        let org = OrgId::new("a");
+        let parent = fixture.session_store.create_session(session(&org, None)).await.unwrap();
+        let child = Session { id: Uuid::new_v4(), parent_session_id: Some(parent.id), ..session(&org, None) };
+        let child = fixture.session_store.create_session(child).await.unwrap();
+        let grandchild = Session { id: Uuid::new_v4(), parent_session_id: Some(child.id), ..session(&org, None) };
+        let grandchild = fixture.session_store.create_session(grandchild).await.unwrap();
+        for id in [child.id, grandchild.id] {
+            fixture.session_store.get_session(&org, id, None, now()).await.unwrap();
+            fixture.session_store.get_session(&org, id, None, now()).await.unwrap();
+        }
+        assert_eq!(fixture.sessions.n_gets(), 2, "both are cached");
+
+        let deleted = fixture.session_store.delete_session(&org, parent.id, now()).await.unwrap();
+        assert_eq!(deleted, [parent.id, child.id, grandchild.id]);
+        for id in [child.id, grandchild.id] {
+            let read = fixture.session_store.get_session(&org, id, None, now()).await;
+            assert!(matches!(read, Err(Error::NotFound { resource: Resource::Session })), "{read:?}");
+        }
+    }
+
     /// Creates a session, reads it twice with and without events, writes it and reads it again;
     /// every read must match the store. `expect` is the number of store reads before and after
     /// the write.

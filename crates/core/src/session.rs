@@ -1177,3 +1177,66 @@ fn check_page_limit(limit: u32, max: u32) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(seq: i64, delta: Value, kind: EventKind) -> Event {
+        let mut event = NewEvent::message("user", Role::User, json!("hi"));
+        event.state_delta = delta.as_object().cloned().unwrap_or_default();
+        event.kind = kind;
+        event.into_event(Uuid::nil(), seq, Utc::now())
+    }
+
+    fn rewind(seq: i64, to_seq: i64) -> Event {
+        event(seq, json!({}), EventKind::Rewind(Rewind { to_seq, before_invocation_id: None, state: None }))
+    }
+
+    #[test]
+    fn nested_rewinds_follow_adks_rule() {
+        // 1..4 messages; 5 rewinds to 1 (hides 2..5); 6 a message; 7 rewinds to 3 (hides 4..7,
+        // so the rewind at 5 no longer counts and 2..3 are back).
+        let rewound = Rewound::from_markers(&[rewind(5, 1), rewind(7, 3)]);
+        let hidden: Vec<i64> = (1..=8).filter(|seq| rewound.hides(*seq)).collect();
+        assert_eq!(hidden, [4, 5, 6, 7]);
+        let only_first = Rewound::from_markers(&[rewind(5, 1)]);
+        assert_eq!((1..=6).filter(|seq| only_first.hides(*seq)).collect::<Vec<_>>(), [2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn the_state_at_a_seq_replays_deltas_and_patches_in_the_order_they_applied() {
+        let restored = json!({"a": 1}).as_object().cloned();
+        let history = StateHistory {
+            initial: json!({"a": 0}).as_object().cloned(),
+            current: Map::new(),
+            event_count: 3,
+            events: vec![
+                event(1, json!({"a": 1, "b": {"x": 1}}), EventKind::Message),
+                event(
+                    3,
+                    json!({"c": 3}),
+                    EventKind::Rewind(Rewind { to_seq: 1, before_invocation_id: None, state: restored }),
+                ),
+            ],
+            patches: vec![
+                StatePatch { after_seq: 0, patch: json!({"p": 0}) },
+                StatePatch { after_seq: 1, patch: json!({"b": {"y": 2}, "a": null}) },
+                StatePatch { after_seq: 2, patch: json!({"q": 2}) },
+            ],
+        };
+        let at = |seq| Value::Object(history.state_at(seq).unwrap());
+        assert_eq!(at(0), json!({"a": 0, "p": 0}));
+        assert_eq!(at(1), json!({"p": 0, "b": {"x": 1, "y": 2}}));
+        assert_eq!(at(2), json!({"p": 0, "b": {"x": 1, "y": 2}, "q": 2}));
+        // A rewind that knows its state restores it whole.
+        assert_eq!(at(3), json!({"a": 1}));
+
+        let legacy =
+            StateHistory { initial: None, current: json!({"now": true}).as_object().cloned().unwrap(), ..history };
+        assert_eq!(Value::Object(legacy.state_at(3).unwrap()), json!({"now": true}));
+        assert!(matches!(legacy.state_at(2), Err(Error::Validation { .. })));
+    }
+}

@@ -95,8 +95,50 @@ pub async fn run(
     })
     .await?;
     no_memories.print("context 4000, no memories");
+
+    // A session's history: forks copy events inside the store; the state at an event replays
+    // the state log up to it. Every event of this session sets state (the replay's worst case).
+    let session_id = session("bench-history".to_owned()).await?;
+    let events_url = format!("{sessions_url}/{session_id}/events");
+    for start in (0..n_events).step_by(BATCH) {
+        let events: Vec<Value> = (start..(start + BATCH).min(n_events))
+            .map(|turn| {
+                let mut event = event(11, turn);
+                event["actions"] = json!({"state_delta": {"turn": turn, format!("topic_{}", turn % 20): turn}});
+                event
+            })
+            .collect();
+        expect_status(send(client.post(&events_url).json(&json!({"events": events}))).await?, 201).await?;
+    }
+    println!("\nhistory of a session of {n_events} events, each setting state (single requests, median of {FORKS}):");
+    for at_seq in [n_events / 2, n_events] {
+        let mut times = Vec::with_capacity(FORKS);
+        for _ in 0..FORKS {
+            let started = Instant::now();
+            let body = json!({"at_seq": at_seq});
+            let fork =
+                expect_status(send(client.post(format!("{sessions_url}/{session_id}/fork")).json(&body)).await?, 201)
+                    .await?;
+            times.push(started.elapsed());
+            let fork_id = fork["id"].as_str().context("fork without id")?;
+            expect_status(send(client.delete(format!("{sessions_url}/{fork_id}"))).await?, 204).await?;
+        }
+        times.sort();
+        println!("  fork at event {at_seq:>6}: {:>8.1} ms", times[FORKS / 2].as_secs_f64() * 1e3);
+    }
+    print_header();
+    let state_url = format!("{sessions_url}/{session_id}/state?at_seq={}", n_events / 2);
+    let state_at = measure(clients, duration, |_, _| {
+        let client = client.clone();
+        let url = state_url.clone();
+        async move { expect_status(send(client.get(&url)).await?, 200).await.map(|_| ()) }
+    })
+    .await?;
+    state_at.print(&format!("state at event {}", n_events / 2));
     Ok(())
 }
+
+const FORKS: usize = 5;
 
 /// The cost of counting an event's tokens, per tokenizer: what each append pays.
 fn count_tokens() {

@@ -157,7 +157,8 @@ async fn a_rewind_restores_the_state_and_takes_the_events_out_of_the_context() {
         StatusCode::OK,
     )
     .await;
-    let seqs: Vec<i64> = context["events"].as_array().unwrap().iter().map(|e| e["event"]["seq"].as_i64().unwrap()).collect();
+    let seqs: Vec<i64> =
+        context["events"].as_array().unwrap().iter().map(|e| e["event"]["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, vec![1, 6], "{context}");
     let text = context["text"].as_str().unwrap();
     assert!(!text.contains("three") && text.contains("two-again"), "{text}");
@@ -170,7 +171,8 @@ async fn a_rewind_restores_the_state_and_takes_the_events_out_of_the_context() {
         StatusCode::OK,
     )
     .await;
-    let seqs: Vec<i64> = context["events"].as_array().unwrap().iter().map(|e| e["event"]["seq"].as_i64().unwrap()).collect();
+    let seqs: Vec<i64> =
+        context["events"].as_array().unwrap().iter().map(|e| e["event"]["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, vec![1, 2, 3], "{context}");
 
     for bad in [
