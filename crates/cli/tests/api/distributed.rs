@@ -163,6 +163,14 @@ async fn the_roles_as_processes_survive_a_killed_worker_a_rabbitmq_restart_and_r
     let context = json_of(context.await.unwrap(), StatusCode::OK).await;
     assert_eq!(context["summaries"][0]["end_seq"], 3, "{context}");
     assert_eq!(context["memories"].as_array().map(Vec::len), Some(2), "the cellist's memories: {context}");
+    // A session's history through the gateway (the sessions role): fork, rewind, state at an event.
+    let fork = client.post(api(&format!("/sessions/{session_id}/fork"))).json(&json!({"at_seq": 2})).send();
+    let fork = json_of(fork.await.unwrap(), StatusCode::CREATED).await;
+    assert_eq!((fork["event_count"].clone(), fork["forked_from"]["seq"].clone()), (json!(2), json!(2)), "{fork}");
+    let rewind = client.post(api(&format!("/sessions/{}/rewind", id_of(&fork)))).json(&json!({"to_seq": 1})).send();
+    assert_eq!(json_of(rewind.await.unwrap(), StatusCode::CREATED).await["event_count"], 3);
+    let state = client.get(api(&format!("/sessions/{session_id}/state?at_seq=1"))).send().await.unwrap();
+    assert_eq!(json_of(state, StatusCode::OK).await["at_seq"], 1);
 
     // RabbitMQ down: a job is still accepted (the job table is its outbox), and runs once
     // RabbitMQ is back.
