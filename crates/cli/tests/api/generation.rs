@@ -524,3 +524,64 @@ async fn a_long_session_is_read_in_parts() {
     assert_eq!(third["events_processed"], 0);
     assert_eq!(live_memories(&app, &json!({"user_id": "ivan"})).await.len(), statements.len());
 }
+
+/// A new user's first conversation, as one job and as a job per turn: the rules path yields
+/// each fact once, worded as a person would write it; a move replaces the old city; a topic
+/// list keeps what the user asked to remember and to forget.
+#[tokio::test]
+async fn a_first_conversation_yields_its_facts_in_plain_words() {
+    let app = spawn_app().await;
+    let turns = [
+        "Hi, I'm Maria.",
+        "I'm 34.",
+        "I live in Berlin.",
+        "I work as a nurse at the Charité.",
+        "I'm vegetarian.",
+        "I'm allergic to peanuts.",
+        "I have a daughter called Lena, she is 6.",
+        "We're planning a trip to Lisbon in October.",
+        "I moved to Hamburg last month, so I don't live in Berlin any more.",
+        "My favourite colour is green now, not blue.",
+        "Remember that my dentist appointment is on Friday.",
+        "Please never suggest seafood restaurants.",
+    ];
+    let expected: BTreeSet<String> = [
+        "User's name is Maria",
+        "User is 34 years old",
+        "User lives in Hamburg",
+        "User works as a nurse at the Charité",
+        "User is vegetarian",
+        "User is allergic to peanuts",
+        "User has a daughter called Lena, who is 6 years old",
+        "User is planning a trip to Lisbon in October",
+        "User's favourite colour is green",
+        "User's dentist appointment is on Friday",
+        "User wants the assistant to never suggest seafood restaurants",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+
+    let one_job = json!({"user_id": "maria-one-job"});
+    let events: Vec<Value> = turns.iter().map(|turn| user(turn)).collect();
+    completed(&app, json!({"source_type": "events", "scope": one_job, "events": events})).await;
+    assert_eq!(facts(&live_memories(&app, &one_job).await), expected);
+
+    let per_turn = json!({"user_id": "maria-per-turn"});
+    for turn in turns {
+        completed(&app, json!({"source_type": "events", "scope": per_turn, "events": [user(turn)]})).await;
+    }
+    assert_eq!(facts(&live_memories(&app, &per_turn).await), expected);
+
+    // Topics filter what is remembered unasked, never a request to remember or to forget.
+    let topics = json!({"user_id": "maria-topics"});
+    let mut events = events.clone();
+    events.push(user("Forget that I'm allergic to peanuts."));
+    let config = json!({"topics": ["USER_PERSONAL_INFO"]});
+    completed(&app, json!({"source_type": "events", "scope": topics, "events": events, "config": config})).await;
+    let kept = facts(&live_memories(&app, &topics).await);
+    assert!(kept.contains("User's dentist appointment is on Friday"), "{kept:?}");
+    assert!(kept.contains("User lives in Hamburg"), "{kept:?}");
+    assert!(!kept.iter().any(|fact| fact.contains("peanuts")), "the forget request applies: {kept:?}");
+    assert!(!kept.iter().any(|fact| fact.contains("favourite colour")), "not a requested topic: {kept:?}");
+}

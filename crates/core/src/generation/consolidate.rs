@@ -191,17 +191,33 @@ impl Consolidator<'_> {
         if neighbours.iter().any(|neighbour| normalise(&neighbour.fact) == key) {
             return Ok(Decision::Noop);
         }
-        if let Some(attribute) = attribute_of(&candidate.fact)
-            && let Some(same) =
-                neighbours.iter().find(|neighbour| attribute_of(&neighbour.fact).as_ref() == Some(&attribute))
-        {
-            return Ok(Decision::Update {
-                memory_id: same.id,
-                fact: candidate.fact.clone(),
-                vector: None,
-                reason: "same attribute, new value",
-                similarity: Some(same.similarity),
-            });
+        if let Some(attribute) = attribute_of(&candidate.fact) {
+            let same_attribute: Vec<&Neighbour> = neighbours
+                .iter()
+                .filter(|neighbour| attribute_of(&neighbour.fact).as_ref() == Some(&attribute))
+                .collect();
+            let denied = denied_fact(&candidate.fact);
+            // A denial ("User no longer lives in Berlin") replaces the memory that states what it
+            // denies; a memory of another value ("User lives in Hamburg") already says more.
+            let same = match &denied {
+                Some(denied) => same_attribute
+                    .iter()
+                    .find(|neighbour| names(denied, &neighbour.fact))
+                    .or_else(|| same_attribute.iter().find(|neighbour| denied_fact(&neighbour.fact).is_some())),
+                None => same_attribute.first(),
+            };
+            if denied.is_some() && same.is_none() && !same_attribute.is_empty() {
+                return Ok(Decision::Noop);
+            }
+            if let Some(same) = same {
+                return Ok(Decision::Update {
+                    memory_id: same.id,
+                    fact: candidate.fact.clone(),
+                    vector: None,
+                    reason: "same attribute, new value",
+                    similarity: Some(same.similarity),
+                });
+            }
         }
         let Some(best) = neighbours.first() else { return Ok(Decision::Add) };
         if best.similarity >= settings.duplicate_threshold {
@@ -381,10 +397,21 @@ pub fn settle_within_job(candidates: Vec<Candidate>) -> Vec<Candidate> {
             }
             CandidateKind::Assert => {
                 if let Some(attribute) = attribute_of(&candidate.fact) {
-                    kept.retain(|earlier| {
-                        earlier.kind == CandidateKind::Forget
-                            || attribute_of(&earlier.fact).as_ref() != Some(&attribute)
-                    });
+                    let same = |earlier: &Candidate| {
+                        earlier.kind == CandidateKind::Assert
+                            && attribute_of(&earlier.fact).as_ref() == Some(&attribute)
+                    };
+                    match denied_fact(&candidate.fact) {
+                        // "I moved to Hamburg, so I don't live in Berlin any more": the denial
+                        // replaces only what states Berlin, and adds nothing beside Hamburg.
+                        Some(denied) => {
+                            kept.retain(|earlier| !same(earlier) || !names(&denied, &earlier.fact));
+                            if kept.iter().any(|earlier| same(earlier) && denied_fact(&earlier.fact).is_none()) {
+                                continue;
+                            }
+                        }
+                        None => kept.retain(|earlier| !same(earlier)),
+                    }
                 }
             }
         }
@@ -393,6 +420,11 @@ pub fn settle_within_job(candidates: Vec<Candidate>) -> Vec<Candidate> {
         kept.push(candidate);
     }
     kept
+}
+
+/// What a denial denies: "User lives in Berlin" for "User no longer lives in Berlin".
+fn denied_fact(fact: &str) -> Option<String> {
+    fact.contains(" no longer ").then(|| fact.replacen(" no longer", "", 1))
 }
 
 /// Whether a forget request names `fact`: every word of the request (but the subject) is a
@@ -448,6 +480,30 @@ mod tests {
             candidate("User's address is 1 Elm Street", Assert),
         ]);
         assert_eq!(settled.len(), 2);
+    }
+
+    #[test]
+    fn a_denial_replaces_only_what_it_denies() {
+        use CandidateKind::Assert;
+        // "I moved to Hamburg last month, so I don't live in Berlin any more."
+        let settled = settle_within_job(vec![
+            candidate("User lives in Hamburg", Assert),
+            candidate("User no longer lives in Berlin", Assert),
+        ]);
+        assert_eq!(facts(&settled), [("User lives in Hamburg", Assert)]);
+        // Said the other way round, the new place still wins.
+        let settled = settle_within_job(vec![
+            candidate("User lives in Berlin", Assert),
+            candidate("User no longer lives in Berlin", Assert),
+            candidate("User lives in Hamburg", Assert),
+        ]);
+        assert_eq!(facts(&settled), [("User lives in Hamburg", Assert)]);
+        // A denial alone replaces what it denies.
+        let settled = settle_within_job(vec![
+            candidate("User is vegetarian", Assert),
+            candidate("User is no longer vegetarian", Assert),
+        ]);
+        assert_eq!(facts(&settled), [("User is no longer vegetarian", Assert)]);
     }
 
     #[test]

@@ -4,12 +4,13 @@
 //! Topics: when the request names topics outside the managed set, a fact whose content words
 //! (lowercased, plural "s" dropped, function words ignored) share a word with a custom topic's name
 //! or description is filed under the first such topic, in request order. Otherwise the fact keeps
-//! its managed topic, and is dropped when that topic was not requested.
+//! its managed topic, and is dropped when that topic was not requested, unless the user asked in
+//! so many words ("remember that ...", "forget ..."): those are always kept.
 
 use std::collections::HashMap;
 
 use crate::Role;
-use crate::grammar::{Finding, FindingKind, content_words, findings_in, normalise};
+use crate::grammar::{EXPLICIT_INSTRUCTIONS, Finding, FindingKind, content_words, findings_in, normalise};
 
 use super::{
     Candidate, CandidateKind, ExtractError, Extractor, GenerationConfig, LlmUsage, MANAGED_TOPICS, Neighbour,
@@ -131,7 +132,13 @@ impl TopicChooser {
                 return Some(name.clone());
             }
         }
-        self.managed.iter().find(|name| *name == finding.topic).cloned()
+        if let Some(managed) = self.managed.iter().find(|name| *name == finding.topic) {
+            return Some(managed.clone());
+        }
+        // A topic list filters what is remembered unasked: a request to forget, or to remember
+        // something in so many words, is the user's instruction and is always kept.
+        let is_instruction = finding.kind == FindingKind::Forget || finding.topic == EXPLICIT_INSTRUCTIONS;
+        is_instruction.then(|| EXPLICIT_INSTRUCTIONS.to_owned())
     }
 }
 
@@ -257,11 +264,18 @@ mod tests {
     }
 
     #[test]
-    fn emits_only_requested_topics() {
+    fn emits_only_requested_topics_and_every_instruction() {
         let config = config_with(&[(PREFERENCES, None)]);
         assert_eq!(
-            extract_with("I live in Paris. I love jazz. Forget my address.", &config),
-            vec![("User loves jazz".to_owned(), PREFERENCES.to_owned())]
+            extract_with(
+                "I live in Paris. I love jazz. Forget my address. Remember that my dentist appointment is on Friday.",
+                &config
+            ),
+            vec![
+                ("User loves jazz".to_owned(), PREFERENCES.to_owned()),
+                ("User's address".to_owned(), EXPLICIT_INSTRUCTIONS.to_owned()),
+                ("User's dentist appointment is on Friday".to_owned(), EXPLICIT_INSTRUCTIONS.to_owned()),
+            ]
         );
     }
 

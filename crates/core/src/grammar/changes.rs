@@ -91,17 +91,48 @@ fn changed_possession_form(tokens: &[String], lower: &[String]) -> Option<Vec<St
     Some(restated)
 }
 
-/// "I moved to Berlin" -> "I live in Berlin", when nothing but the place follows: "I moved to
-/// Berlin in 2019" is history, and stays as said.
+/// Words of a time in the recent past: "last month", "a few weeks ago", "recently".
+const RECENTLY: &[&str] = &[
+    "last",
+    "this",
+    "week",
+    "month",
+    "year",
+    "weekend",
+    "recently",
+    "yesterday",
+    "earlier",
+    "just",
+    "a",
+    "an",
+    "one",
+    "two",
+    "three",
+    "four",
+    "few",
+    "couple",
+    "of",
+    "days",
+    "weeks",
+    "months",
+    "ago",
+];
+
+/// "I moved to Berlin" -> "I live in Berlin", when nothing but the place (and maybe a recent
+/// time: "last month") follows: "I moved to Berlin in 2019" is history, and stays as said.
 fn moved_to_form(tokens: &[String], lower: &[String]) -> Option<Vec<String>> {
     let verb_idx = perfect_verb_idx(lower)?;
     if !matches!(lower[verb_idx].as_str(), "moved" | "relocated") || lower.get(verb_idx + 1)? != "to" {
         return None;
     }
-    let place = &tokens[verb_idx + 2..];
+    // A recent move is where the user lives now: "I moved to Hamburg last month".
+    let place_end = (verb_idx + 3..tokens.len())
+        .find(|&idx| lower[idx..].iter().all(|word| RECENTLY.contains(&word.as_str())))
+        .unwrap_or(tokens.len());
+    let place = &tokens[verb_idx + 2..place_end];
     let place_is_plain = !place.is_empty()
         && place.len() <= 4
-        && lower[verb_idx + 2..].iter().all(|word| !NOT_A_PLACE.contains(&word.as_str()));
+        && lower[verb_idx + 2..place_end].iter().all(|word| !NOT_A_PLACE.contains(&word.as_str()));
     if !place_is_plain {
         return None;
     }

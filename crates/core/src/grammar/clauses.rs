@@ -8,6 +8,7 @@ use super::lexicon::{
     REMEMBER_PHRASES, REMEMBER_VAGUE, REQUEST_PREFIXES, STATE_TAIL, SUBORDINATORS, TRAILERS,
 };
 use super::person::{is_first_person_subject, third_person};
+use super::phrasing::{name_or_age, shared_plan_as_first_person, tidy};
 use super::sentences::lead_in_len;
 use super::words::{
     bare, ends_with_phrase, finish_fact, is_function_word, lower_words, phrase_len, starts_with_phrase,
@@ -91,7 +92,7 @@ fn read_instruction(tokens: &[String], lower: &[String], is_question: bool) -> I
     if names_no_fact(body_lower, kind) {
         return Instruction::Unusable;
     }
-    let fact = finish_fact(&restate(body, body_lower));
+    let fact = tidy(finish_fact(&restate(body, body_lower)));
     let usable = match kind {
         FindingKind::Assert => match parse_fact(&fact) {
             Some(parsed) => statement_topic(&parsed).is_some(),
@@ -196,6 +197,17 @@ fn read_statement(tokens: &[String], lower: &[String]) -> Option<Finding> {
         let fact = format!("User prefers to be called {name}");
         return Some(Finding { fact, kind: FindingKind::Assert, topic: PERSONAL_INFO, confidence: 0.85 });
     }
+    if let Some(fact) = name_or_age(tokens, lower) {
+        return Some(Finding { fact, kind: FindingKind::Assert, topic: PERSONAL_INFO, confidence: 0.85 });
+    }
+    let shared = shared_plan_as_first_person(tokens, lower).map(|tokens| {
+        let lower = lower_words(&tokens);
+        (tokens, lower)
+    });
+    let (tokens, lower) = match &shared {
+        Some((tokens, lower)) => (tokens.as_slice(), lower.as_slice()),
+        None => (tokens, lower),
+    };
     let first = lower[0].as_str();
     let fact_tokens = if first == "my" {
         // "My wife and I live here" is about both of them; the rewrite would garble it.
@@ -212,7 +224,7 @@ fn read_statement(tokens: &[String], lower: &[String]) -> Option<Finding> {
     } else {
         return None;
     };
-    let fact = finish_fact(&fact_tokens);
+    let fact = tidy(finish_fact(&fact_tokens));
     let (topic, confidence) = statement_topic(&parse_fact(&fact)?)?;
     Some(Finding { fact, kind: FindingKind::Assert, topic, confidence })
 }

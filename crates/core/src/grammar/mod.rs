@@ -21,6 +21,11 @@
 //! is Sam", [`person`]); the rest of the clause stays verbatim. A few changes are restated as the
 //! new state ([`changes`]): "I moved to Berlin" is "User lives in Berlin", "I don't drink coffee
 //! anymore" is "User no longer drinks coffee", "I changed my email to x" is "User's email is x".
+//! Facts read as a person would write them ([`phrasing`]): "I'm Maria" is "User's name is
+//! Maria", "I'm 34" is "User is 34 years old", "green now, not blue" is "green", "a daughter
+//! called Lena, she is 6" is "a daughter called Lena, who is 6 years old". A plan the user shares
+//! ("we're planning a trip to Lisbon", "we'll fly on Monday") is read as the user's own; other
+//! "we" statements are not.
 //!
 //! Skipped: questions, hedges and filler ("I think so", "I'm not sure", "thanks"), passing moods
 //! ("I'm so tired"), sentences about the assistant ("I like your answer", "I want you to ..."),
@@ -46,6 +51,7 @@ mod clauses;
 mod facts;
 mod lexicon;
 mod person;
+mod phrasing;
 mod sentences;
 mod words;
 
