@@ -30,13 +30,8 @@ impl SessionStore for PostgresStore {
         events_limit: Option<u32>,
         now: DateTime<Utc>,
     ) -> Result<Session> {
-        // One repeatable-read transaction: the session and its events come from one snapshot.
-        let mut snapshot = record("begin", "sessions", self.pool.begin().await)?;
-        record(
-            "begin",
-            "sessions",
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *snapshot).await,
-        )?;
+        // The session and its events come from one snapshot.
+        let mut snapshot = read_snapshot(&self.pool).await?;
         let row = sqlx::query(
             "SELECT * FROM sessions WHERE org_id = $1 AND id = $2 AND (expires_at IS NULL OR expires_at > $3)",
         )
@@ -309,12 +304,7 @@ impl SessionStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<StateHistory> {
         use sqlx::types::Json;
-        let mut snapshot = record("begin", "sessions", self.pool.begin().await)?;
-        record(
-            "begin",
-            "sessions",
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *snapshot).await,
-        )?;
+        let mut snapshot = read_snapshot(&self.pool).await?;
         type Row = (Option<Json<Map<String, Value>>>, Json<Map<String, Value>>, i64);
         let row: sqlx::Result<Option<Row>> = sqlx::query_as(concat!(
             "SELECT initial_state, state, event_count FROM sessions WHERE org_id = $1 AND id = $2 ",
@@ -458,6 +448,15 @@ impl SessionStore for PostgresStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A read-only repeatable-read transaction: every read in it sees one snapshot.
+async fn read_snapshot(pool: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, Postgres>> {
+    let mut snapshot = record("begin", "sessions", pool.begin().await)?;
+    let isolated =
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *snapshot).await;
+    record("begin", "sessions", isolated)?;
+    Ok(snapshot)
 }
 
 /// The insert of a new session row (created, or forked with its event count).

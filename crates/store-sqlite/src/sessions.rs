@@ -118,14 +118,12 @@ impl Writer {
             return Ok(Err(Error::session_not_found()));
         }
         let fork_id = fork.id.to_string();
-        let state = fork.state.clone();
         if let Err(err) = self.create_session(fork).await? {
             return Ok(Err(err));
         }
         // The fork's history rebuilds like its source's: the same initial state and state log.
-        let initialised = sqlx::query("UPDATE sessions SET initial_state = ?, state = ? WHERE id = ?")
+        let initialised = sqlx::query("UPDATE sessions SET initial_state = ? WHERE id = ?")
             .bind(initial_state)
-            .bind(json_text(&state)?)
             .bind(&fork_id)
             .execute(&mut self.conn)
             .await;
