@@ -82,6 +82,11 @@ def test_every_operation_sync(recorded: Any, user: str) -> None:
     assert isinstance(memories, MemoryList) and [m.id for m in memories] == [memory.id]
     found = client.memories.search(scope, "what can they not eat?", top_k=5, filter={"topic": "USER_PERSONAL_INFO"})
     assert isinstance(found, SearchResponse) and found[0].memory.id == memory.id and 0 <= found[0].score <= 1
+    home = client.memories.create(scope, "User lives in Lisbon")
+    profile = client.memories.profile(scope)
+    assert isinstance(profile, contextiq.Profile) and [(a.attribute, a.value, a.memory_id) for a in profile] == [
+        ("residence", "Lisbon", home.id)]
+    client.memories.delete(home.id, purge=True)
     updated = client.memories.update(memory.id, fact="Allergic to peanuts and cashews")
     assert isinstance(updated, Memory) and updated.fact == "Allergic to peanuts and cashews"
     revisions = client.memories.revisions(memory.id)
@@ -175,6 +180,7 @@ async def test_every_operation_async(arecorded: Any, user: str) -> None:
     assert [m.id for m in await client.memories.list(scope)] == [memory.id]
     found = await client.memories.search(scope, "peanut allergy")
     assert found.memories[0].id == memory.id
+    assert (await client.memories.profile(scope)).attributes == []
     updated = await client.memories.update(memory.id, fact="Allergic to peanuts and cashews", topic=None)
     assert isinstance(updated, Memory) and updated.topic is None
     revisions = await client.memories.revisions(memory.id)

@@ -111,6 +111,30 @@ def test_search(client: contextiq.ContextIQ, user: str) -> None:
     assert client.memories.search({"user_id": unique("empty")}, "peanuts").results == []
 
 
+def test_profile(client: contextiq.ContextIQ, user: str) -> None:
+    scope = {"user_id": user}
+    job = client.memories.generate(source_type="events", scope=scope, events=[
+        {"role": "user", "content": "Hi, I'm Maria. I live in Berlin and I work as a nurse."},
+        {"role": "user", "content": "My favourite colour is blue."},
+    ])
+    assert client.jobs.wait(job.id, timeout=60).status == "completed"
+    moved = client.memories.generate(source_type="events", scope=scope, events=[
+        {"role": "user", "content": "I moved to Hamburg last month."},
+    ])
+    assert client.jobs.wait(moved.id, timeout=60).status == "completed"
+    profile = client.memories.profile(scope)
+    assert isinstance(profile, contextiq.Profile) and profile.scope == scope
+    assert profile.get("name") == "Maria" and profile.get("residence") == "Hamburg"
+    assert profile.get("occupation") == "a nurse" and profile.get("favourite colour") == "blue"
+    assert profile.get("shoe size") is None
+    residence = next(entry for entry in profile if entry.attribute == "residence")
+    assert client.memories.get(residence.memory_id).fact == residence.fact == "User lives in Hamburg"
+    assert [entry.attribute for entry in profile] == sorted(entry.attribute for entry in profile)
+    assert client.memories.profile({"user_id": unique("empty")}).attributes == []
+    with pytest.raises(contextiq.ValidationError):
+        client.memories.profile({})
+
+
 def test_wait_times_out() -> None:
     pending = {"id": "0198c1a2-0000-7000-8000-000000000001", "status": "pending", "source_type": "events",
                "scope": {"user_id": "u"}, "extractor": "rules", "attempts": 0, "max_attempts": 3,
@@ -134,6 +158,7 @@ async def test_async_generation_and_search(aclient: contextiq.AsyncContextIQ, us
     assert done.status == "completed" and done.counts.added == 2
     results = await aclient.memories.search(scope, "where do they live?", top_k=1)
     assert "Lisbon" in results[0].memory.fact and results[0].memory.metadata == {"origin": "chat"}
+    assert (await aclient.memories.profile(scope)).get("residence") == "Lisbon"
     consolidated = await aclient.memories.create(scope, "Lives in Lisbon", consolidate=True)
     assert isinstance(consolidated, Job)
     assert (await aclient.jobs.wait(consolidated.id)).status == "completed"

@@ -28,9 +28,11 @@ import type {
   MemoryAnswer,
   MemoryBody,
   MemoryList,
+  ProfileBody,
   RestoreRequest,
   RevisionList,
   RewindSessionRequest,
+  Scope,
   SearchRequest,
   SearchResponse,
   SessionAnswer,
@@ -310,6 +312,14 @@ export class Memories {
   /** Hybrid search (BM25 and embeddings, fused) within exactly one scope (`POST /api/v1/memories/search`). */
   search(body: SearchRequest, options?: RequestOptions): Promise<SearchResponse> {
     return this.http.call({ op: "search_memories", body, options });
+  }
+
+  /**
+   * The current value of each attribute a scope's memories set (name, age, residence, job,
+   * favourites, ...), each with the memory it comes from (`GET /api/v1/memories/profile`).
+   */
+  profile(scope: Scope, options?: RequestOptions): Promise<ProfileBody> {
+    return this.http.call({ op: "get_profile", query: { scope: JSON.stringify(scope) }, options });
   }
 
   /**

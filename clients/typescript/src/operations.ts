@@ -50,6 +50,7 @@ export const OPERATIONS = [
   { operationId: "delete_memory", method: "DELETE", path: "/api/v1/memories/{id}", sdk: ["memories.delete"], engine: true, idempotent: true, public: false },
   { operationId: "list_revisions", method: "GET", path: "/api/v1/memories/{id}/revisions", sdk: ["memories.revisions"], engine: true, idempotent: true, public: false },
   { operationId: "restore_memory", method: "POST", path: "/api/v1/memories/{id}/restore", sdk: ["memories.restore"], engine: true, idempotent: false, public: false },
+  { operationId: "get_profile", method: "GET", path: "/api/v1/memories/profile", sdk: ["memories.profile"], engine: true, idempotent: true, public: false },
   { operationId: "search_memories", method: "POST", path: "/api/v1/memories/search", sdk: ["memories.search"], engine: true, idempotent: true, public: false },
   { operationId: "generate_memories", method: "POST", path: "/api/v1/memories/generate", sdk: ["memories.generate"], engine: true, idempotent: false, public: false },
   // Jobs

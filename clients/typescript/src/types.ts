@@ -583,6 +583,26 @@ export interface SearchResponse {
   results: SearchResult[];
 }
 
+/** One attribute of a scope's profile (`ProfileAttributeBody`). */
+export interface ProfileAttributeBody {
+  /** What the memory sets, as consolidation names it: "name", "age", "residence", "favourite colour". */
+  attribute: string;
+  /** The value in the fact's own words ("Hamburg" for "User lives in Hamburg"). */
+  value: string;
+  /** The memory that sets it. */
+  memory_id: string;
+  fact: string;
+  /** When that memory last changed. */
+  updated_at: string;
+}
+
+/** The answer of `GET /api/v1/memories/profile` (`ProfileBody`). */
+export interface ProfileBody {
+  scope: Scope;
+  /** One entry per attribute, by attribute name. */
+  attributes: ProfileAttributeBody[];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Generation jobs
 // ---------------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ describe("coverage of /openapi.json", () => {
     assert.deepEqual(missing, [], "operations of /openapi.json without a client method");
     assert.deepEqual(extra, [], "OPERATIONS rows that /openapi.json does not have");
     assert.equal(OPERATIONS.length, tableKeys.size, "one row per operation");
-    assert.equal(documented.length, 31);
+    assert.equal(documented.length, 32);
     for (const op of documented) {
       const row = OPERATIONS.find((r) => key(r) === key(op));
       assert.equal(row.operationId, op.operationId, key(op));
@@ -94,7 +94,7 @@ describe("coverage of /openapi.json", () => {
       "sessions.state", "sessions.fork", "sessions.rewind",
       "sessions.compact", "sessions.context", "sessions.streamEvents", "jobs.stream",
       "memories.create", "memories.get", "memories.list", "memories.iter", "memories.update", "memories.delete",
-      "memories.revisions", "memories.restore", "memories.search", "memories.generate",
+      "memories.revisions", "memories.restore", "memories.search", "memories.profile", "memories.generate",
       "jobs.get", "jobs.wait", "keys.create", "keys.list", "keys.get", "keys.revoke", "health", "ready", "metrics",
     ];
     assert.deepEqual(methods.slice().sort(), expected.slice().sort());
@@ -157,6 +157,10 @@ describe("coverage of /openapi.json", () => {
     const { revisions } = await run("memories.revisions", () => ciq.memories.revisions(memory.id));
     assert.equal((await run("memories.restore", () => ciq.memories.restore(memory.id, revisions[0].id))).fact, "Has a cat");
     assert.equal((await run("memories.search", () => ciq.memories.search({ scope, search_query: "cat" }))).results.length, 1);
+    const home = await ciq.memories.create({ scope, fact: "User lives in Lisbon" });
+    const profile = await run("memories.profile", () => ciq.memories.profile(scope));
+    assert.deepEqual(profile.attributes.map((a) => [a.attribute, a.value, a.memory_id]), [["residence", "Lisbon", home.id]]);
+    assert.deepEqual(profile.scope, scope);
     const job = await run("memories.generate", () => ciq.memories.generate({ source_type: "session", source_reference: session.id }));
     assert.equal((await run("jobs.get", () => ciq.jobs.get(job.id))).id, job.id);
     assert.equal((await run("jobs.wait", () => ciq.jobs.wait(job.id, { pollIntervalMs: 100 }))).status, "completed");

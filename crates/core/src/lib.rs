@@ -32,7 +32,7 @@ pub use context::{ContextRequest, ContextService};
 pub use embed::Embedder;
 pub use engine::EngineId;
 pub use error::{Error, Resource, Result};
-pub use memory::{Memory, MemoryFilter, MemoryStore, Revision, RevisionAction, ScoredMemory};
+pub use memory::{Memory, MemoryFilter, MemoryStore, ProfileAttribute, Revision, RevisionAction, ScoredMemory};
 pub use memory_service::{MemoryService, SearchSettings};
 pub use session::{
     Compaction, CompactionPolicy, CompactionStatus, Event, EventKind, EventPage, ForkOrigin, ForkPoint, ForkRequest,

@@ -107,6 +107,18 @@ pub struct ScoredMemory {
     pub score: f64,
 }
 
+/// One attribute of a scope's profile: its current value and the memory that sets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileAttribute {
+    /// What the memory sets, as consolidation names it: "name", "residence", "favourite colour".
+    pub attribute: String,
+    pub value: String,
+    pub memory_id: Uuid,
+    pub fact: String,
+    /// When the memory last changed: when the attribute took this value.
+    pub updated_at: DateTime<Utc>,
+}
+
 /// Canonical text of a scope: JSON with sorted keys, the form stored and indexed.
 pub fn scope_key(scope: &Scope) -> String {
     serde_json::to_string(scope).unwrap_or_default()

@@ -1,16 +1,19 @@
 //! The rules of the memory API: validation, scope confinement, revisions, hybrid search.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::cached::{CacheLayer, Cached, scope_family, short_hash};
+use crate::embed::QueryVectors;
+use crate::grammar::{attribute_of, attribute_value_of};
 use crate::memory::{
-    Memory, MemoryFilter, MemoryPage, MemoryPatch, MemorySnapshot, MemoryStore, NewMemory, Revision, RevisionAction,
-    ScoredMemory, scope_key,
+    Memory, MemoryFilter, MemoryPage, MemoryPatch, MemorySnapshot, MemoryStore, NewMemory, ProfileAttribute, Revision,
+    RevisionAction, ScoredMemory, scope_key,
 };
 use crate::session::{check_scope, to_micros};
 use crate::{Access, Embedder, Error, PageCursor, Result, Scope};
@@ -29,11 +32,13 @@ pub struct SearchSettings {
     pub lexical_weight: f64,
     /// Candidates taken from each index before fusion, at least `top_k`.
     pub candidates: usize,
+    /// Query vectors kept for queries asked again (0: none).
+    pub query_cache: usize,
 }
 
 impl Default for SearchSettings {
     fn default() -> SearchSettings {
-        SearchSettings { lexical_weight: 0.5, candidates: 100 }
+        SearchSettings { lexical_weight: 0.5, candidates: 100, query_cache: 1024 }
     }
 }
 
@@ -45,11 +50,13 @@ pub struct MemoryService {
     /// Caches search rankings per scope; the store must then be a `CachedMemoryStore` on the
     /// same cache, whose writes invalidate them.
     rankings: Option<CacheLayer>,
+    query_vectors: Arc<QueryVectors>,
 }
 
 impl MemoryService {
     pub fn new(store: Arc<dyn MemoryStore>, embedder: Arc<dyn Embedder>, search: SearchSettings) -> MemoryService {
-        MemoryService { store, embedder, search, rankings: None }
+        let query_vectors = Arc::new(QueryVectors::new(search.query_cache));
+        MemoryService { store, embedder, search, rankings: None, query_vectors }
     }
 
     /// Caches search rankings; `store` must invalidate them on writes (`CachedMemoryStore`).
@@ -149,6 +156,45 @@ impl MemoryService {
         let mut page = self.store.list_memories(&access.org_id, None, filter, cursor, limit, now).await?;
         page.memories.retain(|memory| access.reaches(&memory.scope));
         Ok(page)
+    }
+
+    /// The current value of every attribute the live memories of exactly `scope` set, by
+    /// attribute name: for each attribute, the most recently changed memory that sets it, unless
+    /// that memory denies it ("User no longer lives in Berlin"). Empty outside the credential's
+    /// reach, as a list is.
+    pub async fn profile(&self, access: &Access, scope: &Scope, now: DateTime<Utc>) -> Result<Vec<ProfileAttribute>> {
+        check_scope(scope)?;
+        if !access.reaches(scope) {
+            return Ok(Vec::new());
+        }
+        let key = scope_key(scope);
+        let mut newest: BTreeMap<String, (DateTime<Utc>, Option<ProfileAttribute>)> = BTreeMap::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .list_memories(&access.org_id, Some(&key), &MemoryFilter::default(), cursor, MAX_MEMORIES_PAGE, now)
+                .await?;
+            for memory in page.memories {
+                let Some(attribute) = attribute_of(&memory.fact) else { continue };
+                if newest.get(&attribute).is_some_and(|(at, _)| *at >= memory.updated_at) {
+                    continue;
+                }
+                let value = attribute_value_of(&memory.fact).map(|found| ProfileAttribute {
+                    attribute: found.attribute,
+                    value: found.value,
+                    memory_id: memory.id,
+                    fact: memory.fact.clone(),
+                    updated_at: memory.updated_at,
+                });
+                newest.insert(attribute, (memory.updated_at, value));
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        Ok(newest.into_values().filter_map(|(_, value)| value).collect())
     }
 
     pub async fn update(
@@ -282,7 +328,9 @@ impl MemoryService {
         let n_candidates = self.search.candidates.max(top_k as usize * 2);
         let fused = self.ranking(access, &key, query, n_candidates, now).await?;
         let ids: Vec<Uuid> = fused.iter().map(|(id, _)| *id).collect();
+        let started = Instant::now();
         let memories = self.store.get_memories(&access.org_id, &ids, now).await?;
+        record_stage("read", started);
         let mut by_id: HashMap<Uuid, Memory> = memories.into_iter().map(|memory| (memory.id, memory)).collect();
         Ok(fused
             .into_iter()
@@ -317,21 +365,15 @@ impl MemoryService {
             },
             None => None,
         };
-        let started = std::time::Instant::now();
-        let query_vector = self.embed_one(query).await?;
-        let embedded = started.elapsed();
+        let started = Instant::now();
+        let query_vector = self.query_vector(query).await?;
+        record_stage("embed", started);
+        let started = Instant::now();
         let lexical = self.store.lexical_candidates(&access.org_id, key, query, n_candidates, now).await?;
-        let lexical_done = started.elapsed();
+        record_stage("lexical", started);
+        let started = Instant::now();
         let semantic = self.store.vector_candidates(&access.org_id, key, &query_vector, n_candidates).await?;
-        let ms = |at: std::time::Duration| at.as_secs_f64() * 1000.0;
-        tracing::debug!(
-            embed_ms = ms(embedded),
-            lexical_ms = ms(lexical_done - embedded),
-            semantic_ms = ms(started.elapsed() - lexical_done),
-            n_lexical = lexical.len(),
-            n_semantic = semantic.len(),
-            "search timings"
-        );
+        record_stage("semantic", started);
         let fused = fuse(&lexical, &semantic, self.search.lexical_weight);
         if let Some(cache) = &self.rankings {
             cache.put(&family, generation, &cache_key, &fused, crate::cache::ttl::SEARCH).await;
@@ -347,10 +389,28 @@ impl MemoryService {
             .ok_or_else(Error::memory_not_found)
     }
 
+    /// The query's vector: from the cache of recent queries, or embedded and cached.
+    async fn query_vector(&self, query: &str) -> Result<Arc<[f32]>> {
+        if let Some(vector) = self.query_vectors.get(query) {
+            metrics::counter!("search_query_vectors_total", "result" => "hit").increment(1);
+            return Ok(vector);
+        }
+        metrics::counter!("search_query_vectors_total", "result" => "miss").increment(1);
+        let vector: Arc<[f32]> = self.embed_one(query).await?.into();
+        self.query_vectors.put(query, vector.clone());
+        Ok(vector)
+    }
+
     async fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
         let mut vectors = self.embedder.embed(vec![text.to_owned()]).await?;
         vectors.pop().ok_or_else(|| Error::Embedding("the model returned no vector".to_owned()))
     }
+}
+
+/// The time a stage of a search took (`search_stage_seconds{stage}`): embed the query, the
+/// lexical and the vector candidates, read the memories ranked.
+fn record_stage(stage: &'static str, started: Instant) {
+    metrics::histogram!("search_stage_seconds", "stage" => stage).record(started.elapsed().as_secs_f64());
 }
 
 /// Convex combination of min-max normalised scores, best first; ties by id for stability.

@@ -217,6 +217,7 @@ pub async fn memory_service(
     let search = contextiq_core::SearchSettings {
         lexical_weight: settings.search.lexical_weight,
         candidates: settings.search.candidates,
+        query_cache: settings.search.query_cache,
     };
     let mut memories = MemoryService::new(stores.memories.clone(), embedder, search);
     if let Some(cache) = &stores.cache {

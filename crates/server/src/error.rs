@@ -62,8 +62,6 @@ pub enum ApiError {
     Timeout,
     #[error("the service behind the gateway did not answer; retry later")]
     UpstreamUnavailable,
-    #[error("{0}")]
-    NotImplemented(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -147,7 +145,6 @@ impl ApiError {
             // 503, not 408: the client was not slow, the server was.
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
             ApiError::UpstreamUnavailable => (StatusCode::BAD_GATEWAY, "upstream_unavailable", "Upstream unavailable"),
-            ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented", "Not implemented"),
         }
     }
 
@@ -214,8 +211,7 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after_seconds() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        // 501 answers a method this server does not offer: no failure of the server to log.
-        if response.status().is_server_error() && response.status() != StatusCode::NOT_IMPLEMENTED {
+        if response.status().is_server_error() {
             response.extensions_mut().insert(ErrorChain(error_chain(&self)));
         }
         response

@@ -210,10 +210,16 @@ async def test_add_memory_directly_and_with_consolidation(server: Server):
     assert facts() == ["User has a cat", "User likes hiking", "User owns a kayak"]
 
 
-async def test_retrieve_profiles_through_adk_is_unimplemented(server: Server):
-    from google.genai.errors import ServerError
+async def test_retrieve_profiles_through_adk(server: Server):
+    from google.adk.memory.memory_entry import MemoryEntry
 
-    memory = ContextIQMemoryBankService(server.base_url, server.admin_key)
-    with pytest.raises(ServerError) as raised:
-        await memory.retrieve_profiles(app_name=APP, user_id=unique("user"))
-    assert raised.value.code == 501
+    engine = unique("profiles")
+    memory = ContextIQMemoryBankService(server.base_url, server.admin_key, engine)
+    user = unique("user")
+    assert await memory.retrieve_profiles(app_name=APP, user_id=user) == []
+    entries = [MemoryEntry(content=types.Content(role="user", parts=[types.Part(text=text)]))
+               for text in ["User's name is Ada", "User works as a pilot", "User's favourite colour is teal"]]
+    await memory.add_memory(app_name=APP, user_id=user, memories=entries)
+    profiles = await memory.retrieve_profiles(app_name=APP, user_id=user)
+    assert [profile.schema_id for profile in profiles] == ["contextiq-profile"]
+    assert profiles[0].profile == {"name": "Ada", "occupation": "a pilot", "favourite colour": "teal"}

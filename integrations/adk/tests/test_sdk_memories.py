@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from google.genai.errors import ClientError, ServerError
+from google.genai.errors import ClientError
 
 from support import Server, engine_name, unique, wait_for
 
@@ -575,9 +575,17 @@ def test_ingest_events_without_events(memories, client, user):
     assert facts_of(memories, user) == set()
 
 
-def test_retrieve_profiles_is_unimplemented(memories, user):
-    # 501 is a 5xx: google-genai raises its ServerError.
-    with pytest.raises(ServerError) as raised:
-        memories.retrieve_profiles(name=ENGINE, scope=scope_of(user))
-    assert raised.value.code == 501
-    assert raised.value.status == "UNIMPLEMENTED"
+def test_retrieve_profiles(memories, user):
+    """One profile per scope, under ContextIQ's schema id: each attribute its live memories set."""
+    assert memories.retrieve_profiles(name=ENGINE, scope=scope_of(user)).profiles in (None, {})
+    for fact in ["User's name is Ada", "User lives in Leeds", "User is 36 years old", "User lives in York"]:
+        memories.create(name=ENGINE, fact=fact, scope=scope_of(user))
+    memories.create(name=ENGINE, fact="User lives in Bath", scope={"user_id": user, "app_name": "other"})
+    profiles = memories.retrieve_profiles(name=ENGINE, scope=scope_of(user)).profiles
+    assert list(profiles) == ["contextiq-profile"]
+    profile = profiles["contextiq-profile"]
+    assert profile.schema_id == "contextiq-profile"
+    assert profile.profile == {"name": "Ada", "residence": "York", "age": "36 years old"}
+    with pytest.raises(ClientError) as raised:
+        memories.retrieve_profiles(name=ENGINE, scope={})
+    assert (raised.value.code, raised.value.status) == (400, "INVALID_ARGUMENT")

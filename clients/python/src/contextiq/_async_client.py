@@ -28,6 +28,7 @@ from ._models import (
     KeyList,
     Memory,
     MemoryList,
+    Profile,
     RevisionList,
     SearchResponse,
     Session,
@@ -636,6 +637,12 @@ class AsyncMemories(_AsyncResource):
         """Hybrid search (BM25 and embeddings, fused) within exactly this scope (`top_k` 1 to 100, default 10)."""
         payload = body(scope=scope, search_query=query, top_k=top_k, filter=filter)
         return SearchResponse.from_json(await self._client._json("POST", "/api/v1/memories/search", json=payload))
+
+    async def profile(self, scope: Scope) -> Profile:
+        """The current value of each attribute the scope's memories set (name, age, residence,
+        job, favourites, ...), each with the memory it comes from; `profile.get("residence")`."""
+        params = query(scope=scope)
+        return Profile.from_json(await self._client._json("GET", "/api/v1/memories/profile", params=params))
 
     async def generate(
         self,

@@ -604,6 +604,47 @@ class MemoryList(_Items[Memory]):
 
 
 @dataclass(frozen=True)
+class ProfileAttribute:
+    """One attribute of a scope's profile (`ProfileAttributeBody`): its current value, in the
+    fact's own words, and the memory that sets it."""
+
+    attribute: str
+    value: str
+    memory_id: str
+    fact: str
+    updated_at: datetime
+    raw: Dict[str, Any] = _raw()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ProfileAttribute":
+        return cls(attribute=data["attribute"], value=data["value"], memory_id=data["memory_id"],
+                   fact=data["fact"], updated_at=_req_dt(data, "updated_at"), raw=dict(data))
+
+
+@dataclass(frozen=True)
+class Profile(_Items[ProfileAttribute]):
+    """A scope's profile (`ProfileBody`): the current value of each attribute its memories set."""
+
+    scope: Dict[str, str]
+    attributes: List[ProfileAttribute]
+    raw: Dict[str, Any] = _raw()
+
+    @property
+    def items(self) -> List[ProfileAttribute]:
+        return self.attributes
+
+    def get(self, attribute: str) -> Optional[str]:
+        """The value of `attribute` ("name", "residence", ...), or None when no memory sets it."""
+        return next((entry.value for entry in self.attributes if entry.attribute == attribute), None)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Profile":
+        return cls(scope=_scope(data.get("scope")),
+                   attributes=[ProfileAttribute.from_json(a) for a in data.get("attributes") or []],
+                   raw=dict(data))
+
+
+@dataclass(frozen=True)
 class Revision:
     """One change of a memory (`RevisionBody`); `memories.restore` returns to it."""
 

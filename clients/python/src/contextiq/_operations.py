@@ -45,6 +45,7 @@ OPERATIONS: Dict[Operation, str] = {
     ("GET", "/api/v1/memories/{id}/revisions"): "memories.revisions",
     ("POST", "/api/v1/memories/{id}/restore"): "memories.restore",
     ("POST", "/api/v1/memories/search"): "memories.search",
+    ("GET", "/api/v1/memories/profile"): "memories.profile",
     ("POST", "/api/v1/memories/generate"): "memories.generate",
     # Jobs
     ("GET", "/api/v1/jobs/{id}"): "jobs.get",
@@ -116,6 +117,8 @@ SCHEMAS: Dict[str, Tuple[str, ...]] = {
     "RevisionList": ("RevisionList",),
     "SearchResponse": ("SearchResponse",),
     "SearchResult": ("SearchResult",),
+    "ProfileBody": ("Profile",),
+    "ProfileAttributeBody": ("ProfileAttribute",),
     "JobBody": ("Job",),
     "JobCounts": ("JobCounts",),
     "CompactionBody": ("Compaction",),

@@ -26,6 +26,7 @@ from ._models import (
     KeyList,
     Memory,
     MemoryList,
+    Profile,
     RevisionList,
     SearchResponse,
     Session,
@@ -634,6 +635,12 @@ class Memories(_Resource):
         """Hybrid search (BM25 and embeddings, fused) within exactly this scope (`top_k` 1 to 100, default 10)."""
         payload = body(scope=scope, search_query=query, top_k=top_k, filter=filter)
         return SearchResponse.from_json(self._client._json("POST", "/api/v1/memories/search", json=payload))
+
+    def profile(self, scope: Scope) -> Profile:
+        """The current value of each attribute the scope's memories set (name, age, residence,
+        job, favourites, ...), each with the memory it comes from; `profile.get("residence")`."""
+        params = query(scope=scope)
+        return Profile.from_json(self._client._json("GET", "/api/v1/memories/profile", params=params))
 
     def generate(
         self,

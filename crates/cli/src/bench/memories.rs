@@ -1,6 +1,7 @@
 //! `contextiq bench memories`: ingestion throughput (embedding included) and search latency
 //! over HTTP, across many scopes and in one large scope.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -78,23 +79,44 @@ pub async fn run(
     }
     print_header();
     // Latency alone (1 client) and under load (all clients): a search embeds its query, and
-    // concurrent queries share the two cores with everything else.
-    let search = |scope_of: Arc<dyn Fn(usize) -> String + Send + Sync>, clients: usize| {
+    // concurrent queries share the two cores with everything else. The queries come from a
+    // small vocabulary, so most are asked again (their vectors cached); a run of queries never
+    // asked before measures the search with its embedding.
+    let search = |scope_of: Arc<dyn Fn(usize) -> String + Send + Sync>, clients: usize, unique: bool| {
         let client = client.clone();
         let url = format!("{base_url}/api/v1/memories/search");
+        let asked = Arc::new(AtomicUsize::new(0));
         measure(clients, duration, move |client_idx, n| {
             let scope = scope_of(client_idx * 7919 + n * 31);
-            let body = json!({"scope": {"user_id": scope}, "search_query": format!("Who {} {}?", VERBS[n % VERBS.len()], THINGS[(n + client_idx) % THINGS.len()]), "top_k": 10});
+            let question = format!("Who {} {}", VERBS[n % VERBS.len()], THINGS[(n + client_idx) % THINGS.len()]);
+            let query = match unique {
+                true => format!("{question}, asked for the {}th time?", asked.fetch_add(1, Ordering::Relaxed)),
+                false => format!("{question}?"),
+            };
+            let body = json!({"scope": {"user_id": scope}, "search_query": query, "top_k": 10});
             let client = client.clone();
             let url = url.clone();
             async move { expect_status(send(client.post(&url).json(&body)).await?, 200).await.map(|_| ()) }
         })
     };
+    let phases = |label: String, scope_of: Arc<dyn Fn(usize) -> String + Send + Sync>| {
+        let search = &search;
+        async move {
+            for (n_clients, unique) in [(1, false), (1, true), (clients, false), (clients, true)] {
+                let before = StageTotals::read(client, base_url).await;
+                let queries = if unique { "new queries" } else { "repeated" };
+                search(scope_of.clone(), n_clients, unique)
+                    .await?
+                    .print(&format!("search {n_clients}c {label}, {queries}"));
+                if let (Ok(before), Ok(after)) = (before, StageTotals::read(client, base_url).await) {
+                    println!("    {}", after.since(&before));
+                }
+            }
+            anyhow::Ok(())
+        }
+    };
     let many_scopes: Arc<dyn Fn(usize) -> String + Send + Sync> = Arc::new(move |n| format!("bench-{}", n % n_scopes));
-    for n_clients in [1, clients] {
-        let label = format!("search {n_clients}c ({}/scope)", n_memories / n_scopes);
-        search(many_scopes.clone(), n_clients).await?.print(&label);
-    }
+    phases(format!("({}/scope)", n_memories / n_scopes), many_scopes).await?;
 
     let big = 10_000.min(n_memories.max(1));
     println!("\ningest: {big} memories into one scope");
@@ -106,9 +128,7 @@ pub async fn run(
     );
     print_header();
     let one_scope: Arc<dyn Fn(usize) -> String + Send + Sync> = Arc::new(|_| "bench-one-big-scope".to_owned());
-    for n_clients in [1, clients] {
-        search(one_scope.clone(), n_clients).await?.print(&format!("search {n_clients}c (1 scope of {big})"));
-    }
+    phases(format!("(1 scope of {big})"), one_scope).await?;
     if let Some(mib) = resident_memory_mib() {
         println!("resident memory of this process (server and client) at the end: {mib:.0} MiB");
     }
@@ -145,4 +165,67 @@ async fn ingest(
     futures::future::try_join_all(workers).await?;
     progress.finish_and_clear();
     Ok(started.elapsed())
+}
+
+/// The server's `search_stage_seconds` totals (sum and count per stage) and its query vector
+/// cache counts, read from `/metrics`: the difference of two readings is the split per stage of
+/// the searches between them.
+#[derive(Debug, Default)]
+struct StageTotals {
+    stages: BTreeMap<String, (f64, f64)>,
+    hits: f64,
+    misses: f64,
+}
+
+impl StageTotals {
+    async fn read(client: &reqwest::Client, base_url: &str) -> anyhow::Result<StageTotals> {
+        let text = client.get(format!("{base_url}/metrics")).send().await?.error_for_status()?.text().await?;
+        let mut totals = StageTotals::default();
+        for line in text.lines() {
+            let Some((series, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            let label = |name: &str| {
+                let start = series.find(&format!("{name}=\""))? + name.len() + 2;
+                series[start..].split('"').next().map(str::to_owned)
+            };
+            if series.starts_with("search_stage_seconds_sum{") {
+                totals.stages.entry(label("stage").unwrap_or_default()).or_default().0 += value;
+            } else if series.starts_with("search_stage_seconds_count{") {
+                totals.stages.entry(label("stage").unwrap_or_default()).or_default().1 += value;
+            } else if series.starts_with("search_query_vectors_total{") {
+                match label("result").as_deref() {
+                    Some("hit") => totals.hits += value,
+                    Some("miss") => totals.misses += value,
+                    _ => {}
+                }
+            }
+        }
+        Ok(totals)
+    }
+
+    /// "mean per search: embed 7.90 ms (hits 95 %), lexical 1.20 ms, ..." since `before`.
+    fn since(&self, before: &StageTotals) -> String {
+        let mut parts = Vec::new();
+        for stage in ["embed", "lexical", "semantic", "read"] {
+            let (sum, count) = self.stages.get(stage).copied().unwrap_or_default();
+            let (sum_before, count_before) = before.stages.get(stage).copied().unwrap_or_default();
+            let count = count - count_before;
+            if count <= 0.0 {
+                continue;
+            }
+            let mean_ms = (sum - sum_before) / count * 1000.0;
+            let mut part = format!("{stage} {mean_ms:.2} ms");
+            if stage == "embed" {
+                let (hits, misses) = (self.hits - before.hits, self.misses - before.misses);
+                if hits + misses > 0.0 {
+                    part.push_str(&format!(" (cached {:.0} %)", 100.0 * hits / (hits + misses)));
+                }
+            }
+            parts.push(part);
+        }
+        match parts.is_empty() {
+            true => "stages: none recorded (a ranking cache answered, or /metrics is not served)".to_owned(),
+            false => format!("mean per search: {}", parts.join(", ")),
+        }
+    }
 }

@@ -58,7 +58,7 @@ pub async fn run(args: &Options) -> anyhow::Result<()> {
     let stores = open_stores(&settings).await?;
     prepare_vector_index(&stores, model.dimension()).await?;
     let embedder = Arc::new(TableEmbedder { model_id: model.model_id().to_owned(), vectors: vectors.clone() });
-    let search = SearchSettings { lexical_weight: 0.5, candidates: CANDIDATES };
+    let search = SearchSettings { lexical_weight: 0.5, candidates: CANDIDATES, query_cache: 0 };
     let service = MemoryService::new(stores.memories.clone(), embedder, search);
     service.check_embedding_model().await?;
     let access = Access::org(OrgId::default_org());

@@ -166,9 +166,15 @@ async fn errors_are_google_error_bodies() {
     app.post(&format!("{sessions}?sessionId=twice"), &json!({"userId": "u1"})).await;
     let again = app.post(&format!("{sessions}?sessionId=twice"), &json!({"userId": "u1"})).await;
     google_error(again, StatusCode::CONFLICT, "ALREADY_EXISTS").await;
-    let profiles =
-        app.post(&format!("{PROJECT}/default/memories:retrieveProfiles"), &json!({"scope": {"user_id": "u1"}})).await;
-    google_error(profiles, StatusCode::NOT_IMPLEMENTED, "UNIMPLEMENTED").await;
+    let profiles = format!("{PROJECT}/default/memories:retrieveProfiles");
+    google_error(app.post(&profiles, &json!({})).await, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT").await;
+    google_error(
+        app.post(&profiles, &json!({"scope": {"user_id": "u1"}, "bogus": 1})).await,
+        StatusCode::BAD_REQUEST,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    google_error(app.post(&profiles, &json!({"scope": {}})).await, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT").await;
     let anonymous = reqwest::Client::new().get(app.url(&sessions)).send().await.unwrap();
     google_error(anonymous, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
     let not_json =
@@ -261,6 +267,20 @@ async fn memories_have_revisions_rollbacks_filters_and_purges() {
         StatusCode::OK,
     )
     .await;
+
+    // A profile per scope (exactly the scope), under ContextIQ's schema id; `schemaIds` selects.
+    let profiles = format!("{memories}:retrieveProfiles");
+    let scope = json!({"user_id": "u9", "app_name": "app"});
+    let profile = json_of(app.post(&profiles, &json!({"scope": scope})).await, StatusCode::OK).await;
+    let expected = json!({"profiles": {"contextiq-profile": {
+        "schemaId": "contextiq-profile", "profile": {"allergy:peanuts": "peanuts"}}}});
+    assert_eq!(profile, expected);
+    let selected = json!({"scope": scope, "schema_ids": ["contextiq-profile"]});
+    assert_eq!(json_of(app.post(&profiles, &selected).await, StatusCode::OK).await, expected);
+    let other = json!({"scope": scope, "schemaIds": ["elsewhere"]});
+    assert_eq!(json_of(app.post(&profiles, &other).await, StatusCode::OK).await, json!({"profiles": {}}));
+    let none = json!({"scope": {"user_id": "u9"}});
+    assert_eq!(json_of(app.post(&profiles, &none).await, StatusCode::OK).await, json!({"profiles": {}}));
 
     let list = |filter: &str| {
         let path = format!("{memories}?filter={}", urlencode(filter));

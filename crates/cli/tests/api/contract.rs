@@ -102,7 +102,8 @@ async fn parameters_sit_where_the_routes_read_them() {
                 Some("query") => {
                     n_query += 1;
                     let required = parameter["required"] == true;
-                    let expect = (template.as_str(), name) == ("/api/v1/memories", "scope");
+                    let expect =
+                        matches!((template.as_str(), name), ("/api/v1/memories" | "/api/v1/memories/profile", "scope"));
                     assert_eq!(required, expect, "{method} {template}: {name} required");
                 }
                 // The engine everywhere; a stream's resume point (what browsers send) on its route.
@@ -120,7 +121,7 @@ async fn parameters_sit_where_the_routes_read_them() {
             assert!(declared, "{method} {template}: {name} is not declared");
         }
     }
-    assert_eq!(n_query, 19, "the query parameters of the API");
+    assert_eq!(n_query, 20, "the query parameters of the API");
 }
 
 #[tokio::test]
@@ -267,6 +268,8 @@ async fn every_answer_is_declared_in_the_document() {
                 .json(&json!({"scope": scope, "search_query": "tea", "top_k": 0})),
             422,
         ),
+        (admin.get(url(&format!("/api/v1/memories/profile?{scope_query}"))), 200),
+        (admin.get(url("/api/v1/memories/profile?scope=%5B%5D")), 422),
         (admin.post(url("/api/v1/memories/generate")).json(&json!({"source_type": "session"})), 422),
         (admin.get(url(&format!("/api/v1/jobs/{}", id_of(&job)))), 200),
         (admin.get(url(&format!("/api/v1/jobs/{missing}"))), 404),
@@ -322,7 +325,7 @@ async fn every_answer_is_declared_in_the_document() {
         (admin.get(url(&format!("{engine}/memories/m1/revisions"))), 200),
         (admin.post(url(&format!("{engine}/memories:retrieve"))).json(&json!({"scope": {"u": "1"}})), 200),
         (admin.post(url(&format!("{engine}/memories:purge"))).json(&json!({"filter": "fact=\"f\""})), 200),
-        (admin.post(url(&format!("{engine}/memories:retrieveProfiles"))).json(&json!({"scope": {"u": "1"}})), 501),
+        (admin.post(url(&format!("{engine}/memories:retrieveProfiles"))).json(&json!({"scope": {"u": "1"}})), 200),
         (admin.delete(url(&format!("{engine}/memories/m1"))), 200),
         (admin.delete(url(&format!("{engine}/sessions/c1"))), 200),
     ] {

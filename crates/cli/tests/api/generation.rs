@@ -2,7 +2,7 @@
 //! extractor; consolidation with revisions and provenance; idempotency; concurrency; the llm
 //! extractor against local servers speaking the OpenAI and Anthropic protocols.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -572,6 +572,27 @@ async fn a_first_conversation_yields_its_facts_in_plain_words() {
         completed(&app, json!({"source_type": "events", "scope": per_turn, "events": [user(turn)]})).await;
     }
     assert_eq!(facts(&live_memories(&app, &per_turn).await), expected);
+    // The profile of the conversation: the move replaced Berlin.
+    let path = format!("/api/v1/memories/profile?scope={}", "%7B%22user_id%22%3A%22maria-per-turn%22%7D");
+    let profile = json_of(app.get(&path).await, StatusCode::OK).await;
+    let values: BTreeMap<&str, &str> = profile["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| (entry["attribute"].as_str().unwrap(), entry["value"].as_str().unwrap()))
+        .collect();
+    for (attribute, value) in [
+        ("name", "Maria"),
+        ("age", "34 years old"),
+        ("residence", "Hamburg"),
+        ("occupation", "a nurse at the Charité"),
+        ("diet", "vegetarian"),
+        ("allergy:peanuts", "peanuts"),
+        ("favourite colour", "green"),
+        ("dentist appointment", "on Friday"),
+    ] {
+        assert_eq!(values.get(attribute), Some(&value), "{attribute} in {values:?}");
+    }
 
     // Topics filter what is remembered unasked, never a request to remember or to forget.
     let topics = json!({"user_id": "maria-topics"});

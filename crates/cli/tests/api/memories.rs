@@ -315,3 +315,95 @@ async fn a_changed_embedding_model_is_refused_until_reindexed() {
     let message = err.to_string();
     assert!(message.contains("contextiq reindex") && message.contains("all-MiniLM-L6-v2"), "{message}");
 }
+
+async fn profile(client: &reqwest::Client, app: &TestApp, scope: &Value) -> Vec<(String, String, String)> {
+    let path = format!("/api/v1/memories/profile?scope={}", url_encode(&scope.to_string()));
+    let body = json_of(client.get(app.url(&path)).send().await.unwrap(), StatusCode::OK).await;
+    assert_eq!(body["scope"], *scope);
+    body["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let field = |name: &str| entry[name].as_str().unwrap().to_owned();
+            (field("attribute"), field("value"), field("memory_id"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_profile_holds_the_current_value_of_each_attribute() {
+    let app = spawn_app().await;
+    let scope = json!({"user_id": "p1"});
+    let mut ids = std::collections::HashMap::new();
+    for fact in [
+        "User's name is Sam",
+        "User lives in Berlin",
+        "User is 41 years old",
+        "User likes jazz",
+        "User works at Acme",
+        "User went hiking yesterday",
+        "User lives in Lisbon",
+        "User no longer works at Acme",
+    ] {
+        // Apart in time, so "newest" is well defined on every backend.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        ids.insert(fact, id_of(&remember(&app, json!({"scope": scope, "fact": fact})).await));
+    }
+    remember(&app, json!({"scope": {"user_id": "p1", "app": "x"}, "fact": "User lives in Paris"})).await;
+    let expected = |entries: &[(&str, &str, &str)]| -> Vec<(String, String, String)> {
+        entries
+            .iter()
+            .map(|(attribute, value, fact)| ((*attribute).into(), (*value).into(), ids[fact].clone()))
+            .collect()
+    };
+    // The newest residence wins; a denied employer has no value; a past event sets nothing; the
+    // wider scope's memory is not this scope's.
+    assert_eq!(
+        profile(&app.client, &app, &scope).await,
+        expected(&[
+            ("age", "41 years old", "User is 41 years old"),
+            ("name", "Sam", "User's name is Sam"),
+            ("opinion:jazz", "likes jazz", "User likes jazz"),
+            ("residence", "Lisbon", "User lives in Lisbon"),
+        ])
+    );
+
+    // An edit changes the value and its time; a deletion brings back the value before it.
+    let lisbon = &ids["User lives in Lisbon"];
+    let path = format!("/api/v1/memories/{lisbon}");
+    let edited = json_of(
+        app.client.patch(app.url(&path)).json(&json!({"fact": "User lives in Porto"})).send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let body = json_of(
+        app.get(&format!("/api/v1/memories/profile?scope={}", url_encode(&scope.to_string()))).await,
+        StatusCode::OK,
+    )
+    .await;
+    let residence =
+        body["attributes"].as_array().unwrap().iter().find(|entry| entry["attribute"] == "residence").unwrap();
+    assert_eq!(residence["value"], "Porto");
+    assert_eq!(residence["fact"], "User lives in Porto");
+    assert_eq!(residence["updated_at"], edited["updated_at"]);
+    assert_eq!(app.delete(&path).await.status(), StatusCode::NO_CONTENT);
+    let after = profile(&app.client, &app, &scope).await;
+    assert!(after.contains(&("residence".into(), "Berlin".into(), ids["User lives in Berlin"].clone())), "{after:?}");
+
+    // A key limited to another user sees no profile here; an empty scope has none.
+    let key = json_of(
+        app.post("/api/v1/keys", &json!({"name": "p2", "permissions": ["MEMORY_READ"], "scope": {"user_id": "p2"}}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let other = crate::helpers::client_with_key(key["key"].as_str().unwrap());
+    assert_eq!(profile(&other, &app, &scope).await, vec![]);
+    assert_eq!(profile(&app.client, &app, &json!({"user_id": "nobody"})).await, vec![]);
+
+    for bad in ["", "?scope=nope", "?scope=%5B%5D", "?scope=%7B%7D", "?scope=%7B%22a%22%3A1%7D", "?scope=%7B%7D&x=1"] {
+        let response = app.get(&format!("/api/v1/memories/profile{bad}")).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+    }
+}

@@ -1,8 +1,8 @@
 //! What a fact sets: the attribute a later fact with a new value replaces.
 
 use super::facts::{ParsedFact, Tense, auxiliary, is_plan, parse_fact};
-use super::lexicon::{ATTRIBUTE_PHRASES, MODALS, OPINION_PHRASES, TRAILING_QUALIFIERS};
-use super::words::{is_past, phrase_len, starts_with_any, starts_with_phrase};
+use super::lexicon::{ATTRIBUTE_PHRASES, DIETS, MODALS, OPINION_PHRASES, TRAILING_QUALIFIERS};
+use super::words::{bare, is_past, phrase_len, starts_with_any, starts_with_phrase, trim_trailing_punctuation};
 
 /// What a third-person fact about the user sets, so a new value can replace the old one:
 /// "residence" for "User lives in Paris", "User moved to Berlin" and "User no longer lives in
@@ -23,6 +23,77 @@ pub fn attribute_of(fact: &str) -> Option<String> {
         Some("be" | "was") => Some(owner),
         // "User's sister lives in Rome" sets the sister's residence.
         Some(_) => predicate_attribute(&parsed).map(|attribute| format!("{owner}:{attribute}")),
+    }
+}
+
+/// An attribute a fact sets and the value it sets it to, for a profile: "residence" =
+/// "Hamburg" for "User lives in Hamburg", "favourite colour" = "green" for "User's favourite
+/// colour is green". A named attribute's value is its object in the fact's own words; any other
+/// attribute's is what the fact says of its subject ("likes coffee", "doesn't eat pork").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttributeValue {
+    pub attribute: String,
+    pub value: String,
+}
+
+/// What [`attribute_of`] names, with its value; `None` also for a denial of a named attribute
+/// ("User no longer lives in Berlin" leaves the residence unknown, it is not a value of it).
+pub fn attribute_value_of(fact: &str) -> Option<AttributeValue> {
+    let attribute = attribute_of(fact)?;
+    let parsed = parse_fact(fact)?;
+    let tokens: Vec<&str> = fact.split_whitespace().filter(|token| !bare(token).is_empty()).collect();
+    let negated = parsed.changed
+        || tokens.iter().any(|token| {
+            let word = bare(token);
+            matches!(word.as_str(), "not" | "never" | "cannot")
+                || word.ends_with("n't")
+                || (word.ends_with("nt") && auxiliary(&word).is_some())
+        });
+    let predicate = &parsed.predicate;
+    let object_len = match named_phrase_len(&parsed) {
+        Some(phrase_len) => predicate.len().saturating_sub(phrase_len),
+        None => 0,
+    };
+    let value = if object_len > 0 {
+        if negated {
+            return None;
+        }
+        tokens[tokens.len().saturating_sub(object_len)..].join(" ")
+    } else {
+        // Everything after the subject: "User" or "The user", and an owner's words.
+        let subject_len = usize::from(bare(tokens.first()?) == "the") + 1 + parsed.owner.len();
+        tokens.get(subject_len..).filter(|rest| !rest.is_empty())?.join(" ")
+    };
+    let value = trim_trailing_punctuation(&value).to_owned();
+    (!value.is_empty()).then_some(AttributeValue { attribute, value })
+}
+
+/// How many words of the predicate name a named attribute, before its value: 1 for "is" in
+/// "User's name is Sam" and "User is 34", 2 for "lives in", 3 for "is allergic to".
+fn named_phrase_len(parsed: &ParsedFact) -> Option<usize> {
+    let predicate = &parsed.predicate;
+    let head = predicate.first().map(String::as_str);
+    if !parsed.owner.is_empty() && matches!(head, Some("be" | "was")) {
+        return Some(1);
+    }
+    if starts_with_phrase(predicate, "prefer to be called") {
+        return Some(4);
+    }
+    if let Some(phrase) = ATTRIBUTE_PHRASES
+        .iter()
+        .flat_map(|(phrases, _)| phrases.iter())
+        .filter(|phrase| starts_with_phrase(predicate, phrase))
+        .max_by_key(|phrase| phrase_len(phrase))
+    {
+        return Some(phrase_len(phrase));
+    }
+    if starts_with_phrase(predicate, "be allergic to") || starts_with_phrase(predicate, "was born") {
+        return Some(3);
+    }
+    match specific_attribute(predicate).as_deref() {
+        Some("age") => Some(if predicate.get(1).is_some_and(|word| word == "aged") { 2 } else { 1 }),
+        Some("diet") => Some(1),
+        _ => None,
     }
 }
 
@@ -69,6 +140,10 @@ pub(super) fn specific_attribute(predicate: &[String]) -> Option<String> {
         || (word(0) == "turned" && is_number(word(1)));
     if is_age {
         return Some("age".to_owned());
+    }
+    let diet_at = if matches!(word(1), "a" | "an") { 2 } else { 1 };
+    if word(0) == "be" && DIETS.contains(&word(diet_at)) && predicate.len() == diet_at + 1 {
+        return Some("diet".to_owned());
     }
     if starts_with_phrase(predicate, "was born") {
         return match (word(2), is_number(word(3))) {
@@ -175,8 +250,46 @@ mod tests {
         check_attribute("User used to smoke", None);
         check_attribute("User drinks coffee", Some("drink:coffee"));
         check_attribute("User is in Paris right now", Some("be:in paris"));
+        check_attribute("User is vegetarian", Some("diet"));
+        check_attribute("User is a vegan", Some("diet"));
+        check_attribute("User is no longer vegetarian", Some("diet"));
         check_attribute("USER LIVES IN PARIS", Some("residence"));
         check_attribute("The user lives in Paris.", Some("residence"));
+    }
+
+    #[track_caller]
+    fn check_value(fact: &str, expected: Option<(&str, &str)>) {
+        let found = attribute_value_of(fact);
+        let found = found.as_ref().map(|found| (found.attribute.as_str(), found.value.as_str()));
+        assert_eq!(found, expected, "attribute and value of {fact:?}");
+    }
+
+    #[test]
+    fn reads_the_value_a_fact_sets() {
+        check_value("User's name is Maria", Some(("name", "Maria")));
+        check_value("User is called Maria Schmidt.", Some(("name", "Maria Schmidt")));
+        check_value("User is 34 years old", Some(("age", "34 years old")));
+        check_value("User is 34", Some(("age", "34")));
+        check_value("User lives in Hamburg", Some(("residence", "Hamburg")));
+        check_value("The user has moved to New York", Some(("residence", "New York")));
+        check_value("User works as a nurse at the Charité", Some(("occupation", "a nurse at the Charité")));
+        check_value("User works at Acme", Some(("employer", "Acme")));
+        check_value("User's favourite colour is green", Some(("favourite colour", "green")));
+        check_value("User is allergic to peanuts", Some(("allergy:peanuts", "peanuts")));
+        check_value("User was born in 1990", Some(("birth year", "1990")));
+        check_value("User prefers to be called Bob", Some(("nickname", "Bob")));
+        check_value("User's daughter is 5 years old", Some(("daughter:age", "5 years old")));
+        check_value("User's sister lives in Rome", Some(("sister:residence", "Rome")));
+        check_value("User likes coffee", Some(("opinion:coffee", "likes coffee")));
+        check_value("User doesn't eat pork", Some(("eat:pork", "doesn't eat pork")));
+        check_value("User is vegetarian", Some(("diet", "vegetarian")));
+        check_value("User is a vegan", Some(("diet", "a vegan")));
+        check_value("User is in Paris right now", Some(("be:in paris", "is in Paris right now")));
+        // A denial of a named attribute leaves it without a value.
+        check_value("User no longer lives in Berlin", None);
+        check_value("User doesn't live in Berlin", None);
+        check_value("User's name is not Sam", None);
+        check_value("User went to the cinema yesterday", None);
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub(super) struct ParsedFact {
     pub(super) predicate: Vec<String>,
     pub(super) tense: Tense,
     /// "no longer", "used to", "anymore": the fact reports a change.
-    changed: bool,
+    pub(super) changed: bool,
 }
 
 pub(super) fn parse_fact(fact: &str) -> Option<ParsedFact> {

@@ -58,7 +58,7 @@ mod words;
 #[cfg(test)]
 mod tests;
 
-pub use attributes::attribute_of;
+pub use attributes::{attribute_of, attribute_value_of};
 pub use words::{content_words, normalise};
 
 use clauses::read_clause;

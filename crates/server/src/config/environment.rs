@@ -36,6 +36,7 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ),
     ("SEARCH_LEXICAL_WEIGHT", "search.lexical_weight", "Weight of BM25 against embeddings in hybrid search, 0 to 1"),
     ("SEARCH_CANDIDATES", "search.candidates", "Candidates taken from each index before fusion"),
+    ("SEARCH_QUERY_CACHE", "search.query_cache", "Query vectors kept for repeated searches (0: none)"),
     ("MEMORY_PURGE_INTERVAL_SECONDS", "search.purge_interval_seconds", "How often expired memories are purged"),
     (
         "JOB_PURGE_INTERVAL_SECONDS",

@@ -262,6 +262,7 @@ impl Default for EmbeddingSettings {
 pub struct SearchSettings {
     pub lexical_weight: f64,
     pub candidates: usize,
+    pub query_cache: usize,
     pub purge_interval_seconds: u64,
 }
 
@@ -271,6 +272,7 @@ impl Default for SearchSettings {
         SearchSettings {
             lexical_weight: defaults.lexical_weight,
             candidates: defaults.candidates,
+            query_cache: defaults.query_cache,
             purge_interval_seconds: 60,
         }
     }
@@ -565,6 +567,9 @@ impl Settings {
         }
         if !(1..=10_000).contains(&self.search.candidates) || self.search.purge_interval_seconds == 0 {
             bail!("SEARCH_CANDIDATES must be 1 to 10000 and MEMORY_PURGE_INTERVAL_SECONDS at least 1");
+        }
+        if self.search.query_cache > 1_000_000 {
+            bail!("SEARCH_QUERY_CACHE must be at most 1000000");
         }
         if self.jobs.purge_interval_seconds == 0 {
             bail!("JOB_PURGE_INTERVAL_SECONDS must be at least 1");

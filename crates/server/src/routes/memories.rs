@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use contextiq_core::generation::{DirectFact, GenerateRequest, GenerationConfig, Source};
 use contextiq_core::memory::{MemoryFilter, MemoryPatch, MemorySnapshot, NewMemory};
-use contextiq_core::{Memory, Revision, Scope, ScoredMemory};
+use contextiq_core::{Memory, ProfileAttribute, Revision, Scope, ScoredMemory};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -27,6 +27,7 @@ pub fn router() -> Router<MemoryState> {
     Router::new()
         .route("/memories", post(create_memory).get(list_memories))
         .route("/memories/search", post(search_memories))
+        .route("/memories/profile", get(get_profile))
         .route("/memories/{id}", get(get_memory).patch(update_memory).delete(delete_memory))
         .route("/memories/{id}/revisions", get(list_revisions))
         .route("/memories/{id}/restore", post(restore_memory))
@@ -263,6 +264,49 @@ pub struct ListMemoriesQuery {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+pub struct ProfileQuery {
+    /// The scope, as a URL-encoded JSON object, e.g. `{"user_id":"u1"}`.
+    pub scope: String,
+}
+
+/// A scope's profile: what its live memories say the user is, has and prefers now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProfileBody {
+    #[schema(schema_with = crate::routes::scope_schema)]
+    pub scope: Scope,
+    /// One entry per attribute, by attribute name.
+    pub attributes: Vec<ProfileAttributeBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProfileAttributeBody {
+    /// What the memory sets, as consolidation names it: "name", "age", "residence",
+    /// "occupation", "favourite colour", "allergy:peanuts", "opinion:coffee".
+    pub attribute: String,
+    /// The value in the fact's own words: "Hamburg" for "User lives in Hamburg"; for an
+    /// attribute without a named value, what the fact says ("likes coffee").
+    pub value: String,
+    /// The memory that sets it.
+    pub memory_id: Uuid,
+    pub fact: String,
+    /// When that memory last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ProfileAttribute> for ProfileAttributeBody {
+    fn from(attribute: ProfileAttribute) -> ProfileAttributeBody {
+        ProfileAttributeBody {
+            attribute: attribute.attribute,
+            value: attribute.value,
+            memory_id: attribute.memory_id,
+            fact: attribute.fact,
+            updated_at: attribute.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteMemoryQuery {
     /// Erase the memory and its whole history for good.
     pub purge: Option<bool>,
@@ -346,10 +390,7 @@ pub async fn list_memories(
     Authorized(principal, _): Authorized<MemoryRead>,
     ApiQuery(query): ApiQuery<ListMemoriesQuery>,
 ) -> Result<Json<MemoryList>, ApiError> {
-    let scope: Scope = serde_json::from_str(&query.scope).map_err(|err| ApiError::InvalidQuery {
-        field: Some("scope".to_owned()),
-        detail: format!("scope: expected a JSON object of strings: {err}"),
-    })?;
+    let scope = scope_query(&query.scope)?;
     let filter = MemoryFilter {
         topic: query.topic,
         metadata: BTreeMap::new(),
@@ -365,6 +406,28 @@ pub async fn list_memories(
         memories: page.memories.into_iter().map(MemoryBody::from).collect(),
         next_cursor: page.next_cursor.map(encode_page_cursor),
     }))
+}
+
+/// The current value of each attribute the scope's live memories set (name, age, residence,
+/// job, diet, favourites, ...), each with the memory it comes from and when that last changed.
+#[utoipa::path(get, path = "/api/v1/memories/profile", tag = "memories", params(ProfileQuery),
+    responses((status = 200, body = ProfileBody), (status = 422, body = Problem)))]
+pub async fn get_profile(
+    State(state): State<MemoryState>,
+    Authorized(principal, _): Authorized<MemoryRead>,
+    ApiQuery(query): ApiQuery<ProfileQuery>,
+) -> Result<Json<ProfileBody>, ApiError> {
+    let scope = scope_query(&query.scope)?;
+    let attributes = state.memories.profile(&principal.access, &scope, state.clock.now()).await?;
+    Ok(Json(ProfileBody { scope, attributes: attributes.into_iter().map(ProfileAttributeBody::from).collect() }))
+}
+
+/// A scope given in a query string, as a JSON object.
+fn scope_query(text: &str) -> Result<Scope, ApiError> {
+    serde_json::from_str(text).map_err(|err| ApiError::InvalidQuery {
+        field: Some("scope".to_owned()),
+        detail: format!("scope: expected a JSON object of strings: {err}"),
+    })
 }
 
 /// The memory a change left, to a credential that may read memories; a receipt otherwise.

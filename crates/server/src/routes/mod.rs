@@ -57,6 +57,7 @@ use agent_engine::openapi::AgentEngineDocument;
         memories::list_revisions,
         memories::restore_memory,
         memories::search_memories,
+        memories::get_profile,
         jobs::generate_memories,
         jobs::get_job,
         keys::create_key,
@@ -218,9 +219,6 @@ impl utoipa::Modify for SecuritySchemes {
                     ];
                     if operation.request_body.is_some() {
                         statuses.push(("409", "ALREADY_EXISTS: a session or memory of that id exists"));
-                    }
-                    if path.ends_with(":retrieveProfiles") {
-                        statuses.push(("501", "UNIMPLEMENTED: ContextIQ keeps no structured profiles"));
                     }
                     for (status, description) in statuses {
                         operation

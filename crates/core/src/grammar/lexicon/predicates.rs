@@ -146,6 +146,20 @@ pub(in crate::grammar) const ATTRIBUTE_PHRASES: &[(&[&str], &str)] = &[
     (&["be from", "come from", "grew up in", "was raised in", "was brought up in"], "origin"),
 ];
 
+/// What a person who "is" one eats: "User is vegetarian" sets the diet, which "User is vegan"
+/// then replaces.
+pub(in crate::grammar) const DIETS: &[&str] = &[
+    "vegetarian",
+    "vegan",
+    "pescatarian",
+    "pescetarian",
+    "flexitarian",
+    "omnivore",
+    "carnivore",
+    "lacto-vegetarian",
+    "ovo-vegetarian",
+];
+
 /// Past events that are lasting facts about the user rather than details of one conversation.
 pub(in crate::grammar) const PERSONAL_PAST: &[&str] = &[
     "started",

@@ -19,7 +19,6 @@ pub fn google_status(status: u16) -> (StatusCode, &'static str) {
         404 | 405 => (StatusCode::NOT_FOUND, "NOT_FOUND"),
         409 => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
         429 => (StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED"),
-        501 => (StatusCode::NOT_IMPLEMENTED, "UNIMPLEMENTED"),
         502 | 503 => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         504 => (StatusCode::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),

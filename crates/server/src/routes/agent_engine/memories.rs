@@ -348,6 +348,29 @@ pub async fn delete(memory: &MemoryState, mut call: Call, id: &str) -> Result<Va
     Ok(done(&call.engine.memory(id), Operation::Delete, json!({})))
 }
 
+/// The schema id of the one profile ContextIQ keeps per scope: the attributes its memories set,
+/// with no schema to configure.
+pub const PROFILE_SCHEMA_ID: &str = "contextiq-profile";
+
+/// `memories:retrieveProfiles`: the scope's profile (`MemoryService::profile`) as one
+/// `MemoryProfile` keyed by `PROFILE_SCHEMA_ID`, its `profile` mapping each attribute to its
+/// value. No profile when the scope's memories set nothing or `schemaIds` leaves it out.
+pub async fn retrieve_profiles(memory: &MemoryState, mut call: Call) -> Result<Value, ApiError> {
+    call.require(Permission::MemoryRead)?;
+    call.finish_query()?;
+    let message: wire::RetrieveProfilesMessage = call.json()?;
+    let scope = message.scope.ok_or_else(|| required("scope"))?;
+    let attributes = memory.memories.profile(&call.access, &scope, call.now).await?;
+    let wanted = message.schema_ids.is_none_or(|ids| ids.is_empty() || ids.iter().any(|id| id == PROFILE_SCHEMA_ID));
+    let mut profiles = Map::new();
+    if wanted && !attributes.is_empty() {
+        let profile: Map<String, Value> =
+            attributes.into_iter().map(|attribute| (attribute.attribute, Value::String(attribute.value))).collect();
+        profiles.insert(PROFILE_SCHEMA_ID.to_owned(), json!({"schemaId": PROFILE_SCHEMA_ID, "profile": profile}));
+    }
+    Ok(json!({"profiles": profiles}))
+}
+
 pub async fn retrieve(memory: &MemoryState, mut call: Call) -> Result<Value, ApiError> {
     call.require(Permission::MemoryRead)?;
     call.finish_query()?;

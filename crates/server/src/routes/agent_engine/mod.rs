@@ -257,15 +257,7 @@ async fn call(state: &AppState, served: Served, request: Request) -> Result<Valu
             MemoriesMethod::Purge => memories::purge(memory()?, call).await,
             MemoriesMethod::Generate => operations::generate(state, memory()?, call).await,
             MemoriesMethod::IngestEvents => operations::ingest_events(state, memory()?, call).await,
-            MemoriesMethod::RetrieveProfiles => {
-                call.require(Permission::MemoryRead)?;
-                call.finish_query()?;
-                call.json::<wire::RetrieveProfilesMessage>()?;
-                Err(ApiError::NotImplemented(
-                    "memories:retrieveProfiles: ContextIQ keeps no structured profiles yet; use memories:retrieve"
-                        .to_owned(),
-                ))
-            }
+            MemoriesMethod::RetrieveProfiles => memories::retrieve_profiles(memory()?, call).await,
         },
         _ => not_allowed(),
     }

@@ -193,7 +193,7 @@ fn paths() -> Value {
         ("generate", "AgentEngineGenerateInput", "AgentEngineOperation", "Generate memories"),
         ("ingestEvents", "AgentEngineIngestInput", "AgentEngineOperation", "Ingest events"),
         ("retrieve", "AgentEngineRetrieveInput", "AgentEngineRetrieved", "Retrieve memories"),
-        ("retrieveProfiles", "AgentEngineRetrieveProfilesInput", "AgentEngineEmpty", "Retrieve profiles"),
+        ("retrieveProfiles", "AgentEngineRetrieveProfilesInput", "AgentEngineProfiles", "Retrieve profiles"),
         ("purge", "AgentEnginePurgeInput", "AgentEngineOperation", "Purge memories"),
     ] {
         let path = at(&format!("/memories:{method}"));
@@ -343,6 +343,11 @@ fn schemas() -> Vec<(&'static str, Value)> {
             "AgentEngineRetrieved",
             object(json!({"retrievedMemories": {"type": "array", "items": object(json!({
             "memory": reference("AgentEngineMemory"), "distance": {"type": "number"}}))}})),
+        ),
+        (
+            "AgentEngineProfiles",
+            object(json!({"profiles": {"type": "object", "additionalProperties": object(json!({
+                "schemaId": text, "profile": {"type": "object", "additionalProperties": text}}))}})),
         ),
         (
             "AgentEngineRetrieveProfilesInput",

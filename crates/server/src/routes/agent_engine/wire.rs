@@ -404,8 +404,7 @@ pub struct RetrieveMessage {
     pub memory_types: Option<Vec<String>>,
 }
 
-/// `memories:retrieveProfiles`: read only to refuse bad input before answering UNIMPLEMENTED.
-#[allow(dead_code)]
+/// `memories:retrieveProfiles`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RetrieveProfilesMessage {
