@@ -643,6 +643,8 @@ export interface InlineEventBody {
   role?: Role | null;
   /** Optional; derived from position and content when absent. */
   id?: string | null;
+  /** When it was said: what "yesterday" or "last month" in it count from (default: the job's time). */
+  timestamp?: DateTimeInput | null;
 }
 
 /** A finished fact, only consolidated (`DirectFactBody`). */

@@ -16,7 +16,7 @@ use crate::memory::{
     RevisionAction, ScoredMemory, scope_key,
 };
 use crate::session::{check_scope, to_micros};
-use crate::{Access, Embedder, Error, PageCursor, Result, Scope};
+use crate::{Access, Embedder, Error, OrgId, PageCursor, Result, Scope};
 
 use crate::limits::{MAX_FACT_CHARS, MAX_QUERY_CHARS, MAX_TOP_K, MAX_TOPIC_CHARS, MAX_TTL_SECONDS};
 
@@ -366,7 +366,7 @@ impl MemoryService {
             None => None,
         };
         let started = Instant::now();
-        let query_vector = self.query_vector(query).await?;
+        let query_vector = self.query_vector(&access.org_id, query).await?;
         record_stage("embed", started);
         let started = Instant::now();
         let lexical = self.store.lexical_candidates(&access.org_id, key, query, n_candidates, now).await?;
@@ -389,15 +389,18 @@ impl MemoryService {
             .ok_or_else(Error::memory_not_found)
     }
 
-    /// The query's vector: from the cache of recent queries, or embedded and cached.
-    async fn query_vector(&self, query: &str) -> Result<Arc<[f32]>> {
-        if let Some(vector) = self.query_vectors.get(query) {
+    /// The query's vector: from the cache of recent queries, or embedded and cached. Cached per
+    /// org (and so per engine): how fast a search answers must not tell one tenant what another
+    /// asked.
+    async fn query_vector(&self, org: &OrgId, query: &str) -> Result<Arc<[f32]>> {
+        let key = format!("{org}\u{1f}{query}");
+        if let Some(vector) = self.query_vectors.get(&key) {
             metrics::counter!("search_query_vectors_total", "result" => "hit").increment(1);
             return Ok(vector);
         }
         metrics::counter!("search_query_vectors_total", "result" => "miss").increment(1);
         let vector: Arc<[f32]> = self.embed_one(query).await?.into();
-        self.query_vectors.put(query, vector.clone());
+        self.query_vectors.put(&key, vector.clone());
         Ok(vector)
     }
 

@@ -403,7 +403,13 @@ pub fn job(scope: &Scope, created_at: DateTime<Utc>) -> Job {
         scope: scope.clone(),
         status: JobStatus::Pending,
         source: Source::Events {
-            events: vec![InlineEvent { id: Uuid::now_v7(), author: "u".into(), role: Role::User, content: "x".into() }],
+            events: vec![InlineEvent {
+                id: Uuid::now_v7(),
+                author: "u".into(),
+                role: Role::User,
+                content: "x".into(),
+                said_at: None,
+            }],
         },
         config: GenerationConfig::default(),
         actor: "test".to_owned(),

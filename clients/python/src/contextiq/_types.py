@@ -248,6 +248,8 @@ class InlineEvent(_InlineEventRequired, total=False):
     role: Optional[str]
     #: Optional; derived from position and content when absent.
     id: Optional[str]
+    #: When it was said: what "yesterday" or "last month" in it count from (default: the job's time).
+    timestamp: Optional[Timestamp]
 
 
 class _DirectFactRequired(TypedDict):

@@ -82,15 +82,17 @@ pub async fn run(
     // concurrent queries share the two cores with everything else. The queries come from a
     // small vocabulary, so most are asked again (their vectors cached); a run of queries never
     // asked before measures the search with its embedding.
+    // Counted across every phase, so no query of a "new queries" phase was ever asked before.
+    let asked = Arc::new(AtomicUsize::new(0));
     let search = |scope_of: Arc<dyn Fn(usize) -> String + Send + Sync>, clients: usize, unique: bool| {
         let client = client.clone();
         let url = format!("{base_url}/api/v1/memories/search");
-        let asked = Arc::new(AtomicUsize::new(0));
+        let asked = asked.clone();
         measure(clients, duration, move |client_idx, n| {
             let scope = scope_of(client_idx * 7919 + n * 31);
             let question = format!("Who {} {}", VERBS[n % VERBS.len()], THINGS[(n + client_idx) % THINGS.len()]);
             let query = match unique {
-                true => format!("{question}, asked for the {}th time?", asked.fetch_add(1, Ordering::Relaxed)),
+                true => format!("{question} (question {})?", asked.fetch_add(1, Ordering::Relaxed)),
                 false => format!("{question}?"),
             };
             let body = json!({"scope": {"user_id": scope}, "search_query": query, "top_k": 10});

@@ -529,6 +529,41 @@ async fn a_long_session_is_read_in_parts() {
 /// each fact once, worded as a person would write it; a move replaces the old city; a topic
 /// list keeps what the user asked to remember and to forget.
 #[tokio::test]
+async fn relative_dates_are_resolved_from_when_they_were_said() {
+    let app = spawn_app().await;
+    // Inline events carry their time; without one, the job's time counts.
+    let scope = json!({"user_id": "dated"});
+    let events = json!([
+        {"role": "user", "content": "I'm flying to Tokyo next month.", "timestamp": "2026-03-10T09:00:00Z"},
+        {"role": "user", "content": "My sister got married last year.", "timestamp": "2024-07-01T12:00:00+02:00"},
+    ]);
+    completed(&app, json!({"source_type": "events", "scope": scope, "events": events})).await;
+    let expected: BTreeSet<String> =
+        ["User is flying to Tokyo in April 2026", "User's sister got married in 2023"].map(str::to_owned).into();
+    assert_eq!(facts(&live_memories(&app, &scope).await), expected);
+    let bad = json!({"source_type": "events", "scope": scope, "events": [{"content": "x", "timestamp": "soon"}]});
+    problem_of(
+        app.post("/api/v1/memories/generate", &bad).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+
+    // A session's events count from their own timestamps.
+    let session = app.create_session(&json!({"user_id": "dated-session"})).await;
+    let session_id = session["id"].as_str().unwrap();
+    app.append(
+        session_id,
+        &json!({"author": "user", "role": "user", "content": "We're moving to Oslo in two weeks.",
+                "timestamp": "2026-05-04T10:00:00Z"}),
+    )
+    .await;
+    completed(&app, json!({"source_type": "session", "source_reference": session_id})).await;
+    let memories = live_memories(&app, &json!({"user_id": "dated-session"})).await;
+    assert_eq!(facts(&memories), BTreeSet::from(["User is moving to Oslo around 18 May 2026".to_owned()]));
+}
+
+#[tokio::test]
 async fn a_first_conversation_yields_its_facts_in_plain_words() {
     let app = spawn_app().await;
     let turns = [

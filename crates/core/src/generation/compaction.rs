@@ -147,8 +147,8 @@ impl GenerationService {
                     role: event.role,
                     author: event.author.clone(),
                     content: super::event_text(&event.content).unwrap_or_else(|| structured_text(&event.content)),
+                    said_at: event.timestamp,
                 },
-                timestamp: event.timestamp,
             })
             .collect();
         let tokens_before: u64 = summarised.iter().map(|event| u64::from(event.token_count)).sum();

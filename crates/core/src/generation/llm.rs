@@ -282,6 +282,9 @@ fn extraction_system_prompt(topics: &[TopicSpec], config: &GenerationConfig) -> 
          - File each fact under exactly one of the topics below, by its name.\n\
          - confidence: from 0 to 1, how sure you are that the user stated or clearly implied the fact.\n\
          - source_turns: the numbers of the conversation turns that support the fact.\n\
+         - Each turn shows the day it was said: write a relative date in a fact as the date it \
+         means from that day (\"yesterday\" said on 2026-12-06 is \"on 5 December 2026\", \"last month\" \
+         is \"in November 2026\").\n\
          - action: \"remember\" for a fact to keep; \"forget\" when the user asks to forget something or \
          no longer wants it remembered (then the fact says what to forget, e.g. \"User's home address\").\n\
          - If nothing is worth remembering, reply with an empty list: {{\"facts\": []}}.\n\
@@ -319,10 +322,11 @@ fn extraction_prompt(window: &[Turn]) -> String {
     for (turn_idx, turn) in window.iter().enumerate() {
         let speaker = turn.role.as_str();
         // The author adds something only when it is more than the role (a named agent or user).
+        let day = turn.said_at.format("%Y-%m-%d");
         if turn.author.is_empty() || turn.author == speaker {
-            prompt.push_str(&format!("\n[{turn_idx}] {speaker}: {}", turn.content));
+            prompt.push_str(&format!("\n[{turn_idx}] {day} {speaker}: {}", turn.content));
         } else {
-            prompt.push_str(&format!("\n[{turn_idx}] {speaker} ({}): {}", turn.author, turn.content));
+            prompt.push_str(&format!("\n[{turn_idx}] {day} {speaker} ({}): {}", turn.author, turn.content));
         }
     }
     prompt.push_str("\n\nReply with the JSON object of facts.");
@@ -558,6 +562,7 @@ mod tests {
                 role: if turn_idx % 2 == 0 { Role::User } else { Role::Assistant },
                 author: if turn_idx % 2 == 0 { "user" } else { "assistant" }.to_owned(),
                 content: format!("turn {turn_idx}"),
+                said_at: chrono::DateTime::UNIX_EPOCH,
             })
             .collect()
     }
@@ -605,7 +610,7 @@ mod tests {
         assert!(requests[0].json);
         assert!(requests[0].system.contains("USER_PREFERENCES: The user's stated or implied likes"));
         assert!(requests[0].system.contains("\"source_turns\""), "the schema is in the prompt");
-        assert!(requests[0].messages[0].content.contains("[1] assistant: turn 1"));
+        assert!(requests[0].messages[0].content.contains("[1] 1970-01-01 assistant: turn 1"));
     }
 
     #[test]
@@ -726,8 +731,12 @@ mod tests {
         assert_eq!(ids, [vec![Uuid::from_u128(2)], vec![Uuid::from_u128(4)], vec![Uuid::from_u128(5)]]);
         let prompts: Vec<String> =
             model.requests().into_iter().map(|request| request.messages[0].content.clone()).collect();
-        assert!(prompts[1].contains("[0] user: turn 2\n[1] assistant: turn 3\n\n"), "{}", prompts[1]);
-        assert!(prompts[2].contains("numbered 0 to 0:\n\n[0] user: turn 4\n\n"), "{}", prompts[2]);
+        assert!(
+            prompts[1].contains("[0] 1970-01-01 user: turn 2\n[1] 1970-01-01 assistant: turn 3\n\n"),
+            "{}",
+            prompts[1]
+        );
+        assert!(prompts[2].contains("numbered 0 to 0:\n\n[0] 1970-01-01 user: turn 4\n\n"), "{}", prompts[2]);
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct InlineEvent {
     pub author: String,
     pub role: Role,
     pub content: String,
+    /// When it was said, as the client gave it; the job's time when not given (and in jobs
+    /// queued before events carried one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub said_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,6 +181,8 @@ pub struct Turn {
     pub role: Role,
     pub author: String,
     pub content: String,
+    /// When it was said: what "yesterday" or "last month" in it count from.
+    pub said_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -298,7 +304,6 @@ pub trait Extractor: Send + Sync + 'static {
 pub struct SummaryTurn {
     pub seq: i64,
     pub turn: Turn,
-    pub timestamp: DateTime<Utc>,
 }
 
 /// One request to a chat model: a system prompt and a conversation of user/assistant turns.

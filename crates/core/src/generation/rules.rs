@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 
 use crate::Role;
-use crate::grammar::{EXPLICIT_INSTRUCTIONS, Finding, FindingKind, content_words, findings_in, normalise};
+use crate::grammar::{
+    EXPLICIT_INSTRUCTIONS, Finding, FindingKind, content_words, findings_in, normalise, resolve_dates,
+};
 
 use super::{
     Candidate, CandidateKind, ExtractError, Extractor, GenerationConfig, LlmUsage, MANAGED_TOPICS, Neighbour,
@@ -64,8 +66,12 @@ pub fn extract_facts(turns: &[Turn], config: &GenerationConfig) -> Vec<Candidate
     // Keyed by (is forget, normalised fact): a fact said twice is one candidate citing both turns.
     let mut candidate_idx_by_key: HashMap<(bool, String), usize> = HashMap::new();
     for turn in turns.iter().filter(|turn| turn.role == Role::User) {
-        for finding in findings_in(&turn.content) {
+        for mut finding in findings_in(&turn.content) {
             let Some(topic) = topics.choose(&finding) else { continue };
+            // "Yesterday" is a date only as of when it was said.
+            if finding.kind == FindingKind::Assert {
+                finding.fact = resolve_dates(&finding.fact, turn.said_at);
+            }
             let key = (finding.kind == FindingKind::Forget, normalise(&finding.fact));
             if key.1.is_empty() {
                 continue;
@@ -154,7 +160,8 @@ mod tests {
     use crate::grammar::{EXPLICIT_INSTRUCTIONS, PREFERENCES, attribute_of};
 
     fn turn(role: Role, content: &str) -> Turn {
-        Turn { event_id: Uuid::new_v4(), role, author: "someone".to_owned(), content: content.to_owned() }
+        let said_at = "2026-12-06T10:00:00Z".parse().expect("a time");
+        Turn { event_id: Uuid::new_v4(), role, author: "someone".to_owned(), content: content.to_owned(), said_at }
     }
 
     fn config_with(topics: &[(&str, Option<&str>)]) -> GenerationConfig {
@@ -175,6 +182,20 @@ mod tests {
             .into_iter()
             .map(|candidate| (candidate.fact, candidate.topic))
             .collect()
+    }
+
+    #[test]
+    fn relative_dates_count_from_when_the_turn_was_said() {
+        // `turn` says everything on Sunday 6 December 2026.
+        let facts = |content: &str| -> Vec<String> {
+            extract_with(content, &GenerationConfig::default()).into_iter().map(|(fact, _)| fact).collect()
+        };
+        assert_eq!(facts("I'm flying to Tokyo next month."), ["User is flying to Tokyo in January 2027"]);
+        assert_eq!(facts("My sister got married last year."), ["User's sister got married in 2025"]);
+        let mut said_later = turn(Role::User, "I'm flying to Tokyo next month.");
+        said_later.said_at = "2027-03-01T08:00:00Z".parse().unwrap();
+        let candidates = extract_facts(&[said_later], &GenerationConfig::default());
+        assert_eq!(candidates[0].fact, "User is flying to Tokyo in April 2027");
     }
 
     #[test]

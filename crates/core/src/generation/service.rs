@@ -365,7 +365,13 @@ impl GenerationService {
                         }
                         last_seq = Some(event.seq);
                         if let Some(content) = event_text(&event.content) {
-                            turns.push(Turn { event_id: event.id, role: event.role, author: event.author, content });
+                            turns.push(Turn {
+                                event_id: event.id,
+                                role: event.role,
+                                author: event.author,
+                                content,
+                                said_at: event.timestamp,
+                            });
                         }
                     }
                 }
@@ -390,6 +396,7 @@ impl GenerationService {
                         role: event.role,
                         author: event.author.clone(),
                         content: event.content.clone(),
+                        said_at: event.said_at.unwrap_or(job.created_at),
                     })
                     .collect();
                 Ok((None, turns, None, false))

@@ -87,8 +87,8 @@ pub fn offline_summary(turns: &[SummaryTurn], max_tokens: u32, tokenizer: Tokeni
         first.seq,
         last.seq,
         turns.len(),
-        first.timestamp.format("%Y-%m-%d %H:%M"),
-        last.timestamp.format("%Y-%m-%d %H:%M"),
+        first.turn.said_at.format("%Y-%m-%d %H:%M"),
+        last.turn.said_at.format("%Y-%m-%d %H:%M"),
     ));
     let seq_of: HashMap<Uuid, i64> = turns.iter().map(|turn| (turn.turn.event_id, turn.seq)).collect();
     let mut quoted: BTreeSet<i64> = BTreeSet::new();
@@ -295,8 +295,8 @@ mod tests {
                 role,
                 author: author.to_owned(),
                 content: content.into(),
+                said_at: Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap() + chrono::Duration::minutes(seq),
             },
-            timestamp: Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap() + chrono::Duration::minutes(seq),
         }
     }
 

@@ -48,6 +48,7 @@
 mod attributes;
 mod changes;
 mod clauses;
+mod dates;
 mod facts;
 mod lexicon;
 mod person;
@@ -59,6 +60,7 @@ mod words;
 mod tests;
 
 pub use attributes::{attribute_of, attribute_value_of};
+pub use dates::resolve_dates;
 pub use words::{content_words, normalise};
 
 use clauses::read_clause;

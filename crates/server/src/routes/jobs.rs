@@ -133,6 +133,9 @@ pub struct InlineEventBody {
     #[schema(value_type = Option<String>)]
     pub role: Option<Role>,
     pub content: String,
+    /// When it was said (RFC 3339): what "yesterday" or "last month" in it count from, as a
+    /// session event's timestamp is. Default: when the job is requested.
+    pub timestamp: Option<DateTime<Utc>>,
 }
 
 fn default_author() -> String {
@@ -251,6 +254,7 @@ impl GenerateRequestBody {
                         role: event.role.unwrap_or(Role::User),
                         author: event.author,
                         content: event.content,
+                        said_at: event.timestamp,
                     })
                     .collect();
                 Source::Events { events }

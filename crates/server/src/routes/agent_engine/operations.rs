@@ -219,7 +219,7 @@ fn inline_events(call: &Call, events: &[DirectEvent], field: &str) -> Result<Vec
             Some(event_id) => id_for_name(&call.access.org_id, "event", event_id),
             None => derived_event_id(position, author, &text),
         };
-        inline.push(InlineEvent { id, author: author.to_owned(), role, content: text });
+        inline.push(InlineEvent { id, author: author.to_owned(), role, content: text, said_at: event.event_time });
     }
     Ok(inline)
 }
