@@ -11,6 +11,8 @@
 pub mod broker;
 mod compaction;
 pub mod consolidate;
+#[cfg(test)]
+mod labelled;
 pub mod llm;
 pub mod rules;
 mod service;
