@@ -846,6 +846,7 @@ mod tests {
             source_session_id: None,
             source_event_ids: Vec::new(),
             metadata: Map::new(),
+            said_at: now(),
             created_at: now(),
             updated_at: now(),
             expires_at,

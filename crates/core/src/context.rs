@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::generation::event_text;
 use crate::limits::{MAX_CONTEXT_BUDGET_TOKENS, MAX_QUERY_CHARS, MAX_TOP_K};
-use crate::memory::MemoryFilter;
+use crate::memory::MemoryQuery;
 use crate::session::Rewound;
 use crate::{Access, Error, Event, EventKind, MemoryService, Result, Role, SessionService, SummaryMethod, Tokenizer};
 
@@ -207,7 +207,7 @@ impl ContextService {
         {
             let found = self
                 .memories
-                .search(access, &session.scope, query, request.memory_top_k, &MemoryFilter::default(), now)
+                .search(access, &session.scope, &MemoryQuery::new(query.as_str(), request.memory_top_k), now)
                 .await?;
             let mut share = i64::from(request.budget_tokens / MEMORY_SHARE);
             for scored in found {

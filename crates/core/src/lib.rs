@@ -32,7 +32,9 @@ pub use context::{ContextRequest, ContextService};
 pub use embed::Embedder;
 pub use engine::EngineId;
 pub use error::{Error, Resource, Result};
-pub use memory::{Memory, MemoryFilter, MemoryStore, ProfileAttribute, Revision, RevisionAction, ScoredMemory};
+pub use memory::{
+    Memory, MemoryFilter, MemoryQuery, MemoryStore, ProfileAttribute, Recency, Revision, RevisionAction, ScoredMemory,
+};
 pub use memory_service::{MemoryService, SearchSettings};
 pub use session::{
     Compaction, CompactionPolicy, CompactionStatus, Event, EventKind, EventPage, ForkOrigin, ForkPoint, ForkRequest,

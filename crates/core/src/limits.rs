@@ -11,6 +11,8 @@ pub const MAX_QUERY_CHARS: usize = 4000;
 pub const MAX_TOPIC_CHARS: usize = 128;
 /// The most results one search returns.
 pub const MAX_TOP_K: u32 = 100;
+/// The longest half-life a search's recency weight may be given: a century, in days.
+pub const MAX_HALF_LIFE_DAYS: f64 = 36_525.0;
 /// The longest id, name or scope value, in characters.
 pub const MAX_ID_CHARS: usize = 256;
 /// The most pairs a scope holds.

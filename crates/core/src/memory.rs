@@ -22,6 +22,9 @@ pub struct Memory {
     pub source_session_id: Option<Uuid>,
     pub source_event_ids: Vec<Uuid>,
     pub metadata: Map<String, Value>,
+    /// When it was said: the conversation turn a generated memory's current value comes from,
+    /// the time the client gave, or else when it was created.
+    pub said_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -37,6 +40,9 @@ pub struct MemorySnapshot {
     pub source_event_ids: Vec<Uuid>,
     pub metadata: Map<String, Value>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Absent in revisions recorded before memories knew when they were said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub said_at: Option<DateTime<Utc>>,
 }
 
 impl From<&Memory> for MemorySnapshot {
@@ -49,6 +55,7 @@ impl From<&Memory> for MemorySnapshot {
             source_event_ids: memory.source_event_ids.clone(),
             metadata: memory.metadata.clone(),
             expires_at: memory.expires_at,
+            said_at: Some(memory.said_at),
         }
     }
 }
@@ -124,6 +131,43 @@ pub fn scope_key(scope: &Scope) -> String {
     serde_json::to_string(scope).unwrap_or_default()
 }
 
+/// How much search favours what was said recently: the fused relevance and a recency that
+/// halves every `half_life_days`, mixed `1 - weight` to `weight`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recency {
+    pub weight: f64,
+    pub half_life_days: f64,
+}
+
+impl Recency {
+    /// The default half-life when a client gives a weight alone.
+    pub const DEFAULT_HALF_LIFE_DAYS: f64 = 30.0;
+
+    /// `score` mixed with the recency of `said_at` as seen at `now`, in [0, 1].
+    pub fn weigh(&self, score: f64, said_at: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
+        let age_days = (now - said_at).num_seconds().max(0) as f64 / 86_400.0;
+        let recency = 0.5_f64.powf(age_days / self.half_life_days);
+        (1.0 - self.weight) * score + self.weight * recency
+    }
+}
+
+/// A search within one scope: its text, how many results, what they must match, and how much
+/// recency counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemoryQuery {
+    pub text: String,
+    pub top_k: u32,
+    pub filter: MemoryFilter,
+    pub recency: Option<Recency>,
+}
+
+impl MemoryQuery {
+    /// The `top_k` best matches of `text`, unfiltered, by relevance alone.
+    pub fn new(text: impl Into<String>, top_k: u32) -> MemoryQuery {
+        MemoryQuery { text: text.into(), top_k, ..MemoryQuery::default() }
+    }
+}
+
 /// Filters of search and list, beyond the scope.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MemoryFilter {
@@ -134,6 +178,8 @@ pub struct MemoryFilter {
     pub created_before: Option<DateTime<Utc>>,
     pub updated_after: Option<DateTime<Utc>>,
     pub updated_before: Option<DateTime<Utc>>,
+    pub said_after: Option<DateTime<Utc>>,
+    pub said_before: Option<DateTime<Utc>>,
 }
 
 impl MemoryFilter {
@@ -144,6 +190,8 @@ impl MemoryFilter {
             && self.created_before.is_none_or(|at| memory.created_at < at)
             && self.updated_after.is_none_or(|at| memory.updated_at > at)
             && self.updated_before.is_none_or(|at| memory.updated_at < at)
+            && self.said_after.is_none_or(|at| memory.said_at > at)
+            && self.said_before.is_none_or(|at| memory.said_at < at)
     }
 }
 
@@ -161,6 +209,8 @@ pub struct NewMemory {
     pub metadata: Map<String, Value>,
     pub ttl_seconds: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it was said (an import of older conversations); `None`: now.
+    pub said_at: Option<DateTime<Utc>>,
 }
 
 /// A change to a memory: absent fields stay as they are.
@@ -175,6 +225,7 @@ pub struct MemoryPatch {
     pub ttl_seconds: Option<i64>,
     /// `Some(None)` removes the expiry.
     pub expires_at: Option<Option<DateTime<Utc>>>,
+    pub said_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]

@@ -10,15 +10,15 @@ use uuid::Uuid;
 
 use crate::cached::{CacheLayer, Cached, scope_family, short_hash};
 use crate::embed::QueryVectors;
-use crate::grammar::{attribute_of, attribute_value_of};
+use crate::grammar::attribute_value_of;
 use crate::memory::{
-    Memory, MemoryFilter, MemoryPage, MemoryPatch, MemorySnapshot, MemoryStore, NewMemory, ProfileAttribute, Revision,
-    RevisionAction, ScoredMemory, scope_key,
+    Memory, MemoryFilter, MemoryPage, MemoryPatch, MemoryQuery, MemorySnapshot, MemoryStore, NewMemory,
+    ProfileAttribute, Recency, Revision, RevisionAction, ScoredMemory, scope_key,
 };
 use crate::session::{check_scope, to_micros};
 use crate::{Access, Embedder, Error, OrgId, PageCursor, Result, Scope};
 
-use crate::limits::{MAX_FACT_CHARS, MAX_QUERY_CHARS, MAX_TOP_K, MAX_TOPIC_CHARS, MAX_TTL_SECONDS};
+use crate::limits::{MAX_FACT_CHARS, MAX_HALF_LIFE_DAYS, MAX_QUERY_CHARS, MAX_TOP_K, MAX_TOPIC_CHARS, MAX_TTL_SECONDS};
 
 const MAX_METADATA_BYTES: usize = 64 * 1024;
 const MAX_SOURCE_EVENTS: usize = 1000;
@@ -95,6 +95,7 @@ impl MemoryService {
             return Err(Error::validation("source_event_ids", format!("at most {MAX_SOURCE_EVENTS}")));
         }
         let expires_at = expiry(new.ttl_seconds, new.expires_at.map(Some), now)?.flatten();
+        let said_at = new.said_at.map(|at| check_said_at(at, now)).transpose()?.unwrap_or(now);
         let memory = Memory {
             org_id: access.org_id.clone(),
             id: new.id.unwrap_or_else(Uuid::now_v7),
@@ -105,6 +106,7 @@ impl MemoryService {
             source_session_id: new.source_session_id,
             source_event_ids: new.source_event_ids,
             metadata: new.metadata,
+            said_at,
             created_at: now,
             updated_at: now,
             expires_at,
@@ -176,18 +178,18 @@ impl MemoryService {
                 .list_memories(&access.org_id, Some(&key), &MemoryFilter::default(), cursor, MAX_MEMORIES_PAGE, now)
                 .await?;
             for memory in page.memories {
-                let Some(attribute) = attribute_of(&memory.fact) else { continue };
-                if newest.get(&attribute).is_some_and(|(at, _)| *at >= memory.updated_at) {
+                let Some(found) = attribute_value_of(&memory.fact) else { continue };
+                if newest.get(&found.attribute).is_some_and(|(at, _)| *at >= memory.updated_at) {
                     continue;
                 }
-                let value = attribute_value_of(&memory.fact).map(|found| ProfileAttribute {
-                    attribute: found.attribute,
-                    value: found.value,
+                let value = found.value.map(|value| ProfileAttribute {
+                    attribute: found.attribute.clone(),
+                    value,
                     memory_id: memory.id,
                     fact: memory.fact.clone(),
                     updated_at: memory.updated_at,
                 });
-                newest.insert(attribute, (memory.updated_at, value));
+                newest.insert(found.attribute, (memory.updated_at, value));
             }
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
@@ -224,6 +226,9 @@ impl MemoryService {
         }
         if let Some(expires_at) = expiry(patch.ttl_seconds, patch.expires_at, now)? {
             updated.expires_at = expires_at;
+        }
+        if let Some(said_at) = patch.said_at {
+            updated.said_at = check_said_at(said_at, now)?;
         }
         // A patch that changes nothing writes nothing: no revision, and `updated_at` stays.
         if updated == current {
@@ -294,6 +299,9 @@ impl MemoryService {
         restored.source_session_id = snapshot.source_session_id;
         restored.source_event_ids = snapshot.source_event_ids.clone();
         restored.metadata = snapshot.metadata.clone();
+        if let Some(said_at) = snapshot.said_at {
+            restored.said_at = said_at;
+        }
         // A restored memory must be readable: an expiry already past is dropped.
         restored.expires_at = snapshot.expires_at.filter(|at| *at > now);
         restored.updated_at = now.max(stored.memory.updated_at);
@@ -304,22 +312,26 @@ impl MemoryService {
         self.store.restore_memory(restored, embedding, revision).await
     }
 
-    /// The `top_k` live memories of `scope` most relevant to `query`, best first.
+    /// The `top_k` live memories of `scope` most relevant to the query that pass its filter,
+    /// best first.
     pub async fn search(
         &self,
         access: &Access,
         scope: &Scope,
-        query: &str,
-        top_k: u32,
-        filter: &MemoryFilter,
+        search: &MemoryQuery,
         now: DateTime<Utc>,
     ) -> Result<Vec<ScoredMemory>> {
+        let MemoryQuery { text: query, top_k, filter, recency } = search;
+        let (query, top_k, recency) = (query.as_str(), *top_k, *recency);
         check_scope(scope)?;
         if query.trim().is_empty() || query.chars().count() > MAX_QUERY_CHARS {
             return Err(Error::validation("search_query", format!("must be 1 to {MAX_QUERY_CHARS} characters")));
         }
         if !(1..=MAX_TOP_K).contains(&top_k) {
             return Err(Error::validation("top_k", format!("must be between 1 and {MAX_TOP_K}")));
+        }
+        if let Some(recency) = recency {
+            check_recency(recency)?;
         }
         if !access.reaches(scope) {
             return Ok(Vec::new());
@@ -332,12 +344,21 @@ impl MemoryService {
         let memories = self.store.get_memories(&access.org_id, &ids, now).await?;
         record_stage("read", started);
         let mut by_id: HashMap<Uuid, Memory> = memories.into_iter().map(|memory| (memory.id, memory)).collect();
-        Ok(fused
+        let mut found: Vec<ScoredMemory> = fused
             .into_iter()
             .filter_map(|(id, score)| by_id.remove(&id).map(|memory| ScoredMemory { memory, score }))
             .filter(|scored| filter.matches(&scored.memory))
-            .take(top_k as usize)
-            .collect())
+            .collect();
+        // Recency reorders the candidates relevance found, so a recent memory outranks an old
+        // one only among memories that match the query at all.
+        if let Some(recency) = recency.filter(|recency| recency.weight > 0.0) {
+            for scored in &mut found {
+                scored.score = recency.weigh(scored.score, scored.memory.said_at, now);
+            }
+            found.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.memory.id.cmp(&b.memory.id)));
+        }
+        found.truncate(top_k as usize);
+        Ok(found)
     }
 
     /// The scope's candidates for `query`, fused and best first: from the ranking cache, or
@@ -453,6 +474,30 @@ fn revision(
         cause: None,
         created_at: now,
     }
+}
+
+fn check_recency(recency: Recency) -> Result<()> {
+    if !(0.0..=1.0).contains(&recency.weight) {
+        return Err(Error::validation("recency_weight", "must be between 0 and 1"));
+    }
+    if !(recency.half_life_days > 0.0 && recency.half_life_days <= MAX_HALF_LIFE_DAYS) {
+        return Err(Error::validation(
+            "recency_half_life_days",
+            format!("must be above 0 and at most {MAX_HALF_LIFE_DAYS}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A client may say a memory was said a little later than the server's clock reads: clocks
+/// differ. Later than that is a mistake.
+const SAID_AT_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+fn check_said_at(said_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    if said_at > now + SAID_AT_CLOCK_SKEW {
+        return Err(Error::validation("said_at", "must not be in the future"));
+    }
+    Ok(to_micros(said_at))
 }
 
 pub(crate) fn check_fact(fact: &str) -> Result<String> {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::http::request::Parts;
 use contextiq_core::generation::{DirectFact, GenerateRequest, GenerationConfig, JobStatus, Source};
-use contextiq_core::{MemoryFilter, NewEvent, NewSession, Permission, Role, Scope};
+use contextiq_core::{MemoryFilter, MemoryQuery, NewEvent, NewSession, Permission, Role, Scope};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
@@ -207,12 +207,11 @@ impl McpServer {
         let outcome = async {
             let principal = self.principal(&context, Permission::MemoryRead)?;
             let scope = resolve_scope(&principal, args.scope)?;
-            let filter = MemoryFilter { topic: args.topic, ..MemoryFilter::default() };
-            let found = self
-                .memory
-                .memories
-                .search(&principal.access, &scope, &args.query, args.top_k.unwrap_or(5), &filter, self.now())
-                .await?;
+            let search = MemoryQuery {
+                filter: MemoryFilter { topic: args.topic, ..MemoryFilter::default() },
+                ..MemoryQuery::new(args.query, args.top_k.unwrap_or(5))
+            };
+            let found = self.memory.memories.search(&principal.access, &scope, &search, self.now()).await?;
             let results: Vec<Value> = found
                 .into_iter()
                 .map(|scored| json!({"memory": MemoryBody::from(scored.memory), "score": scored.score}))

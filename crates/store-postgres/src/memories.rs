@@ -34,7 +34,7 @@ const HNSW_INDEX_PREFIX: &str = "memories_embedding_hnsw_";
 macro_rules! memory_columns {
     () => {
         "org_id, id, scope, fact, topic, confidence, source_session_id, source_event_ids, metadata, \
-         created_at, updated_at, expires_at, deleted_at"
+         said_at, created_at, updated_at, expires_at, deleted_at"
     };
 }
 
@@ -119,6 +119,8 @@ impl MemoryStore for PostgresStore {
             ("created_at", filter.created_before, false),
             ("updated_at", filter.updated_after, true),
             ("updated_at", filter.updated_before, false),
+            ("said_at", filter.said_after, true),
+            ("said_at", filter.said_before, false),
         ] {
             if let Some(at) = bound {
                 query.push(format!(" AND {column} {} ", if greater { ">" } else { "<" })).push_bind(at);
@@ -384,8 +386,8 @@ pub(crate) async fn insert_memory(
 ) -> Result<()> {
     let inserted = sqlx::query(concat!(
         "INSERT INTO memories (org_id, id, scope, scope_key, fact, topic, confidence, source_session_id, ",
-        "source_event_ids, metadata, embedding, created_at, updated_at, expires_at) ",
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::vector, $12, $13, $14)"
+        "source_event_ids, metadata, embedding, created_at, updated_at, expires_at, said_at) ",
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::vector, $12, $13, $14, $15)"
     ))
     .bind(memory.org_id.as_str())
     .bind(memory.id)
@@ -401,6 +403,7 @@ pub(crate) async fn insert_memory(
     .bind(memory.created_at)
     .bind(memory.updated_at)
     .bind(memory.expires_at)
+    .bind(memory.said_at)
     .execute(&mut *conn)
     .await;
     record("insert", TABLE, inserted)?;
@@ -422,7 +425,7 @@ pub(crate) async fn rewrite_memory(
     let rewritten = sqlx::query(concat!(
         "UPDATE memories SET fact = $1, topic = $2, confidence = $3, source_session_id = $4, ",
         "source_event_ids = $5, metadata = $6, embedding = COALESCE($7::vector, embedding), updated_at = $8, ",
-        "expires_at = $9, deleted_at = NULL WHERE org_id = $10 AND id = $11 ",
+        "expires_at = $9, deleted_at = NULL, said_at = $14 WHERE org_id = $10 AND id = $11 ",
         "AND ($12::timestamptz IS NULL OR (deleted_at IS NULL AND (expires_at IS NULL OR expires_at > $12))) ",
         "AND ($13::timestamptz IS NULL OR updated_at = $13)"
     ))
@@ -439,6 +442,7 @@ pub(crate) async fn rewrite_memory(
     .bind(memory.id)
     .bind(live_at)
     .bind(expected_updated_at)
+    .bind(memory.said_at)
     .execute(&mut *conn)
     .await;
     if record("update", TABLE, rewritten)?.rows_affected() == 0 {
@@ -557,6 +561,7 @@ fn memory_from_row(row: &PgRow) -> Result<StoredMemory> {
         source_session_id: get(row, TABLE, "source_session_id")?,
         source_event_ids: json(row, TABLE, "source_event_ids")?,
         metadata: json(row, TABLE, "metadata")?,
+        said_at: get(row, TABLE, "said_at")?,
         created_at: get(row, TABLE, "created_at")?,
         updated_at: get(row, TABLE, "updated_at")?,
         expires_at: get(row, TABLE, "expires_at")?,

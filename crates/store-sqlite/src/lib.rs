@@ -590,6 +590,7 @@ mod tests {
             source_session_id: None,
             source_event_ids: Vec::new(),
             metadata: Default::default(),
+            said_at: now,
             created_at: now,
             updated_at: now,
             expires_at,

@@ -100,6 +100,8 @@ impl MemoryStore for SqliteStore {
             ("created_at", filter.created_before, false),
             ("updated_at", filter.updated_after, true),
             ("updated_at", filter.updated_before, false),
+            ("said_at", filter.said_after, true),
+            ("said_at", filter.said_before, false),
         ] {
             if let Some(at) = bound {
                 query.push(format!(" AND {column} {} ", if greater { ">" } else { "<" })).push_bind(micros(at));
@@ -347,8 +349,8 @@ impl Writer {
     ) -> sqlx::Result<VectorChange> {
         let inserted = sqlx::query(concat!(
             "INSERT INTO memories (org_id, id, scope, fact, topic, confidence, source_session_id, ",
-            "source_event_ids, metadata, embedding, created_at, updated_at, expires_at) ",
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rowid"
+            "source_event_ids, metadata, embedding, created_at, updated_at, expires_at, said_at) ",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rowid"
         ))
         .bind(memory.org_id.as_str())
         .bind(memory.id.to_string())
@@ -363,6 +365,7 @@ impl Writer {
         .bind(micros(memory.created_at))
         .bind(micros(memory.updated_at))
         .bind(memory.expires_at.map(micros))
+        .bind(micros(memory.said_at))
         .fetch_one(&mut self.conn)
         .await;
         let rowid: i64 = count("insert", "memories", inserted)?.try_get(0)?;
@@ -387,9 +390,9 @@ impl Writer {
         let rewritten = sqlx::query(concat!(
             "UPDATE memories SET fact = ?, topic = ?, confidence = ?, source_session_id = ?, ",
             "source_event_ids = ?, metadata = ?, embedding = COALESCE(?, embedding), updated_at = ?, ",
-            "expires_at = ?, deleted_at = NULL WHERE org_id = ? AND id = ? ",
-            "AND (?12 IS NULL OR (deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?12))) ",
-            "AND (?13 IS NULL OR updated_at = ?13) RETURNING rowid"
+            "expires_at = ?, said_at = ?, deleted_at = NULL WHERE org_id = ? AND id = ? ",
+            "AND (?13 IS NULL OR (deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?13))) ",
+            "AND (?14 IS NULL OR updated_at = ?14) RETURNING rowid"
         ))
         .bind(memory.fact.as_str())
         .bind(memory.topic.as_deref())
@@ -400,6 +403,7 @@ impl Writer {
         .bind(embedding.as_deref().map(encode))
         .bind(micros(memory.updated_at))
         .bind(memory.expires_at.map(micros))
+        .bind(micros(memory.said_at))
         .bind(memory.org_id.as_str())
         .bind(memory.id.to_string())
         .bind(live_at.map(micros))

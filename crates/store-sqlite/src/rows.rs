@@ -206,6 +206,7 @@ pub(crate) fn memory_from_row(row: &SqliteRow) -> Result<contextiq_core::memory:
         source_session_id: get_opt_text("source_session_id")?.map(|id| uuid(TABLE, &id)).transpose()?,
         source_event_ids: serde_json::from_str(&get_text("source_event_ids")?).map_err(|err| corrupt(TABLE, err))?,
         metadata: json_object(TABLE, &get_text("metadata")?)?,
+        said_at: timestamp(TABLE, get_int("said_at")?)?,
         created_at: timestamp(TABLE, get_int("created_at")?)?,
         updated_at: timestamp(TABLE, get_int("updated_at")?)?,
         expires_at: get_opt_time("expires_at")?,

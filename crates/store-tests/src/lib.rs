@@ -373,6 +373,9 @@ pub fn memory(scope: &Scope, fact: &str, topic: &str, now: DateTime<Utc>) -> Mem
         source_session_id: None,
         source_event_ids: vec![Uuid::now_v7()],
         metadata: json!({"source": "test"}).as_object().cloned().unwrap_or_default(),
+        // Said days before it was stored, as a memory of an older conversation is: a store that
+        // dropped the column and read back `created_at` would fail every comparison.
+        said_at: now - chrono::Duration::days(3),
         created_at: now,
         updated_at: now,
         expires_at: None,

@@ -76,11 +76,7 @@ pub async fn run(args: &Options) -> anyhow::Result<()> {
                     fact: format!("#{n}"),
                     topic: None,
                     confidence: None,
-                    source_session_id: None,
-                    source_event_ids: Vec::new(),
-                    metadata: Default::default(),
-                    ttl_seconds: None,
-                    expires_at: None,
+                    ..NewMemory::default()
                 };
                 service.create(access, "bench", new, chrono::Utc::now()).await.map(|memory| (n, memory.id))
             }

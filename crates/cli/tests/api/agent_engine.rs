@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json_of, spawn_app, without_model};
+use crate::helpers::{TestApp, json_of, spawn_app, url_encode, without_model};
 
 const PROJECT: &str = "/v1beta1/projects/p1/locations/us-central1/reasoningEngines";
 const EXPRESS: &str = "/v1beta1/reasoningEngines";
@@ -283,7 +283,7 @@ async fn memories_have_revisions_rollbacks_filters_and_purges() {
     assert_eq!(json_of(app.post(&profiles, &none).await, StatusCode::OK).await, json!({"profiles": {}}));
 
     let list = |filter: &str| {
-        let path = format!("{memories}?filter={}", urlencode(filter));
+        let path = format!("{memories}?filter={}", url_encode(filter));
         let app = &app;
         async move { json_of(app.get(&path).await, StatusCode::OK).await["memories"].as_array().unwrap().len() }
     };
@@ -331,15 +331,6 @@ async fn memories_have_revisions_rollbacks_filters_and_purges() {
         "INVALID_ARGUMENT",
     )
     .await;
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (byte as char).to_string(),
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -390,7 +381,7 @@ async fn generation_is_a_job_operation_and_retrieval_finds_its_memories() {
     assert_eq!(other["retrievedMemories"], json!([]));
 
     // The same records through the native API.
-    let scope_query = urlencode(&scope.to_string());
+    let scope_query = url_encode(&scope.to_string());
     let native = json_of(app.get(&format!("/api/v1/memories?scope={scope_query}")).await, StatusCode::OK).await;
     assert_eq!(native["memories"].as_array().unwrap().len(), generated.len());
 

@@ -121,7 +121,7 @@ async fn parameters_sit_where_the_routes_read_them() {
             assert!(declared, "{method} {template}: {name} is not declared");
         }
     }
-    assert_eq!(n_query, 20, "the query parameters of the API");
+    assert_eq!(n_query, 22, "the query parameters of the API");
 }
 
 #[tokio::test]

@@ -9,7 +9,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::fake_llm::{FakeLlm, Reply};
-use crate::helpers::{TestApp, client_with_key, id_of, json_of, problem_of, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, client_with_key, id_of, json_of, memories_path, problem_of, spawn_app, spawn_app_with, url_encode,
+};
 
 /// Submits a job and returns its id.
 async fn generate(app: &TestApp, body: Value) -> String {
@@ -29,16 +31,16 @@ async fn completed(app: &TestApp, body: Value) -> Value {
     job
 }
 
+/// Each memory's fact and when it was said.
+fn said_at(memories: &[Value]) -> BTreeMap<String, String> {
+    memories
+        .iter()
+        .map(|memory| (memory["fact"].as_str().unwrap().to_owned(), memory["said_at"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
 async fn live_memories(app: &TestApp, scope: &Value) -> Vec<Value> {
-    let scope = scope.to_string();
-    let scope: String = scope
-        .bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (byte as char).to_string(),
-            _ => format!("%{byte:02X}"),
-        })
-        .collect();
-    let listed = json_of(app.get(&format!("/api/v1/memories?scope={scope}&limit=100")).await, StatusCode::OK).await;
+    let listed = json_of(app.get(&memories_path(scope, "&limit=100")).await, StatusCode::OK).await;
     listed["memories"].as_array().unwrap().clone()
 }
 
@@ -541,6 +543,14 @@ async fn relative_dates_are_resolved_from_when_they_were_said() {
     let expected: BTreeSet<String> =
         ["User is flying to Tokyo in April 2026", "User's sister got married in 2023"].map(str::to_owned).into();
     assert_eq!(facts(&live_memories(&app, &scope).await), expected);
+    // Each memory was said when its turn was.
+    assert_eq!(
+        said_at(&live_memories(&app, &scope).await),
+        BTreeMap::from([
+            ("User is flying to Tokyo in April 2026".to_owned(), "2026-03-10T09:00:00Z".to_owned()),
+            ("User's sister got married in 2023".to_owned(), "2024-07-01T10:00:00Z".to_owned()),
+        ])
+    );
     let bad = json!({"source_type": "events", "scope": scope, "events": [{"content": "x", "timestamp": "soon"}]});
     problem_of(
         app.post("/api/v1/memories/generate", &bad).await,
@@ -561,6 +571,36 @@ async fn relative_dates_are_resolved_from_when_they_were_said() {
     completed(&app, json!({"source_type": "session", "source_reference": session_id})).await;
     let memories = live_memories(&app, &json!({"user_id": "dated-session"})).await;
     assert_eq!(facts(&memories), BTreeSet::from(["User is moving to Oslo around 18 May 2026".to_owned()]));
+    assert_eq!(memories[0]["said_at"], "2026-05-04T10:00:00Z");
+}
+
+#[tokio::test]
+async fn a_changed_value_is_said_when_the_change_was() {
+    let app = spawn_app().await;
+    let scope = json!({"user_id": "said-twice"});
+    let said = |content: &str, at: &str| json!({"source_type": "events", "scope": scope, "events": [{"role": "user", "content": content, "timestamp": at}]});
+    completed(&app, said("I live in Oslo.", "2025-01-10T09:00:00Z")).await;
+    let first = live_memories(&app, &scope).await;
+    assert_eq!(said_at(&first), BTreeMap::from([("User lives in Oslo".to_owned(), "2025-01-10T09:00:00Z".to_owned())]));
+    // Said again later, the same fact keeps when it was first said; a new value takes its own time.
+    completed(&app, said("I live in Oslo.", "2025-03-01T09:00:00Z")).await;
+    assert_eq!(live_memories(&app, &scope).await[0]["said_at"], "2025-01-10T09:00:00Z");
+    completed(&app, said("I live in Bergen now.", "2026-02-01T09:00:00Z")).await;
+    let changed = live_memories(&app, &scope).await;
+    assert_eq!(
+        said_at(&changed),
+        BTreeMap::from([("User lives in Bergen".to_owned(), "2026-02-01T09:00:00Z".to_owned())])
+    );
+    assert_eq!(id_of(&changed[0]), id_of(&first[0]), "the memory was updated, not replaced");
+    // A job's direct facts were said when the job was asked for.
+    let job = completed(
+        &app,
+        json!({"source_type": "memories", "scope": scope, "memories": [{"fact": "User plays the cello"}]}),
+    )
+    .await;
+    let cello =
+        live_memories(&app, &scope).await.into_iter().find(|memory| memory["fact"] == "User plays the cello").unwrap();
+    assert_eq!(cello["said_at"], job["created_at"]);
 }
 
 #[tokio::test]
@@ -608,7 +648,7 @@ async fn a_first_conversation_yields_its_facts_in_plain_words() {
     }
     assert_eq!(facts(&live_memories(&app, &per_turn).await), expected);
     // The profile of the conversation: the move replaced Berlin.
-    let path = format!("/api/v1/memories/profile?scope={}", "%7B%22user_id%22%3A%22maria-per-turn%22%7D");
+    let path = format!("/api/v1/memories/profile?scope={}", url_encode(&per_turn.to_string()));
     let profile = json_of(app.get(&path).await, StatusCode::OK).await;
     let values: BTreeMap<&str, &str> = profile["attributes"]
         .as_array()

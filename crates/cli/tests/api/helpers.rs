@@ -475,3 +475,18 @@ impl SseReader {
         }
     }
 }
+
+/// `text` percent-encoded for a query string (RFC 3986's unreserved characters kept).
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// The path of a scope's memories, with further query parameters (`&limit=5`).
+pub fn memories_path(scope: &Value, extra: &str) -> String {
+    format!("/api/v1/memories?scope={}{extra}", url_encode(&scope.to_string()))
+}

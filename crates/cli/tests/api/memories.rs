@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, id_of, json_of, problem_of, spawn_app};
+use crate::helpers::{TestApp, id_of, json_of, memories_path as list_path, problem_of, spawn_app, url_encode};
 
 async fn remember(app: &TestApp, body: Value) -> Value {
     json_of(app.post("/api/v1/memories", &body).await, StatusCode::CREATED).await
@@ -20,20 +20,6 @@ async fn search(app: &TestApp, body: Value) -> Vec<Value> {
 
 fn facts(results: &[Value]) -> Vec<String> {
     results.iter().map(|result| result["memory"]["fact"].as_str().unwrap().to_owned()).collect()
-}
-
-fn list_path(scope: &Value, extra: &str) -> String {
-    let scope = url_encode(&scope.to_string());
-    format!("/api/v1/memories?scope={scope}{extra}")
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -238,6 +224,112 @@ async fn filters_and_pagination() {
     assert_eq!(facts(&found).into_iter().collect::<BTreeSet<_>>(), BTreeSet::from(["fact number 1".to_owned()]));
     let found = search(&app, json!({"scope": scope, "search_query": "fact", "filter": {"updated_after": middle["updated_at"]}, "top_k": 100})).await;
     assert_eq!(found.len(), 3);
+}
+
+#[tokio::test]
+async fn a_memory_knows_when_it_was_said_and_search_filters_and_weighs_by_it() {
+    let app = spawn_app().await;
+    let scope = json!({"user_id": "when"});
+    let old = remember(
+        &app,
+        json!({"scope": scope, "fact": "User's favourite tea is green tea", "said_at": "2020-03-01T08:00:00Z"}),
+    )
+    .await;
+    assert_eq!(old["said_at"], "2020-03-01T08:00:00Z");
+    assert_ne!(old["created_at"], old["said_at"], "said years before it was stored");
+    let new = remember(&app, json!({"scope": scope, "fact": "User's favourite tea is black tea"})).await;
+    assert_eq!(new["said_at"], new["created_at"], "without a time, said when stored");
+
+    // Filters: list and search by when it was said.
+    let said_before = url_encode("2021-01-01T00:00:00Z");
+    let listed =
+        json_of(app.get(&list_path(&scope, &format!("&said_before={said_before}"))).await, StatusCode::OK).await;
+    assert_eq!(listed["memories"].as_array().unwrap().iter().map(id_of).collect::<Vec<_>>(), [id_of(&old)]);
+    let listed =
+        json_of(app.get(&list_path(&scope, &format!("&said_after={said_before}"))).await, StatusCode::OK).await;
+    assert_eq!(listed["memories"].as_array().unwrap().iter().map(id_of).collect::<Vec<_>>(), [id_of(&new)]);
+    let query = json!({"scope": scope, "search_query": "green tea"});
+    let mut filtered = query.clone();
+    filtered["filter"] = json!({"said_after": "2021-01-01T00:00:00Z"});
+    assert_eq!(facts(&search(&app, filtered).await), ["User's favourite tea is black tea"]);
+
+    // Relevance alone puts the green tea first; weighed by recency, what was said now wins.
+    assert_eq!(facts(&search(&app, query.clone()).await)[0], "User's favourite tea is green tea");
+    let mut recent = query.clone();
+    recent["recency_weight"] = json!(0.9);
+    let found = search(&app, recent.clone()).await;
+    assert_eq!(facts(&found), ["User's favourite tea is black tea", "User's favourite tea is green tea"]);
+    assert!(found[0]["score"].as_f64().unwrap() <= 1.0 && found[1]["score"].as_f64().unwrap() >= 0.0);
+    // A half-life of a century keeps six years old nearly as recent as now.
+    recent["recency_weight"] = json!(0.3);
+    recent["recency_half_life_days"] = json!(36_525);
+    assert_eq!(facts(&search(&app, recent).await)[0], "User's favourite tea is green tea");
+
+    // A patch moves it; a restore brings back the time the revision recorded.
+    let path = format!("/api/v1/memories/{}", id_of(&old));
+    let patched = json_of(
+        app.client.patch(app.url(&path)).json(&json!({"said_at": "2019-05-05T05:05:05Z"})).send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(patched["said_at"], "2019-05-05T05:05:05Z");
+    let revisions = json_of(app.get(&format!("{path}/revisions")).await, StatusCode::OK).await;
+    let first = revisions["revisions"][0].clone();
+    assert_eq!(first["after"]["said_at"], "2020-03-01T08:00:00Z");
+    let restored =
+        json_of(app.post(&format!("{path}/restore"), &json!({"revision_id": first["id"]})).await, StatusCode::OK).await;
+    assert_eq!(restored["said_at"], "2020-03-01T08:00:00Z");
+
+    // Nonsense is refused and changes nothing.
+    let future = (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339();
+    let cases = [
+        ("/api/v1/memories", json!({"scope": scope, "fact": "f", "said_at": future}), "said_at"),
+        ("/api/v1/memories", json!({"scope": scope, "fact": "f", "said_at": "yesterday"}), "said_at"),
+        (
+            "/api/v1/memories",
+            json!({"scope": scope, "fact": "f", "said_at": "2020-01-01T00:00:00Z", "consolidate": true}),
+            "said_at",
+        ),
+        (
+            "/api/v1/memories/search",
+            json!({"scope": scope, "search_query": "tea", "recency_weight": 1.5}),
+            "recency_weight",
+        ),
+        (
+            "/api/v1/memories/search",
+            json!({"scope": scope, "search_query": "tea", "recency_weight": -0.1}),
+            "recency_weight",
+        ),
+        (
+            "/api/v1/memories/search",
+            json!({"scope": scope, "search_query": "tea", "recency_weight": 0.5, "recency_half_life_days": 0}),
+            "recency_half_life_days",
+        ),
+        (
+            "/api/v1/memories/search",
+            json!({"scope": scope, "search_query": "tea", "recency_weight": 0.5, "recency_half_life_days": 40000}),
+            "recency_half_life_days",
+        ),
+        (
+            "/api/v1/memories/search",
+            json!({"scope": scope, "search_query": "tea", "recency_half_life_days": 7}),
+            "recency_half_life_days",
+        ),
+        (
+            "/api/v1/memories/search",
+            json!({"scope": scope, "search_query": "tea", "filter": {"said_after": "soon"}}),
+            "filter.said_after",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let response = app.post(path, &body).await;
+        let problem = problem_of(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(problem["field"], field, "{body} -> {problem}");
+    }
+    let response = app.client.patch(app.url(&path)).json(&json!({"said_at": future})).send().await.unwrap();
+    problem_of(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let listed = json_of(app.get(&list_path(&scope, "")).await, StatusCode::OK).await;
+    assert_eq!(listed["memories"].as_array().unwrap().len(), 2, "no refused request stored anything");
 }
 
 #[tokio::test]

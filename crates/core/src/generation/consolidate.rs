@@ -96,10 +96,20 @@ pub struct Consolidator<'a> {
     pub settings: ConsolidationSettings,
     pub job: &'a Job,
     pub source_session_id: Option<Uuid>,
+    /// When each turn read was said, by event id.
+    pub turn_times: &'a HashMap<Uuid, DateTime<Utc>>,
+    /// When a fact citing none of those turns was said.
+    pub said_at: DateTime<Utc>,
     pub now: DateTime<Utc>,
 }
 
 impl Consolidator<'_> {
+    /// When a candidate was said: the earliest turn it cites.
+    fn said_at_of(&self, candidate: &Candidate) -> DateTime<Utc> {
+        let cited = candidate.source_event_ids.iter().filter_map(|id| self.turn_times.get(id)).min();
+        crate::to_micros(cited.copied().unwrap_or(self.said_at))
+    }
+
     /// Decides every candidate in order; `vectors[i]` is the embedding of `candidates[i]`.
     pub async fn plan(
         &self,
@@ -299,6 +309,7 @@ impl Consolidator<'_> {
                     source_session_id: self.source_session_id,
                     source_event_ids: candidate.source_event_ids.clone(),
                     metadata: job.config.metadata.clone(),
+                    said_at: self.said_at_of(candidate),
                     created_at: now,
                     updated_at: now,
                     expires_at: ttl(job.config.created_ttl_seconds, now),
@@ -332,6 +343,8 @@ impl Consolidator<'_> {
                 after.confidence = candidate.confidence;
                 after.source_session_id = self.source_session_id.or(before.source_session_id);
                 after.source_event_ids = candidate.source_event_ids.clone();
+                // The memory now holds what this candidate said, so it was said when that was.
+                after.said_at = self.said_at_of(candidate);
                 match job.config.metadata_merge {
                     MetadataMerge::Merge | MetadataMerge::RequireExactMatch => {
                         after

@@ -2,6 +2,7 @@
 //! job from source to committed memories. The loop that claims jobs and keeps their leases
 //! alive belongs to the server, which owns the runtime.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -303,6 +304,9 @@ impl GenerationService {
         } else {
             self.embedder.embed(candidates.iter().map(|candidate| candidate.fact.clone()).collect()).await?
         };
+        let turn_times: HashMap<Uuid, DateTime<Utc>> = turns.iter().map(|turn| (turn.event_id, turn.said_at)).collect();
+        // A fact citing no turn was said when the last turn read was, or when the job was asked.
+        let said_at = turns.last().map_or(job.created_at, |turn| turn.said_at);
         for _ in 0..MAX_CONFLICT_RETRIES {
             let now = to_micros(now());
             let consolidator = Consolidator {
@@ -312,6 +316,8 @@ impl GenerationService {
                 settings: self.settings.consolidation,
                 job,
                 source_session_id,
+                turn_times: &turn_times,
+                said_at,
                 now,
             };
             let plan = consolidator.plan(&candidates, &vectors, usage).await?;

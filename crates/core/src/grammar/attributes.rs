@@ -10,9 +10,12 @@ use super::words::{bare, is_past, phrase_len, starts_with_any, starts_with_phras
 /// likes coffee" and "User hates coffee". `None` when the fact sets nothing that a later fact
 /// could overwrite (a plan, a past event, a fact not about the user).
 pub fn attribute_of(fact: &str) -> Option<String> {
-    let parsed = parse_fact(fact)?;
+    attribute_of_parsed(&parse_fact(fact)?)
+}
+
+fn attribute_of_parsed(parsed: &ParsedFact) -> Option<String> {
     if parsed.owner.is_empty() {
-        return predicate_attribute(&parsed);
+        return predicate_attribute(parsed);
     }
     let owner = parsed.owner.join(" ");
     match parsed.predicate.first().map(String::as_str) {
@@ -22,7 +25,7 @@ pub fn attribute_of(fact: &str) -> Option<String> {
         Some("be") if is_age_in_years(&parsed.predicate) => Some(format!("{owner}:age")),
         Some("be" | "was") => Some(owner),
         // "User's sister lives in Rome" sets the sister's residence.
-        Some(_) => predicate_attribute(&parsed).map(|attribute| format!("{owner}:{attribute}")),
+        Some(_) => predicate_attribute(parsed).map(|attribute| format!("{owner}:{attribute}")),
     }
 }
 
@@ -33,14 +36,15 @@ pub fn attribute_of(fact: &str) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttributeValue {
     pub attribute: String,
-    pub value: String,
+    /// `None` for a denial of a named attribute: "User no longer lives in Berlin" leaves the
+    /// residence unknown, it is not a value of it.
+    pub value: Option<String>,
 }
 
-/// What [`attribute_of`] names, with its value; `None` also for a denial of a named attribute
-/// ("User no longer lives in Berlin" leaves the residence unknown, it is not a value of it).
+/// What [`attribute_of`] names, with its value, from one parse of the fact.
 pub fn attribute_value_of(fact: &str) -> Option<AttributeValue> {
-    let attribute = attribute_of(fact)?;
     let parsed = parse_fact(fact)?;
+    let attribute = attribute_of_parsed(&parsed)?;
     let tokens: Vec<&str> = fact.split_whitespace().filter(|token| !bare(token).is_empty()).collect();
     let negated = parsed.changed
         || tokens.iter().any(|token| {
@@ -56,7 +60,7 @@ pub fn attribute_value_of(fact: &str) -> Option<AttributeValue> {
     };
     let value = if object_len > 0 {
         if negated {
-            return None;
+            return Some(AttributeValue { attribute, value: None });
         }
         tokens[tokens.len().saturating_sub(object_len)..].join(" ")
     } else {
@@ -65,7 +69,7 @@ pub fn attribute_value_of(fact: &str) -> Option<AttributeValue> {
         tokens.get(subject_len..).filter(|rest| !rest.is_empty())?.join(" ")
     };
     let value = trim_trailing_punctuation(&value).to_owned();
-    (!value.is_empty()).then_some(AttributeValue { attribute, value })
+    (!value.is_empty()).then_some(AttributeValue { attribute, value: Some(value) })
 }
 
 /// How many words of the predicate name a named attribute, before its value: 1 for "is" in
@@ -260,12 +264,14 @@ mod tests {
     #[track_caller]
     fn check_value(fact: &str, expected: Option<(&str, &str)>) {
         let found = attribute_value_of(fact);
-        let found = found.as_ref().map(|found| (found.attribute.as_str(), found.value.as_str()));
+        let found = found.as_ref().and_then(|found| Some((found.attribute.as_str(), found.value.as_deref()?)));
         assert_eq!(found, expected, "attribute and value of {fact:?}");
     }
 
     #[test]
     fn reads_the_value_a_fact_sets() {
+        let denial = attribute_value_of("User no longer lives in Berlin");
+        assert_eq!(denial, Some(AttributeValue { attribute: "residence".to_owned(), value: None }));
         check_value("User's name is Maria", Some(("name", "Maria")));
         check_value("User is called Maria Schmidt.", Some(("name", "Maria Schmidt")));
         check_value("User is 34 years old", Some(("age", "34 years old")));

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use contextiq_core::generation::{DirectFact, GenerateRequest, GenerationConfig, Source};
 use contextiq_core::memory::{MemoryFilter, MemoryPatch, MemorySnapshot, NewMemory};
-use contextiq_core::{Memory, ProfileAttribute, Revision, Scope, ScoredMemory};
+use contextiq_core::{Memory, MemoryQuery, ProfileAttribute, Recency, Revision, Scope, ScoredMemory};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -60,6 +60,10 @@ pub struct CreateMemoryRequest {
     pub ttl_seconds: Option<i64>,
     /// In the future, at most ten years ahead; not with `ttl_seconds`.
     pub expires_at: Option<DateTime<Utc>>,
+    /// When the fact was said, for facts of older conversations (not in the future; default:
+    /// now). Search filters by it (`said_after`, `said_before`) and weighs by it
+    /// (`recency_weight`).
+    pub said_at: Option<DateTime<Utc>>,
     /// Run the fact through consolidation (duplicate detection, updates) as a job instead of
     /// adding it as is: the answer is then 202 with the job. Takes `fact`, `topic`,
     /// `confidence` and `ttl_seconds` only.
@@ -87,6 +91,8 @@ pub struct UpdateMemoryRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// When the fact was said; not in the future.
+    pub said_at: Option<DateTime<Utc>>,
 }
 
 fn fact_schema() -> utoipa::openapi::Object {
@@ -124,6 +130,9 @@ pub struct SearchFilter {
     pub created_before: Option<DateTime<Utc>>,
     pub updated_after: Option<DateTime<Utc>>,
     pub updated_before: Option<DateTime<Utc>>,
+    /// Memories said after this time (`said_at`).
+    pub said_after: Option<DateTime<Utc>>,
+    pub said_before: Option<DateTime<Utc>>,
 }
 
 impl From<SearchFilter> for MemoryFilter {
@@ -135,6 +144,8 @@ impl From<SearchFilter> for MemoryFilter {
             created_before: filter.created_before,
             updated_after: filter.updated_after,
             updated_before: filter.updated_before,
+            said_after: filter.said_after,
+            said_before: filter.said_before,
         }
     }
 }
@@ -152,6 +163,14 @@ pub struct SearchRequest {
     #[serde(default, deserialize_with = "crate::extract::integer")]
     pub top_k: Option<u32>,
     pub filter: Option<SearchFilter>,
+    /// From 0 (default: relevance alone) to 1 (recency alone): how much a memory said recently
+    /// outranks an older one among the matches. Each result's score is then
+    /// `(1 - w) * relevance + w * 0.5^(age / half-life)`, its age counted from `said_at`.
+    #[schema(minimum = 0, maximum = 1)]
+    pub recency_weight: Option<f64>,
+    /// The age, in days, at which recency halves (default 30; at most 36,525).
+    #[schema(exclusive_minimum = 0, maximum = 36_525)]
+    pub recency_half_life_days: Option<f64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -165,6 +184,9 @@ pub struct MemoryBody {
     pub source_event_ids: Vec<Uuid>,
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
+    /// When it was said: the conversation turn a generated memory's current value comes
+    /// from, the time a client gave, or else `created_at`.
+    pub said_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -181,6 +203,7 @@ impl From<Memory> for MemoryBody {
             source_session_id: memory.source_session_id,
             source_event_ids: memory.source_event_ids,
             metadata: memory.metadata,
+            said_at: memory.said_at,
             created_at: memory.created_at,
             updated_at: memory.updated_at,
             expires_at: memory.expires_at,
@@ -255,6 +278,9 @@ pub struct ListMemoriesQuery {
     pub created_before: Option<DateTime<Utc>>,
     pub updated_after: Option<DateTime<Utc>>,
     pub updated_before: Option<DateTime<Utc>>,
+    /// Memories said after this time (`said_at`).
+    pub said_after: Option<DateTime<Utc>>,
+    pub said_before: Option<DateTime<Utc>>,
     /// 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
@@ -334,6 +360,7 @@ pub async fn create_memory(
         metadata: request.metadata.unwrap_or_default(),
         ttl_seconds: request.ttl_seconds,
         expires_at: request.expires_at,
+        said_at: request.said_at,
     };
     let memory = state.memories.create(&principal.access, &principal.actor(), new, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(MemoryBody::from(memory))).into_response())
@@ -350,6 +377,7 @@ async fn consolidate_memory(
         ("source_event_ids", !request.source_event_ids.is_empty()),
         ("metadata", request.metadata.is_some()),
         ("expires_at", request.expires_at.is_some()),
+        ("said_at", request.said_at.is_some()),
     ];
     if let Some((field, _)) = unsupported.iter().find(|(_, given)| *given) {
         return Err(ApiError::Domain(contextiq_core::Error::validation(
@@ -398,6 +426,8 @@ pub async fn list_memories(
         created_before: query.created_before,
         updated_after: query.updated_after,
         updated_before: query.updated_before,
+        said_after: query.said_after,
+        said_before: query.said_before,
     };
     let cursor = query.cursor.as_deref().map(decode_page_cursor).transpose()?;
     let limit = query.limit.unwrap_or(20);
@@ -465,6 +495,7 @@ pub async fn update_memory(
         metadata: request.metadata,
         ttl_seconds: request.ttl_seconds,
         expires_at: request.expires_at,
+        said_at: request.said_at,
     };
     let memory = state.memories.update(&principal.access, &principal.actor(), id, patch, state.clock.now()).await?;
     Ok(Json(MemoryAnswer::to(&principal, memory)))
@@ -522,13 +553,27 @@ pub async fn search_memories(
     Authorized(principal, _): Authorized<MemoryRead>,
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let filter: MemoryFilter = request.filter.unwrap_or_default().into();
-    let top_k = request.top_k.unwrap_or(10);
-    let found = state
-        .memories
-        .search(&principal.access, &request.scope, &request.search_query, top_k, &filter, state.clock.now())
-        .await?;
+    let search = MemoryQuery {
+        text: request.search_query,
+        top_k: request.top_k.unwrap_or(10),
+        filter: request.filter.unwrap_or_default().into(),
+        recency: recency(request.recency_weight, request.recency_half_life_days)?,
+    };
+    let found = state.memories.search(&principal.access, &request.scope, &search, state.clock.now()).await?;
     let results =
         found.into_iter().map(|ScoredMemory { memory, score }| SearchResult { memory: memory.into(), score }).collect();
     Ok(Json(SearchResponse { results }))
+}
+
+/// A search's recency weighting: none without a weight; a half-life alone is a mistake.
+pub(crate) fn recency(weight: Option<f64>, half_life_days: Option<f64>) -> Result<Option<Recency>, ApiError> {
+    match (weight, half_life_days) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => {
+            Err(ApiError::Domain(contextiq_core::Error::validation("recency_half_life_days", "needs recency_weight")))
+        }
+        (Some(weight), half_life_days) => {
+            Ok(Some(Recency { weight, half_life_days: half_life_days.unwrap_or(Recency::DEFAULT_HALF_LIFE_DAYS) }))
+        }
+    }
 }

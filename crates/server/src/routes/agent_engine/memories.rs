@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use contextiq_core::engine::id_for_name;
 use contextiq_core::memory::{MemoryPatch, NewMemory};
-use contextiq_core::{Memory, MemoryFilter, PageCursor, Permission, Revision, RevisionAction};
+use contextiq_core::{Memory, MemoryFilter, MemoryQuery, PageCursor, Permission, Revision, RevisionAction};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -135,6 +135,7 @@ pub async fn create(memory: &MemoryState, mut call: Call) -> Result<Value, ApiEr
         metadata,
         ttl_seconds: message.ttl,
         expires_at: message.expire_time,
+        said_at: None,
     };
     let created = memory.memories.create(&call.access, &call.actor(), new, call.now).await?;
     let resource = render(&call.engine, &created);
@@ -422,9 +423,7 @@ pub async fn retrieve(memory: &MemoryState, mut call: Call) -> Result<Value, Api
                     .search(
                         &call.access,
                         &scope,
-                        &search.search_query,
-                        MAX_TOP_K as u32,
-                        &MemoryFilter::default(),
+                        &MemoryQuery::new(search.search_query.as_str(), MAX_TOP_K as u32),
                         call.now,
                     )
                     .await
