@@ -19,7 +19,7 @@ use super::{
     Neighbour, Verdict,
 };
 use crate::embed::cosine;
-use crate::grammar::{attribute_of, normalise};
+use crate::grammar::{attribute_of, content_words, normalise};
 use crate::memory::{MemorySnapshot, MemoryStore, Revision, RevisionAction, scope_key};
 use crate::{Memory, Result};
 
@@ -440,16 +440,14 @@ fn denied_fact(fact: &str) -> Option<String> {
     fact.contains(" no longer ").then(|| fact.replacen(" no longer", "", 1))
 }
 
-/// Whether a forget request names `fact`: every word of the request (but the subject) is a
-/// word of the fact. "User's address" names "User's address is 12 Main St"; "User's ex" does
-/// not name "User's experience with Rust".
+/// Whether a forget request names `fact`: every content word of the request (but the subject)
+/// is one of the fact's. "User's address" names "User's address is 12 Main St", "User's dog is
+/// called Biscuit" names "User has a dog called Biscuit"; "User's ex" does not name "User's
+/// experience with Rust".
 fn names(request: &str, fact: &str) -> bool {
-    let subject = |word: &&str| !matches!(*word, "user" | "users");
-    let request = normalise(request);
-    let fact = normalise(fact);
-    let fact_words: std::collections::HashSet<&str> = fact.split_whitespace().collect();
-    let mut request_words = request.split_whitespace().filter(subject).peekable();
-    request_words.peek().is_some() && request_words.all(|word| fact_words.contains(word))
+    let fact_words: std::collections::HashSet<String> = content_words(fact).into_iter().collect();
+    let mut request_words = content_words(request).into_iter().filter(|word| word != "user").peekable();
+    request_words.peek().is_some() && request_words.all(|word| fact_words.contains(&word))
 }
 
 fn ttl(seconds: Option<i64>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {

@@ -7,6 +7,7 @@ use super::lexicon::{
     FILLER_PREFIXES, FORGET_PHRASES, FORGET_VAGUE, FORGET_VAGUE_PHRASES, INTENSIFIERS, PASSING_STATES,
     REMEMBER_PHRASES, REMEMBER_VAGUE, REQUEST_PREFIXES, STATE_TAIL, SUBORDINATORS, TRAILERS,
 };
+use super::narration::as_first_person;
 use super::person::{is_first_person_subject, third_person};
 use super::phrasing::{name_or_age, shared_plan_as_first_person, tidy};
 use super::sentences::lead_in_len;
@@ -20,7 +21,7 @@ use super::{EXPLICIT_INSTRUCTIONS, Finding, FindingKind, PERSONAL_INFO, PREFEREN
 const EXPLICIT_CONFIDENCE: f64 = 0.95;
 
 pub(super) fn read_clause(tokens: Vec<String>, is_question: bool) -> Option<Finding> {
-    let tokens = trim_clause(tokens);
+    let tokens = as_first_person(trim_clause(tokens));
     if tokens.is_empty() {
         return None;
     }

@@ -51,6 +51,7 @@ mod clauses;
 mod dates;
 mod facts;
 mod lexicon;
+mod narration;
 mod person;
 mod phrasing;
 mod sentences;

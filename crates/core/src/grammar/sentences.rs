@@ -17,6 +17,12 @@ pub(super) fn split_sentences(content: &str) -> Vec<Sentence> {
     let mut idx = 0;
     while idx < chars.len() {
         let ch = chars[idx];
+        // "I joined a club - it's great": a dash between words parts two sentences.
+        if is_dash_break(&chars, idx) {
+            finish_sentence(&mut sentences, &mut current, false);
+            idx += 1;
+            continue;
+        }
         let ends_sentence = if ch == '.' { dot_ends_sentence(&chars, idx, &current) } else { is_terminator(ch) };
         if !ends_sentence {
             current.push(ch);
@@ -36,6 +42,16 @@ pub(super) fn split_sentences(content: &str) -> Vec<Sentence> {
     }
     finish_sentence(&mut sentences, &mut current, false);
     sentences
+}
+
+/// An em dash anywhere, or a hyphen or en dash with space on both sides (not "well-known").
+fn is_dash_break(chars: &[char], idx: usize) -> bool {
+    let spaced = |at: Option<usize>| at.and_then(|at| chars.get(at)).is_some_and(|ch| ch.is_whitespace());
+    match chars[idx] {
+        '\u{2014}' => true,
+        '-' | '\u{2013}' => spaced(idx.checked_sub(1)) && spaced(Some(idx + 1)),
+        _ => false,
+    }
 }
 
 fn is_terminator(ch: char) -> bool {
