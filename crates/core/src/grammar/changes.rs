@@ -10,7 +10,8 @@ use super::words::{is_adverb, starts_with_phrase, words};
 pub(super) fn restate(tokens: &[String], lower: &[String]) -> Vec<String> {
     let restated = no_longer_form(tokens, lower)
         .or_else(|| changed_possession_form(tokens, lower))
-        .or_else(|| moved_to_form(tokens, lower));
+        .or_else(|| moved_to_form(tokens, lower))
+        .or_else(|| new_job_form(tokens, lower));
     match restated {
         Some(tokens) => third_person(&tokens),
         None if lower.first().is_some_and(|word| word == "my") => {
@@ -71,6 +72,28 @@ fn perfect_verb_idx(lower: &[String]) -> Option<usize> {
         idx += 1;
     }
     (idx < lower.len()).then_some(idx)
+}
+
+/// "I just started a new job as a teacher" -> "I work as a teacher"; "I got a job at Acme" -> "I
+/// work at Acme": the job the user has now.
+fn new_job_form(tokens: &[String], lower: &[String]) -> Option<Vec<String>> {
+    let verb_idx = perfect_verb_idx(lower)?;
+    if !matches!(lower[verb_idx].as_str(), "started" | "got" | "found" | "landed" | "began" | "took") {
+        return None;
+    }
+    let mut idx = verb_idx + 1;
+    if matches!(lower.get(idx)?.as_str(), "a" | "my") {
+        idx += 1;
+    }
+    if lower.get(idx)? == "new" {
+        idx += 1;
+    }
+    if lower.get(idx)? != "job" || !matches!(lower.get(idx + 1)?.as_str(), "as" | "at") || lower.len() < idx + 3 {
+        return None;
+    }
+    let mut restated = words(&["I", "work"]);
+    restated.extend_from_slice(&tokens[idx + 1..]);
+    Some(restated)
 }
 
 /// "I changed my email to x" -> "my email is x".

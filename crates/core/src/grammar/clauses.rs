@@ -210,6 +210,9 @@ fn read_statement(tokens: &[String], lower: &[String]) -> Option<Finding> {
         None => (tokens, lower),
     };
     let first = lower[0].as_str();
+    if first == "my" && reports_an_opinion(lower) {
+        return None;
+    }
     let fact_tokens = if first == "my" {
         // "My wife and I live here" is about both of them; the rewrite would garble it.
         if lower.windows(2).any(|pair| pair[0] == "and" && (pair[1] == "i" || pair[1] == "me")) {
@@ -230,6 +233,20 @@ fn read_statement(tokens: &[String], lower: &[String]) -> Option<Finding> {
     Some(Finding { fact, kind: FindingKind::Assert, topic, confidence })
 }
 
+/// "My manager thinks I should ...", "my mum says ...": what someone else thinks or says, which
+/// is theirs to hold, not a fact about the user.
+fn reports_an_opinion(lower: &[String]) -> bool {
+    lower
+        .iter()
+        .skip(1)
+        .take(4)
+        .any(|word| matches!(word.as_str(), "thinks" | "think" | "says" | "said" | "believes" | "feels" | "reckons"))
+}
+
+/// What a standing "don't" asks the assistant not to do: "please don't suggest dairy".
+const ASSISTANT_ACTIONS: &[&str] =
+    &["suggest", "recommend", "mention", "use", "send", "show", "include", "offer", "book", "schedule", "call"];
+
 /// "Always answer in French", "I'd like you to never use emoji": how the user wants the assistant
 /// to behave from now on, which is a preference rather than a request about this conversation.
 fn standing_request(tokens: &[String], lower: &[String]) -> Option<Finding> {
@@ -238,6 +255,15 @@ fn standing_request(tokens: &[String], lower: &[String]) -> Option<Finding> {
         .find(|prefix| starts_with_phrase(lower, prefix))
         .map_or(0, phrase_len);
     let adverb = lower.get(prefix_len)?;
+    // "Please don't suggest dairy": a standing "never" when it is about what the assistant offers.
+    if matches!(adverb.as_str(), "don't" | "dont")
+        && lower.get(prefix_len + 1).is_some_and(|verb| ASSISTANT_ACTIONS.contains(&verb.as_str()))
+        && tokens.len() >= prefix_len + 3
+    {
+        let request = finish_fact(&tokens[prefix_len + 1..]);
+        let fact = format!("User wants the assistant to not {request}");
+        return Some(Finding { fact, kind: FindingKind::Assert, topic: PREFERENCES, confidence: 0.85 });
+    }
     if !matches!(adverb.as_str(), "always" | "never") || tokens.len() < prefix_len + 3 {
         return None;
     }

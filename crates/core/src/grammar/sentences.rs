@@ -99,10 +99,13 @@ pub(super) fn split_clauses(sentence: &str) -> Vec<Vec<String>> {
     let mut clauses = Vec::new();
     let mut start = 0;
     for idx in 1..tokens.len() {
-        if !is_first_person_subject(&lower[idx]) {
+        let after_conjunction = idx - 1 > start && CLAUSE_CONJUNCTIONS.contains(&lower[idx - 1].as_str());
+        // "I'm learning Spanish because my partner is from Madrid": a clause of its own about
+        // someone the user knows.
+        let about_theirs = after_conjunction && lower[idx] == "my" && stands_alone(&lower[idx..]);
+        if !is_first_person_subject(&lower[idx]) && !about_theirs {
             continue;
         }
-        let after_conjunction = idx - 1 > start && CLAUSE_CONJUNCTIONS.contains(&lower[idx - 1].as_str());
         let after_comma = tokens[idx - 1].ends_with(',');
         if !after_conjunction && !after_comma {
             continue;
@@ -110,7 +113,8 @@ pub(super) fn split_clauses(sentence: &str) -> Vec<Vec<String>> {
         let cut = if after_conjunction { idx - 1 } else { idx };
         if cut > start && stands_alone(&lower[start..cut]) {
             clauses.push(tokens[start..cut].to_vec());
-            start = cut;
+            // The conjunction before "my" only joined the clauses ("because my partner ...").
+            start = if about_theirs { idx } else { cut };
         }
     }
     clauses.push(tokens[start..].to_vec());
