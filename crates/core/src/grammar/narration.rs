@@ -10,6 +10,7 @@ use super::words::{bare, is_adverb, is_past, lower_words};
 /// `tokens` as a first-person statement when they tell one in another order; else unchanged.
 pub(super) fn as_first_person(tokens: Vec<String>) -> Vec<String> {
     let tokens = time_phrase_moved_to_end(tokens);
+    let tokens = value_now(tokens);
     let lower = lower_words(&tokens);
     if let Some(told) = we_as_i(&tokens, &lower) {
         return told;
@@ -18,6 +19,37 @@ pub(super) fn as_first_person(tokens: Vec<String>) -> Vec<String> {
         // The verb moves into the middle of the sentence, so it loses its capital.
         Some(subject) => std::iter::once(subject.to_owned()).chain(lowercase_first(tokens)).collect(),
         None => tokens,
+    }
+}
+
+/// "My favourite band used to be Coldplay, but now it's Radiohead" -> "My favourite band is
+/// Radiohead": the value it has now.
+fn value_now(tokens: Vec<String>) -> Vec<String> {
+    let lower = lower_words(&tokens);
+    let bare_lower: Vec<String> = lower.iter().map(|word| bare(word)).collect();
+    let Some(used_idx) = bare_lower.windows(3).position(|window| window == ["used", "to", "be"]) else {
+        return tokens;
+    };
+    let now_value = (used_idx + 3..bare_lower.len()).find_map(|idx| {
+        let rest: Vec<&str> = bare_lower[idx..].iter().map(String::as_str).collect();
+        match rest.as_slice() {
+            ["but", "now", "it's" | "its", _, ..] | ["now", "it's" | "its", _, ..] => {
+                Some(idx + rest.iter().position(|word| matches!(*word, "it's" | "its")).unwrap_or(0) + 1)
+            }
+            ["but", "now", "it", "is", _, ..] | ["now", "it", "is", _, ..] => {
+                Some(idx + rest.iter().position(|word| *word == "is").unwrap_or(0) + 1)
+            }
+            _ => None,
+        }
+    });
+    match now_value {
+        Some(value_idx) if used_idx > 0 => {
+            let mut told = tokens[..used_idx].to_vec();
+            told.push("is".to_owned());
+            told.extend(tokens[value_idx..].iter().filter(|token| bare(token) != "now").cloned());
+            told
+        }
+        _ => tokens,
     }
 }
 
@@ -215,6 +247,15 @@ mod tests {
         assert_eq!(told("Made me smile"), "Made me smile");
         assert_eq!(told("Thought so too"), "Thought so too");
         assert_eq!(told("Sounds great to me"), "Sounds great to me");
+    }
+
+    #[test]
+    fn a_value_that_changed_is_the_one_it_has_now() {
+        assert_eq!(
+            told("My favourite band used to be Coldplay, but now it's Radiohead"),
+            "My favourite band is Radiohead"
+        );
+        assert_eq!(told("My car used to be red"), "My car used to be red");
     }
 
     #[test]

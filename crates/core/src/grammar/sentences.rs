@@ -1,5 +1,6 @@
 //! Splitting a message into sentences, and a sentence into clauses.
 
+use super::facts::is_verb_form;
 use super::lexicon::{ABBREVIATIONS, CLAUSE_CONJUNCTIONS, LEAD_INS, TITLES};
 use super::person::is_first_person_subject;
 use super::words::{lower_words, phrase_len, starts_with_phrase};
@@ -99,7 +100,13 @@ pub(super) fn split_clauses(sentence: &str) -> Vec<Vec<String>> {
     let mut clauses = Vec::new();
     let mut start = 0;
     for idx in 1..tokens.len() {
-        let after_conjunction = idx - 1 > start && CLAUSE_CONJUNCTIONS.contains(&lower[idx - 1].as_str());
+        // "but now I live in Rome": a time word may stand between the conjunction and "I".
+        let conjunction_idx = match lower[idx - 1].as_str() {
+            "now" | "then" | "also" | "still" if idx >= 2 => idx - 2,
+            _ => idx - 1,
+        };
+        let after_conjunction =
+            conjunction_idx > start && CLAUSE_CONJUNCTIONS.contains(&lower[conjunction_idx].as_str());
         // "I'm learning Spanish because my partner is from Madrid": a clause of its own about
         // someone the user knows.
         let about_theirs = after_conjunction && lower[idx] == "my" && stands_alone(&lower[idx..]);
@@ -110,7 +117,7 @@ pub(super) fn split_clauses(sentence: &str) -> Vec<Vec<String>> {
         if !after_conjunction && !after_comma {
             continue;
         }
-        let cut = if after_conjunction { idx - 1 } else { idx };
+        let cut = if after_conjunction { conjunction_idx } else { idx };
         if cut > start && stands_alone(&lower[start..cut]) {
             clauses.push(tokens[start..cut].to_vec());
             // The conjunction before "my" only joined the clauses ("because my partner ...").
@@ -119,7 +126,32 @@ pub(super) fn split_clauses(sentence: &str) -> Vec<Vec<String>> {
     }
     clauses.push(tokens[start..].to_vec());
     clauses.retain(|clause| !clause.is_empty());
-    clauses
+    clauses.into_iter().flat_map(|clause| split_at_pronoun(&clause)).collect()
+}
+
+/// "My sister lives in Toronto and she's a dentist" -> "My sister lives in Toronto", "My sister
+/// is a dentist": a clause about someone the user knows, continued with a pronoun for them.
+fn split_at_pronoun(tokens: &[String]) -> Vec<Vec<String>> {
+    let lower = lower_words(tokens);
+    let whole = vec![tokens.to_vec()];
+    if lower.first().is_none_or(|first| first != "my") {
+        return whole;
+    }
+    let Some(verb_idx) = (1..lower.len()).find(|&idx| is_verb_form(&lower[idx])) else { return whole };
+    let Some(pronoun_idx) = (verb_idx + 2..lower.len())
+        .find(|&idx| lower[idx - 1] == "and" && matches!(lower[idx].as_str(), "she's" | "he's" | "she" | "he"))
+    else {
+        return whole;
+    };
+    if pronoun_idx + 1 >= lower.len() {
+        return whole;
+    }
+    let mut continued: Vec<String> = tokens[..verb_idx].to_vec();
+    if lower[pronoun_idx].ends_with("'s") {
+        continued.push("is".to_owned());
+    }
+    continued.extend_from_slice(&tokens[pronoun_idx + 1..]);
+    vec![tokens[..pronoun_idx - 1].to_vec(), continued]
 }
 
 fn stands_alone(lower: &[String]) -> bool {
