@@ -984,12 +984,7 @@ impl SessionService {
             ForkPoint::Latest => source.event_count,
             ForkPoint::Seq(seq) => check_seq("at_seq", *seq, source.event_count)?,
             ForkPoint::Invocation(invocation_id) => {
-                check_text("invocation_id", invocation_id, true)?;
-                self.store
-                    .invocation_span(&access.org_id, session_id, invocation_id, now)
-                    .await?
-                    .ok_or_else(|| Error::validation("invocation_id", "the session has no event of this invocation"))?
-                    .1
+                self.span_of("invocation_id", &access.org_id, session_id, invocation_id, now).await?.1
             }
         };
         let metadata = request.metadata.unwrap_or_else(|| source.metadata.clone());
@@ -1018,6 +1013,40 @@ impl SessionService {
         self.store.fork_session(&access.org_id, session_id, through_seq, fork, now).await
     }
 
+    /// The first and last seq of an invocation's events, checked as the request's `field`.
+    async fn span_of(
+        &self,
+        field: &str,
+        org: &OrgId,
+        session_id: Uuid,
+        invocation_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, i64)> {
+        check_text(field, invocation_id, true)?;
+        self.store
+            .invocation_span(org, session_id, invocation_id, now)
+            .await?
+            .ok_or_else(|| Error::validation(field, "the session has no event of this invocation"))
+    }
+
+    /// The rewind to before an invocation, as an event of a session within reach records it
+    /// (ADK appends its rewinds as events); `None` when the session has no event of it.
+    pub async fn rewind_before(
+        &self,
+        access: &Access,
+        session_id: Uuid,
+        invocation_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Rewind>> {
+        self.get(access, session_id, false, now).await?;
+        let span = self.store.invocation_span(&access.org_id, session_id, invocation_id, now).await?;
+        Ok(span.map(|(first, _)| Rewind {
+            to_seq: first - 1,
+            before_invocation_id: Some(invocation_id.to_owned()),
+            state: None,
+        }))
+    }
+
     /// Takes the session back to how it was at `target`, as ADK's rewind does: appends a
     /// rewind event that restores the state of that point and takes the events between out of
     /// the conversation (context assembly and compaction skip them); nothing is deleted.
@@ -1037,11 +1066,8 @@ impl SessionService {
                 (to_seq, next.into_iter().next().and_then(|event| event.invocation_id))
             }
             RewindTarget::BeforeInvocation(invocation_id) => {
-                check_text("before_invocation_id", &invocation_id, true)?;
                 let (first, _) =
-                    self.store.invocation_span(&access.org_id, session_id, &invocation_id, now).await?.ok_or_else(
-                        || Error::validation("before_invocation_id", "the session has no event of this invocation"),
-                    )?;
+                    self.span_of("before_invocation_id", &access.org_id, session_id, &invocation_id, now).await?;
                 (first - 1, Some(invocation_id))
             }
         };

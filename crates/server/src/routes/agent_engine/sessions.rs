@@ -263,16 +263,10 @@ pub async fn append_event(state: &AppState, mut call: Call, id: &str) -> Result<
     // ADK's rewind (`Runner.rewind_async`) arrives as an event whose raw form names the
     // invocation it goes back before: stored as a rewind, so context assembly and compaction
     // leave the rewound events out as ADK does.
-    if let Some(invocation_id) = rewind_target(&event) {
-        let span =
-            state.sessions.store().invocation_span(&call.access.org_id, session_id, &invocation_id, call.now).await?;
-        if let Some((first, _)) = span {
-            event.kind = EventKind::Rewind(contextiq_core::Rewind {
-                to_seq: first - 1,
-                before_invocation_id: Some(invocation_id),
-                state: None,
-            });
-        }
+    if let Some(invocation_id) = rewind_target(&event)
+        && let Some(rewind) = state.sessions.rewind_before(&call.access, session_id, &invocation_id, call.now).await?
+    {
+        event.kind = EventKind::Rewind(rewind);
     }
     state.sessions.append(&call.access, session_id, vec![event], call.now).await?;
     Ok(json!({}))
