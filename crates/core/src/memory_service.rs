@@ -390,7 +390,10 @@ impl MemoryService {
         let query_vector = self.query_vector(&access.org_id, query).await?;
         record_stage("embed", started);
         let started = Instant::now();
-        let lexical = self.store.lexical_candidates(&access.org_id, key, query, n_candidates, now).await?;
+        // Function and question words match nearly everything; what is left says what to find.
+        let keywords = crate::grammar::keywords(query);
+        let lexical_query = if keywords.is_empty() { query.to_owned() } else { keywords.join(" ") };
+        let lexical = self.store.lexical_candidates(&access.org_id, key, &lexical_query, n_candidates, now).await?;
         record_stage("lexical", started);
         let started = Instant::now();
         let semantic = self.store.vector_candidates(&access.org_id, key, &query_vector, n_candidates).await?;

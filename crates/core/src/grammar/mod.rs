@@ -62,7 +62,7 @@ mod tests;
 
 pub use attributes::{attribute_of, attribute_value_of};
 pub use dates::resolve_dates;
-pub use words::{content_words, normalise};
+pub use words::{content_words, keywords, normalise};
 
 use clauses::read_clause;
 use sentences::{split_clauses, split_sentences};

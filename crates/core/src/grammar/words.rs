@@ -17,6 +17,20 @@ pub fn normalise(fact: &str) -> String {
     spaced.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The words of `text` that carry meaning, as written and in order: a search's keywords.
+pub fn keywords(text: &str) -> Vec<&str> {
+    text.split(|ch: char| !ch.is_alphanumeric() && !is_apostrophe(ch))
+        .filter(|word| {
+            let word = bare(word);
+            !word.is_empty() && !is_function_word(&word) && !QUESTION_WORDS.contains(&word.as_str())
+        })
+        .collect()
+}
+
+/// Words that ask rather than say: a query's "what did ... do" names nothing to look for.
+const QUESTION_WORDS: &[&str] =
+    &["what", "when", "where", "who", "whom", "whose", "which", "why", "how", "did", "does", "do"];
+
 /// Lowercase, stemmed words that carry meaning: "User's two cats" -> ["two", "cat"].
 pub fn content_words(text: &str) -> Vec<String> {
     text.split(|ch: char| !ch.is_alphanumeric() && !is_apostrophe(ch))
@@ -132,6 +146,13 @@ pub(super) fn standard_spelling(lower: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_s_keywords_leave_out_what_asks() {
+        assert_eq!(keywords("What did Caroline research?"), ["Caroline", "research"]);
+        assert_eq!(keywords("When is the user's flight to Tokyo"), ["flight", "Tokyo"], "\"user\" is in every fact");
+        assert!(keywords("what is it?").is_empty());
+    }
 
     #[test]
     fn normalises_for_exact_duplicates() {
