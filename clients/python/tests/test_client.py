@@ -85,7 +85,7 @@ def test_bodies_and_queries() -> None:
 
 def test_update_sends_only_what_is_given() -> None:
     memory = {"id": "m1", "scope": {"user_id": "u1"}, "fact": "f", "confidence": 1.0, "source_event_ids": [],
-              "metadata": {}, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}
+              "metadata": {}, "said_at": "2026-01-01T00:00:00Z", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}
     transport, requests = _capture(memory)
     with contextiq.ContextIQ(base_url="http://sdk.test", transport=transport) as client:
         client.memories.update("m1", topic=None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import httpx
 import pytest
 
@@ -109,6 +111,40 @@ def test_search(client: contextiq.ContextIQ, user: str) -> None:
                                                              "created_after": peanuts.created_at})
     assert [m.fact for m in topical.memories] == ["Favourite city is Lisbon"]
     assert client.memories.search({"user_id": unique("empty")}, "peanuts").results == []
+
+
+def test_said_at_filters_and_recency(client: contextiq.ContextIQ, user: str) -> None:
+    scope = {"user_id": user}
+    old = client.memories.create(scope, "User's favourite tea is green tea", said_at="2020-03-01T08:00:00Z")
+    assert old.said_at == datetime(2020, 3, 1, 8, tzinfo=timezone.utc) and old.created_at > old.said_at
+    new = client.memories.create(scope, "User's favourite tea is black tea")
+    assert new.said_at == new.created_at
+    assert [m.id for m in client.memories.list(scope, said_before="2021-01-01T00:00:00Z")] == [old.id]
+    assert [m.id for m in client.memories.iter(scope, said_after=datetime(2021, 1, 1, tzinfo=timezone.utc))] == [new.id]
+    later = client.memories.search(scope, "green tea", filter={"said_after": "2021-01-01T00:00:00Z"})
+    assert [r.memory.id for r in later] == [new.id]
+    assert client.memories.search(scope, "green tea")[0].memory.id == old.id
+    recent = client.memories.search(scope, "green tea", recency_weight=0.9)
+    assert [r.memory.id for r in recent] == [new.id, old.id]
+    slow = client.memories.search(scope, "green tea", recency_weight=0.3, recency_half_life_days=36525)
+    assert slow[0].memory.id == old.id
+    moved = client.memories.update(old.id, said_at="2019-05-05T05:05:05Z")
+    assert isinstance(moved, Memory) and moved.said_at == datetime(2019, 5, 5, 5, 5, 5, tzinfo=timezone.utc)
+    with pytest.raises(contextiq.ValidationError) as refused:
+        client.memories.search(scope, "tea", recency_half_life_days=7)
+    assert refused.value.field == "recency_half_life_days"
+
+
+async def test_async_said_at_and_recency(aclient: contextiq.AsyncContextIQ, user: str) -> None:
+    scope = {"user_id": user}
+    old = await aclient.memories.create(scope, "User plays the cello", said_at="2020-03-01T08:00:00Z")
+    new = await aclient.memories.create(scope, "User plays the violin")
+    listed = await aclient.memories.list(scope, said_before="2021-01-01T00:00:00Z")
+    assert [m.id for m in listed] == [old.id]
+    recent = await aclient.memories.search(scope, "cello", recency_weight=0.9)
+    assert [r.memory.id for r in recent][0] == new.id
+    moved = await aclient.memories.update(old.id, said_at="2019-05-05T05:05:05Z")
+    assert isinstance(moved, Memory) and moved.said_at.year == 2019
 
 
 def test_profile(client: contextiq.ContextIQ, user: str) -> None:

@@ -12,7 +12,7 @@ from contextiq._models import parse_datetime
 MEMORY = {
     "id": "0198c1a2-0000-7000-8000-000000000001", "scope": {"user_id": "u1"}, "fact": "Likes tea",
     "topic": None, "confidence": 0.9, "source_session_id": None, "source_event_ids": [], "metadata": {"a": 1},
-    "created_at": "2026-12-05T13:14:19.307431Z", "updated_at": "2026-12-05T13:14:19.307431Z", "expires_at": None,
+    "said_at": "2026-12-01T09:00:00Z", "created_at": "2026-12-05T13:14:19.307431Z", "updated_at": "2026-12-05T13:14:19.307431Z", "expires_at": None,
 }
 
 

@@ -456,6 +456,8 @@ export interface MemoryBody {
   source_session_id?: string | null;
   source_event_ids: string[];
   metadata: JsonObject;
+  /** When the fact was said: its conversation turn, the time a client gave, else `created_at`. */
+  said_at: string;
   created_at: string;
   updated_at: string;
   expires_at?: string | null;
@@ -476,6 +478,8 @@ export interface CreateMemoryRequest {
   ttl_seconds?: number | null;
   /** In the future, at most ten years ahead; not with `ttl_seconds`. */
   expires_at?: DateTimeInput | null;
+  /** When the fact was said, for facts of older conversations (not in the future; default: now; not with `consolidate`). */
+  said_at?: DateTimeInput | null;
   /**
    * Run the fact through consolidation (duplicate detection, updates) as a job instead of
    * adding it as is: the answer is then the job (202). Takes `fact`, `topic`, `confidence`
@@ -493,6 +497,8 @@ export interface UpdateMemoryRequest {
   metadata?: JsonObject | null;
   ttl_seconds?: number | null;
   expires_at?: DateTimeInput | null;
+  /** When the fact was said; not in the future. */
+  said_at?: DateTimeInput | null;
 }
 
 /** The answer of an update or a restore (`MemoryAnswer`). */
@@ -513,6 +519,9 @@ export interface ListMemoriesParams {
   created_before?: DateTimeInput;
   updated_after?: DateTimeInput;
   updated_before?: DateTimeInput;
+  /** Memories said after this time (`said_at`). */
+  said_after?: DateTimeInput;
+  said_before?: DateTimeInput;
   /** 1 to 100 (default 20). */
   limit?: number;
   /** The `next_cursor` of the previous page. */
@@ -559,6 +568,9 @@ export interface SearchFilter {
   created_before?: DateTimeInput | null;
   updated_after?: DateTimeInput | null;
   updated_before?: DateTimeInput | null;
+  /** Memories said after this time (`said_at`). */
+  said_after?: DateTimeInput | null;
+  said_before?: DateTimeInput | null;
 }
 
 /** The body of `POST /api/v1/memories/search` (`SearchRequest`). */
@@ -569,6 +581,13 @@ export interface SearchRequest {
   /** 1 to 100 (default 10). */
   top_k?: number | null;
   filter?: SearchFilter | null;
+  /**
+   * From 0 (default: relevance alone) to 1: how much a memory said recently outranks an older
+   * match; a score becomes `(1 - w) * relevance + w * 0.5^(age / recency_half_life_days)`.
+   */
+  recency_weight?: number | null;
+  /** The age in days at which recency halves (default 30; at most 36,525); only with `recency_weight`. */
+  recency_half_life_days?: number | null;
 }
 
 /** One hit of a search (`SearchResult`). */

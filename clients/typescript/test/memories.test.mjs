@@ -181,6 +181,28 @@ describe("memories", () => {
     assert.equal(directDone.counts.added, 1);
   });
 
+  test("said_at: filters, recency weight, update", async () => {
+    const scope = { user_id: unique("said") };
+    const old = await ciq.memories.create({ scope, fact: "User's favourite tea is green tea", said_at: "2020-03-01T08:00:00Z" });
+    assert.equal(old.said_at, "2020-03-01T08:00:00Z");
+    const recent = await ciq.memories.create({ scope, fact: "User's favourite tea is black tea" });
+    assert.equal(recent.said_at, recent.created_at);
+    const before = await ciq.memories.list({ scope, said_before: new Date("2021-01-01T00:00:00Z") });
+    assert.deepEqual(before.memories.map((m) => m.id), [old.id]);
+    const later = await ciq.memories.search({ scope, search_query: "green tea", filter: { said_after: "2021-01-01T00:00:00Z" } });
+    assert.deepEqual(later.results.map((r) => r.memory.id), [recent.id]);
+    const relevant = await ciq.memories.search({ scope, search_query: "green tea" });
+    assert.equal(relevant.results[0].memory.id, old.id);
+    const weighed = await ciq.memories.search({ scope, search_query: "green tea", recency_weight: 0.9, recency_half_life_days: 30 });
+    assert.deepEqual(weighed.results.map((r) => r.memory.id), [recent.id, old.id]);
+    const moved = await ciq.memories.update(old.id, { said_at: new Date("2019-05-05T05:05:05Z") });
+    assert.equal(moved.said_at, "2019-05-05T05:05:05Z");
+    await assert.rejects(
+      ciq.memories.search({ scope, search_query: "tea", recency_weight: 2 }),
+      (err) => err.status === 422 && err.field === "recency_weight",
+    );
+  });
+
   test("errors: 404 memory_not_found, job_not_found; 422 with field", async () => {
     const missing = "00000000-0000-4000-8000-000000000000";
     await assert.rejects(ciq.memories.get(missing), (err) => err.status === 404 && err.code === "memory_not_found");

@@ -92,7 +92,10 @@ export async function consumer(): Promise<void> {
 
   const memory: MemoryBody = await ciq.memories.create({ scope: { user_id: "u1" }, fact: "Likes tea" });
   const queued: JobBody = await ciq.memories.create({ scope: { user_id: "u1" }, fact: "Likes tea", consolidate: true });
-  const memories: MemoryList = await ciq.memories.list({ scope: { user_id: "u1" }, created_after: new Date(), topic: "T" });
+  const memories: MemoryList = await ciq.memories.list({ scope: { user_id: "u1" }, created_after: new Date(), topic: "T", said_before: new Date() });
+  const said: string = memories.memories[0].said_at;
+  void said;
+  await ciq.memories.search({ scope: { user_id: "u1" }, search_query: "tea", recency_weight: 0.5, recency_half_life_days: 7, filter: { said_after: new Date() } });
   for await (const m of ciq.memories.iter({ scope: { user_id: "u1" }, limit: 100 })) {
     const fact: string = m.fact;
   }

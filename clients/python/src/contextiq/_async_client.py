@@ -507,6 +507,7 @@ class AsyncMemories(_AsyncResource):
         metadata: Optional[Dict[str, Any]] = None,
         ttl_seconds: Optional[int] = None,
         expires_at: Optional[Timestamp] = None,
+        said_at: Optional[Timestamp] = None,
         source_session_id: Optional[str] = None,
         source_event_ids: Optional[Sequence[str]] = None,
         consolidate: Literal[False] = False,
@@ -534,6 +535,7 @@ class AsyncMemories(_AsyncResource):
         metadata: Optional[Dict[str, Any]] = None,
         ttl_seconds: Optional[int] = None,
         expires_at: Optional[Timestamp] = None,
+        said_at: Optional[Timestamp] = None,
         source_session_id: Optional[str] = None,
         source_event_ids: Optional[Sequence[str]] = None,
         consolidate: bool = False,
@@ -541,7 +543,8 @@ class AsyncMemories(_AsyncResource):
         """Remembers a fact about a scope, as is; with `consolidate=True` the fact goes through
         duplicate detection and updates as a job, and the answer is that `Job`."""
         payload = body(scope=scope, fact=fact, topic=topic, confidence=confidence, metadata=metadata,
-                       ttl_seconds=ttl_seconds, expires_at=expires_at, source_session_id=source_session_id,
+                       ttl_seconds=ttl_seconds, expires_at=expires_at, said_at=said_at,
+                       source_session_id=source_session_id,
                        source_event_ids=list(source_event_ids) if source_event_ids is not None else None,
                        consolidate=True if consolidate else None)
         return memory_or_job(await self._client._json("POST", "/api/v1/memories", json=payload))
@@ -559,12 +562,15 @@ class AsyncMemories(_AsyncResource):
         created_before: Optional[Timestamp] = None,
         updated_after: Optional[Timestamp] = None,
         updated_before: Optional[Timestamp] = None,
+        said_after: Optional[Timestamp] = None,
+        said_before: Optional[Timestamp] = None,
         limit: Optional[int] = None,
         cursor: Optional[str] = None,
     ) -> MemoryList:
         """One page of the memories of exactly this scope, newest first (`limit` 1 to 100, default 20)."""
         params = query(scope=scope, topic=topic, created_after=created_after, created_before=created_before,
-                       updated_after=updated_after, updated_before=updated_before, limit=limit, cursor=cursor)
+                       updated_after=updated_after, updated_before=updated_before, said_after=said_after,
+                       said_before=said_before, limit=limit, cursor=cursor)
         return MemoryList.from_json(await self._client._json("GET", "/api/v1/memories", params=params))
 
     async def iter(
@@ -576,13 +582,16 @@ class AsyncMemories(_AsyncResource):
         created_before: Optional[Timestamp] = None,
         updated_after: Optional[Timestamp] = None,
         updated_before: Optional[Timestamp] = None,
+        said_after: Optional[Timestamp] = None,
+        said_before: Optional[Timestamp] = None,
         page_size: int = 100,
     ) -> AsyncIterator[Memory]:
         """Every memory of the scope (newest first), following `next_cursor` page after page."""
         cursor: Optional[str] = None
         while True:
             page = await self.list(scope, topic=topic, created_after=created_after, created_before=created_before,
-                                   updated_after=updated_after, updated_before=updated_before, limit=page_size,
+                                   updated_after=updated_after, updated_before=updated_before, said_after=said_after,
+                                   said_before=said_before, limit=page_size,
                                    cursor=cursor)
             for memory in page.memories:
                 yield memory
@@ -600,12 +609,13 @@ class AsyncMemories(_AsyncResource):
         metadata: Union[Dict[str, Any], NotGiven] = NOT_GIVEN,
         ttl_seconds: Union[int, NotGiven] = NOT_GIVEN,
         expires_at: Union[Timestamp, None, NotGiven] = NOT_GIVEN,
+        said_at: Union[Timestamp, NotGiven] = NOT_GIVEN,
     ) -> Union[Memory, WriteReceipt]:
         """Changes the fields given (`topic=None` or `expires_at=None` clears them); a change
         that changes nothing writes no revision. Returns the memory, or a `WriteReceipt` to a
         credential that may write memories but not read them."""
         payload = patch_body(fact=fact, topic=topic, confidence=confidence, metadata=metadata,
-                             ttl_seconds=ttl_seconds, expires_at=expires_at)
+                             ttl_seconds=ttl_seconds, expires_at=expires_at, said_at=said_at)
         data = await self._client._json("PATCH", "/api/v1/memories/{id}", ids={"id": memory_id}, json=payload)
         return memory_or_receipt(data)
 
@@ -633,9 +643,14 @@ class AsyncMemories(_AsyncResource):
         *,
         top_k: Optional[int] = None,
         filter: Optional[SearchFilter] = None,
+        recency_weight: Optional[float] = None,
+        recency_half_life_days: Optional[float] = None,
     ) -> SearchResponse:
-        """Hybrid search (BM25 and embeddings, fused) within exactly this scope (`top_k` 1 to 100, default 10)."""
-        payload = body(scope=scope, search_query=query, top_k=top_k, filter=filter)
+        """Hybrid search (BM25 and embeddings, fused) within exactly this scope (`top_k` 1 to 100, default 10).
+        `recency_weight` (0 to 1) ranks what was said recently higher: each score becomes
+        `(1 - w) * relevance + w * 0.5 ** (age / recency_half_life_days)` (default 30 days)."""
+        payload = body(scope=scope, search_query=query, top_k=top_k, filter=filter, recency_weight=recency_weight,
+                       recency_half_life_days=recency_half_life_days)
         return SearchResponse.from_json(await self._client._json("POST", "/api/v1/memories/search", json=payload))
 
     async def profile(self, scope: Scope) -> Profile:

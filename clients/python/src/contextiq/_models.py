@@ -557,6 +557,8 @@ class Memory:
     confidence: float
     source_event_ids: List[str]
     metadata: Dict[str, Any]
+    #: When the fact was said: its conversation turn, the time given, else `created_at`.
+    said_at: datetime
     created_at: datetime
     updated_at: datetime
     topic: Optional[str] = None
@@ -573,6 +575,7 @@ class Memory:
             confidence=float(data.get("confidence", 1.0)),
             source_event_ids=list(data.get("source_event_ids") or []),
             metadata=_dict(data.get("metadata")),
+            said_at=_req_dt(data, "said_at"),
             created_at=_req_dt(data, "created_at"),
             updated_at=_req_dt(data, "updated_at"),
             topic=data.get("topic"),

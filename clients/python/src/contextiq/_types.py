@@ -190,6 +190,8 @@ class CreateMemoryRequest(_CreateMemoryRequired, total=False):
     metadata: Optional[Dict[str, Any]]
     ttl_seconds: Optional[int]
     expires_at: Optional[Timestamp]
+    #: When the fact was said (not in the future; default: now). Not with `consolidate`.
+    said_at: Optional[Timestamp]
     source_session_id: Optional[str]
     source_event_ids: List[str]
     consolidate: bool
@@ -204,6 +206,7 @@ class UpdateMemoryRequest(TypedDict, total=False):
     metadata: Optional[Dict[str, Any]]
     ttl_seconds: Optional[int]
     expires_at: Optional[Timestamp]
+    said_at: Timestamp
 
 
 class RestoreRequest(TypedDict):
@@ -222,6 +225,8 @@ class SearchFilter(TypedDict, total=False):
     created_before: Optional[Timestamp]
     updated_after: Optional[Timestamp]
     updated_before: Optional[Timestamp]
+    said_after: Optional[Timestamp]
+    said_before: Optional[Timestamp]
 
 
 class _SearchRequired(TypedDict):
@@ -234,6 +239,8 @@ class SearchRequest(_SearchRequired, total=False):
 
     top_k: Optional[int]
     filter: Optional[SearchFilter]
+    recency_weight: Optional[float]
+    recency_half_life_days: Optional[float]
 
 
 class _InlineEventRequired(TypedDict):
