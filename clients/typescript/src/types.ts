@@ -586,7 +586,7 @@ export interface SearchRequest {
    * match; a score becomes `(1 - w) * relevance + w * 0.5^(age / recency_half_life_days)`.
    */
   recency_weight?: number | null;
-  /** The age in days at which recency halves (default 30; at most 36,525); only with `recency_weight`. */
+  /** The age in days at which recency halves (default 30; at most 36,525); weighs nothing without `recency_weight`. */
   recency_half_life_days?: number | null;
 }
 

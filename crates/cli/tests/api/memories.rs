@@ -312,7 +312,7 @@ async fn a_memory_knows_when_it_was_said_and_search_filters_and_weighs_by_it() {
         ),
         (
             "/api/v1/memories/search",
-            json!({"scope": scope, "search_query": "tea", "recency_half_life_days": 7}),
+            json!({"scope": scope, "search_query": "tea", "recency_half_life_days": -7}),
             "recency_half_life_days",
         ),
         (

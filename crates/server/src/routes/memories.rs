@@ -168,7 +168,8 @@ pub struct SearchRequest {
     /// `(1 - w) * relevance + w * 0.5^(age / half-life)`, its age counted from `said_at`.
     #[schema(minimum = 0, maximum = 1)]
     pub recency_weight: Option<f64>,
-    /// The age, in days, at which recency halves (default 30; at most 36,525).
+    /// The age, in days, at which recency halves (default 30; at most 36,525); weighs nothing
+    /// without `recency_weight`.
     #[schema(exclusive_minimum = 0, maximum = 36_525)]
     pub recency_half_life_days: Option<f64>,
 }
@@ -557,7 +558,7 @@ pub async fn search_memories(
         text: request.search_query,
         top_k: request.top_k.unwrap_or(10),
         filter: request.filter.unwrap_or_default().into(),
-        recency: recency(request.recency_weight, request.recency_half_life_days)?,
+        recency: recency(request.recency_weight, request.recency_half_life_days),
     };
     let found = state.memories.search(&principal.access, &request.scope, &search, state.clock.now()).await?;
     let results =
@@ -565,15 +566,11 @@ pub async fn search_memories(
     Ok(Json(SearchResponse { results }))
 }
 
-/// A search's recency weighting: none without a weight; a half-life alone is a mistake.
-pub(crate) fn recency(weight: Option<f64>, half_life_days: Option<f64>) -> Result<Option<Recency>, ApiError> {
-    match (weight, half_life_days) {
-        (None, None) => Ok(None),
-        (None, Some(_)) => {
-            Err(ApiError::Domain(contextiq_core::Error::validation("recency_half_life_days", "needs recency_weight")))
-        }
-        (Some(weight), half_life_days) => {
-            Ok(Some(Recency { weight, half_life_days: half_life_days.unwrap_or(Recency::DEFAULT_HALF_LIFE_DAYS) }))
-        }
-    }
+/// A search's recency weighting, when either part is given (and so checked); a half-life
+/// without a weight weighs nothing.
+fn recency(weight: Option<f64>, half_life_days: Option<f64>) -> Option<Recency> {
+    (weight.is_some() || half_life_days.is_some()).then(|| Recency {
+        weight: weight.unwrap_or(0.0),
+        half_life_days: half_life_days.unwrap_or(Recency::DEFAULT_HALF_LIFE_DAYS),
+    })
 }
