@@ -212,7 +212,7 @@ async fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
         let Some((last, _)) = page.last() else { break };
         after = Some(*last);
         let (ids, facts): (Vec<_>, Vec<_>) = page.into_iter().unzip();
-        let vectors = embedder.embed(facts).await?;
+        let vectors = contextiq_core::embed::embed_memories(embedder.as_ref(), &facts).await?;
         let n_embedded = vectors.len() as u64;
         stores.memories.set_embeddings(ids.into_iter().zip(vectors).collect()).await?;
         progress.inc(n_embedded);

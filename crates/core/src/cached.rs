@@ -434,6 +434,7 @@ impl StoreLayer for MemoryCaching {
 
 #[cfg(test)]
 mod tests {
+    use crate::MemoryVectors;
     use std::collections::HashMap;
     use std::slice;
     use std::sync::Mutex;
@@ -504,8 +505,10 @@ mod tests {
     async fn a_stale_memory_stored_after_a_write_is_never_read() {
         for write in MemoryWrite::ALL {
             let fixture = Fixture::new(false);
-            let memory =
-                fixture.memory_store.insert_memory(memory(&OrgId::new("a"), None), Vec::new(), dummy_revision()).await;
+            let memory = fixture
+                .memory_store
+                .insert_memory(memory(&OrgId::new("a"), None), MemoryVectors::default(), dummy_revision())
+                .await;
             let memory = memory.unwrap();
             let family = memory_family(memory.id);
             let Cached::Miss(generation) = fixture.layer.get::<Memory>("memory", &family, "live").await else {
@@ -555,8 +558,11 @@ mod tests {
         let fixture = Fixture::new(false);
         let (org, other) = (OrgId::new("a"), OrgId::new("b"));
         let session = fixture.session_store.create_session(session(&org, None)).await.unwrap();
-        let memory =
-            fixture.memory_store.insert_memory(memory(&org, None), Vec::new(), dummy_revision()).await.unwrap();
+        let memory = fixture
+            .memory_store
+            .insert_memory(memory(&org, None), MemoryVectors::default(), dummy_revision())
+            .await
+            .unwrap();
         let job = fixture.memory_store.enqueue_job(job(&org, JobStatus::Pending)).await.unwrap();
 
         assert_eq!(fixture.session_store.get_session(&org, session.id, None, now()).await.unwrap(), session);
@@ -579,7 +585,8 @@ mod tests {
         let expires_at = now() + chrono::Duration::hours(1);
         let session = fixture.session_store.create_session(session(&org, Some(expires_at))).await.unwrap();
         let memory = memory(&org, Some(expires_at));
-        let memory = fixture.memory_store.insert_memory(memory, Vec::new(), dummy_revision()).await.unwrap();
+        let memory =
+            fixture.memory_store.insert_memory(memory, MemoryVectors::default(), dummy_revision()).await.unwrap();
         assert!(fixture.session_store.get_session(&org, session.id, None, now()).await.is_ok());
         assert_eq!(
             fixture.memory_store.get_memories(&org, &[memory.id], now()).await.unwrap(),
@@ -655,7 +662,8 @@ mod tests {
     async fn check_memory_write(cache_down: bool, write: MemoryWrite, expect: (usize, usize)) {
         let fixture = Fixture::new(cache_down);
         let org = OrgId::new("a");
-        let memory = fixture.memory_store.insert_memory(memory(&org, None), Vec::new(), dummy_revision()).await;
+        let memory =
+            fixture.memory_store.insert_memory(memory(&org, None), MemoryVectors::default(), dummy_revision()).await;
         let memory = memory.unwrap();
         for _ in 0..2 {
             assert_eq!(
@@ -742,7 +750,7 @@ mod tests {
                     let change = MemoryChange::Update {
                         memory: changed,
                         expected_updated_at: memory.updated_at,
-                        embedding: Vec::new(),
+                        embedding: MemoryVectors::default(),
                         revision: dummy_revision(),
                     };
                     let completion = completion(Uuid::new_v4(), org, vec![change]);
@@ -1237,6 +1245,10 @@ mod tests {
         }
 
         async fn vector_candidates(&self, _: &OrgId, _: &str, _: &[f32], _: usize) -> Result<Vec<(Uuid, f64)>> {
+            Err(Error::Unavailable)
+        }
+
+        async fn rescore_by_passages(&self, _: &OrgId, _: Vec<(Uuid, f64)>, _: &[f32]) -> Result<Vec<(Uuid, f64)>> {
             Err(Error::Unavailable)
         }
 

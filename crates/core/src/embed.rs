@@ -22,6 +22,125 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// A memory's vectors: its whole fact's, and, for a fact of three sentences or more, each
+/// passage's (see [`passages_of`]). One vector of a long fact averages what it says, so a
+/// question about one part of it matches it weakly; a passage's vector matches that part.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemoryVectors {
+    pub fact: Vec<f32>,
+    pub passages: Vec<Vec<f32>>,
+}
+
+impl MemoryVectors {
+    /// Just the fact's vector (a fact with no passages).
+    pub fn of_fact(fact: Vec<f32>) -> MemoryVectors {
+        MemoryVectors { fact, passages: Vec::new() }
+    }
+
+    /// Every vector, the fact's first.
+    pub fn all(&self) -> impl Iterator<Item = &[f32]> {
+        std::iter::once(self.fact.as_slice()).chain(self.passages.iter().map(Vec::as_slice))
+    }
+
+    /// How similar the memory is to `query`: its best vector's cosine.
+    pub fn similarity(&self, query: &[f32]) -> f32 {
+        self.all().map(|vector| cosine(vector, query)).fold(f32::NEG_INFINITY, f32::max)
+    }
+}
+
+/// How similar a memory whose vectors lie one after another in `flat` (the fact's first, each
+/// `query.len()` long) is to `query`: its best vector's cosine. How stores that keep the
+/// vectors as one run of numbers score them.
+pub fn best_similarity(flat: &[f32], query: &[f32]) -> f32 {
+    if query.is_empty() {
+        return 0.0;
+    }
+    flat.chunks_exact(query.len()).map(|vector| cosine(vector, query)).fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// A label is what a fact says before its first ": " when that is short ("Caroline: ...",
+/// "Work: ..."): who is speaking or what the fact is about.
+const MAX_LABEL_CHARS: usize = 40;
+const MAX_LABEL_WORDS: usize = 4;
+
+/// The passages of a fact of three sentences or more: each two adjacent sentences, after the
+/// fact's label when it has one (a passage without its speaker or subject loses what the fact
+/// is about). A fact of one or two sentences has none: its own vector is as fine-grained.
+pub fn passages_of(fact: &str) -> Vec<String> {
+    let (label, body) = match fact.split_once(": ") {
+        Some((label, body))
+            if label.chars().count() <= MAX_LABEL_CHARS && label.split_whitespace().count() <= MAX_LABEL_WORDS =>
+        {
+            (Some(label.trim()), body)
+        }
+        _ => (None, fact),
+    };
+    let sentences = sentences_of(body);
+    if sentences.len() < 3 {
+        return Vec::new();
+    }
+    sentences
+        .windows(2)
+        .map(|pair| match label {
+            Some(label) => format!("{label}: {} {}", pair[0], pair[1]),
+            None => format!("{} {}", pair[0], pair[1]),
+        })
+        .collect()
+}
+
+/// Sentences end at '.', '!' or '?' followed by white space.
+fn sentences_of(text: &str) -> Vec<&str> {
+    let mut sentences = Vec::new();
+    let mut start = 0;
+    let mut previous = ' ';
+    for (at, character) in text.char_indices() {
+        if character.is_whitespace() && matches!(previous, '.' | '!' | '?') {
+            let sentence = text[start..at].trim();
+            if !sentence.is_empty() {
+                sentences.push(sentence);
+            }
+            start = at;
+        }
+        previous = character;
+    }
+    let last = text[start..].trim();
+    if !last.is_empty() {
+        sentences.push(last);
+    }
+    sentences
+}
+
+/// The vectors of each fact, in order, from one call to the model.
+pub async fn embed_memories(embedder: &dyn Embedder, facts: &[String]) -> Result<Vec<MemoryVectors>> {
+    let passages: Vec<Vec<String>> = facts.iter().map(|fact| passages_of(fact)).collect();
+    let texts: Vec<String> = facts
+        .iter()
+        .zip(&passages)
+        .flat_map(|(fact, passages)| std::iter::once(fact.clone()).chain(passages.iter().cloned()))
+        .collect();
+    let n_texts = texts.len();
+    let mut vectors = embedder.embed(texts).await?.into_iter();
+    if vectors.len() != n_texts {
+        return Err(crate::Error::Embedding(format!(
+            "the model returned {} vectors for {n_texts} texts",
+            vectors.len()
+        )));
+    }
+    Ok(passages
+        .iter()
+        .map(|passages| MemoryVectors {
+            fact: vectors.next().unwrap_or_default(),
+            passages: passages.iter().map(|_| vectors.next().unwrap_or_default()).collect(),
+        })
+        .collect())
+}
+
+/// The vectors of one fact.
+pub async fn embed_memory(embedder: &dyn Embedder, fact: &str) -> Result<MemoryVectors> {
+    let mut vectors = embed_memories(embedder, &[fact.to_owned()]).await?;
+    vectors.pop().ok_or_else(|| crate::Error::Embedding("the model returned no vector".to_owned()))
+}
+
 /// The vectors of recent search queries, least recently used out. An agent asks the same
 /// questions again (the same preload query each turn, a tool's fixed queries, retries), and
 /// embedding the query is most of a search's time on a CPU. Vectors depend only on the text and
@@ -93,6 +212,39 @@ mod tests {
         cache.put("c", vector(4.0));
         assert_eq!(cache.get("c").as_deref(), Some(&[4.0][..]), "a put replaces");
         assert_eq!(cache.get("a").as_deref(), Some(&[1.0][..]), "replacing evicts nothing");
+    }
+
+    #[test]
+    fn a_long_fact_has_a_passage_for_each_two_adjacent_sentences_under_its_label() {
+        let fact = "Caroline: I went to a support group yesterday. It was powerful! Did you go? I will again.";
+        assert_eq!(
+            passages_of(fact),
+            [
+                "Caroline: I went to a support group yesterday. It was powerful!",
+                "Caroline: It was powerful! Did you go?",
+                "Caroline: Did you go? I will again.",
+            ]
+        );
+        // No label: a long text before the colon, or more than four words.
+        assert_eq!(
+            passages_of("The one thing she told me at length: a. b. c."),
+            ["The one thing she told me at length: a. b.", "b. c."]
+        );
+        // Two sentences or fewer: the fact's own vector is as fine-grained.
+        assert!(passages_of("Caroline: I went there. It was good.").is_empty());
+        assert!(passages_of("User's name is Maria").is_empty());
+        // A dot inside a word or number does not end a sentence.
+        assert!(passages_of("User paid 3.50 at e.g.the shop. Then left. Fine").len() == 2);
+    }
+
+    #[test]
+    fn a_memory_is_as_similar_as_its_best_vector() {
+        let vectors = MemoryVectors { fact: vec![1.0, 0.0], passages: vec![vec![0.0, 1.0], vec![0.6, 0.8]] };
+        assert_eq!(vectors.similarity(&[0.0, 1.0]), 1.0);
+        assert_eq!(vectors.similarity(&[1.0, 0.0]), 1.0);
+        let flat: Vec<f32> = vectors.all().flatten().copied().collect();
+        assert_eq!(best_similarity(&flat, &[0.0, 1.0]), 1.0);
+        assert!((best_similarity(&flat[..2], &[0.6, 0.8]) - 0.6).abs() < 1e-6);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub mod vector_index;
 pub use auth::{Access, ApiKey, Creator, KeyRequest, KeyService, KeyStore, NewApiKey, Permission};
 pub use cache::{Cache, CacheError, CacheLookup, InProcessRateLimiter, Rate, RateDecision, RateLimiter};
 pub use context::{ContextRequest, ContextService};
-pub use embed::Embedder;
+pub use embed::{Embedder, MemoryVectors};
 pub use engine::EngineId;
 pub use error::{Error, Resource, Result};
 pub use memory::{

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::embed::MemoryVectors;
 use crate::store::{Write, WriteOutcome};
 use crate::{OrgId, Scope};
 
@@ -289,20 +290,34 @@ pub trait MemoryStore: Send + Sync + 'static {
         vector: &[f32],
         limit: usize,
     ) -> crate::Result<Vec<(Uuid, f64)>>;
+    /// Candidates an index outside the store found by their facts' vectors, each scored again
+    /// by its best vector, its passages' included ([`crate::embed::MemoryVectors`]); best
+    /// first. Memories the store does not hold keep their score.
+    async fn rescore_by_passages(
+        &self,
+        org: &OrgId,
+        candidates: Vec<(Uuid, f64)>,
+        vector: &[f32],
+    ) -> crate::Result<Vec<(Uuid, f64)>>;
     /// The model every stored vector came from, once any was stored.
     async fn embedding_model(&self) -> crate::Result<Option<(String, usize)>>;
     async fn count_memories(&self) -> crate::Result<u64>;
     /// For re-embedding: `(id, fact)` of every memory record after `after`, in id order.
     async fn memory_facts_after(&self, after: Option<Uuid>, limit: u32) -> crate::Result<Vec<(Uuid, String)>>;
 
-    async fn insert_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> crate::Result<Memory> {
+    async fn insert_memory(
+        &self,
+        memory: Memory,
+        embedding: MemoryVectors,
+        revision: Revision,
+    ) -> crate::Result<Memory> {
         self.write(Write::InsertMemory { memory, embedding, revision }).await?.memory()
     }
     /// Replaces the fields (and the embedding, when given) of a live memory.
     async fn update_memory(
         &self,
         memory: Memory,
-        embedding: Option<Vec<f32>>,
+        embedding: Option<MemoryVectors>,
         revision: Revision,
         now: DateTime<Utc>,
     ) -> crate::Result<Memory> {
@@ -313,7 +328,12 @@ pub trait MemoryStore: Send + Sync + 'static {
         self.write(Write::DeleteMemory { org: org.clone(), id, revision, now }).await?.done()
     }
     /// Brings a memory (live or deleted) back to `memory`'s fields, live again.
-    async fn restore_memory(&self, memory: Memory, embedding: Vec<f32>, revision: Revision) -> crate::Result<Memory> {
+    async fn restore_memory(
+        &self,
+        memory: Memory,
+        embedding: MemoryVectors,
+        revision: Revision,
+    ) -> crate::Result<Memory> {
         self.write(Write::RestoreMemory { memory, embedding, revision }).await?.memory()
     }
     /// Erases a memory and all its revisions.
@@ -326,7 +346,7 @@ pub trait MemoryStore: Send + Sync + 'static {
     async fn set_embedding_model(&self, model_id: &str, dimension: usize) -> crate::Result<()> {
         self.write(Write::SetEmbeddingModel { model_id: model_id.to_owned(), dimension }).await?.done()
     }
-    async fn set_embeddings(&self, embeddings: Vec<(Uuid, Vec<f32>)>) -> crate::Result<()> {
+    async fn set_embeddings(&self, embeddings: Vec<(Uuid, MemoryVectors)>) -> crate::Result<()> {
         self.write(Write::SetEmbeddings { embeddings }).await?.done()
     }
 }

@@ -111,7 +111,7 @@ impl MemoryService {
             updated_at: now,
             expires_at,
         };
-        let embedding = self.embed_one(&memory.fact).await?;
+        let embedding = crate::embed::embed_memory(self.embedder.as_ref(), &memory.fact).await?;
         let revision =
             revision(&memory, RevisionAction::Created, None, Some(MemorySnapshot::from(&memory)), actor, now);
         self.store.insert_memory(memory, embedding, revision).await
@@ -236,7 +236,7 @@ impl MemoryService {
         }
         updated.updated_at = now.max(current.updated_at);
         let embedding = match updated.fact != current.fact {
-            true => Some(self.embed_one(&updated.fact).await?),
+            true => Some(crate::embed::embed_memory(self.embedder.as_ref(), &updated.fact).await?),
             false => None,
         };
         let revision = revision(
@@ -305,7 +305,7 @@ impl MemoryService {
         // A restored memory must be readable: an expiry already past is dropped.
         restored.expires_at = snapshot.expires_at.filter(|at| *at > now);
         restored.updated_at = now.max(stored.memory.updated_at);
-        let embedding = self.embed_one(&restored.fact).await?;
+        let embedding = crate::embed::embed_memory(self.embedder.as_ref(), &restored.fact).await?;
         let mut revision =
             revision(&restored, RevisionAction::Restored, before, Some(MemorySnapshot::from(&restored)), actor, now);
         revision.cause = Some(serde_json::json!({"restored_revision_id": revision_id}));
@@ -441,14 +441,19 @@ fn record_stage(stage: &'static str, started: Instant) {
 }
 
 /// Convex combination of min-max normalised scores, best first; ties by id for stability.
+///
+/// Each side's floor lies one average step below its weakest candidate (as if the next,
+/// unseen candidate were there), so every candidate scores above 0: a memory that made a
+/// candidate list matched the query somewhat, and its score says so.
 pub fn fuse(lexical: &[(Uuid, f64)], semantic: &[(Uuid, f64)], lexical_weight: f64) -> Vec<(Uuid, f64)> {
     let mut fused: HashMap<Uuid, f64> = HashMap::new();
     for (candidates, weight) in [(lexical, lexical_weight), (semantic, 1.0 - lexical_weight)] {
         let max = candidates.iter().map(|(_, score)| *score).fold(f64::NEG_INFINITY, f64::max);
         let min = candidates.iter().map(|(_, score)| *score).fold(f64::INFINITY, f64::min);
-        let span = max - min;
+        let floor = min - (max - min) / candidates.len().max(1) as f64;
+        let span = max - floor;
         for (id, score) in candidates {
-            let normalised = if span > f64::EPSILON { (score - min) / span } else { 1.0 };
+            let normalised = if span > f64::EPSILON { (score - floor) / span } else { 1.0 };
             *fused.entry(*id).or_insert(0.0) += weight * normalised;
         }
     }
@@ -573,13 +578,18 @@ mod tests {
     #[test]
     fn fusion_is_a_convex_combination_of_normalised_scores() {
         let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
-        let lexical = [(a, 10.0), (b, 5.0), (c, 0.0)];
+        let lexical = [(a, 12.0), (b, 6.0), (c, 3.0)];
         let semantic = [(c, 0.9), (b, 0.5)];
         let fused = fuse(&lexical, &semantic, 0.5);
-        // a: 0.5*1 + 0 = 0.5; b: 0.5*0.5 + 0.5*0 = 0.25; c: 0 + 0.5*1 = 0.5.
+        // Floors one average step below the weakest: lexical 3 - 9/3 = 0 (span 12), semantic
+        // 0.5 - 0.4/2 = 0.3 (span 0.6).
+        // a: 0.5*1 = 0.5; b: 0.5*0.5 + 0.5*(1/3) = 5/12; c: 0.5*0.25 + 0.5*1 = 0.625.
         let score = |id| fused.iter().find(|(candidate, _)| *candidate == id).unwrap().1;
-        assert!((score(a) - 0.5).abs() < 1e-9 && (score(b) - 0.25).abs() < 1e-9 && (score(c) - 0.5).abs() < 1e-9);
-        assert_eq!(fused[2].0, b);
+        assert!((score(a) - 0.5).abs() < 1e-9, "{fused:?}");
+        assert!((score(b) - 5.0 / 12.0).abs() < 1e-9 && (score(c) - 0.625).abs() < 1e-9, "{fused:?}");
+        assert_eq!(fused.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [c, a, b]);
+        // The weakest candidate of each side still scores above nothing.
+        assert!(fused.iter().all(|(_, score)| *score > 0.0));
         assert_eq!(fuse(&lexical, &[], 1.0)[0].0, a);
         assert!(fuse(&[], &[], 0.5).is_empty());
     }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::embed::MemoryVectors;
 use crate::generation::{CommitResult, Job, JobCompletion, JobStore, LlmUsage, MemoryChange};
 use crate::memory::{MemoryFilter, MemoryPage, StoredMemory};
 use crate::{
@@ -148,13 +149,13 @@ pub struct Appended {
 pub enum Write {
     InsertMemory {
         memory: Memory,
-        embedding: Vec<f32>,
+        embedding: MemoryVectors,
         revision: Revision,
     },
     /// Replaces the fields (and the embedding, when given) of a live memory.
     UpdateMemory {
         memory: Memory,
-        embedding: Option<Vec<f32>>,
+        embedding: Option<MemoryVectors>,
         revision: Revision,
         now: DateTime<Utc>,
     },
@@ -168,7 +169,7 @@ pub enum Write {
     /// Brings a memory (live or deleted) back to `memory`'s fields, live again.
     RestoreMemory {
         memory: Memory,
-        embedding: Vec<f32>,
+        embedding: MemoryVectors,
         revision: Revision,
     },
     /// Erases a memory and all its revisions.
@@ -185,7 +186,7 @@ pub enum Write {
         dimension: usize,
     },
     SetEmbeddings {
-        embeddings: Vec<(Uuid, Vec<f32>)>,
+        embeddings: Vec<(Uuid, MemoryVectors)>,
     },
     EnqueueJob {
         job: Box<Job>,
@@ -461,6 +462,15 @@ impl<L: StoreLayer> MemoryStore for Layered<L> {
         limit: usize,
     ) -> Result<Vec<(Uuid, f64)>> {
         self.layer.vector_candidates(self.inner.as_ref(), org, scope_key, vector, limit).await
+    }
+
+    async fn rescore_by_passages(
+        &self,
+        org: &OrgId,
+        candidates: Vec<(Uuid, f64)>,
+        vector: &[f32],
+    ) -> Result<Vec<(Uuid, f64)>> {
+        self.inner.rescore_by_passages(org, candidates, vector).await
     }
 
     async fn embedding_model(&self) -> Result<Option<(String, usize)>> {

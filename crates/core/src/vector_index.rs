@@ -205,7 +205,9 @@ impl StoreLayer for VectorMirror {
         limit: usize,
     ) -> Result<Vec<(Uuid, f64)>> {
         match self.index.search(org, scope_key, vector, limit).await {
-            Ok(found) => Ok(found),
+            // The index holds each memory's fact vector; its passages' live in the primary
+            // store, which scores the candidates again with them.
+            Ok(found) => inner.rescore_by_passages(org, found, vector).await,
             // The primary store keeps every embedding, so searches go on while the index is
             // unreachable, only slower.
             Err(err) => {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use contextiq_core::generation::{self, CommitResult, CompletionTx, Job, JobCompletion, JobStatus, JobStore, LlmUsage};
 use contextiq_core::memory::scope_key;
-use contextiq_core::{Memory, OrgId, Result, Revision, Written};
+use contextiq_core::{Memory, MemoryVectors, OrgId, Result, Revision, Written};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
@@ -274,14 +274,14 @@ impl CompletionTx for TxCompletion<'_> {
         Ok(record("complete", TABLE, finished)?.rows_affected() == 1)
     }
 
-    async fn insert_memory(&mut self, memory: &Memory, embedding: &[f32], revision: &Revision) -> Result<()> {
+    async fn insert_memory(&mut self, memory: &Memory, embedding: &MemoryVectors, revision: &Revision) -> Result<()> {
         insert_memory(self.0, memory, embedding, revision).await
     }
 
     async fn update_memory(
         &mut self,
         memory: &Memory,
-        embedding: &[f32],
+        embedding: &MemoryVectors,
         revision: &Revision,
         now: DateTime<Utc>,
         expected_updated_at: DateTime<Utc>,

@@ -5,11 +5,14 @@
 //! The write helpers take a connection, not the pool, so that the memory methods and
 //! `complete_job` share every statement and each caller chooses its transaction.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use contextiq_core::memory::{MemoryFilter, MemoryPage, MemorySnapshot, StoredMemory, scope_key};
 use contextiq_core::{
-    Error, Memory, MemoryStore, OrgId, PageCursor, Result, Revision, RevisionAction, Write, WriteOutcome, Written,
+    Error, Memory, MemoryStore, MemoryVectors, OrgId, PageCursor, Result, Revision, RevisionAction, Write,
+    WriteOutcome, Written,
 };
 use serde_json::Value;
 use sqlx::postgres::PgRow;
@@ -45,7 +48,7 @@ impl MemoryStore for PostgresStore {
         let written = match write {
             Write::InsertMemory { memory, embedding, revision } => self.insert(memory, &embedding, &revision).await?,
             Write::UpdateMemory { memory, embedding, revision, now } => {
-                self.update(memory, embedding.as_deref(), &revision, now).await?
+                self.update(memory, embedding.as_ref(), &revision, now).await?
             }
             Write::DeleteMemory { org, id, revision, now } => self.delete(&org, id, &revision, now).await?,
             Write::RestoreMemory { memory, embedding, revision } => self.restore(memory, &embedding, &revision).await?,
@@ -197,24 +200,29 @@ impl MemoryStore for PostgresStore {
         .bind(self.exact_scan_max + 1)
         .fetch_one(&self.pool)
         .await;
+        // A memory scores as its best vector: its fact's or one of its passages'.
+        let best_passage = best_passage_similarity(dimension);
         let sql = if record("count", TABLE, in_scope)? <= self.exact_scan_max {
             // Materialised, so the planner cannot turn the scope's rows back into an index scan.
             format!(
-                "WITH scoped AS MATERIALIZED (SELECT id, embedding FROM memories WHERE org_id = $2 \
+                "WITH scoped AS MATERIALIZED (SELECT id, embedding, passages FROM memories WHERE org_id = $2 \
                  AND scope_key = $3 AND deleted_at IS NULL AND vector_dims(embedding) = {dimension}) \
-                 SELECT id, 1 - (embedding::vector({dimension}) <=> $1::vector({dimension})) AS similarity \
-                 FROM scoped ORDER BY similarity DESC, id LIMIT $4"
+                 SELECT id, GREATEST(1 - (embedding::vector({dimension}) <=> $1::vector({dimension})), \
+                 {best_passage}) AS similarity FROM scoped ORDER BY similarity DESC, id LIMIT $4"
             )
         } else {
             // The distance is written as the HNSW index of this dimension indexes it, so the
             // planner can use the index. Vectors of another dimension (a re-embedding in
             // progress) are filtered out before the cast, which would fail on them. The
             // iterative scan may return rows slightly out of order: the outer query orders them.
+            // The index holds the facts' vectors: it finds the candidates, and their passages
+            // score them again.
             format!(
-                "WITH nearest AS MATERIALIZED (SELECT id, embedding::vector({dimension}) <=> $1::vector({dimension}) \
-                 AS distance FROM memories WHERE org_id = $2 AND scope_key = $3 AND deleted_at IS NULL \
-                 AND vector_dims(embedding) = {dimension} ORDER BY distance LIMIT $4) \
-                 SELECT id, 1 - distance AS similarity FROM nearest ORDER BY distance, id"
+                "WITH nearest AS MATERIALIZED (SELECT id, passages, embedding::vector({dimension}) <=> \
+                 $1::vector({dimension}) AS distance FROM memories WHERE org_id = $2 AND scope_key = $3 \
+                 AND deleted_at IS NULL AND vector_dims(embedding) = {dimension} ORDER BY distance LIMIT $4) \
+                 SELECT id, GREATEST(1 - distance, {best_passage}) AS similarity FROM nearest \
+                 ORDER BY similarity DESC, id"
             )
         };
         let rows: sqlx::Result<Vec<(Uuid, f64)>> = sqlx::query_as(AssertSqlSafe(sql))
@@ -225,6 +233,37 @@ impl MemoryStore for PostgresStore {
             .fetch_all(&self.pool)
             .await;
         record("search", TABLE, rows)
+    }
+
+    async fn rescore_by_passages(
+        &self,
+        org: &OrgId,
+        mut candidates: Vec<(Uuid, f64)>,
+        vector: &[f32],
+    ) -> Result<Vec<(Uuid, f64)>> {
+        if candidates.is_empty() || vector.is_empty() {
+            return Ok(candidates);
+        }
+        let ids: Vec<Uuid> = candidates.iter().map(|(id, _)| *id).collect();
+        let sql = format!(
+            "SELECT id, {} AS similarity FROM memories WHERE org_id = $2 AND id = ANY($3) AND passages IS NOT NULL",
+            best_passage_similarity(vector.len())
+        );
+        let rows: sqlx::Result<Vec<(Uuid, Option<f64>)>> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(vector_text(vector))
+            .bind(org.as_str())
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await;
+        let best: HashMap<Uuid, f64> =
+            record("search", TABLE, rows)?.into_iter().filter_map(|(id, best)| Some((id, best?))).collect();
+        for (id, score) in &mut candidates {
+            if let Some(best) = best.get(id) {
+                *score = score.max(*best);
+            }
+        }
+        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(candidates)
     }
 
     async fn embedding_model(&self) -> Result<Option<(String, usize)>> {
@@ -252,7 +291,7 @@ impl MemoryStore for PostgresStore {
 
 /// The memory writes, each in a transaction of its own.
 impl PostgresStore {
-    async fn insert(&self, memory: Memory, embedding: &[f32], revision: &Revision) -> Result<Written> {
+    async fn insert(&self, memory: Memory, embedding: &MemoryVectors, revision: &Revision) -> Result<Written> {
         let mut tx = record("begin", TABLE, self.pool.begin().await)?;
         insert_memory(&mut tx, &memory, embedding, revision).await?;
         record("commit", TABLE, tx.commit().await)?;
@@ -262,7 +301,7 @@ impl PostgresStore {
     async fn update(
         &self,
         memory: Memory,
-        embedding: Option<&[f32]>,
+        embedding: Option<&MemoryVectors>,
         revision: &Revision,
         now: DateTime<Utc>,
     ) -> Result<Written> {
@@ -284,7 +323,7 @@ impl PostgresStore {
         Ok(Written::Done)
     }
 
-    async fn restore(&self, memory: Memory, embedding: &[f32], revision: &Revision) -> Result<Written> {
+    async fn restore(&self, memory: Memory, embedding: &MemoryVectors, revision: &Revision) -> Result<Written> {
         let mut tx = record("begin", TABLE, self.pool.begin().await)?;
         if !rewrite_memory(&mut tx, &memory, Some(embedding), revision, None, None).await? {
             return Err(Error::memory_not_found());
@@ -352,23 +391,26 @@ impl PostgresStore {
         Ok(Written::Done)
     }
 
-    async fn store_embeddings(&self, embeddings: &[(Uuid, Vec<f32>)]) -> Result<Written> {
+    async fn store_embeddings(&self, embeddings: &[(Uuid, MemoryVectors)]) -> Result<Written> {
         let Some((_, first)) = embeddings.first() else { return Ok(Written::Done) };
         // A re-embedding may change the dimension: an index casting to the old one would refuse
         // the new vectors, so it goes first (`set_embedding_model` builds the new one after).
-        let first_dimension = first.len();
-        let same_dimension = embeddings.iter().all(|(_, vector)| vector.len() == first_dimension);
+        let first_dimension = first.fact.len();
+        let same_dimension = embeddings.iter().all(|(_, vectors)| vectors.fact.len() == first_dimension);
         let mut tx = record("begin", TABLE, self.pool.begin().await)?;
         lock_vector_indexes(&mut tx).await?;
         drop_hnsw_indexes_except(&mut tx, same_dimension.then_some(first_dimension)).await?;
-        let (ids, vectors): (Vec<Uuid>, Vec<String>) =
-            embeddings.iter().map(|(id, vector)| (*id, vector_text(vector))).unzip();
+        let ids: Vec<Uuid> = embeddings.iter().map(|(id, _)| *id).collect();
+        let vectors: Vec<String> = embeddings.iter().map(|(_, vectors)| vector_text(&vectors.fact)).collect();
+        let passages: Vec<Option<String>> = embeddings.iter().map(|(_, vectors)| passages_text(vectors)).collect();
         let updated = sqlx::query(concat!(
-            "UPDATE memories SET embedding = new.embedding::vector ",
-            "FROM UNNEST($1::uuid[], $2::text[]) AS new (id, embedding) WHERE memories.id = new.id"
+            "UPDATE memories SET embedding = new.embedding::vector, passages = new.passages::vector[] ",
+            "FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS new (id, embedding, passages) ",
+            "WHERE memories.id = new.id"
         ))
         .bind(ids)
         .bind(vectors)
+        .bind(passages)
         .execute(&mut *tx)
         .await;
         record("update", TABLE, updated)?;
@@ -381,13 +423,13 @@ impl PostgresStore {
 pub(crate) async fn insert_memory(
     conn: &mut PgConnection,
     memory: &Memory,
-    embedding: &[f32],
+    embedding: &MemoryVectors,
     revision: &Revision,
 ) -> Result<()> {
     let inserted = sqlx::query(concat!(
         "INSERT INTO memories (org_id, id, scope, scope_key, fact, topic, confidence, source_session_id, ",
-        "source_event_ids, metadata, embedding, created_at, updated_at, expires_at, said_at) ",
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::vector, $12, $13, $14, $15)"
+        "source_event_ids, metadata, embedding, created_at, updated_at, expires_at, said_at, passages) ",
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::vector, $12, $13, $14, $15, $16::vector[])"
     ))
     .bind(memory.org_id.as_str())
     .bind(memory.id)
@@ -399,11 +441,12 @@ pub(crate) async fn insert_memory(
     .bind(memory.source_session_id)
     .bind(Json(&memory.source_event_ids))
     .bind(Json(&memory.metadata))
-    .bind(vector_text(embedding))
+    .bind(vector_text(&embedding.fact))
     .bind(memory.created_at)
     .bind(memory.updated_at)
     .bind(memory.expires_at)
     .bind(memory.said_at)
+    .bind(passages_text(embedding))
     .execute(&mut *conn)
     .await;
     record("insert", TABLE, inserted)?;
@@ -417,7 +460,7 @@ pub(crate) async fn insert_memory(
 pub(crate) async fn rewrite_memory(
     conn: &mut PgConnection,
     memory: &Memory,
-    embedding: Option<&[f32]>,
+    embedding: Option<&MemoryVectors>,
     revision: &Revision,
     live_at: Option<DateTime<Utc>>,
     expected_updated_at: Option<DateTime<Utc>>,
@@ -425,7 +468,8 @@ pub(crate) async fn rewrite_memory(
     let rewritten = sqlx::query(concat!(
         "UPDATE memories SET fact = $1, topic = $2, confidence = $3, source_session_id = $4, ",
         "source_event_ids = $5, metadata = $6, embedding = COALESCE($7::vector, embedding), updated_at = $8, ",
-        "expires_at = $9, deleted_at = NULL, said_at = $14 WHERE org_id = $10 AND id = $11 ",
+        "expires_at = $9, deleted_at = NULL, said_at = $14, ",
+        "passages = CASE WHEN $15 THEN $16::vector[] ELSE passages END WHERE org_id = $10 AND id = $11 ",
         "AND ($12::timestamptz IS NULL OR (deleted_at IS NULL AND (expires_at IS NULL OR expires_at > $12))) ",
         "AND ($13::timestamptz IS NULL OR updated_at = $13)"
     ))
@@ -435,7 +479,7 @@ pub(crate) async fn rewrite_memory(
     .bind(memory.source_session_id)
     .bind(Json(&memory.source_event_ids))
     .bind(Json(&memory.metadata))
-    .bind(embedding.map(vector_text))
+    .bind(embedding.map(|vectors| vector_text(&vectors.fact)))
     .bind(memory.updated_at)
     .bind(memory.expires_at)
     .bind(memory.org_id.as_str())
@@ -443,6 +487,8 @@ pub(crate) async fn rewrite_memory(
     .bind(live_at)
     .bind(expected_updated_at)
     .bind(memory.said_at)
+    .bind(embedding.is_some())
+    .bind(embedding.and_then(passages_text))
     .execute(&mut *conn)
     .await;
     if record("update", TABLE, rewritten)?.rows_affected() == 0 {
@@ -532,6 +578,22 @@ async fn drop_hnsw_indexes_except(conn: &mut PgConnection, keep: Option<usize>) 
 fn vector_text(vector: &[f32]) -> String {
     let components: Vec<String> = vector.iter().map(f32::to_string).collect();
     format!("[{}]", components.join(","))
+}
+
+/// The text form of the passages' vectors, `{"[0.1,0.2]","[0.3,0.4]"}`, cast to `vector[]` in
+/// SQL; `None` (NULL) when there are none.
+fn passages_text(vectors: &MemoryVectors) -> Option<String> {
+    let passages: Vec<String> = vectors.passages.iter().map(|vector| format!("\"{}\"", vector_text(vector))).collect();
+    (!passages.is_empty()).then(|| format!("{{{}}}", passages.join(",")))
+}
+
+/// SQL for a row's best similarity to the query vector `$1` among its passages' vectors of
+/// that dimension (NULL without any).
+fn best_passage_similarity(dimension: usize) -> String {
+    format!(
+        "(SELECT max(1 - (passage <=> $1::vector({dimension}))) FROM unnest(passages) AS passage \
+         WHERE vector_dims(passage) = {dimension})"
+    )
 }
 
 /// The `to_tsquery` text for free text: its distinct words, any of them matching. Each word

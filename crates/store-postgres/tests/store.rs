@@ -5,7 +5,9 @@
 
 use chrono::{Duration, Utc};
 use contextiq_core::memory::{MemoryFilter, scope_key};
-use contextiq_core::{Memory, MemoryStore, OrgId, RevisionAction, SessionStore, VectorOutbox, to_micros};
+use contextiq_core::{
+    Memory, MemoryStore, MemoryVectors, OrgId, RevisionAction, SessionStore, VectorOutbox, to_micros,
+};
 use contextiq_store_postgres::{PostgresOptions, PostgresStore, create_scratch_database};
 use contextiq_store_tests::{self as store_tests, memory, revision, scope};
 use serde_json::json;
@@ -99,7 +101,7 @@ async fn memories_keep_history_and_search_by_words_and_vectors() {
         [(&tea, [1.0, 0.0, 0.0]), (&city, [0.0, 1.0, 0.0]), (&cat, [0.6, 0.8, 0.0]), (&elsewhere, [1.0, 0.0, 0.0])]
     {
         let revision = revision(memory, RevisionAction::Created, None);
-        store.insert_memory(memory.clone(), vector.to_vec(), revision).await.unwrap();
+        store.insert_memory(memory.clone(), MemoryVectors::of_fact(vector.to_vec()), revision).await.unwrap();
     }
     assert_eq!(store.count_memories().await.unwrap(), 4);
 
@@ -138,7 +140,10 @@ async fn memories_keep_history_and_search_by_words_and_vectors() {
     updated.fact = "User drinks black coffee every morning".to_owned();
     updated.updated_at = to_micros(Utc::now());
     let update_revision = revision(&updated, RevisionAction::Updated, None);
-    store.update_memory(updated.clone(), Some(vec![0.0, 0.0, 1.0]), update_revision, Utc::now()).await.unwrap();
+    store
+        .update_memory(updated.clone(), Some(MemoryVectors::of_fact(vec![0.0, 0.0, 1.0])), update_revision, Utc::now())
+        .await
+        .unwrap();
     let lexical = store.lexical_candidates(&org, &key, "coffee", 10, Utc::now()).await.unwrap();
     assert_eq!(lexical.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [tea.id]);
     store.delete_memory(&org, tea.id, revision(&updated, RevisionAction::Deleted, None), Utc::now()).await.unwrap();
@@ -155,7 +160,11 @@ async fn memories_keep_history_and_search_by_words_and_vectors() {
 
     // A restore brings it back, fields and vector included.
     store
-        .restore_memory(tea.clone(), vec![1.0, 0.0, 0.0], revision(&tea, RevisionAction::Restored, None))
+        .restore_memory(
+            tea.clone(),
+            MemoryVectors::of_fact(vec![1.0, 0.0, 0.0]),
+            revision(&tea, RevisionAction::Restored, None),
+        )
         .await
         .unwrap();
     assert_eq!(store.get_memories(&org, &[tea.id], Utc::now()).await.unwrap(), std::slice::from_ref(&tea));
@@ -176,7 +185,11 @@ async fn memories_keep_history_and_search_by_words_and_vectors() {
     let mut brief = memory(&scope, "User is at the airport", "KEY_CONVERSATION_DETAILS", now);
     brief.expires_at = Some(to_micros(now + Duration::seconds(10)));
     store
-        .insert_memory(brief.clone(), vec![0.0, 0.0, 1.0], revision(&brief, RevisionAction::Created, None))
+        .insert_memory(
+            brief.clone(),
+            MemoryVectors::of_fact(vec![0.0, 0.0, 1.0]),
+            revision(&brief, RevisionAction::Created, None),
+        )
         .await
         .unwrap();
     let later = now + Duration::seconds(11);
@@ -196,7 +209,9 @@ async fn memories_keep_history_and_search_by_words_and_vectors() {
         facts.extend(page);
     }
     assert_eq!(facts.len(), 3);
-    let embeddings = facts.iter().map(|(id, _)| (*id, if *id == cat.id { vec![0.0, 1.0] } else { vec![1.0, 0.0] }));
+    let embeddings = facts
+        .iter()
+        .map(|(id, _)| (*id, MemoryVectors::of_fact(if *id == cat.id { vec![0.0, 1.0] } else { vec![1.0, 0.0] })));
     store.set_embeddings(embeddings.collect()).await.unwrap();
     assert!(hnsw_indexes(&url).await.is_empty());
     store.set_embedding_model("test-2", 2).await.unwrap();
@@ -216,6 +231,24 @@ async fn memories_keep_history_and_search_by_words_and_vectors() {
             assert!((a - b).abs() < 1e-6, "{query:?}: {exact:?} vs {approximate:?}");
         }
     }
+    through_hnsw.close().await;
+    drop_scratch_store(store, &url).await;
+}
+
+/// The shared scenario of this name, on PostgreSQL; then through HNSW, where the index finds
+/// candidates by their facts' vectors and the passages score them again.
+#[tokio::test]
+async fn a_memory_scores_as_its_best_vector_its_passages_included() {
+    let test = "a_memory_scores_as_its_best_vector_its_passages_included";
+    let Some((store, url)) = scratch_store(test).await else { return };
+    store.set_embedding_model("test-3", 3).await.unwrap();
+    let (scope, long, short) = store_tests::a_memory_scores_as_its_best_vector_its_passages_included(&store).await;
+    let through_hnsw = PostgresOptions { pool_size: 1, exact_scan_max: 0, ..PostgresOptions::new(url.clone()) };
+    let through_hnsw = PostgresStore::open(&through_hnsw).await.unwrap();
+    let found =
+        through_hnsw.vector_candidates(&OrgId::default_org(), &scope_key(&scope), &[0.0, 0.0, 1.0], 10).await.unwrap();
+    assert_eq!(found.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [long.id, short.id], "{found:?}");
+    assert!((found[0].1 - 1.0).abs() < 1e-5, "{found:?}");
     through_hnsw.close().await;
     drop_scratch_store(store, &url).await;
 }
@@ -286,8 +319,8 @@ async fn vector_records_after_page_through_the_memories_the_index_holds() {
 async fn insert_and_reembed(store: &PostgresStore, fact: &str) -> Memory {
     let memory = memory(&scope("u1"), fact, "T", Utc::now());
     let revision = revision(&memory, RevisionAction::Created, None);
-    store.insert_memory(memory.clone(), vec![1.0, 0.0], revision).await.unwrap();
-    store.set_embeddings(vec![(memory.id, vec![0.0, 1.0])]).await.unwrap();
+    store.insert_memory(memory.clone(), MemoryVectors::of_fact(vec![1.0, 0.0]), revision).await.unwrap();
+    store.set_embeddings(vec![(memory.id, MemoryVectors::of_fact(vec![0.0, 1.0]))]).await.unwrap();
     memory
 }
 
@@ -310,7 +343,7 @@ async fn only_the_store_opened_with_the_outbox_records_its_writes() {
         tokio::join!(insert_and_reembed(&on, "b"), insert_and_reembed(&on, "c"), insert_and_reembed(&on, "d"));
     let by_on = [b.id, c.id, d.id];
     assert_eq!(on.vector_state(&by_on).await.unwrap().entries.len(), 6, "inserts and re-embeddings");
-    off.set_embeddings(vec![(b.id, vec![1.0, 0.0])]).await.unwrap();
+    off.set_embeddings(vec![(b.id, MemoryVectors::of_fact(vec![1.0, 0.0]))]).await.unwrap();
     assert_eq!(n_outbox_entries(&url).await, 6, "not even of a memory the other recorded");
 
     // A default for the database reaches new connections, but the store without the option

@@ -7,7 +7,7 @@ use contextiq_core::generation::{
     self, CommitResult, CompletionTx, Job, JobCompletion, JobOutcome, JobStatus, JobStore, LlmUsage,
 };
 use contextiq_core::memory::scope_key;
-use contextiq_core::{Memory, OrgId, Result, Revision, Written};
+use contextiq_core::{Memory, MemoryVectors, OrgId, Result, Revision, Written};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
@@ -284,8 +284,13 @@ impl CompletionTx for SavepointCompletion<'_> {
         Ok(count("complete", TABLE, finished)?.rows_affected() == 1)
     }
 
-    async fn insert_memory(&mut self, memory: &Memory, embedding: &[f32], revision: &Revision) -> sqlx::Result<()> {
-        let change = self.writer.insert_memory(memory, embedding.to_vec(), revision).await?;
+    async fn insert_memory(
+        &mut self,
+        memory: &Memory,
+        embedding: &MemoryVectors,
+        revision: &Revision,
+    ) -> sqlx::Result<()> {
+        let change = self.writer.insert_memory(memory, embedding.clone(), revision).await?;
         self.vectors.push(change);
         Ok(())
     }
@@ -293,12 +298,12 @@ impl CompletionTx for SavepointCompletion<'_> {
     async fn update_memory(
         &mut self,
         memory: &Memory,
-        embedding: &[f32],
+        embedding: &MemoryVectors,
         revision: &Revision,
         now: DateTime<Utc>,
         expected_updated_at: DateTime<Utc>,
     ) -> sqlx::Result<bool> {
-        let embedding = Some(embedding.to_vec());
+        let embedding = Some(embedding.clone());
         let rewritten =
             self.writer.rewrite_memory(memory, embedding, revision, Some(now), Some(expected_updated_at)).await?;
         Ok(rewritten.map(|changes| self.vectors.extend(changes)).is_some())

@@ -505,7 +505,7 @@ pub(crate) fn cut_page<T>(
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
-    use contextiq_core::Role;
+    use contextiq_core::{MemoryVectors, Role};
 
     use super::*;
 
@@ -610,7 +610,7 @@ mod tests {
         let expiring = memory("kites are fun", Some(now + Duration::seconds(10)));
         let lasting = memory("kites are lasting", None);
         for memory in [&expiring, &lasting] {
-            store.insert_memory(memory.clone(), vec![1.0, 0.0], created(memory)).await.unwrap();
+            store.insert_memory(memory.clone(), MemoryVectors::of_fact(vec![1.0, 0.0]), created(memory)).await.unwrap();
         }
         let key = scope_key(&scope);
         assert_eq!(store.vector_candidates(&org, &key, &[1.0, 0.0], 10).await.unwrap().len(), 2, "loads the scope");

@@ -5,15 +5,17 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use contextiq_core::embed::best_similarity;
 use contextiq_core::memory::{MemoryFilter, MemoryPage, StoredMemory, scope_key};
 use contextiq_core::{
-    Error, Memory, MemoryStore, OrgId, PageCursor, Resource, Result, Revision, Write, WriteOutcome, Written,
+    Error, Memory, MemoryStore, MemoryVectors, OrgId, PageCursor, Resource, Result, Revision, Write, WriteOutcome,
+    Written,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use crate::rows::{count, memory_from_row, micros, record, revision_from_row};
-use crate::vectors::{VectorChange, decode, encode, top_k};
+use crate::vectors::{VectorChange, decode, encode, encode_passages, flatten, top_k};
 use crate::writer::{Applied, WriteOp, Writer, json_text};
 use crate::{SqliteStore, cut_page, push_page};
 
@@ -176,22 +178,53 @@ impl MemoryStore for SqliteStore {
             return Ok(found);
         }
         let generation = self.vectors.generation(&tag);
-        let rows =
-            sqlx::query("SELECT id, embedding FROM memories WHERE org_id = ? AND scope = ? AND deleted_at IS NULL")
-                .bind(org.as_str())
-                .bind(scope_key)
-                .fetch_all(&self.readers)
-                .await;
+        let rows = sqlx::query(
+            "SELECT id, embedding, passages FROM memories WHERE org_id = ? AND scope = ? AND deleted_at IS NULL",
+        )
+        .bind(org.as_str())
+        .bind(scope_key)
+        .fetch_all(&self.readers)
+        .await;
         let mut loaded = HashMap::new();
         for row in record("select", "memories", rows)? {
-            let id: String = row.try_get("id").map_err(Error::store)?;
-            let bytes: Vec<u8> = row.try_get("embedding").map_err(Error::store)?;
-            loaded.insert(Uuid::parse_str(&id).map_err(Error::store)?, decode(&bytes));
+            let (id, vectors) = vectors_of(&row)?;
+            loaded.insert(id, vectors);
         }
         let found = top_k(loaded.iter().map(|(id, vector)| (*id, vector.as_slice())), vector, limit);
         // A write that landed during the load makes it stale: answer from it, cache it not.
         self.vectors.insert_if_current(&tag, generation, loaded);
         Ok(found)
+    }
+
+    async fn rescore_by_passages(
+        &self,
+        org: &OrgId,
+        mut candidates: Vec<(Uuid, f64)>,
+        vector: &[f32],
+    ) -> Result<Vec<(Uuid, f64)>> {
+        if candidates.is_empty() {
+            return Ok(candidates);
+        }
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT id, embedding, passages FROM memories WHERE org_id = ");
+        query.push_bind(org.as_str()).push(" AND passages IS NOT NULL AND id IN (");
+        let mut ids = query.separated(", ");
+        for (id, _) in &candidates {
+            ids.push_bind(id.to_string());
+        }
+        query.push(")");
+        let rows = query.build().fetch_all(&self.readers).await;
+        let mut best: HashMap<Uuid, f64> = HashMap::new();
+        for row in record("select", "memories", rows)? {
+            let (id, vectors) = vectors_of(&row)?;
+            best.insert(id, f64::from(best_similarity(&vectors, vector)));
+        }
+        for (id, score) in &mut candidates {
+            if let Some(best) = best.get(id) {
+                *score = score.max(*best);
+            }
+        }
+        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(candidates)
     }
 
     async fn embedding_model(&self) -> Result<Option<(String, usize)>> {
@@ -225,7 +258,7 @@ impl Writer {
     pub(crate) async fn insert_memory_write(
         &mut self,
         memory: Memory,
-        embedding: Vec<f32>,
+        embedding: MemoryVectors,
         revision: &Revision,
     ) -> sqlx::Result<Applied> {
         // A client may name the memory it creates; the one writer makes this check race-free.
@@ -243,7 +276,7 @@ impl Writer {
     pub(crate) async fn update_memory_write(
         &mut self,
         memory: Memory,
-        embedding: Option<Vec<f32>>,
+        embedding: Option<MemoryVectors>,
         revision: &Revision,
         now: DateTime<Utc>,
     ) -> sqlx::Result<Applied> {
@@ -269,7 +302,7 @@ impl Writer {
     pub(crate) async fn restore_memory_write(
         &mut self,
         memory: Memory,
-        embedding: Vec<f32>,
+        embedding: MemoryVectors,
         revision: &Revision,
     ) -> sqlx::Result<Applied> {
         Ok(match self.rewrite_memory(&memory, Some(embedding), revision, None, None).await? {
@@ -325,10 +358,11 @@ impl Writer {
         Ok(Applied::written(Written::Done))
     }
 
-    pub(crate) async fn set_embeddings(&mut self, embeddings: &[(Uuid, Vec<f32>)]) -> sqlx::Result<Applied> {
-        for (id, vector) in embeddings {
-            let result = sqlx::query("UPDATE memories SET embedding = ? WHERE id = ?")
-                .bind(encode(vector))
+    pub(crate) async fn set_embeddings(&mut self, embeddings: &[(Uuid, MemoryVectors)]) -> sqlx::Result<Applied> {
+        for (id, vectors) in embeddings {
+            let result = sqlx::query("UPDATE memories SET embedding = ?, passages = ? WHERE id = ?")
+                .bind(encode(&vectors.fact))
+                .bind(encode_passages(vectors))
                 .bind(id.to_string())
                 .execute(&mut self.conn)
                 .await;
@@ -344,13 +378,13 @@ impl Writer {
     pub(crate) async fn insert_memory(
         &mut self,
         memory: &Memory,
-        embedding: Vec<f32>,
+        embedding: MemoryVectors,
         revision: &Revision,
     ) -> sqlx::Result<VectorChange> {
         let inserted = sqlx::query(concat!(
             "INSERT INTO memories (org_id, id, scope, fact, topic, confidence, source_session_id, ",
-            "source_event_ids, metadata, embedding, created_at, updated_at, expires_at, said_at) ",
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rowid"
+            "source_event_ids, metadata, embedding, passages, created_at, updated_at, expires_at, said_at) ",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rowid"
         ))
         .bind(memory.org_id.as_str())
         .bind(memory.id.to_string())
@@ -361,7 +395,8 @@ impl Writer {
         .bind(memory.source_session_id.map(|id| id.to_string()))
         .bind(json_text(&memory.source_event_ids)?)
         .bind(json_text(&memory.metadata)?)
-        .bind(encode(&embedding))
+        .bind(encode(&embedding.fact))
+        .bind(encode_passages(&embedding))
         .bind(micros(memory.created_at))
         .bind(micros(memory.updated_at))
         .bind(memory.expires_at.map(micros))
@@ -371,7 +406,7 @@ impl Writer {
         let rowid: i64 = count("insert", "memories", inserted)?.try_get(0)?;
         self.index_fact(rowid, memory).await?;
         self.insert_revision(revision).await?;
-        Ok(VectorChange::Upsert { scope_tag: memory_scope_tag(memory), id: memory.id, vector: embedding })
+        Ok(VectorChange::Upsert { scope_tag: memory_scope_tag(memory), id: memory.id, vector: flatten(&embedding) })
     }
 
     /// Replaces a memory's fields (and its vector, when given) and records the revision.
@@ -382,17 +417,18 @@ impl Writer {
     pub(crate) async fn rewrite_memory(
         &mut self,
         memory: &Memory,
-        embedding: Option<Vec<f32>>,
+        embedding: Option<MemoryVectors>,
         revision: &Revision,
         live_at: Option<DateTime<Utc>>,
         expected_updated_at: Option<DateTime<Utc>>,
     ) -> sqlx::Result<Option<Vec<VectorChange>>> {
         let rewritten = sqlx::query(concat!(
             "UPDATE memories SET fact = ?, topic = ?, confidence = ?, source_session_id = ?, ",
-            "source_event_ids = ?, metadata = ?, embedding = COALESCE(?, embedding), updated_at = ?, ",
+            "source_event_ids = ?, metadata = ?, embedding = COALESCE(?, embedding), ",
+            "passages = CASE WHEN ? THEN ? ELSE passages END, updated_at = ?, ",
             "expires_at = ?, said_at = ?, deleted_at = NULL WHERE org_id = ? AND id = ? ",
-            "AND (?13 IS NULL OR (deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?13))) ",
-            "AND (?14 IS NULL OR updated_at = ?14) RETURNING rowid"
+            "AND (?15 IS NULL OR (deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?15))) ",
+            "AND (?16 IS NULL OR updated_at = ?16) RETURNING rowid"
         ))
         .bind(memory.fact.as_str())
         .bind(memory.topic.as_deref())
@@ -400,7 +436,9 @@ impl Writer {
         .bind(memory.source_session_id.map(|id| id.to_string()))
         .bind(json_text(&memory.source_event_ids)?)
         .bind(json_text(&memory.metadata)?)
-        .bind(embedding.as_deref().map(encode))
+        .bind(embedding.as_ref().map(|vectors| encode(&vectors.fact)))
+        .bind(embedding.is_some())
+        .bind(embedding.as_ref().and_then(encode_passages))
         .bind(micros(memory.updated_at))
         .bind(memory.expires_at.map(micros))
         .bind(micros(memory.said_at))
@@ -418,8 +456,12 @@ impl Writer {
         self.index_fact(rowid, memory).await?;
         self.insert_revision(revision).await?;
         Ok(Some(match embedding {
-            Some(vector) => {
-                vec![VectorChange::Upsert { scope_tag: memory_scope_tag(memory), id: memory.id, vector }]
+            Some(vectors) => {
+                vec![VectorChange::Upsert {
+                    scope_tag: memory_scope_tag(memory),
+                    id: memory.id,
+                    vector: flatten(&vectors),
+                }]
             }
             None => Vec::new(),
         }))
@@ -518,4 +560,15 @@ mod tests {
         assert_eq!(scope_tag(&OrgId::new("a"), "{}").len(), 33);
         assert_ne!(scope_tag(&OrgId::new("a"), "{}"), scope_tag(&OrgId::new("b"), "{}"));
     }
+}
+
+/// A memory's id and its vectors one after another (the fact's, then its passages'), from a
+/// row with `id`, `embedding` and `passages`.
+fn vectors_of(row: &sqlx::sqlite::SqliteRow) -> Result<(Uuid, Vec<f32>)> {
+    let id: String = row.try_get("id").map_err(Error::store)?;
+    let mut vectors = decode(&row.try_get::<Vec<u8>, _>("embedding").map_err(Error::store)?);
+    if let Some(passages) = row.try_get::<Option<Vec<u8>>, _>("passages").map_err(Error::store)? {
+        vectors.extend(decode(&passages));
+    }
+    Ok((Uuid::parse_str(&id).map_err(Error::store)?, vectors))
 }

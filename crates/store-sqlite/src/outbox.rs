@@ -165,7 +165,7 @@ mod tests {
     use std::path::Path;
 
     use chrono::Duration;
-    use contextiq_core::{Memory, MemoryStore, RevisionAction, SessionStore};
+    use contextiq_core::{Memory, MemoryStore, MemoryVectors, RevisionAction, SessionStore};
     use contextiq_store_tests::{memory, revision, scope};
 
     use super::*;
@@ -177,7 +177,11 @@ mod tests {
 
     async fn insert(store: &SqliteStore, memory: &Memory, embedding: &[f32]) {
         store
-            .insert_memory(memory.clone(), embedding.to_vec(), revision(memory, RevisionAction::Created, None))
+            .insert_memory(
+                memory.clone(),
+                MemoryVectors::of_fact(embedding.to_vec()),
+                revision(memory, RevisionAction::Created, None),
+            )
             .await
             .unwrap();
     }
@@ -192,7 +196,7 @@ mod tests {
     async fn insert_and_reembed(store: &SqliteStore, fact: &str) -> Memory {
         let memory = memory(&scope("u1"), fact, "T", Utc::now());
         insert(store, &memory, &[1.0, 0.0]).await;
-        store.set_embeddings(vec![(memory.id, vec![0.0, 1.0])]).await.unwrap();
+        store.set_embeddings(vec![(memory.id, MemoryVectors::of_fact(vec![0.0, 1.0]))]).await.unwrap();
         memory
     }
 
@@ -212,7 +216,7 @@ mod tests {
         assert_eq!(n_entries(&on).await, 0, "the store without the option records nothing");
         let by_on = insert_and_reembed(&on, "b").await;
         assert_eq!(on.vector_state(&[by_on.id]).await.unwrap().entries.len(), 2, "insert and re-embedding");
-        off.set_embeddings(vec![(by_on.id, vec![1.0, 0.0])]).await.unwrap();
+        off.set_embeddings(vec![(by_on.id, MemoryVectors::of_fact(vec![1.0, 0.0]))]).await.unwrap();
         assert_eq!(n_entries(&off).await, 2, "not even of a memory the other recorded");
 
         // Closing the store without the option leaves the other's on, and a store reopened

@@ -1,10 +1,13 @@
 //! The in-process vector index: each scope's vectors, loaded from SQLite on first search and
 //! kept current by the writer after each commit. Exact (brute-force) cosine search: a scope
-//! of 10,000 memories is 3.8 M multiply-adds, about a millisecond.
+//! of 10,000 memories is 3.8 M multiply-adds, about a millisecond. A memory's vectors (its
+//! fact's, then its passages') lie one after another; it scores as its best one.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use contextiq_core::MemoryVectors;
+use contextiq_core::embed::best_similarity;
 use uuid::Uuid;
 
 #[derive(Default)]
@@ -87,7 +90,7 @@ pub(crate) fn top_k<'a>(
     limit: usize,
 ) -> Vec<(Uuid, f64)> {
     let mut scored: Vec<(Uuid, f64)> =
-        vectors.map(|(id, vector)| (id, f64::from(contextiq_core::embed::cosine(vector, query)))).collect();
+        vectors.map(|(id, vectors)| (id, f64::from(best_similarity(vectors, query)))).collect();
     let limit = limit.min(scored.len());
     if limit == 0 {
         return Vec::new();
@@ -96,6 +99,16 @@ pub(crate) fn top_k<'a>(
     scored.truncate(limit);
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     scored
+}
+
+/// A memory's vectors one after another, the fact's first: what the cache keeps.
+pub(crate) fn flatten(vectors: &MemoryVectors) -> Vec<f32> {
+    vectors.all().flatten().copied().collect()
+}
+
+/// The `passages` column: the passages' vectors one after another; `None` when there are none.
+pub(crate) fn encode_passages(vectors: &MemoryVectors) -> Option<Vec<u8>> {
+    (!vectors.passages.is_empty()).then(|| vectors.passages.iter().flat_map(|vector| encode(vector)).collect())
 }
 
 pub(crate) fn encode(vector: &[f32]) -> Vec<u8> {

@@ -50,7 +50,7 @@ async fn pending_vector_memories_are_those_written_before_the_cutoff_oldest_firs
     let (store, _) = open(&dir, true).await;
     // Each re-embedding of a memory records an entry of it.
     let add_entries = async |memory_id: Uuid, n_entries: usize| {
-        let embeddings = vec![(memory_id, vec![0.0, 1.0]); n_entries];
+        let embeddings = vec![(memory_id, contextiq_core::MemoryVectors::of_fact(vec![0.0, 1.0])); n_entries];
         contextiq_core::MemoryStore::set_embeddings(&store, embeddings).await.expect("re-embed");
     };
     store_tests::pending_vector_memories_are_those_written_before_the_cutoff_oldest_first_each_once(
@@ -67,5 +67,13 @@ async fn vector_records_after_page_through_the_memories_the_index_holds() {
     let (store, path) = open(&dir, false).await;
     let n_entries = async || n_outbox_entries(&path).await;
     store_tests::vector_records_after_page_through_the_memories_the_index_holds(&store, n_entries).await;
+    contextiq_core::SessionStore::close(&store).await;
+}
+
+#[tokio::test]
+async fn a_memory_scores_as_its_best_vector_its_passages_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir, false).await;
+    store_tests::a_memory_scores_as_its_best_vector_its_passages_included(&store).await;
     contextiq_core::SessionStore::close(&store).await;
 }

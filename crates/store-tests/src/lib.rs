@@ -13,7 +13,8 @@ use contextiq_core::generation::{
 };
 use contextiq_core::memory::{MemorySnapshot, scope_key};
 use contextiq_core::{
-    Memory, OrgId, Revision, RevisionAction, Role, Scope, VectorOutbox, VectorRecord, VectorState, to_micros,
+    Memory, MemoryStore, MemoryVectors, OrgId, Revision, RevisionAction, Role, Scope, VectorOutbox, VectorRecord,
+    VectorState, to_micros,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -52,7 +53,11 @@ pub async fn leases_serialize_a_scope_and_stale_work_never_commits<S: JobStore +
     // even the insert before it, and the job stays running.
     let existing = memory(&scope, "User likes tea", "USER_PREFERENCES", now);
     store
-        .insert_memory(existing.clone(), vec![1.0, 0.0], revision(&existing, RevisionAction::Created, None))
+        .insert_memory(
+            existing.clone(),
+            MemoryVectors::of_fact(vec![1.0, 0.0]),
+            revision(&existing, RevisionAction::Created, None),
+        )
         .await
         .unwrap();
     let added = memory(&scope, "User lives in Lyon", "USER_PERSONAL_INFO", now);
@@ -61,13 +66,13 @@ pub async fn leases_serialize_a_scope_and_stale_work_never_commits<S: JobStore +
     updated.updated_at = to_micros(Utc::now());
     let insert = MemoryChange::Insert {
         memory: added.clone(),
-        embedding: vec![0.0, 1.0],
+        embedding: MemoryVectors::of_fact(vec![0.0, 1.0]),
         revision: revision(&added, RevisionAction::Created, Some(first.id)),
     };
     let stale_update = MemoryChange::Update {
         memory: updated.clone(),
         expected_updated_at: existing.updated_at - Duration::seconds(1),
-        embedding: vec![1.0, 0.0],
+        embedding: MemoryVectors::of_fact(vec![1.0, 0.0]),
         revision: revision(&updated, RevisionAction::Updated, Some(first.id)),
     };
     let conflicting = completion(&first, 2, vec![insert.clone(), stale_update]);
@@ -80,7 +85,7 @@ pub async fn leases_serialize_a_scope_and_stale_work_never_commits<S: JobStore +
     let fresh_update = MemoryChange::Update {
         memory: updated.clone(),
         expected_updated_at: existing.updated_at,
-        embedding: vec![1.0, 0.0],
+        embedding: MemoryVectors::of_fact(vec![1.0, 0.0]),
         revision: revision(&updated, RevisionAction::Updated, Some(first.id)),
     };
     let session_id = Uuid::now_v7();
@@ -190,7 +195,14 @@ pub async fn every_memory_write_leaves_an_outbox_entry_and_the_state_follows_the
     let scope: Scope = [("user_id".to_owned(), "u1".to_owned()), ("agent_id".to_owned(), "a1".to_owned())].into();
     let mut tea = memory(&scope, "User likes tea", "USER_PREFERENCES", Utc::now());
     tea.org_id = org.clone();
-    store.insert_memory(tea.clone(), vec![1.0, 0.0], revision(&tea, RevisionAction::Created, None)).await.unwrap();
+    store
+        .insert_memory(
+            tea.clone(),
+            MemoryVectors::of_fact(vec![1.0, 0.0]),
+            revision(&tea, RevisionAction::Created, None),
+        )
+        .await
+        .unwrap();
     check_synced(store, tea.id, Some(vector_record(&tea, &[1.0, 0.0])), "insert").await;
 
     let mut updated = tea.clone();
@@ -199,7 +211,7 @@ pub async fn every_memory_write_leaves_an_outbox_entry_and_the_state_follows_the
         let (store, updated) = (&store, updated.clone());
         async move {
             let revision = revision(&updated, RevisionAction::Updated, None);
-            store.update_memory(updated, Some(embedding), revision, Utc::now()).await.unwrap();
+            store.update_memory(updated, Some(MemoryVectors::of_fact(embedding)), revision, Utc::now()).await.unwrap();
         }
     };
     update(vec![0.0, 1.0]).await;
@@ -220,9 +232,9 @@ pub async fn every_memory_write_leaves_an_outbox_entry_and_the_state_follows_the
     store.delete_memory(&org, tea.id, revision(&tea, RevisionAction::Deleted, None), Utc::now()).await.unwrap();
     check_synced(store, tea.id, None, "delete").await;
     let restore = revision(&tea, RevisionAction::Restored, None);
-    store.restore_memory(tea.clone(), vec![1.0, 0.0], restore).await.unwrap();
+    store.restore_memory(tea.clone(), MemoryVectors::of_fact(vec![1.0, 0.0]), restore).await.unwrap();
     check_synced(store, tea.id, Some(vector_record(&tea, &[1.0, 0.0])), "restore").await;
-    store.set_embeddings(vec![(tea.id, vec![0.0, 1.0])]).await.unwrap();
+    store.set_embeddings(vec![(tea.id, MemoryVectors::of_fact(vec![0.0, 1.0]))]).await.unwrap();
     check_synced(store, tea.id, Some(vector_record(&tea, &[0.0, 1.0])), "set_embeddings").await;
     store.purge_memory(&org, tea.id).await.unwrap();
     check_synced(store, tea.id, None, "purge").await;
@@ -231,7 +243,14 @@ pub async fn every_memory_write_leaves_an_outbox_entry_and_the_state_follows_the
     let now = Utc::now();
     let mut brief = memory(&scope, "User is at the airport", "KEY_CONVERSATION_DETAILS", now);
     brief.expires_at = Some(to_micros(now - Duration::seconds(1)));
-    store.insert_memory(brief.clone(), vec![1.0, 0.0], revision(&brief, RevisionAction::Created, None)).await.unwrap();
+    store
+        .insert_memory(
+            brief.clone(),
+            MemoryVectors::of_fact(vec![1.0, 0.0]),
+            revision(&brief, RevisionAction::Created, None),
+        )
+        .await
+        .unwrap();
     check_synced(store, brief.id, Some(vector_record(&brief, &[1.0, 0.0])), "insert of an expired one").await;
     assert_eq!(store.purge_expired_memories(now, 10).await.unwrap(), 1);
     check_synced(store, brief.id, None, "purge of expired memories").await;
@@ -244,7 +263,7 @@ pub async fn every_memory_write_leaves_an_outbox_entry_and_the_state_follows_the
     // A job's changes are recorded with them, and a completion that rolls back records nothing.
     let existing = memory(&scope, "User lives in Lyon", "USER_PERSONAL_INFO", Utc::now());
     let created = revision(&existing, RevisionAction::Created, None);
-    store.insert_memory(existing.clone(), vec![1.0, 0.0], created).await.unwrap();
+    store.insert_memory(existing.clone(), MemoryVectors::of_fact(vec![1.0, 0.0]), created).await.unwrap();
     check_synced(store, existing.id, Some(vector_record(&existing, &[1.0, 0.0])), "insert").await;
     let job = store.enqueue_job(self::job(&scope, Utc::now())).await.unwrap();
     let claimed = store.claim_job(Utc::now(), Utc::now() + Duration::seconds(60)).await.unwrap().unwrap();
@@ -252,7 +271,7 @@ pub async fn every_memory_write_leaves_an_outbox_entry_and_the_state_follows_the
     let added = memory(&scope, "User lives in Paris", "USER_PERSONAL_INFO", Utc::now());
     let insert = MemoryChange::Insert {
         memory: added.clone(),
-        embedding: vec![0.0, 1.0],
+        embedding: MemoryVectors::of_fact(vec![0.0, 1.0]),
         revision: revision(&added, RevisionAction::Created, Some(job.id)),
     };
     let delete = |expected_updated_at| MemoryChange::Delete {
@@ -281,7 +300,11 @@ pub async fn pending_vector_memories_are_those_written_before_the_cutoff_oldest_
     let (first, second) = (memory(&scope("u1"), "a", "T", Utc::now()), memory(&scope("u2"), "b", "T", Utc::now()));
     for memory in [&first, &second] {
         store
-            .insert_memory(memory.clone(), vec![1.0, 0.0], revision(memory, RevisionAction::Created, None))
+            .insert_memory(
+                memory.clone(),
+                MemoryVectors::of_fact(vec![1.0, 0.0]),
+                revision(memory, RevisionAction::Created, None),
+            )
             .await
             .unwrap();
     }
@@ -292,7 +315,14 @@ pub async fn pending_vector_memories_are_those_written_before_the_cutoff_oldest_
     let cutoff = Utc::now();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let third = memory(&scope("u3"), "c", "T", Utc::now());
-    store.insert_memory(third.clone(), vec![1.0, 0.0], revision(&third, RevisionAction::Created, None)).await.unwrap();
+    store
+        .insert_memory(
+            third.clone(),
+            MemoryVectors::of_fact(vec![1.0, 0.0]),
+            revision(&third, RevisionAction::Created, None),
+        )
+        .await
+        .unwrap();
 
     assert_eq!(store.pending_vector_memories(cutoff, 10).await.unwrap(), [first.id, second.id]);
     assert_eq!(store.pending_vector_memories(cutoff, 1).await.unwrap(), [first.id]);
@@ -321,7 +351,7 @@ pub async fn vector_records_after_page_through_the_memories_the_index_holds<S>(
     memories[5].scope = scope("u3");
     for (idx, memory) in memories.iter().enumerate() {
         let revision = revision(memory, RevisionAction::Created, None);
-        store.insert_memory(memory.clone(), vec![idx as f32, 1.0], revision).await.unwrap();
+        store.insert_memory(memory.clone(), MemoryVectors::of_fact(vec![idx as f32, 1.0]), revision).await.unwrap();
     }
     let org = OrgId::default_org();
     let deleted = memories.remove(3);
@@ -355,6 +385,69 @@ async fn check_synced<S: VectorOutbox + ?Sized>(store: &S, id: Uuid, expect: Opt
     assert!(!state.entries.is_empty(), "{write} leaves an entry");
     store.ack_vector_entries(&state.entries).await.unwrap();
     assert!(store.vector_state(&[id]).await.unwrap().entries.is_empty(), "{write}: acknowledged");
+}
+
+/// A memory scores as its best vector, its fact's or one of its passages', in searches and
+/// when an outside index's candidates are scored again. A write with vectors replaces the
+/// passages (with none, there are none), a write without keeps them, a re-embedding replaces
+/// them. Answers the scope, the long memory and the short one, for a backend's own checks.
+pub async fn a_memory_scores_as_its_best_vector_its_passages_included<S: MemoryStore + ?Sized>(
+    store: &S,
+) -> (Scope, Memory, Memory) {
+    let org = OrgId::default_org();
+    let scope = scope("passages");
+    let key = scope_key(&scope);
+    let now = Utc::now();
+    let long = memory(&scope, "Ann: One. Two. Three.", "T", now);
+    let short = memory(&scope, "Ann counts to three", "T", now);
+    let with_passages =
+        MemoryVectors { fact: vec![1.0, 0.0, 0.0], passages: vec![vec![0.0, 1.0, 0.0], vec![0.0, 0.0, 1.0]] };
+    let created = revision(&long, RevisionAction::Created, None);
+    store.insert_memory(long.clone(), with_passages.clone(), created).await.unwrap();
+    let created = revision(&short, RevisionAction::Created, None);
+    store.insert_memory(short.clone(), MemoryVectors::of_fact(vec![0.0, 0.6, 0.8]), created).await.unwrap();
+    let ranked =
+        async |query: [f32; 3]| -> Vec<(Uuid, f64)> { store.vector_candidates(&org, &key, &query, 10).await.unwrap() };
+    let expect = |found: Vec<(Uuid, f64)>, expected: [(Uuid, f64); 2], what: &str| {
+        assert_eq!(found.len(), 2, "{what}: {found:?}");
+        for ((id, score), (expected_id, expected_score)) in found.iter().zip(expected) {
+            assert!(*id == expected_id && (score - expected_score).abs() < 1e-5, "{what}: {found:?}");
+        }
+    };
+
+    // The long memory's second passage is the query; the short one's fact is near it.
+    expect(ranked([0.0, 0.0, 1.0]).await, [(long.id, 1.0), (short.id, 0.8)], "by a passage");
+    expect(ranked([1.0, 0.0, 0.0]).await, [(long.id, 1.0), (short.id, 0.0)], "by the fact");
+    // Candidates found elsewhere by the facts' vectors are scored again with the passages; a
+    // memory the store does not hold keeps its score.
+    let stranger = Uuid::now_v7();
+    let found = vec![(short.id, 0.8), (stranger, 0.5), (long.id, 0.0)];
+    let rescored = store.rescore_by_passages(&org, found, &[0.0, 0.0, 1.0]).await.unwrap();
+    assert_eq!(rescored.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [long.id, short.id, stranger], "{rescored:?}");
+    assert!((rescored[0].1 - 1.0).abs() < 1e-5 && (rescored[2].1 - 0.5).abs() < 1e-9, "{rescored:?}");
+    assert!(store.rescore_by_passages(&org, Vec::new(), &[0.0, 0.0, 1.0]).await.unwrap().is_empty());
+
+    // A change without vectors (the topic) keeps them.
+    let mut retopiced = long.clone();
+    retopiced.topic = Some("U".to_owned());
+    retopiced.updated_at = to_micros(Utc::now());
+    let updated = revision(&retopiced, RevisionAction::Updated, None);
+    store.update_memory(retopiced.clone(), None, updated, Utc::now()).await.unwrap();
+    expect(ranked([0.0, 0.0, 1.0]).await, [(long.id, 1.0), (short.id, 0.8)], "a change without vectors");
+    // New vectors without passages: it has none any more.
+    let mut refacted = retopiced.clone();
+    refacted.fact = "Ann: One.".to_owned();
+    refacted.updated_at = to_micros(Utc::now());
+    let updated = revision(&refacted, RevisionAction::Updated, None);
+    store
+        .update_memory(refacted, Some(MemoryVectors::of_fact(vec![1.0, 0.0, 0.0])), updated, Utc::now())
+        .await
+        .unwrap();
+    expect(ranked([0.0, 0.0, 1.0]).await, [(short.id, 0.8), (long.id, 0.0)], "new vectors, no passages");
+    // A re-embedding gives them back.
+    store.set_embeddings(vec![(long.id, with_passages)]).await.unwrap();
+    expect(ranked([0.0, 0.0, 1.0]).await, [(long.id, 1.0), (short.id, 0.8)], "re-embedded");
+    (scope, long, short)
 }
 
 pub fn scope(user: &str) -> Scope {

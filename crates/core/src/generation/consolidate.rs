@@ -18,7 +18,7 @@ use super::{
     Candidate, CandidateKind, ExtractError, Extractor, Job, JobOutcome, LlmUsage, MemoryChange, MetadataMerge,
     Neighbour, Verdict,
 };
-use crate::embed::cosine;
+use crate::embed::MemoryVectors;
 use crate::grammar::{attribute_of, content_words, normalise};
 use crate::memory::{MemorySnapshot, MemoryStore, Revision, RevisionAction, scope_key};
 use crate::{Memory, Result};
@@ -55,7 +55,7 @@ enum Decision {
     Update {
         memory_id: Uuid,
         fact: String,
-        vector: Option<Vec<f32>>,
+        vector: Option<MemoryVectors>,
         reason: &'static str,
         similarity: Option<f64>,
     },
@@ -68,8 +68,8 @@ enum Decision {
 /// A memory as this job sees it.
 struct Working {
     memory: Memory,
-    /// Its vector, when this job wrote it (otherwise only the store's similarity is known).
-    vector: Option<Vec<f32>>,
+    /// Its vectors, when this job wrote them (otherwise only the store's similarity is known).
+    vector: Option<MemoryVectors>,
     /// The store's similarity to the candidate being decided, refreshed per candidate.
     stored_similarity: Option<f64>,
     live: bool,
@@ -114,13 +114,13 @@ impl Consolidator<'_> {
     pub async fn plan(
         &self,
         candidates: &[Candidate],
-        vectors: &[Vec<f32>],
+        vectors: &[MemoryVectors],
         usage: &mut LlmUsage,
     ) -> std::result::Result<Plan, ConsolidationError> {
         let mut working: HashMap<Uuid, Working> = HashMap::new();
         let mut plan = Plan { changes: Vec::new(), outcome: JobOutcome::default() };
         for (candidate, vector) in candidates.iter().zip(vectors) {
-            let neighbours = self.neighbours(&mut working, vector).await?;
+            let neighbours = self.neighbours(&mut working, &vector.fact).await?;
             let decision = self.decide(candidate, &neighbours, &working, usage).await?;
             self.apply(decision, candidate, vector, &neighbours, &mut working, &mut plan);
         }
@@ -151,7 +151,7 @@ impl Consolidator<'_> {
             .filter(|entry| !exact || entry.memory.metadata == job.config.metadata)
             .filter_map(|entry| {
                 let similarity = match &entry.vector {
-                    Some(own) => f64::from(cosine(own, vector)),
+                    Some(own) => f64::from(own.similarity(vector)),
                     None => entry.stored_similarity?,
                 };
                 Some(Neighbour { id: entry.memory.id, fact: entry.memory.fact.clone(), similarity })
@@ -247,8 +247,7 @@ impl Consolidator<'_> {
                 let vector = if fact == candidate.fact {
                     None
                 } else {
-                    let mut vectors = self.embedder.embed(vec![fact.clone()]).await?;
-                    Some(vectors.pop().ok_or_else(|| crate::Error::Embedding("no vector for a merged fact".into()))?)
+                    Some(crate::embed::embed_memory(self.embedder, &fact).await?)
                 };
                 Decision::Update {
                     memory_id,
@@ -275,7 +274,7 @@ impl Consolidator<'_> {
         &self,
         decision: Decision,
         candidate: &Candidate,
-        vector: &[f32],
+        vector: &MemoryVectors,
         neighbours: &[Neighbour],
         working: &mut HashMap<Uuid, Working>,
         plan: &mut Plan,
@@ -323,18 +322,14 @@ impl Consolidator<'_> {
                     super::cause(reason, candidate, best_similarity),
                 );
                 outcome.memories_added.push(memory.id);
-                plan.changes.push(MemoryChange::Insert {
-                    memory: memory.clone(),
-                    embedding: vector.to_vec(),
-                    revision,
-                });
+                plan.changes.push(MemoryChange::Insert { memory: memory.clone(), embedding: vector.clone(), revision });
                 working.insert(
                     memory.id,
-                    Working { memory, vector: Some(vector.to_vec()), stored_similarity: None, live: true },
+                    Working { memory, vector: Some(vector.clone()), stored_similarity: None, live: true },
                 );
             }
             Decision::Update { memory_id, fact, vector: own_vector, reason, similarity } => {
-                let vector = own_vector.as_deref().unwrap_or(vector);
+                let vector = own_vector.as_ref().unwrap_or(vector);
                 let Some(entry) = working.get_mut(&memory_id) else { return };
                 let before = entry.memory.clone();
                 let mut after = before.clone();
@@ -368,11 +363,11 @@ impl Consolidator<'_> {
                 plan.changes.push(MemoryChange::Update {
                     memory: after.clone(),
                     expected_updated_at: before.updated_at,
-                    embedding: vector.to_vec(),
+                    embedding: vector.clone(),
                     revision,
                 });
                 entry.memory = after;
-                entry.vector = Some(vector.to_vec());
+                entry.vector = Some(vector.clone());
                 if !outcome.memories_added.contains(&memory_id) && !outcome.memories_updated.contains(&memory_id) {
                     outcome.memories_updated.push(memory_id);
                 }

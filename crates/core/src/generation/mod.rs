@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::embed::MemoryVectors;
 use crate::memory::Revision;
 use crate::{Memory, MemoryStore, OrgId, Role, Scope, Write};
 
@@ -454,14 +455,14 @@ impl Job {
 pub enum MemoryChange {
     Insert {
         memory: Memory,
-        embedding: Vec<f32>,
+        embedding: MemoryVectors,
         revision: Revision,
     },
     /// Applies only if the memory is live and still has `expected_updated_at`.
     Update {
         memory: Memory,
         expected_updated_at: DateTime<Utc>,
-        embedding: Vec<f32>,
+        embedding: MemoryVectors,
         revision: Revision,
     },
     Delete {
@@ -591,7 +592,7 @@ pub trait CompletionTx: Send {
     async fn insert_memory(
         &mut self,
         memory: &Memory,
-        embedding: &[f32],
+        embedding: &MemoryVectors,
         revision: &Revision,
     ) -> Result<(), Self::Error>;
     /// Replaces a memory live at `now` and not changed since `expected_updated_at`; false if
@@ -599,7 +600,7 @@ pub trait CompletionTx: Send {
     async fn update_memory(
         &mut self,
         memory: &Memory,
-        embedding: &[f32],
+        embedding: &MemoryVectors,
         revision: &Revision,
         now: DateTime<Utc>,
         expected_updated_at: DateTime<Utc>,

@@ -302,7 +302,8 @@ impl GenerationService {
         let vectors = if candidates.is_empty() {
             Vec::new()
         } else {
-            self.embedder.embed(candidates.iter().map(|candidate| candidate.fact.clone()).collect()).await?
+            let facts: Vec<String> = candidates.iter().map(|candidate| candidate.fact.clone()).collect();
+            crate::embed::embed_memories(self.embedder.as_ref(), &facts).await?
         };
         let turn_times: HashMap<Uuid, DateTime<Utc>> = turns.iter().map(|turn| (turn.event_id, turn.said_at)).collect();
         // A fact citing no turn was said when the last turn read was, or when the job was asked.
