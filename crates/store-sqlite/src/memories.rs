@@ -546,6 +546,17 @@ fn memory_scope_tag(memory: &Memory) -> String {
     scope_tag(&memory.org_id, &scope_key(&memory.scope))
 }
 
+/// A memory's id and its vectors one after another (the fact's, then its passages'), from a
+/// row with `id`, `embedding` and `passages`.
+fn vectors_of(row: &sqlx::sqlite::SqliteRow) -> Result<(Uuid, Vec<f32>)> {
+    let id: String = row.try_get("id").map_err(Error::store)?;
+    let mut vectors = decode(&row.try_get::<Vec<u8>, _>("embedding").map_err(Error::store)?);
+    if let Some(passages) = row.try_get::<Option<Vec<u8>>, _>("passages").map_err(Error::store)? {
+        vectors.extend(decode(&passages));
+    }
+    Ok((Uuid::parse_str(&id).map_err(Error::store)?, vectors))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,15 +571,4 @@ mod tests {
         assert_eq!(scope_tag(&OrgId::new("a"), "{}").len(), 33);
         assert_ne!(scope_tag(&OrgId::new("a"), "{}"), scope_tag(&OrgId::new("b"), "{}"));
     }
-}
-
-/// A memory's id and its vectors one after another (the fact's, then its passages'), from a
-/// row with `id`, `embedding` and `passages`.
-fn vectors_of(row: &sqlx::sqlite::SqliteRow) -> Result<(Uuid, Vec<f32>)> {
-    let id: String = row.try_get("id").map_err(Error::store)?;
-    let mut vectors = decode(&row.try_get::<Vec<u8>, _>("embedding").map_err(Error::store)?);
-    if let Some(passages) = row.try_get::<Option<Vec<u8>>, _>("passages").map_err(Error::store)? {
-        vectors.extend(decode(&passages));
-    }
-    Ok((Uuid::parse_str(&id).map_err(Error::store)?, vectors))
 }
