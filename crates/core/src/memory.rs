@@ -144,6 +144,15 @@ impl Recency {
     /// The default half-life when a client gives a weight alone.
     pub const DEFAULT_HALF_LIFE_DAYS: f64 = 30.0;
 
+    /// A search's recency weighting, when a client gave either part (and so it is checked); a
+    /// half-life without a weight weighs nothing.
+    pub fn requested(weight: Option<f64>, half_life_days: Option<f64>) -> Option<Recency> {
+        (weight.is_some() || half_life_days.is_some()).then(|| Recency {
+            weight: weight.unwrap_or(0.0),
+            half_life_days: half_life_days.unwrap_or(Recency::DEFAULT_HALF_LIFE_DAYS),
+        })
+    }
+
     /// `score` mixed with the recency of `said_at` as seen at `now`, in [0, 1].
     pub fn weigh(&self, score: f64, said_at: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
         let age_days = (now - said_at).num_seconds().max(0) as f64 / 86_400.0;

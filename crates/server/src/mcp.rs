@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
 use contextiq_core::generation::{DirectFact, GenerateRequest, GenerationConfig, JobStatus, Source};
-use contextiq_core::{MemoryFilter, MemoryQuery, NewEvent, NewSession, Permission, Role, Scope};
+use contextiq_core::{MemoryFilter, MemoryQuery, NewEvent, NewSession, Permission, Recency, Role, Scope};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
@@ -90,6 +91,16 @@ pub struct RecallArgs {
     pub top_k: Option<u32>,
     /// Only memories of this topic.
     pub topic: Option<String>,
+    /// Only memories said after this time (RFC 3339, e.g. "2026-11-01T00:00:00Z"): when the
+    /// conversation turn a memory comes from took place, or when it was stored.
+    pub said_after: Option<DateTime<Utc>>,
+    /// Only memories said before this time (RFC 3339).
+    pub said_before: Option<DateTime<Utc>>,
+    /// From 0 (default: relevance alone) to 1 (recency alone): how much a memory said recently
+    /// outranks an older one. Each score is `(1 - w) * relevance + w * 0.5^(age / half-life)`.
+    pub recency_weight: Option<f64>,
+    /// The age in days at which recency halves (default 30, at most 36,525).
+    pub recency_half_life_days: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -208,7 +219,13 @@ impl McpServer {
             let principal = self.principal(&context, Permission::MemoryRead)?;
             let scope = resolve_scope(&principal, args.scope)?;
             let search = MemoryQuery {
-                filter: MemoryFilter { topic: args.topic, ..MemoryFilter::default() },
+                filter: MemoryFilter {
+                    topic: args.topic,
+                    said_after: args.said_after,
+                    said_before: args.said_before,
+                    ..MemoryFilter::default()
+                },
+                recency: Recency::requested(args.recency_weight, args.recency_half_life_days),
                 ..MemoryQuery::new(args.query, args.top_k.unwrap_or(5))
             };
             let found = self.memory.memories.search(&principal.access, &scope, &search, self.now()).await?;

@@ -12,7 +12,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 # Each tool and the arguments it requires; the others are optional.
 TOOLS = {
     "remember": ({"fact"}, {"fact", "topic", "scope", "wait_seconds"}),
-    "recall": ({"query"}, {"query", "scope", "top_k", "topic"}),
+    "recall": ({"query"}, {"query", "scope", "top_k", "topic", "said_after", "said_before", "recency_weight",
+                           "recency_half_life_days"}),
     "forget": ({"memory_id"}, {"memory_id"}),
     "list_memories": (set(), {"scope", "topic", "limit", "cursor"}),
     "memory_history": ({"memory_id"}, {"memory_id"}),
@@ -62,6 +63,9 @@ async def test_the_tools_are_listed_with_descriptions_and_input_schemas(mcp: Con
     assert tools["remember"].input_schema["properties"]["fact"]["type"] == "string"
     assert tools["recall"].input_schema["properties"]["query"]["type"] == "string"
     assert "integer" in tools["recall"].input_schema["properties"]["top_k"]["type"]
+    said_after = tools["recall"].input_schema["properties"]["said_after"]
+    assert "string" in said_after["type"] and said_after["format"] == "date-time"
+    assert "number" in tools["recall"].input_schema["properties"]["recency_weight"]["type"]
     scope = tools["recall"].input_schema["properties"]["scope"]
     assert "object" in scope["type"] and scope["additionalProperties"] == {"type": "string"}
     assert tools["record_turns"].input_schema["properties"]["turns"]["type"] == "array"

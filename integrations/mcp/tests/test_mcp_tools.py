@@ -8,6 +8,7 @@ local embedding model): no LLM.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any, Dict, List
 
 import contextiq
@@ -109,6 +110,38 @@ async def test_recall_finds_the_memory_with_a_score(mcp: Connection) -> None:
     if mcp.native is not None:
         native = mcp.native.memories.search(scope, "Which musical instrument does the user play?")
         assert native.results[0].memory.id == cello["id"]
+
+
+async def test_recall_filters_by_when_it_was_said_and_weighs_recency(mcp: Connection) -> None:
+    scope = mcp.narrowed()
+    older, newer = [await remember(mcp, fact, scope, topic=topic) for fact, topic in FACTS[:2]]
+    assert datetime.fromisoformat(older["said_at"]) < datetime.fromisoformat(newer["said_at"])
+    query = "What is the user allergic to?"
+
+    def ids(results: List[Dict[str, Any]]) -> List[str]:
+        return [result["memory"]["id"] for result in results]
+
+    everything = ok(await mcp.call("recall", query=query, scope=scope))["results"]
+    assert ids(everything)[0] == older["id"] and set(ids(everything)) == {older["id"], newer["id"]}
+    # said_after and said_before are strict bounds on said_at.
+    after = ok(await mcp.call("recall", query=query, scope=scope, said_after=older["said_at"]))["results"]
+    assert ids(after) == [newer["id"]]
+    before = ok(await mcp.call("recall", query=query, scope=scope, said_before=newer["said_at"]))["results"]
+    assert ids(before) == [older["id"]]
+    window = ok(await mcp.call("recall", query=query, scope=scope, said_after=older["said_at"],
+                               said_before=newer["said_at"]))["results"]
+    assert window == []
+
+    # Recency alone: every memory is a moment old, so each scores about 1 whatever its relevance,
+    # where relevance alone scores the weaker match well below the best.
+    assert everything[-1]["score"] < 0.9
+    recent = ok(await mcp.call("recall", query=query, scope=scope, recency_weight=1.0,
+                               recency_half_life_days=365))["results"]
+    assert set(ids(recent)) == {older["id"], newer["id"]}
+    assert all(result["score"] > 0.999 for result in recent), recent
+    # A half-life without a weight weighs nothing: the same scores as relevance alone.
+    unweighted = ok(await mcp.call("recall", query=query, scope=scope, recency_half_life_days=7))["results"]
+    assert [(r["memory"]["id"], r["score"]) for r in unweighted] == [(r["memory"]["id"], r["score"]) for r in everything]
 
 
 async def test_list_memories_pages_with_next_cursor(mcp: Connection) -> None:

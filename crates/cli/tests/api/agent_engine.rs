@@ -290,6 +290,26 @@ async fn memories_have_revisions_rollbacks_filters_and_purges() {
     assert_eq!(list(r#"scope.user_id="u9""#).await, 1);
     assert_eq!(list(r#"fact:"coffee" OR metadata.rank>1"#).await, 2);
     assert_eq!(list(r#"topics.customMemoryTopicLabel="health""#).await, 1);
+    // `said_time`, ContextIQ's own field: when a memory was said (here, when it was stored).
+    let allergy_said = memory["createTime"].as_str().unwrap();
+    let facts = |filter: String, body: Value| {
+        let (app, path) = (&app, format!("{memories}:retrieve"));
+        async move {
+            let mut body = body;
+            body["filter"] = json!(filter);
+            let retrieved = json_of(app.post(&path, &body).await, StatusCode::OK).await;
+            let retrieved = retrieved["retrievedMemories"].as_array().unwrap().clone();
+            retrieved.iter().map(|found| found["memory"]["fact"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(&format!(r#"said_time>"{allergy_said}""#)).await, 1);
+    assert_eq!(list(&format!(r#"said_time<="{allergy_said}" AND fact:"peanuts""#)).await, 1);
+    assert_eq!(list(&format!(r#"said_time<"{allergy_said}""#)).await, 0);
+    let coffee_scope = json!({"scope": {"user_id": "u8"}});
+    let searched = json!({"scope": {"user_id": "u8"}, "similaritySearchParams": {"searchQuery": "coffee"}});
+    assert_eq!(facts(format!(r#"said_time>"{allergy_said}""#), coffee_scope.clone()).await, ["User likes coffee"]);
+    assert_eq!(facts(format!(r#"said_time>"{allergy_said}""#), searched.clone()).await, ["User likes coffee"]);
+    assert!(facts(format!(r#"said_time<="{allergy_said}""#), searched).await.is_empty());
 
     let patched = patch(
         &app,

@@ -558,19 +558,10 @@ pub async fn search_memories(
         text: request.search_query,
         top_k: request.top_k.unwrap_or(10),
         filter: request.filter.unwrap_or_default().into(),
-        recency: recency(request.recency_weight, request.recency_half_life_days),
+        recency: Recency::requested(request.recency_weight, request.recency_half_life_days),
     };
     let found = state.memories.search(&principal.access, &request.scope, &search, state.clock.now()).await?;
     let results =
         found.into_iter().map(|ScoredMemory { memory, score }| SearchResult { memory: memory.into(), score }).collect();
     Ok(Json(SearchResponse { results }))
-}
-
-/// A search's recency weighting, when either part is given (and so checked); a half-life
-/// without a weight weighs nothing.
-fn recency(weight: Option<f64>, half_life_days: Option<f64>) -> Option<Recency> {
-    (weight.is_some() || half_life_days.is_some()).then(|| Recency {
-        weight: weight.unwrap_or(0.0),
-        half_life_days: half_life_days.unwrap_or(Recency::DEFAULT_HALF_LIFE_DAYS),
-    })
 }

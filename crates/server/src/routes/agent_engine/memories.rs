@@ -157,7 +157,7 @@ pub async fn list(memory: &MemoryState, mut call: Call) -> Result<Value, ApiErro
     let token = call.query.take("pageToken", "page_token")?.filter(|token| !token.is_empty());
     call.finish_query()?;
     let bad_token = || invalid_query("pageToken", "is not a token this list gave");
-    let keep = |resource: &Value| filter.as_ref().is_none_or(|filter| filter.matches(&filterable(resource)));
+    let keep = |found: &Memory| filter.as_ref().is_none_or(|filter| filter.matches(&filterable(&call.engine, found)));
     if order == NEWEST_FIRST {
         let cursor = token.map(|token| decode_page_cursor(&token).map_err(|_| bad_token())).transpose()?;
         let (keep, call) = (&keep, &call);
@@ -167,8 +167,8 @@ pub async fn list(memory: &MemoryState, mut call: Call) -> Result<Value, ApiErro
             let matches = page
                 .memories
                 .iter()
+                .filter(|found| keep(found))
                 .map(|found| (render(&call.engine, found), PageCursor { created_at: found.created_at, id: found.id }))
-                .filter(|(resource, _)| keep(resource))
                 .collect();
             Ok((matches, page.next_cursor))
         })
@@ -188,7 +188,7 @@ pub async fn list(memory: &MemoryState, mut call: Call) -> Result<Value, ApiErro
     let mut cursor = None;
     loop {
         let page = memory.memories.list_all(&call.access, &MemoryFilter::default(), cursor, MAX_PAGE, call.now).await?;
-        matched.extend(page.memories.into_iter().filter(|found| keep(&render(&call.engine, found))));
+        matched.extend(page.memories.into_iter().filter(|found| keep(found)));
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => break,
@@ -249,8 +249,11 @@ fn parse_order_by(order_by: Option<&str>) -> Result<Vec<(OrderField, bool)>, Api
 
 /// A memory as filters see it: snake_case fields, topics by snake_case name, metadata values
 /// plain.
-fn filterable(resource: &Value) -> Value {
-    let mut fields = snake_case_fields(resource);
+fn filterable(engine: &EnginePath, memory: &Memory) -> Value {
+    let mut fields = snake_case_fields(&render(engine, memory));
+    // Not a field of Google's resource: when the memory was said (`said_at`), which filters may
+    // name as `said_time` (e.g. `said_time>="2026-11-01T00:00:00Z"`).
+    fields["said_time"] = json!(wire::timestamp(memory.said_at));
     if let Some(topics) = fields.get_mut("topics").and_then(Value::as_array_mut) {
         for topic in topics.iter_mut() {
             *topic = snake_case_fields(topic);
@@ -396,8 +399,8 @@ pub async fn retrieve(memory: &MemoryState, mut call: Call) -> Result<Value, Api
             types.iter().any(|memory_type| memory_type != "STRUCTURED_PROFILE")
         }
     };
-    let keep = |resource: &Value| {
-        let filterable = filterable(resource);
+    let keep = |found: &Memory| {
+        let filterable = filterable(&call.engine, found);
         filter.as_ref().is_none_or(|filter| filter.matches(&filterable)) && groups_match(&groups, &filterable)
     };
     let retrieved: Vec<Value> = match (message.similarity_search_params, message.simple_retrieval_params) {
@@ -430,11 +433,10 @@ pub async fn retrieve(memory: &MemoryState, mut call: Call) -> Result<Value, Api
                     .map_err(|err| renamed(err, "search_query", "similaritySearchParams.searchQuery"))?;
                 scored
                     .iter()
-                    .map(|scored| (render(&call.engine, &scored.memory), scored.score))
-                    .filter(|(resource, _)| keep(resource))
+                    .filter(|scored| keep(&scored.memory))
                     .take(top_k as usize)
                     // Google answers a distance (smaller is nearer); the fused relevance is in [0, 1].
-                    .map(|(resource, score)| json!({"memory": resource, "distance": 1.0 - score}))
+                    .map(|scored| json!({"memory": render(&call.engine, &scored.memory), "distance": 1.0 - scored.score}))
                     .collect()
             }
         }
@@ -462,9 +464,8 @@ pub async fn retrieve(memory: &MemoryState, mut call: Call) -> Result<Value, Api
                     .await?;
                 page.memories
                     .iter()
-                    .map(|found| render(&call.engine, found))
-                    .filter(|resource| keep(resource))
-                    .map(|resource| json!({"memory": resource}))
+                    .filter(|found| keep(found))
+                    .map(|found| json!({"memory": render(&call.engine, found)}))
                     .collect()
             }
         }
@@ -554,7 +555,7 @@ pub async fn purge(memory: &MemoryState, mut call: Call) -> Result<Value, ApiErr
     loop {
         let page = memory.memories.list_all(&call.access, &MemoryFilter::default(), cursor, MAX_PAGE, call.now).await?;
         for found in &page.memories {
-            let filterable = filterable(&render(&call.engine, found));
+            let filterable = filterable(&call.engine, found);
             if filter.as_ref().is_none_or(|filter| filter.matches(&filterable)) && groups_match(&groups, &filterable) {
                 matched.push(found.id);
             }
