@@ -1248,7 +1248,7 @@ mod tests {
             Err(Error::Unavailable)
         }
 
-        async fn rescore_by_passages(&self, _: &OrgId, _: Vec<(Uuid, f64)>, _: &[f32]) -> Result<Vec<(Uuid, f64)>> {
+        async fn passage_similarities(&self, _: &OrgId, _: &[Uuid], _: &[f32]) -> Result<HashMap<Uuid, f64>> {
             Err(Error::Unavailable)
         }
 

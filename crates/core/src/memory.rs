@@ -1,6 +1,6 @@
 //! Memories: durable facts about a scope (a user, an agent, an app), with their history.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -299,15 +299,15 @@ pub trait MemoryStore: Send + Sync + 'static {
         vector: &[f32],
         limit: usize,
     ) -> crate::Result<Vec<(Uuid, f64)>>;
-    /// Candidates an index outside the store found by their facts' vectors, each scored again
-    /// by its best vector, its passages' included ([`crate::embed::MemoryVectors`]); best
-    /// first. Memories the store does not hold keep their score.
-    async fn rescore_by_passages(
+    /// For those of `ids` that have passages ([`crate::embed::MemoryVectors`]), the cosine
+    /// similarity of their best vector, fact or passage, to `vector`: how the candidates an
+    /// index outside the store found by their facts' vectors are scored again.
+    async fn passage_similarities(
         &self,
         org: &OrgId,
-        candidates: Vec<(Uuid, f64)>,
+        ids: &[Uuid],
         vector: &[f32],
-    ) -> crate::Result<Vec<(Uuid, f64)>>;
+    ) -> crate::Result<HashMap<Uuid, f64>>;
     /// The model every stored vector came from, once any was stored.
     async fn embedding_model(&self) -> crate::Result<Option<(String, usize)>>;
     async fn count_memories(&self) -> crate::Result<u64>;

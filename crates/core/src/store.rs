@@ -2,6 +2,7 @@
 //! store: [`Write`], the one operation every change goes through, and [`Layered`], which lets a
 //! decorator ([`StoreLayer`]) act on writes while reads pass through.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -464,13 +465,8 @@ impl<L: StoreLayer> MemoryStore for Layered<L> {
         self.layer.vector_candidates(self.inner.as_ref(), org, scope_key, vector, limit).await
     }
 
-    async fn rescore_by_passages(
-        &self,
-        org: &OrgId,
-        candidates: Vec<(Uuid, f64)>,
-        vector: &[f32],
-    ) -> Result<Vec<(Uuid, f64)>> {
-        self.inner.rescore_by_passages(org, candidates, vector).await
+    async fn passage_similarities(&self, org: &OrgId, ids: &[Uuid], vector: &[f32]) -> Result<HashMap<Uuid, f64>> {
+        self.inner.passage_similarities(org, ids, vector).await
     }
 
     async fn embedding_model(&self) -> Result<Option<(String, usize)>> {

@@ -13,7 +13,7 @@
 //! reads the state again and repeats when it changed in between, so the last one to apply
 //! always applies the newest state.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -206,8 +206,11 @@ impl StoreLayer for VectorMirror {
     ) -> Result<Vec<(Uuid, f64)>> {
         match self.index.search(org, scope_key, vector, limit).await {
             // The index holds each memory's fact vector; its passages' live in the primary
-            // store, which scores the candidates again with them.
-            Ok(found) => inner.rescore_by_passages(org, found, vector).await,
+            // store: a candidate scores as its best vector, as in a store's own search.
+            Ok(found) => {
+                let ids: Vec<Uuid> = found.iter().map(|(id, _)| *id).collect();
+                Ok(rescored(found, &inner.passage_similarities(org, &ids, vector).await?))
+            }
             // The primary store keeps every embedding, so searches go on while the index is
             // unreachable, only slower.
             Err(err) => {
@@ -219,13 +222,34 @@ impl StoreLayer for VectorMirror {
     }
 }
 
+/// Each candidate scored as the better of its fact's similarity and its passages' best
+/// (where it has passages), best first; ties by id, as the stores order them.
+fn rescored(mut found: Vec<(Uuid, f64)>, passages: &HashMap<Uuid, f64>) -> Vec<(Uuid, f64)> {
+    for (id, score) in &mut found {
+        if let Some(best) = passages.get(id) {
+            *score = score.max(*best);
+        }
+    }
+    found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    found
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use super::*;
+
+    #[test]
+    fn a_candidate_scores_as_its_best_vector_best_first() {
+        let [a, b, c] = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+        // b's passage beats a's fact; c has no passages; a's passage is weaker than its fact.
+        let passages = HashMap::from([(a, 0.5), (b, 0.95)]);
+        let found = rescored(vec![(a, 0.9), (b, 0.4), (c, 0.7)], &passages);
+        assert_eq!(found, [(b, 0.95), (a, 0.9), (c, 0.7)]);
+        assert_eq!(rescored(vec![(c, 0.7), (a, 0.7)], &HashMap::new()), [(a, 0.7), (c, 0.7)], "ties by id");
+    }
 
     /// The primary store's side: live records and outbox entries, with a hook that changes a
     /// memory right after the first state read (a concurrent writer).

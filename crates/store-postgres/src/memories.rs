@@ -235,16 +235,10 @@ impl MemoryStore for PostgresStore {
         record("search", TABLE, rows)
     }
 
-    async fn rescore_by_passages(
-        &self,
-        org: &OrgId,
-        mut candidates: Vec<(Uuid, f64)>,
-        vector: &[f32],
-    ) -> Result<Vec<(Uuid, f64)>> {
-        if candidates.is_empty() || vector.is_empty() {
-            return Ok(candidates);
+    async fn passage_similarities(&self, org: &OrgId, ids: &[Uuid], vector: &[f32]) -> Result<HashMap<Uuid, f64>> {
+        if ids.is_empty() || vector.is_empty() {
+            return Ok(HashMap::new());
         }
-        let ids: Vec<Uuid> = candidates.iter().map(|(id, _)| *id).collect();
         let sql = format!(
             "SELECT id, {} AS similarity FROM memories WHERE org_id = $2 AND id = ANY($3) AND passages IS NOT NULL",
             best_passage_similarity(vector.len())
@@ -252,18 +246,10 @@ impl MemoryStore for PostgresStore {
         let rows: sqlx::Result<Vec<(Uuid, Option<f64>)>> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(vector_text(vector))
             .bind(org.as_str())
-            .bind(ids)
+            .bind(ids.to_vec())
             .fetch_all(&self.pool)
             .await;
-        let best: HashMap<Uuid, f64> =
-            record("search", TABLE, rows)?.into_iter().filter_map(|(id, best)| Some((id, best?))).collect();
-        for (id, score) in &mut candidates {
-            if let Some(best) = best.get(id) {
-                *score = score.max(*best);
-            }
-        }
-        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        Ok(candidates)
+        Ok(record("search", TABLE, rows)?.into_iter().filter_map(|(id, best)| Some((id, best?))).collect())
     }
 
     async fn embedding_model(&self) -> Result<Option<(String, usize)>> {

@@ -196,20 +196,15 @@ impl MemoryStore for SqliteStore {
         Ok(found)
     }
 
-    async fn rescore_by_passages(
-        &self,
-        org: &OrgId,
-        mut candidates: Vec<(Uuid, f64)>,
-        vector: &[f32],
-    ) -> Result<Vec<(Uuid, f64)>> {
-        if candidates.is_empty() {
-            return Ok(candidates);
+    async fn passage_similarities(&self, org: &OrgId, ids: &[Uuid], vector: &[f32]) -> Result<HashMap<Uuid, f64>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
         }
         let mut query = QueryBuilder::<Sqlite>::new("SELECT id, embedding, passages FROM memories WHERE org_id = ");
         query.push_bind(org.as_str()).push(" AND passages IS NOT NULL AND id IN (");
-        let mut ids = query.separated(", ");
-        for (id, _) in &candidates {
-            ids.push_bind(id.to_string());
+        let mut separated = query.separated(", ");
+        for id in ids {
+            separated.push_bind(id.to_string());
         }
         query.push(")");
         let rows = query.build().fetch_all(&self.readers).await;
@@ -218,13 +213,7 @@ impl MemoryStore for SqliteStore {
             let (id, vectors) = vectors_of(&row)?;
             best.insert(id, f64::from(best_similarity(&vectors, vector)));
         }
-        for (id, score) in &mut candidates {
-            if let Some(best) = best.get(id) {
-                *score = score.max(*best);
-            }
-        }
-        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        Ok(candidates)
+        Ok(best)
     }
 
     async fn embedding_model(&self) -> Result<Option<(String, usize)>> {

@@ -418,14 +418,15 @@ pub async fn a_memory_scores_as_its_best_vector_its_passages_included<S: MemoryS
     // The long memory's second passage is the query; the short one's fact is near it.
     expect(ranked([0.0, 0.0, 1.0]).await, [(long.id, 1.0), (short.id, 0.8)], "by a passage");
     expect(ranked([1.0, 0.0, 0.0]).await, [(long.id, 1.0), (short.id, 0.0)], "by the fact");
-    // Candidates found elsewhere by the facts' vectors are scored again with the passages; a
-    // memory the store does not hold keeps its score.
+    // For candidates found elsewhere by the facts' vectors: the best similarity of those with
+    // passages; neither a memory without passages nor one the store does not hold.
     let stranger = Uuid::now_v7();
-    let found = vec![(short.id, 0.8), (stranger, 0.5), (long.id, 0.0)];
-    let rescored = store.rescore_by_passages(&org, found, &[0.0, 0.0, 1.0]).await.unwrap();
-    assert_eq!(rescored.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [long.id, short.id, stranger], "{rescored:?}");
-    assert!((rescored[0].1 - 1.0).abs() < 1e-5 && (rescored[2].1 - 0.5).abs() < 1e-9, "{rescored:?}");
-    assert!(store.rescore_by_passages(&org, Vec::new(), &[0.0, 0.0, 1.0]).await.unwrap().is_empty());
+    let best = store.passage_similarities(&org, &[short.id, stranger, long.id], &[0.0, 0.0, 1.0]).await.unwrap();
+    assert_eq!(best.keys().collect::<Vec<_>>(), [&long.id], "{best:?}");
+    assert!((best[&long.id] - 1.0).abs() < 1e-5, "{best:?}");
+    let other_org = OrgId::new("someone-else");
+    assert!(store.passage_similarities(&other_org, &[long.id], &[0.0, 0.0, 1.0]).await.unwrap().is_empty());
+    assert!(store.passage_similarities(&org, &[], &[0.0, 0.0, 1.0]).await.unwrap().is_empty());
 
     // A change without vectors (the topic) keeps them.
     let mut retopiced = long.clone();
