@@ -1,14 +1,15 @@
 """One query's all-MiniLM-L6-v2 embedding on ONNX Runtime against torch, on this machine.
 
 ContextIQ embeds on candle (crates/models); this measures what ONNX Runtime's CPU kernels would
-give instead: the local model exported to ONNX with torch, run fp32 and int8 (dynamic
-quantization) with one and two threads, 280 single-sentence queries each, and whether the
-vectors agree with the fp32 model's (the reference similarity of the model card's pair is
-0.6119). Needs the venv bench/mem0.sh installs:
+give instead: the local model written as an ONNX graph by scripts/build-onnx-model.py (no
+torch), run fp32 and int8 (dynamic quantization) with one and two threads, 280 single-sentence
+queries each, and whether the vectors agree with torch's (the reference similarity of the model
+card's pair is 0.6119). Needs the venv bench/mem0.sh installs:
 
     bash bench/mem0.sh --help >/dev/null; target/venv-mem0/bin/python bench/onnx_runtime.py
 """
 
+import importlib.util
 import os
 import pathlib
 import tempfile
@@ -17,25 +18,18 @@ import time
 os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 
 import numpy as np  # noqa: E402
+import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: E402
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
-MODEL_DIR = pathlib.Path(__file__).resolve().parent.parent / "models/all-MiniLM-L6-v2"
+REPO = pathlib.Path(__file__).resolve().parent.parent
+MODEL_DIR = REPO / "models/all-MiniLM-L6-v2"
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
-
-
-class LastHidden(torch.nn.Module):
-    """The encoder with positional inputs and one output, as the exporter wants it."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        return self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).last_hidden_state
+_spec = importlib.util.spec_from_file_location("build_onnx_model", REPO / "scripts/build-onnx-model.py")
+build_onnx_model = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(build_onnx_model)
 
 
 def pooled(hidden, mask):
@@ -62,15 +56,14 @@ def main():
     model = AutoModel.from_pretrained(MODEL_DIR).eval()
     work = pathlib.Path(tempfile.mkdtemp(prefix="onnx-runtime-"))
     fp32, int8 = work / "model.onnx", work / "model-int8.onnx"
-    example = tokenizer(["Who collects vintage cameras in Lisbon?"], return_tensors="pt")
-    torch.onnx.export(LastHidden(model), tuple(example[name] for name in INPUTS), str(fp32), input_names=INPUTS,
-                      output_names=["last_hidden_state"], opset_version=17, dynamo=False,
-                      dynamic_axes={name: {0: "batch", 1: "seq"} for name in INPUTS + ["last_hidden_state"]})
+    onnx.save(build_onnx_model.build(MODEL_DIR), str(fp32))
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
 
     pair = tokenizer(["I love hiking in the Alps", "My favourite sport is mountaineering"], return_tensors="np",
                      padding=True)
-    reference = None
+    with torch.inference_mode():
+        hidden = model(**{name: torch.from_numpy(pair[name]) for name in INPUTS}).last_hidden_state.numpy()
+    reference = pooled(hidden, pair["attention_mask"])
     for path in [fp32, int8]:
         for threads in [1, 2]:
             options = ort.SessionOptions()
@@ -82,9 +75,8 @@ def main():
 
             timed(f"onnxruntime {ort.__version__} {path.stem}, {threads} thread(s)", tokenizer, run)
         vectors = pooled(run(pair), pair["attention_mask"])
-        reference = vectors if reference is None else reference
         print(f"  similarity of the pair {float(vectors[0] @ vectors[1]):.4f}; "
-              f"least cosine to the fp32 vectors {float((vectors * reference).sum(1).min()):.6f}")
+              f"least cosine to torch's vectors {float((vectors * reference).sum(1).min()):.6f}")
     torch.set_num_threads(2)
     with torch.inference_mode():
         timed(f"torch {torch.__version__}, 2 threads", tokenizer,
