@@ -300,8 +300,8 @@ pub trait MemoryStore: Send + Sync + 'static {
         limit: usize,
     ) -> crate::Result<Vec<(Uuid, f64)>>;
     /// For those of `ids` that have passages ([`crate::embed::MemoryVectors`]), the cosine
-    /// similarity of their best vector, fact or passage, to `vector`: how the candidates an
-    /// index outside the store found by their facts' vectors are scored again.
+    /// similarity of their best passage to `vector`: how the candidates an index outside the
+    /// store found by their facts' vectors are scored again (each as the better of the two).
     async fn passage_similarities(
         &self,
         org: &OrgId,

@@ -200,7 +200,7 @@ impl MemoryStore for SqliteStore {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT id, embedding, passages FROM memories WHERE org_id = ");
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT id, passages FROM memories WHERE org_id = ");
         query.push_bind(org.as_str()).push(" AND passages IS NOT NULL AND id IN (");
         let mut separated = query.separated(", ");
         for id in ids {
@@ -210,8 +210,12 @@ impl MemoryStore for SqliteStore {
         let rows = query.build().fetch_all(&self.readers).await;
         let mut best: HashMap<Uuid, f64> = HashMap::new();
         for row in record("select", "memories", rows)? {
-            let (id, vectors) = vectors_of(&row)?;
-            best.insert(id, f64::from(best_similarity(&vectors, vector)));
+            let id: String = row.try_get("id").map_err(Error::store)?;
+            let passages: Vec<u8> = row.try_get("passages").map_err(Error::store)?;
+            best.insert(
+                Uuid::parse_str(&id).map_err(Error::store)?,
+                f64::from(best_similarity(&decode(&passages), vector)),
+            );
         }
         Ok(best)
     }

@@ -157,7 +157,9 @@ pub async fn list(memory: &MemoryState, mut call: Call) -> Result<Value, ApiErro
     let token = call.query.take("pageToken", "page_token")?.filter(|token| !token.is_empty());
     call.finish_query()?;
     let bad_token = || invalid_query("pageToken", "is not a token this list gave");
-    let keep = |found: &Memory| filter.as_ref().is_none_or(|filter| filter.matches(&filterable(&call.engine, found)));
+    let keep = |resource: &Value, found: &Memory| {
+        filter.as_ref().is_none_or(|filter| filter.matches(&filterable(resource, found)))
+    };
     if order == NEWEST_FIRST {
         let cursor = token.map(|token| decode_page_cursor(&token).map_err(|_| bad_token())).transpose()?;
         let (keep, call) = (&keep, &call);
@@ -167,8 +169,11 @@ pub async fn list(memory: &MemoryState, mut call: Call) -> Result<Value, ApiErro
             let matches = page
                 .memories
                 .iter()
-                .filter(|found| keep(found))
-                .map(|found| (render(&call.engine, found), PageCursor { created_at: found.created_at, id: found.id }))
+                .filter_map(|found| {
+                    let resource = render(&call.engine, found);
+                    keep(&resource, found)
+                        .then_some((resource, PageCursor { created_at: found.created_at, id: found.id }))
+                })
                 .collect();
             Ok((matches, page.next_cursor))
         })
@@ -188,7 +193,7 @@ pub async fn list(memory: &MemoryState, mut call: Call) -> Result<Value, ApiErro
     let mut cursor = None;
     loop {
         let page = memory.memories.list_all(&call.access, &MemoryFilter::default(), cursor, MAX_PAGE, call.now).await?;
-        matched.extend(page.memories.into_iter().filter(|found| keep(found)));
+        matched.extend(page.memories.into_iter().filter(|found| keep(&render(&call.engine, found), found)));
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => break,
@@ -247,10 +252,10 @@ fn parse_order_by(order_by: Option<&str>) -> Result<Vec<(OrderField, bool)>, Api
         .collect()
 }
 
-/// A memory as filters see it: snake_case fields, topics by snake_case name, metadata values
-/// plain.
-fn filterable(engine: &EnginePath, memory: &Memory) -> Value {
-    let mut fields = snake_case_fields(&render(engine, memory));
+/// A memory, rendered as `resource`, as filters see it: snake_case fields, topics by
+/// snake_case name, metadata values plain, and `said_time`.
+fn filterable(resource: &Value, memory: &Memory) -> Value {
+    let mut fields = snake_case_fields(resource);
     // Not a field of Google's resource: when the memory was said (`said_at`), which filters may
     // name as `said_time` (e.g. `said_time>="2026-11-01T00:00:00Z"`).
     fields["said_time"] = json!(wire::timestamp(memory.said_at));
@@ -399,8 +404,8 @@ pub async fn retrieve(memory: &MemoryState, mut call: Call) -> Result<Value, Api
             types.iter().any(|memory_type| memory_type != "STRUCTURED_PROFILE")
         }
     };
-    let keep = |found: &Memory| {
-        let filterable = filterable(&call.engine, found);
+    let keep = |resource: &Value, found: &Memory| {
+        let filterable = filterable(resource, found);
         filter.as_ref().is_none_or(|filter| filter.matches(&filterable)) && groups_match(&groups, &filterable)
     };
     let retrieved: Vec<Value> = match (message.similarity_search_params, message.simple_retrieval_params) {
@@ -433,10 +438,11 @@ pub async fn retrieve(memory: &MemoryState, mut call: Call) -> Result<Value, Api
                     .map_err(|err| renamed(err, "search_query", "similaritySearchParams.searchQuery"))?;
                 scored
                     .iter()
-                    .filter(|scored| keep(&scored.memory))
+                    .map(|scored| (render(&call.engine, &scored.memory), scored))
+                    .filter(|(resource, scored)| keep(resource, &scored.memory))
                     .take(top_k as usize)
                     // Google answers a distance (smaller is nearer); the fused relevance is in [0, 1].
-                    .map(|scored| json!({"memory": render(&call.engine, &scored.memory), "distance": 1.0 - scored.score}))
+                    .map(|(resource, scored)| json!({"memory": resource, "distance": 1.0 - scored.score}))
                     .collect()
             }
         }
@@ -464,8 +470,9 @@ pub async fn retrieve(memory: &MemoryState, mut call: Call) -> Result<Value, Api
                     .await?;
                 page.memories
                     .iter()
-                    .filter(|found| keep(found))
-                    .map(|found| json!({"memory": render(&call.engine, found)}))
+                    .map(|found| (render(&call.engine, found), found))
+                    .filter(|(resource, found)| keep(resource, found))
+                    .map(|(resource, _)| json!({"memory": resource}))
                     .collect()
             }
         }
@@ -555,7 +562,7 @@ pub async fn purge(memory: &MemoryState, mut call: Call) -> Result<Value, ApiErr
     loop {
         let page = memory.memories.list_all(&call.access, &MemoryFilter::default(), cursor, MAX_PAGE, call.now).await?;
         for found in &page.memories {
-            let filterable = filterable(&call.engine, found);
+            let filterable = filterable(&render(&call.engine, found), found);
             if filter.as_ref().is_none_or(|filter| filter.matches(&filterable)) && groups_match(&groups, &filterable) {
                 matched.push(found.id);
             }
