@@ -8,12 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/venv-mem0
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import mem0, chromadb, sentence_transformers, torch, psutil, requests, onnxruntime, onnx, onnxscript' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import mem0, chromadb, sentence_transformers, torch, psutil, requests, onnxruntime' 2>/dev/null; then
     python3.11 -m venv "$venv"
     "$venv/bin/pip" install --quiet --upgrade pip
     "$venv/bin/pip" install --quiet \
         mem0ai==2.2.1 chromadb==1.5.9 sentence-transformers==6.2.0 torch==2.15.0 psutil requests \
-        onnxruntime==1.31.1 onnx==1.23.2 onnxscript==0.7.2
+        onnxruntime==1.31.1
 fi
-[ -f models/all-MiniLM-L6-v2/model.safetensors ] || ./scripts/fetch-model.sh
+./scripts/fetch-model.sh
 exec "$venv/bin/python" bench/mem0_side_by_side.py "$@"

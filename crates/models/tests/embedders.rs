@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use contextiq_core::Embedder;
 use contextiq_core::embed::cosine;
-use contextiq_models::{LocalEmbedder, ModelError, OpenAiEmbedder, OpenAiOptions};
+use contextiq_models::{LocalEmbedder, MODEL_FILES, ModelError, OpenAiEmbedder, OpenAiOptions, RUNTIME_LIBRARY};
 use serde_json::{Value, json};
 
 fn model_dir() -> PathBuf {
@@ -56,6 +56,16 @@ fn a_missing_model_says_how_to_fetch_it() {
     let err = LocalEmbedder::load(empty.path()).err().expect("no model there");
     assert!(matches!(err, ModelError::Missing { .. }));
     assert!(err.to_string().contains("scripts/fetch-model.sh"), "{err}");
+
+    // The model without the runtime that runs it: the library is named.
+    let no_runtime = tempfile::tempdir().unwrap();
+    for file in MODEL_FILES.iter().filter(|file| **file != RUNTIME_LIBRARY) {
+        std::os::unix::fs::symlink(model_dir().join(file).canonicalize().unwrap(), no_runtime.path().join(file))
+            .unwrap();
+    }
+    let err = LocalEmbedder::load(no_runtime.path()).err().expect("no runtime there");
+    assert!(matches!(&err, ModelError::Missing { missing, .. } if missing == RUNTIME_LIBRARY), "{err}");
+    assert!(err.to_string().contains("ONNX Runtime"), "{err}");
 }
 
 /// A server speaking the OpenAI embeddings protocol; records what it was sent.
