@@ -228,6 +228,7 @@ impl Graph<'_> {
     }
 
     fn activation(&mut self, act: HiddenAct, x: &str, out: &str) -> String {
+        let one = self.float32s("f_one", &[], &[1.0]);
         match act {
             HiddenAct::Relu => self.node("Relu", &[x], out, vec![]),
             // x · ½ · (1 + erf(x / √2))
@@ -236,7 +237,7 @@ impl Graph<'_> {
                 let half = self.float32s("f_half", &[], &[0.5]);
                 let scaled = self.node("Mul", &[x, &sqrt_half], &format!("{out}/scaled"), vec![]);
                 let erf = self.node("Erf", &[&scaled], &format!("{out}/erf"), vec![]);
-                let plus_one = self.node("Add", &[&erf, "f_one"], &format!("{out}/plus1"), vec![]);
+                let plus_one = self.node("Add", &[&erf, &one], &format!("{out}/plus1"), vec![]);
                 let halved = self.node("Mul", &[&plus_one, &half], &format!("{out}/half"), vec![]);
                 self.node("Mul", &[x, &halved], out, vec![])
             }
@@ -251,7 +252,7 @@ impl Graph<'_> {
                 let inner = self.node("Add", &[x, &weighted], &format!("{out}/inner"), vec![]);
                 let scaled = self.node("Mul", &[&inner, &sqrt_two_over_pi], &format!("{out}/scaled"), vec![]);
                 let tanh = self.node("Tanh", &[&scaled], &format!("{out}/tanh"), vec![]);
-                let plus_one = self.node("Add", &[&tanh, "f_one"], &format!("{out}/plus1"), vec![]);
+                let plus_one = self.node("Add", &[&tanh, &one], &format!("{out}/plus1"), vec![]);
                 let halved = self.node("Mul", &[&plus_one, &half], &format!("{out}/half"), vec![]);
                 self.node("Mul", &[x, &halved], out, vec![])
             }
@@ -376,7 +377,7 @@ impl Proto {
 /// The tensors of a safetensors file: an 8-byte little-endian header length, a JSON header of
 /// `name: {dtype, shape, data_offsets}`, then the data.
 struct Weights<'a> {
-    header: HashMap<String, serde_json::Value>,
+    tensors: HashMap<String, TensorEntry>,
     data: &'a [u8],
 }
 
@@ -396,32 +397,40 @@ impl<'a> Weights<'a> {
             .and_then(|length| length.checked_add(8))
             .filter(|end| *end <= file.len())
             .ok_or_else(malformed)?;
-        let header = serde_json::from_slice(&file[8..header_end]).map_err(|err| format!("{}: {err}", malformed()))?;
-        Ok(Weights { header, data: &file[header_end..] })
+        let mut header: HashMap<String, serde_json::Value> =
+            serde_json::from_slice(&file[8..header_end]).map_err(|err| format!("{}: {err}", malformed()))?;
+        // The one key of the header that is not a tensor.
+        header.remove("__metadata__");
+        let tensors = header
+            .into_iter()
+            .map(|(name, entry)| match serde_json::from_value(entry) {
+                Ok(entry) => Ok((name, entry)),
+                Err(err) => Err(format!("tensor {name} is malformed: {err}")),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Weights { tensors, data: &file[header_end..] })
     }
 
     fn has(&self, name: &str) -> bool {
-        self.header.contains_key(name)
+        self.tensors.contains_key(name)
     }
 
     /// A float32 tensor's shape and values.
     fn f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), String> {
-        let entry = self.header.get(name).ok_or_else(|| format!("model.safetensors has no tensor {name}"))?;
-        let entry: TensorEntry =
-            serde_json::from_value(entry.clone()).map_err(|err| format!("tensor {name} is malformed: {err}"))?;
+        let entry = self.tensors.get(name).ok_or_else(|| format!("model.safetensors has no tensor {name}"))?;
         if entry.dtype != "F32" {
             return Err(format!("tensor {name} is {}, only F32 weights are supported", entry.dtype));
         }
         let [start, end] = entry.data_offsets;
-        let expected = entry.shape.iter().product::<usize>() * 4;
+        let expected = entry.shape.iter().try_fold(4_usize, |size, dim| size.checked_mul(*dim));
         let bytes = self
             .data
             .get(start..end)
-            .filter(|bytes| bytes.len() == expected)
+            .filter(|bytes| Some(bytes.len()) == expected)
             .ok_or_else(|| format!("tensor {name} lies outside the file or disagrees with its shape"))?;
         let values =
             bytes.chunks_exact(4).map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])).collect();
-        Ok((entry.shape, values))
+        Ok((entry.shape.clone(), values))
     }
 }
 

@@ -191,7 +191,7 @@ impl Inner {
         let shape = [texts.len(), n_tokens];
         let inputs = ort::inputs![
             "input_ids" => Tensor::from_array((shape, ids)).map_err(inference)?,
-            "attention_mask" => Tensor::from_array((shape, mask.clone())).map_err(inference)?,
+            "attention_mask" => Tensor::from_array((shape, mask)).map_err(inference)?,
             "token_type_ids" => Tensor::from_array((shape, vec![0_i64; texts.len() * n_tokens])).map_err(inference)?,
         ];
         let mut session = self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -199,13 +199,13 @@ impl Inner {
         let (_, hidden) = outputs["last_hidden_state"].try_extract_tensor::<f32>().map_err(inference)?;
         // Mean over real tokens only, then unit length.
         let dimension = self.dimension;
-        let vectors = mask
-            .chunks(n_tokens.max(1))
+        let vectors = encodings
+            .iter()
             .zip(hidden.chunks(n_tokens.max(1) * dimension))
-            .map(|(mask, states)| {
+            .map(|(encoding, states)| {
                 let mut mean = vec![0.0_f32; dimension];
                 let mut count = 0.0_f32;
-                for (&real, state) in mask.iter().zip(states.chunks(dimension)) {
+                for (&real, state) in encoding.get_attention_mask().iter().zip(states.chunks(dimension)) {
                     if real == 1 {
                         count += 1.0;
                         mean.iter_mut().zip(state).for_each(|(sum, value)| *sum += value);
