@@ -339,19 +339,31 @@ impl MemoryService {
         let key = scope_key(scope);
         let n_candidates = self.search.candidates.max(top_k as usize * 2);
         let fused = self.ranking(access, &key, query, n_candidates, now).await?;
-        let ids: Vec<Uuid> = fused.iter().map(|(id, _)| *id).collect();
+        let recency = recency.filter(|recency| recency.weight > 0.0);
         let started = Instant::now();
-        let memories = self.store.get_memories(&access.org_id, &ids, now).await?;
+        // Without recency the answer is the first `top_k` candidates, in fused order, that are
+        // still live and pass the filter: read them a batch at a time, best first, rather than
+        // every candidate. Recency may lift any candidate into the answer, so it reads them all.
+        let mut found: Vec<ScoredMemory> = Vec::new();
+        let mut batch = if recency.is_some() { fused.len() } else { top_k as usize };
+        let mut unread = fused.as_slice();
+        while !unread.is_empty() && (recency.is_some() || found.len() < top_k as usize) {
+            let (next, rest) = unread.split_at(batch.min(unread.len()));
+            unread = rest;
+            batch = batch.saturating_mul(2);
+            let ids: Vec<Uuid> = next.iter().map(|(id, _)| *id).collect();
+            let memories = self.store.get_memories(&access.org_id, &ids, now).await?;
+            let mut by_id: HashMap<Uuid, Memory> = memories.into_iter().map(|memory| (memory.id, memory)).collect();
+            found.extend(
+                next.iter()
+                    .filter_map(|(id, score)| by_id.remove(id).map(|memory| ScoredMemory { memory, score: *score }))
+                    .filter(|scored| filter.matches(&scored.memory)),
+            );
+        }
         record_stage("read", started);
-        let mut by_id: HashMap<Uuid, Memory> = memories.into_iter().map(|memory| (memory.id, memory)).collect();
-        let mut found: Vec<ScoredMemory> = fused
-            .into_iter()
-            .filter_map(|(id, score)| by_id.remove(&id).map(|memory| ScoredMemory { memory, score }))
-            .filter(|scored| filter.matches(&scored.memory))
-            .collect();
         // Recency reorders the candidates relevance found, so a recent memory outranks an old
         // one only among memories that match the query at all.
-        if let Some(recency) = recency.filter(|recency| recency.weight > 0.0) {
+        if let Some(recency) = recency {
             for scored in &mut found {
                 scored.score = recency.weigh(scored.score, scored.memory.said_at, now);
             }

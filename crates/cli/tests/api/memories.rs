@@ -224,6 +224,12 @@ async fn filters_and_pagination() {
     assert_eq!(facts(&found).into_iter().collect::<BTreeSet<_>>(), BTreeSet::from(["fact number 1".to_owned()]));
     let found = search(&app, json!({"scope": scope, "search_query": "fact", "filter": {"updated_after": middle["updated_at"]}, "top_k": 100})).await;
     assert_eq!(found.len(), 3);
+    // The best candidates fail the filter: search reads on down the ranking until it has top_k.
+    let found =
+        search(&app, json!({"scope": scope, "search_query": "fact number 6", "top_k": 2, "filter": {"topic": "odd"}}))
+            .await;
+    assert_eq!(found.len(), 2);
+    assert!(found.iter().all(|found| found["memory"]["topic"] == "odd"), "{found:?}");
 }
 
 #[tokio::test]
