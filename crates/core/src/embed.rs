@@ -19,7 +19,21 @@ pub trait Embedder: Send + Sync + 'static {
 
 /// Dot product of two normalised vectors: their cosine similarity.
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    // Eight running sums, not one: one f32 sum must be added in order, which keeps the compiler
+    // from using vector instructions; eight independent ones it can, and an exact scan of a
+    // scope's vectors is that many times faster.
+    const LANES: usize = 8;
+    let len = a.len().min(b.len());
+    let (a, b) = (&a[..len], &b[..len]);
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
+    let mut sums = [0.0f32; LANES];
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for ((sum, x), y) in sums.iter_mut().zip(x).zip(y) {
+            *sum += x * y;
+        }
+    }
+    sums.iter().sum::<f32>() + tail
 }
 
 /// A memory's vectors: its whole fact's, and, for a fact of three sentences or more, each
@@ -193,6 +207,19 @@ impl QueryVectors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cosine_is_the_dot_product_at_any_length() {
+        let a: Vec<f32> = (0..389).map(|n| ((n * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let b: Vec<f32> = (0..389).map(|n| ((n * 53 % 97) as f32 - 48.0) / 48.0).collect();
+        for len in [0, 1, 7, 8, 9, 16, 384, 389] {
+            let exact: f64 = a[..len].iter().zip(&b[..len]).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+            let got = cosine(&a[..len], &b[..len]);
+            assert!((f64::from(got) - exact).abs() < 1e-4, "length {len}: {got} against {exact}");
+        }
+        // Vectors of different lengths: the common prefix, as a zip would give.
+        assert_eq!(cosine(&[1.0, 2.0, 3.0], &[4.0, 5.0]), 14.0);
+    }
 
     fn vector(value: f32) -> Arc<[f32]> {
         Arc::from(vec![value])
