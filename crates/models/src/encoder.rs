@@ -192,21 +192,24 @@ impl Graph<'_> {
     }
 
     /// A weight of the model, transposed when ONNX's MatMul wants it the other way round.
+    /// Safetensors and ONNX both hold float32 little-endian, so the bytes are copied, not decoded.
     fn weight(&mut self, name: &str, transpose: bool) -> Result<String, String> {
-        let (shape, values) = self.weights.f32(&format!("{}{name}", self.prefix))?;
+        let (shape, raw) = self.weights.raw_f32(&format!("{}{name}", self.prefix))?;
         match (transpose, shape.as_slice()) {
             (false, _) => {
                 let dims: Vec<i64> = shape.iter().map(|dim| *dim as i64).collect();
-                Ok(self.float32s(name, &dims, &values))
+                Ok(self.initializer(name, FLOAT, &dims, raw))
             }
             (true, &[rows, columns]) => {
-                let mut transposed = vec![0.0; values.len()];
-                for row in 0..rows {
-                    for column in 0..columns {
-                        transposed[column * rows + row] = values[row * columns + column];
+                const SIZE: usize = size_of::<f32>();
+                let mut transposed = Vec::with_capacity(raw.len());
+                for column in 0..columns {
+                    for row in 0..rows {
+                        let at = (row * columns + column) * SIZE;
+                        transposed.extend_from_slice(&raw[at..at + SIZE]);
                     }
                 }
-                Ok(self.float32s(name, &[columns as i64, rows as i64], &transposed))
+                Ok(self.initializer(name, FLOAT, &[columns as i64, rows as i64], &transposed))
             }
             (true, other) => Err(format!("{name} has shape {other:?}, not a matrix")),
         }
@@ -415,22 +418,20 @@ impl<'a> Weights<'a> {
         self.tensors.contains_key(name)
     }
 
-    /// A float32 tensor's shape and values.
-    fn f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), String> {
+    /// A float32 tensor's shape and its bytes (little-endian), checked against the shape.
+    fn raw_f32(&self, name: &str) -> Result<(Vec<usize>, &'a [u8]), String> {
         let entry = self.tensors.get(name).ok_or_else(|| format!("model.safetensors has no tensor {name}"))?;
         if entry.dtype != "F32" {
             return Err(format!("tensor {name} is {}, only F32 weights are supported", entry.dtype));
         }
         let [start, end] = entry.data_offsets;
-        let expected = entry.shape.iter().try_fold(4_usize, |size, dim| size.checked_mul(*dim));
+        let expected = entry.shape.iter().try_fold(size_of::<f32>(), |size, dim| size.checked_mul(*dim));
         let bytes = self
             .data
             .get(start..end)
             .filter(|bytes| Some(bytes.len()) == expected)
             .ok_or_else(|| format!("tensor {name} lies outside the file or disagrees with its shape"))?;
-        let values =
-            bytes.chunks_exact(4).map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])).collect();
-        Ok((entry.shape.clone(), values))
+        Ok((entry.shape.clone(), bytes))
     }
 }
 
@@ -471,10 +472,10 @@ mod tests {
             &data,
         );
         let weights = Weights::parse(&file).unwrap();
-        assert_eq!(weights.f32("w").unwrap(), (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
-        assert!(weights.f32("short").unwrap_err().contains("disagrees with its shape"));
-        assert!(weights.f32("half").unwrap_err().contains("only F32"));
-        assert!(weights.f32("missing").unwrap_err().contains("no tensor missing"));
+        assert_eq!(weights.raw_f32("w").unwrap(), (vec![2, 3], &data[..]));
+        assert!(weights.raw_f32("short").unwrap_err().contains("disagrees with its shape"));
+        assert!(weights.raw_f32("half").unwrap_err().contains("only F32"));
+        assert!(weights.raw_f32("missing").unwrap_err().contains("no tensor missing"));
 
         let mut graph = Graph {
             weights,
